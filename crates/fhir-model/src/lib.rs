@@ -1,0 +1,1 @@
+//! Thin wrapper around fhirbolt (R4). Work in progress.

@@ -1,0 +1,1 @@
+//! FHIRPath evaluator. Work in progress.

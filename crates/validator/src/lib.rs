@@ -1,0 +1,1 @@
+//! StructureDefinition-driven FHIR R4 validator. Work in progress.

@@ -1,0 +1,1 @@
+//! sp-gateway library.
