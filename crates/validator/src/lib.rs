@@ -1,1 +1,88 @@
-//! StructureDefinition-driven FHIR R4 validator. Work in progress.
+//! Offline FHIR R4 validator driven by StructureDefinitions, ValueSets and
+//! CodeSystems, working on `serde_json::Value` trees.
+//!
+//! The base R4 definitions (`profiles/r4`) and our SP profiles
+//! (`profiles/sp`) are embedded in the binary; [`Validator::bundled`] compiles
+//! them once into per-type element indexes so that [`Validator::validate`]
+//! does no file I/O and little allocation.
+
+mod defs;
+mod intern;
+mod issue;
+mod model;
+mod primitives;
+mod terminology;
+mod walk;
+
+use serde_json::Value;
+
+pub use defs::LoadError;
+pub use issue::{Issue, IssueCode, Severity};
+
+use defs::Defs;
+use primitives::PrimitiveRegexes;
+
+pub const SP_SERVICE_REQUEST: &str =
+    "https://fhir.sp-gateway.uk/StructureDefinition/SP-ServiceRequest";
+pub const SP_PATIENT: &str = "https://fhir.sp-gateway.uk/StructureDefinition/SP-Patient";
+pub const SP_OUTCOME_OBSERVATION: &str =
+    "https://fhir.sp-gateway.uk/StructureDefinition/SP-OutcomeObservation";
+pub const SP_REFERRAL_TASK: &str = "https://fhir.sp-gateway.uk/StructureDefinition/SP-ReferralTask";
+
+/// Which profiles to apply besides base R4.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Profiles to apply to every resource of the given type anywhere in the
+    /// tree (the root, Bundle.entry.resource, contained), e.g.
+    /// `[("ServiceRequest", SP_SERVICE_REQUEST)]`. Base R4 always applies;
+    /// `meta.profile` entries we know also apply (unknown ones: a warning).
+    pub profiles_by_type: &'a [(&'a str, &'a str)],
+    /// Explicit profiles for the root resource.
+    pub root_profiles: &'a [&'a str],
+}
+
+/// A compiled set of definitions. Build once at start and share: it is
+/// `Send + Sync` and validation takes `&self`.
+pub struct Validator {
+    defs: Defs,
+    regexes: PrimitiveRegexes,
+}
+
+impl Validator {
+    /// Base R4 plus every definition in `profiles/sp`, all embedded.
+    pub fn bundled() -> Result<Validator, LoadError> {
+        Validator::with_extra(Vec::new())
+    }
+
+    /// The bundled definitions plus `defs` (StructureDefinitions, ValueSets,
+    /// CodeSystems, or Bundles of them). Later definitions replace earlier
+    /// ones with the same URL.
+    pub fn with_extra(defs: Vec<Value>) -> Result<Validator, LoadError> {
+        let defs = Defs::load(defs)?;
+        let regexes = PrimitiveRegexes::new().map_err(|e| LoadError::Regex(e.to_string()))?;
+        Ok(Validator { defs, regexes })
+    }
+
+    /// Validates `resource` (any resource type, Bundles included) and returns
+    /// every issue found, errors first.
+    pub fn validate(&self, resource: &Value, opts: &Options) -> Vec<Issue> {
+        walk::validate(self, resource, opts)
+    }
+
+    /// Whether a StructureDefinition with this canonical URL (version ignored) is loaded.
+    pub fn knows_profile(&self, url: &str) -> bool {
+        self.defs.sd(model::strip_version(url)).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn validator_is_send_sync() {
+        assert_send_sync::<Validator>();
+    }
+}

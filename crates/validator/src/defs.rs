@@ -1,0 +1,208 @@
+//! Loading the embedded and extra definitions into compiled form.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::model::{compile_sd, Sd, Strength};
+use crate::terminology::{expand, CodeSystem, Expansion};
+
+include!(concat!(env!("OUT_DIR"), "/sp_profiles.rs"));
+
+static R4_TYPES: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../profiles/r4/profiles-types.json"
+));
+static R4_RESOURCES: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../profiles/r4/profiles-resources.json"
+));
+static R4_VALUESETS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../profiles/r4/valuesets.json"
+));
+
+const CORE_SD_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
+const RESOURCE_TYPES_CS: &str = "http://hl7.org/fhir/resource-types";
+
+/// Why the definitions could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("definition file {file} is not valid JSON: {source}")]
+    Json {
+        file: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("StructureDefinition {0} cannot be compiled (missing url, type or kind)")]
+    BadStructureDefinition(String),
+    #[error("base definition {0} is missing")]
+    MissingBase(String),
+    #[error("primitive regex failed to compile: {0}")]
+    Regex(String),
+}
+
+/// All compiled definitions.
+pub(crate) struct Defs {
+    sds: Vec<Sd>,
+    by_url: HashMap<String, usize>,
+    /// Type name -> core (non-profile) definition.
+    by_type: HashMap<String, usize>,
+    expansions: HashMap<String, Expansion>,
+    resource_types: HashSet<String>,
+}
+
+impl Defs {
+    pub fn load(extra: Vec<Value>) -> Result<Defs, LoadError> {
+        let mut raw: Vec<Value> = Vec::new();
+        for (name, text) in [
+            ("r4/profiles-types.json", R4_TYPES),
+            ("r4/profiles-resources.json", R4_RESOURCES),
+            ("r4/valuesets.json", R4_VALUESETS),
+        ]
+        .into_iter()
+        .chain(SP_FILES.iter().copied())
+        {
+            let v: Value = serde_json::from_str(text).map_err(|source| LoadError::Json {
+                file: name.to_string(),
+                source,
+            })?;
+            raw.push(v);
+        }
+        raw.extend(extra);
+        let mut resources = Vec::new();
+        for v in raw {
+            flatten(v, &mut resources, 0);
+        }
+        Defs::build(resources)
+    }
+
+    fn build(resources: Vec<Value>) -> Result<Defs, LoadError> {
+        let mut defs = Defs {
+            sds: Vec::new(),
+            by_url: HashMap::new(),
+            by_type: HashMap::new(),
+            expansions: HashMap::new(),
+            resource_types: HashSet::new(),
+        };
+        let mut value_sets: HashMap<String, Value> = HashMap::new();
+        let mut code_systems: HashMap<String, CodeSystem> = HashMap::new();
+        for r in resources {
+            let url = r
+                .get("url")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            match r.get("resourceType").and_then(Value::as_str) {
+                Some("StructureDefinition") => {
+                    let sd = compile_sd(&r)
+                        .ok_or_else(|| LoadError::BadStructureDefinition(url.clone()))?;
+                    defs.add_sd(sd);
+                }
+                Some("ValueSet") => {
+                    value_sets.insert(url, r);
+                }
+                Some("CodeSystem") => {
+                    code_systems.insert(url, CodeSystem::from_json(&r));
+                }
+                _ => {}
+            }
+        }
+        for base in ["Element", "Resource", "Extension"] {
+            if !defs.by_type.contains_key(base) {
+                return Err(LoadError::MissingBase(base.to_string()));
+            }
+        }
+        if let Some(cs) = code_systems.get(RESOURCE_TYPES_CS) {
+            defs.resource_types = cs.parents.keys().cloned().collect();
+        }
+        defs.expand_bindings(&value_sets, &code_systems);
+        Ok(defs)
+    }
+
+    fn add_sd(&mut self, sd: Sd) {
+        let is_core = !sd.is_profile && sd.url == format!("{CORE_SD_PREFIX}{}", sd.type_name);
+        let type_name = sd.type_name.clone();
+        let url = sd.url.clone();
+        let idx = match self.by_url.get(&url) {
+            Some(&i) => {
+                self.sds[i] = sd;
+                i
+            }
+            None => {
+                self.sds.push(sd);
+                self.sds.len() - 1
+            }
+        };
+        self.by_url.insert(url, idx);
+        if is_core {
+            self.by_type.insert(type_name, idx);
+        }
+    }
+
+    /// Pre-expands every value set bound by a loaded element, so validation
+    /// never expands on the request path.
+    fn expand_bindings(
+        &mut self,
+        value_sets: &HashMap<String, Value>,
+        code_systems: &HashMap<String, CodeSystem>,
+    ) {
+        let mut wanted: HashSet<String> = HashSet::new();
+        for sd in &self.sds {
+            for n in &sd.nodes {
+                if let Some(b) = &n.binding {
+                    if b.strength != Strength::Example {
+                        wanted.insert(b.value_set.clone());
+                    }
+                }
+            }
+        }
+        for url in wanted {
+            if value_sets.contains_key(&url) {
+                let e = expand(&url, value_sets, code_systems, &mut Vec::new());
+                self.expansions.insert(url, e);
+            }
+        }
+    }
+
+    pub fn sd(&self, url: &str) -> Option<&Sd> {
+        self.by_url.get(url).and_then(|&i| self.sds.get(i))
+    }
+
+    /// The core definition of a type or resource.
+    pub fn base(&self, type_name: &str) -> Option<&Sd> {
+        self.by_type.get(type_name).and_then(|&i| self.sds.get(i))
+    }
+
+    pub fn expansion(&self, url: &str) -> Option<&Expansion> {
+        self.expansions.get(url)
+    }
+
+    /// An R4 resource type name (whether or not we have its definition).
+    pub fn is_resource_type(&self, name: &str) -> bool {
+        self.resource_types.contains(name)
+            || self
+                .base(name)
+                .is_some_and(|sd| sd.kind == crate::model::Kind::Resource)
+    }
+}
+
+/// Unpacks Bundles of definitions (bounded depth against hostile input).
+fn flatten(v: Value, out: &mut Vec<Value>, depth: usize) {
+    if depth > 4 {
+        return;
+    }
+    if v.get("resourceType").and_then(Value::as_str) == Some("Bundle") {
+        if let Value::Object(mut m) = v {
+            if let Some(Value::Array(entries)) = m.remove("entry") {
+                for mut e in entries {
+                    if let Some(r) = e.get_mut("resource").map(Value::take) {
+                        flatten(r, out, depth + 1);
+                    }
+                }
+            }
+        }
+    } else {
+        out.push(v);
+    }
+}

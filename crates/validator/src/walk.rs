@@ -1,0 +1,935 @@
+//! The validation walk: one pass over the JSON tree, following the base R4
+//! definition of each element and, alongside, any profiles in play
+//! ("overlays": the profile's differential elements at the same position).
+
+use std::collections::HashSet;
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value};
+
+use crate::issue::{Issue, IssueCode, Severity};
+use crate::model::{strip_version, Kind, Node, NodeId, Sd, TypeRef};
+use crate::primitives::{is_primitive, PrimError};
+use crate::{Options, Validator};
+
+mod overlay;
+mod terms;
+
+/// Deeper than any real resource; stops hostile nesting long before the stack would.
+const MAX_DEPTH: usize = 96;
+/// Enough to explain any real mistake; stops huge hostile arrays flooding the reply.
+const MAX_ISSUES: usize = 500;
+/// Profiles stacked on one element (a profile, its parents, type profiles, extensions).
+const MAX_OVERLAYS: usize = 24;
+const CORE_SD_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
+
+pub(crate) fn validate(v: &Validator, resource: &Value, opts: &Options) -> Vec<Issue> {
+    let mut w = Walker {
+        val: v,
+        opts,
+        issues: Vec::new(),
+        path: String::with_capacity(128),
+        depth: 0,
+        truncated: false,
+    };
+    w.resource(resource, true);
+    w.finish()
+}
+
+/// A position in a compiled definition.
+#[derive(Clone, Copy)]
+pub(crate) struct Ov<'d> {
+    pub sd: &'d Sd,
+    pub node: NodeId,
+}
+
+impl<'d> Ov<'d> {
+    pub fn node(&self) -> &'d Node {
+        &self.sd.nodes[self.node]
+    }
+    fn at(&self, node: NodeId) -> Ov<'d> {
+        Ov { sd: self.sd, node }
+    }
+}
+
+pub(crate) struct Walker<'v> {
+    val: &'v Validator,
+    opts: &'v Options<'v>,
+    issues: Vec<Issue>,
+    /// Expression of the element being checked; pushed and truncated as we go.
+    path: String,
+    depth: usize,
+    truncated: bool,
+}
+
+pub(crate) fn json_kind_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Shortens user values quoted in diagnostics.
+pub(crate) fn quote(s: &str) -> String {
+    let mut end = s.len().min(80);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    if end < s.len() {
+        format!("\"{}...\"", &s[..end])
+    } else {
+        format!("\"{s}\"")
+    }
+}
+
+impl<'v> Walker<'v> {
+    fn finish(mut self) -> Vec<Issue> {
+        // Profiles restate base rules; report each finding once.
+        let mut seen = HashSet::new();
+        self.issues
+            .retain(|i| seen.insert((i.severity, i.code, i.expression.clone(), i.message_id)));
+        if self.truncated {
+            self.issues.push(Issue {
+                severity: Severity::Warning,
+                code: IssueCode::TooCostly,
+                diagnostics: format!("Too many issues; only the first {MAX_ISSUES} are reported"),
+                expression: String::new(),
+                message_id: "too-many-issues",
+                profile: None,
+            });
+        }
+        self.issues.sort_by_key(|i| i.severity);
+        self.issues
+    }
+
+    pub(crate) fn report(
+        &mut self,
+        severity: Severity,
+        code: IssueCode,
+        message_id: &'static str,
+        diagnostics: String,
+        profile: Option<&str>,
+    ) {
+        if self.issues.len() >= MAX_ISSUES {
+            self.truncated = true;
+            return;
+        }
+        self.issues.push(Issue {
+            severity,
+            code,
+            diagnostics,
+            expression: self.path.clone(),
+            message_id,
+            profile: profile.map(str::to_string),
+        });
+    }
+
+    pub(crate) fn push(&mut self, seg: &str) -> usize {
+        let len = self.path.len();
+        if !self.path.is_empty() {
+            self.path.push('.');
+        }
+        self.path.push_str(seg);
+        len
+    }
+
+    fn push_index(&mut self, i: usize) -> usize {
+        let len = self.path.len();
+        let _ = write!(self.path, "[{i}]");
+        len
+    }
+
+    fn pop(&mut self, len: usize) {
+        self.path.truncate(len);
+    }
+
+    /// Validates a resource at the current path (the root, or a contained /
+    /// Bundle entry resource).
+    fn resource(&mut self, v: &Value, is_root: bool) {
+        let mark = self.path.len();
+        let Some(obj) = v.as_object() else {
+            if is_root {
+                self.push("Resource");
+            }
+            let msg = format!(
+                "A FHIR resource must be a JSON object, found {}",
+                json_kind_name(v)
+            );
+            self.report(
+                Severity::Error,
+                IssueCode::Structure,
+                "not-object",
+                msg,
+                None,
+            );
+            self.pop(mark);
+            return;
+        };
+        let rt = match obj.get("resourceType") {
+            Some(Value::String(s)) => s.as_str(),
+            other => {
+                self.push(if is_root {
+                    "Resource.resourceType"
+                } else {
+                    "resourceType"
+                });
+                let msg = match other {
+                    None => "resourceType is missing: every FHIR resource must name its type"
+                        .to_string(),
+                    Some(o) => {
+                        format!("resourceType must be a string, found {}", json_kind_name(o))
+                    }
+                };
+                self.report(
+                    Severity::Error,
+                    IssueCode::Structure,
+                    "missing-resource-type",
+                    msg,
+                    None,
+                );
+                self.pop(mark);
+                return;
+            }
+        };
+        let Some(sd) = self
+            .val
+            .defs
+            .base(rt)
+            .filter(|sd| sd.kind == Kind::Resource && !sd.is_abstract)
+        else {
+            self.push(if is_root {
+                "Resource.resourceType"
+            } else {
+                "resourceType"
+            });
+            if self.val.defs.is_resource_type(rt) && rt != "Resource" && rt != "DomainResource" {
+                let msg = format!(
+                    "{rt} is an R4 resource type this validator has no definition for; its content was not checked"
+                );
+                self.report(
+                    Severity::Warning,
+                    IssueCode::NotSupported,
+                    "resource-not-validated",
+                    msg,
+                    None,
+                );
+            } else {
+                let msg = format!("{} is not a FHIR R4 resource type", quote(rt));
+                self.report(
+                    Severity::Error,
+                    IssueCode::Structure,
+                    "unknown-resource-type",
+                    msg,
+                    None,
+                );
+            }
+            self.pop(mark);
+            return;
+        };
+        if is_root {
+            self.push(rt);
+        }
+        let overlays = self.resource_profiles(rt, obj, is_root);
+        self.object(obj, Ov { sd, node: 0 }, &overlays, true);
+        self.native_resource_checks(rt, obj, &overlays);
+        self.pop(mark);
+    }
+
+    /// The profiles that apply to this resource, with their parent profiles.
+    fn resource_profiles(
+        &mut self,
+        rt: &str,
+        obj: &Map<String, Value>,
+        is_root: bool,
+    ) -> Vec<Ov<'v>> {
+        let mut urls: Vec<(&str, bool)> = Vec::new();
+        let opts = self.opts;
+        for (t, u) in opts.profiles_by_type {
+            if *t == rt {
+                urls.push((u, false));
+            }
+        }
+        if is_root {
+            urls.extend(opts.root_profiles.iter().map(|u| (*u, false)));
+        }
+        let mut out: Vec<Ov<'v>> = Vec::new();
+        for (url, _) in urls {
+            self.add_profile(url, rt, &mut out);
+        }
+        let metas = obj
+            .get("meta")
+            .and_then(|m| m.get("profile"))
+            .and_then(Value::as_array);
+        for (i, p) in metas.map(Vec::as_slice).unwrap_or(&[]).iter().enumerate() {
+            let Some(url) = p.as_str() else { continue };
+            if self.val.defs.sd(strip_version(url)).is_some() {
+                self.add_profile(url, rt, &mut out);
+            } else {
+                let mark = self.push("meta.profile");
+                self.push_index(i);
+                let msg = format!(
+                    "Profile {} is not known to this validator; the resource was checked against base R4 and the configured profiles only",
+                    quote(url)
+                );
+                self.report(
+                    Severity::Warning,
+                    IssueCode::NotSupported,
+                    "unknown-profile",
+                    msg,
+                    None,
+                );
+                self.pop(mark);
+            }
+        }
+        out
+    }
+
+    fn add_profile(&mut self, url: &str, rt: &str, out: &mut Vec<Ov<'v>>) {
+        let defs = &self.val.defs;
+        let Some(sd) = defs.sd(strip_version(url)) else {
+            let msg = format!(
+                "Profile {} is not known to this validator and was not applied",
+                quote(url)
+            );
+            self.report(
+                Severity::Warning,
+                IssueCode::NotSupported,
+                "unknown-profile",
+                msg,
+                None,
+            );
+            return;
+        };
+        if sd.type_name != rt {
+            let msg = format!(
+                "Profile {} is for {} resources, not {rt}",
+                quote(url),
+                sd.type_name
+            );
+            self.report(
+                Severity::Error,
+                IssueCode::Invalid,
+                "profile-type-mismatch",
+                msg,
+                Some(url),
+            );
+            return;
+        }
+        let mut cur = Some(sd);
+        let mut hops = 0;
+        while let Some(p) = cur {
+            if !p.is_profile || hops > 10 || out.iter().any(|o| std::ptr::eq(o.sd, p)) {
+                break;
+            }
+            out.push(Ov { sd: p, node: 0 });
+            cur = p.base_definition.as_deref().and_then(|b| defs.sd(b));
+            hops += 1;
+        }
+    }
+
+    /// Checks the properties of one JSON object against `base` (the element
+    /// or type definition it is an instance of) and the overlays.
+    fn object(
+        &mut self,
+        obj: &Map<String, Value>,
+        base: Ov<'v>,
+        ovs: &[Ov<'v>],
+        is_resource: bool,
+    ) {
+        if self.depth >= MAX_DEPTH {
+            let msg = format!("Nesting deeper than {MAX_DEPTH} levels is not accepted");
+            self.report(Severity::Error, IssueCode::Structure, "too-deep", msg, None);
+            return;
+        }
+        self.depth += 1;
+        let node = base.node();
+        if !is_resource && obj.keys().all(|k| k == "id") {
+            let msg =
+                "All FHIR elements must have a value or children; this object is empty".to_string();
+            self.report(Severity::Error, IssueCode::Invariant, "ele-1", msg, None);
+        }
+        let has_underscore = obj.keys().any(|k| k.starts_with('_'));
+        for (key, val) in obj {
+            if is_resource && key == "resourceType" {
+                continue;
+            }
+            let (name, is_ext) = match key.strip_prefix('_') {
+                Some(n) => (n, true),
+                None => (key.as_str(), false),
+            };
+            let Some(&(child_id, ti)) = node.index.get(name) else {
+                self.unknown_element(key, node);
+                continue;
+            };
+            let child = &base.sd.nodes[child_id];
+            let primitive = child.types.get(ti).is_some_and(|t| is_primitive(&t.code));
+            if is_ext {
+                if !primitive {
+                    self.unknown_element(key, node);
+                } else if !obj.contains_key(name) {
+                    self.element(base.at(child_id), ti, name, None, Some(val), ovs);
+                }
+                continue;
+            }
+            let ext = if has_underscore && primitive {
+                obj.get(&format!("_{name}"))
+            } else {
+                None
+            };
+            self.element(base.at(child_id), ti, name, Some(val), ext, ovs);
+        }
+        for &r in &node.required {
+            let c = &base.sd.nodes[r];
+            if count_values(obj, c) == 0 {
+                let shown = if c.choice {
+                    format!("{}[x]", c.name)
+                } else {
+                    c.name.clone()
+                };
+                let mark = self.push(&shown);
+                let msg = format!(
+                    "{} is required (min {}) but is missing",
+                    self.path,
+                    c.min.unwrap_or(1)
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::Required,
+                    "cardinality-min",
+                    msg,
+                    None,
+                );
+                self.pop(mark);
+            }
+        }
+        for ov in ovs {
+            self.overlay_children(obj, *ov);
+        }
+        self.depth -= 1;
+    }
+
+    fn unknown_element(&mut self, key: &str, parent: &Node) {
+        let mark = self.push(key);
+        let msg = format!(
+            "Unknown element {}: {} has no element of that name in FHIR R4",
+            quote(key),
+            parent.path
+        );
+        self.report(
+            Severity::Error,
+            IssueCode::Structure,
+            "unknown-element",
+            msg,
+            None,
+        );
+        self.pop(mark);
+    }
+
+    /// One property (with its `_name` sibling): array shape, cardinality,
+    /// then each value.
+    fn element(
+        &mut self,
+        child: Ov<'v>,
+        ti: usize,
+        json_name: &str,
+        value: Option<&Value>,
+        ext: Option<&Value>,
+        parent_ovs: &[Ov<'v>],
+    ) {
+        let node = child.node();
+        let mark = self.push(json_name);
+        let child_ovs = self.child_overlays(parent_ovs, node, ti, json_name);
+        if node.many {
+            let (Some(vals), Some(exts)) = (self.as_array(value), self.as_array(ext)) else {
+                self.pop(mark);
+                return;
+            };
+            let n = vals.len().max(exts.len());
+            if let Some(max) = node.max_allowed() {
+                if n > max as usize {
+                    let msg = format!("{} allows at most {max} values but has {n}", self.path);
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Invalid,
+                        "cardinality-max",
+                        msg,
+                        None,
+                    );
+                }
+            }
+            for i in 0..n {
+                let (v, e) = (vals.get(i), exts.get(i));
+                let item_ovs = match v {
+                    Some(item) => self.slice_overlays(&child_ovs, item),
+                    None => child_ovs.clone(),
+                };
+                let m = self.push_index(i);
+                self.item(child, ti, v, e, &item_ovs);
+                self.pop(m);
+            }
+        } else {
+            for (v, what) in [(value, "value"), (ext, "extension object")] {
+                if let Some(Value::Array(_)) = v {
+                    let msg = format!(
+                        "{} must be a single {what}, not an array (it does not repeat)",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Structure,
+                        "array-not-allowed",
+                        msg,
+                        None,
+                    );
+                    self.pop(mark);
+                    return;
+                }
+            }
+            self.item(child, ti, value, ext, &child_ovs);
+        }
+        self.pop(mark);
+    }
+
+    /// The items of a repeating property; `None` after reporting a shape error.
+    fn as_array<'a>(&mut self, v: Option<&'a Value>) -> Option<&'a [Value]> {
+        match v {
+            None => Some(&[]),
+            Some(Value::Array(a)) if a.is_empty() => {
+                let msg = format!(
+                    "{} is an empty array; omit the property if it has no values",
+                    self.path
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::Structure,
+                    "empty-array",
+                    msg,
+                    None,
+                );
+                None
+            }
+            Some(Value::Array(a)) => Some(a.as_slice()),
+            Some(other) => {
+                let msg = format!(
+                    "{} repeats, so it must be a JSON array, found {}",
+                    self.path,
+                    json_kind_name(other)
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::Structure,
+                    "array-expected",
+                    msg,
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    /// One value of an element.
+    fn item(
+        &mut self,
+        child: Ov<'v>,
+        ti: usize,
+        v: Option<&Value>,
+        ext: Option<&Value>,
+        ovs: &[Ov<'v>],
+    ) {
+        let node = child.node();
+        let tref = node.types.get(ti);
+        let tcode = match tref {
+            Some(t) => t.code.as_str(),
+            None if !node.children.is_empty() || node.content_ref.is_some() => "BackboneElement",
+            None => "Element",
+        };
+        if is_primitive(tcode) {
+            self.primitive_item(child, tcode, v, ext, ovs);
+            return;
+        }
+        let Some(val) = v else { return };
+        let Value::Object(obj) = val else {
+            let msg = format!(
+                "{} must be a JSON object ({tcode}), found {}",
+                self.path,
+                json_kind_name(val)
+            );
+            self.report(
+                Severity::Error,
+                IssueCode::Structure,
+                "type-mismatch",
+                msg,
+                None,
+            );
+            return;
+        };
+        let resource_typed = tcode == "Resource"
+            || tcode == "DomainResource"
+            || self
+                .val
+                .defs
+                .base(tcode)
+                .is_some_and(|sd| sd.kind == Kind::Resource);
+        if resource_typed {
+            self.nested_resource(tcode, obj, val);
+            return;
+        }
+        let target = if !node.children.is_empty() {
+            child
+        } else if let Some(c) = node.content_ref {
+            child.at(c)
+        } else if let Some(tsd) = self.val.defs.base(tcode) {
+            Ov { sd: tsd, node: 0 }
+        } else {
+            return;
+        };
+        let item_ovs = self.type_overlays(ovs, tref, tcode, obj);
+        self.object(obj, target, &item_ovs, false);
+        self.value_rules(child, tcode, val, ovs);
+        if tcode == "Reference" {
+            if let Some(t) = tref {
+                self.reference(obj, t, ovs);
+            }
+        }
+    }
+
+    fn primitive_item(
+        &mut self,
+        child: Ov<'v>,
+        tcode: &str,
+        v: Option<&Value>,
+        ext: Option<&Value>,
+        ovs: &[Ov<'v>],
+    ) {
+        let node = child.node();
+        let has_ext = matches!(ext, Some(e) if !e.is_null());
+        match v {
+            Some(Value::Null) | None => {
+                if !has_ext {
+                    let msg = format!(
+                        "{} is null; omit the property or give it a value",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Structure,
+                        "null-value",
+                        msg,
+                        None,
+                    );
+                }
+            }
+            Some(val) => {
+                // Resource.id is declared as a string but is an id.
+                let is_resource_id = node.name == "id"
+                    && node.path.matches('.').count() == 1
+                    && child.sd.kind == Kind::Resource;
+                let code = if is_resource_id { "id" } else { tcode };
+                if self.primitive_value(code, val, node) {
+                    self.value_rules(child, tcode, val, ovs);
+                }
+            }
+        }
+        match ext {
+            Some(Value::Object(eobj)) => {
+                if let Some(el) = self.val.defs.base("Element") {
+                    self.object(eobj, Ov { sd: el, node: 0 }, &[], false);
+                }
+            }
+            Some(Value::Null) | None => {
+                if matches!(v, Some(Value::Null)) && !has_ext {
+                    // Already reported as a null value.
+                }
+            }
+            Some(other) => {
+                let msg = format!(
+                    "The id/extension sibling of {} must be a JSON object, found {}",
+                    self.path,
+                    json_kind_name(other)
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::Structure,
+                    "type-mismatch",
+                    msg,
+                    None,
+                );
+            }
+        }
+    }
+
+    /// A resource inside another (contained, Bundle entry, Parameters):
+    /// validated as a resource of its own type, the path continuing through.
+    fn nested_resource(&mut self, tcode: &str, obj: &Map<String, Value>, val: &Value) {
+        if tcode != "Resource" && tcode != "DomainResource" {
+            if let Some(rt) = obj.get("resourceType").and_then(Value::as_str) {
+                if rt != tcode {
+                    let msg = format!("{} must be a {tcode} resource, found {rt}", self.path);
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Invalid,
+                        "resource-type-mismatch",
+                        msg,
+                        None,
+                    );
+                }
+            }
+        }
+        self.resource(val, false);
+    }
+
+    /// Checks JSON type and format; returns whether the value is well-formed.
+    fn primitive_value(&mut self, code: &str, val: &Value, node: &Node) -> bool {
+        match self.val.regexes.check(code, val) {
+            Ok(()) => {}
+            Err(PrimError::JsonType(expected)) => {
+                let msg = format!(
+                    "{} must be {expected} ({code}), found {}",
+                    self.path,
+                    json_kind_name(val)
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::Structure,
+                    "type-mismatch",
+                    msg,
+                    None,
+                );
+                return false;
+            }
+            Err(PrimError::Empty) => {
+                let msg = format!(
+                    "{} must not be empty; omit the property if there is no value",
+                    self.path
+                );
+                self.report(Severity::Error, IssueCode::Value, "empty-string", msg, None);
+                return false;
+            }
+            Err(PrimError::Format(hint)) => {
+                let shown = match val {
+                    Value::String(s) => quote(s),
+                    other => other.to_string(),
+                };
+                let id = match code {
+                    "date" => "invalid-date",
+                    "dateTime" => "invalid-datetime",
+                    "instant" => "invalid-instant",
+                    _ => "invalid-format",
+                };
+                let msg = format!("{} value {shown} is not {hint}", self.path);
+                self.report(Severity::Error, IssueCode::Value, id, msg, None);
+                return false;
+            }
+            Err(PrimError::Whitespace) => {
+                let msg = format!("{} starts or ends with whitespace", self.path);
+                self.report(Severity::Warning, IssueCode::Value, "whitespace", msg, None);
+            }
+        }
+        if let (Some(max), Value::String(s)) = (node.max_length, val) {
+            if s.chars().count() > max {
+                let msg = format!("{} is longer than the maximum length {max}", self.path);
+                self.report(Severity::Error, IssueCode::Value, "max-length", msg, None);
+            }
+        }
+        true
+    }
+
+    /// Reference format and target type.
+    fn reference(&mut self, obj: &Map<String, Value>, tref: &TypeRef, ovs: &[Ov<'v>]) {
+        let mut allowed = self.target_types(&tref.target_profiles);
+        // Profiles may narrow the targets.
+        for ov in ovs {
+            for t in &ov.node().types {
+                if t.code == "Reference" && !t.target_profiles.is_empty() {
+                    allowed = self.target_types(&t.target_profiles);
+                }
+            }
+        }
+        if let Some(Value::String(s)) = obj.get("reference") {
+            let mark = self.push("reference");
+            match self.reference_type(s) {
+                Err(()) => {
+                    let msg = format!(
+                        "{} {} is not a valid reference: use 'Type/id', '#id' for a contained resource, an absolute URL or 'urn:uuid:<uuid>'",
+                        self.path,
+                        quote(s)
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Value,
+                        "reference-format",
+                        msg,
+                        None,
+                    );
+                }
+                Ok(Some(t)) => self.check_target(t, allowed.as_deref()),
+                Ok(None) => {}
+            }
+            self.pop(mark);
+        }
+        if let Some(Value::String(t)) = obj.get("type") {
+            let mark = self.push("type");
+            self.check_target(t, allowed.as_deref());
+            self.pop(mark);
+        }
+    }
+
+    fn check_target(&mut self, t: &str, allowed: Option<&[String]>) {
+        let Some(allowed) = allowed else { return };
+        if !allowed.iter().any(|a| a == t) {
+            let msg = format!(
+                "{} refers to a {t}, but only {} may be referenced here",
+                self.path,
+                allowed.join(", ")
+            );
+            self.report(
+                Severity::Error,
+                IssueCode::Invalid,
+                "reference-target-type",
+                msg,
+                None,
+            );
+        }
+    }
+
+    /// Resource type names allowed by target profiles; `None` = any.
+    fn target_types(&self, target_profiles: &[String]) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        for p in target_profiles {
+            let p = strip_version(p);
+            let name = match p.strip_prefix(CORE_SD_PREFIX) {
+                Some(n) if !n.contains('/') => n.to_string(),
+                _ => match self.val.defs.sd(p) {
+                    Some(sd) => sd.type_name.clone(),
+                    None => return None,
+                },
+            };
+            if name == "Resource" || name == "DomainResource" {
+                return None;
+            }
+            out.push(name);
+        }
+        if out.is_empty() {
+            None
+        } else {
+            Some(out)
+        }
+    }
+
+    /// The resource type a reference string names, `Ok(None)` when it names
+    /// none (contained, urn:uuid), `Err` when the string is malformed.
+    fn reference_type<'s>(&self, s: &'s str) -> Result<Option<&'s str>, ()> {
+        if s.is_empty() || s.chars().any(char::is_whitespace) {
+            return Err(());
+        }
+        if let Some(id) = s.strip_prefix('#') {
+            return if id.is_empty() || is_id(id) {
+                Ok(None)
+            } else {
+                Err(())
+            };
+        }
+        if s.starts_with("urn:uuid:") {
+            return if self
+                .val
+                .regexes
+                .check("uuid", &Value::String(s.to_string()))
+                .is_ok()
+            {
+                Ok(None)
+            } else {
+                Err(())
+            };
+        }
+        if s.starts_with("urn:oid:") {
+            return if self
+                .val
+                .regexes
+                .check("oid", &Value::String(s.to_string()))
+                .is_ok()
+            {
+                Ok(None)
+            } else {
+                Err(())
+            };
+        }
+        if let Some((scheme, rest)) = s.split_once("://") {
+            if scheme.is_empty()
+                || !scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                || rest.is_empty()
+            {
+                return Err(());
+            }
+            // An absolute URL: a known type before the last id is checked,
+            // anything else is someone else's server layout.
+            let segs: Vec<&str> = rest.split('/').collect();
+            let hist = segs.iter().rposition(|x| *x == "_history");
+            let end = hist.unwrap_or(segs.len());
+            if end >= 2 && self.val.defs.is_resource_type(segs[end - 2]) {
+                return Ok(Some(segs[end - 2]));
+            }
+            return Ok(None);
+        }
+        // Relative: Type/id[/_history/vid] or a conditional Type?query.
+        if let Some((t, q)) = s.split_once('?') {
+            return if self.val.defs.is_resource_type(t) && !q.is_empty() {
+                Ok(Some(t))
+            } else {
+                Err(())
+            };
+        }
+        let segs: Vec<&str> = s.split('/').collect();
+        let ok = match segs.as_slice() {
+            [t, id] => self.val.defs.is_resource_type(t) && is_id(id),
+            [t, id, "_history", v] => self.val.defs.is_resource_type(t) && is_id(id) && is_id(v),
+            _ => false,
+        };
+        if ok {
+            Ok(segs.first().copied())
+        } else {
+            Err(())
+        }
+    }
+}
+
+pub(crate) fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// How many values `obj` holds for element `c` (any choice name, `_name` too).
+pub(crate) fn count_values(obj: &Map<String, Value>, c: &Node) -> usize {
+    let mut n = 0;
+    for (k, v) in obj {
+        let key = k.strip_prefix('_').unwrap_or(k);
+        let hit = if c.choice {
+            key.strip_prefix(c.name.as_str())
+                .is_some_and(|rest| rest.starts_with(|ch: char| ch.is_ascii_uppercase()))
+        } else {
+            key == c.name
+        };
+        if hit {
+            let len = match v {
+                Value::Array(a) => a.len(),
+                Value::Null => 0,
+                _ => 1,
+            };
+            n = n.max(len);
+        }
+    }
+    n
+}
+
+impl<'v> Walker<'v> {
+    /// Checks implemented natively (see docs/CONTRACTS.md); filled in with
+    /// the SP profiles.
+    fn native_resource_checks(&mut self, _rt: &str, _obj: &Map<String, Value>, _ovs: &[Ov<'v>]) {}
+}

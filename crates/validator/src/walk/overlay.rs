@@ -1,0 +1,391 @@
+//! Profiles applied as overlays: a profile's elements sit beside the base
+//! element at the same position of the walk and add their own rules
+//! (cardinality, types, fixed/pattern, bindings, slices).
+
+use serde_json::{Map, Value};
+
+use super::terms::pattern_matches;
+use super::{count_values, Ov, Walker, MAX_OVERLAYS};
+use crate::issue::{IssueCode, Severity};
+use crate::model::{capitalise, Discriminator, DiscriminatorKind, Node, TypeRef};
+
+const EXTENSION_TYPE: &str = "Extension";
+
+impl<'v> Walker<'v> {
+    /// The overlay elements for child `node` (JSON name `json_name`, type
+    /// index `ti`) of each parent overlay; reports profile type restrictions.
+    pub(super) fn child_overlays(
+        &mut self,
+        parents: &[Ov<'v>],
+        node: &Node,
+        ti: usize,
+        json_name: &str,
+    ) -> Vec<Ov<'v>> {
+        let mut out = Vec::new();
+        for p in parents {
+            for &c in &p.node().children {
+                let oc = &p.sd.nodes[c];
+                if oc.name != node.name && oc.name != json_name {
+                    continue;
+                }
+                if node.choice && oc.name == node.name && !oc.types.is_empty() {
+                    let actual = node.types.get(ti).map(|t| t.code.as_str()).unwrap_or("");
+                    if !oc.types.iter().any(|t| t.code == actual) {
+                        let allowed: Vec<String> = oc
+                            .types
+                            .iter()
+                            .map(|t| format!("{}{}", node.name, capitalise(&t.code)))
+                            .collect();
+                        let msg = format!(
+                            "{} is not allowed by profile {}: use {}",
+                            self.path,
+                            p.sd.url,
+                            allowed.join(" or ")
+                        );
+                        self.report(
+                            Severity::Error,
+                            IssueCode::Invalid,
+                            "type-not-allowed",
+                            msg,
+                            Some(&p.sd.url),
+                        );
+                        continue;
+                    }
+                }
+                if out.len() < MAX_OVERLAYS {
+                    out.push(p.at(c));
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds the slices `item` belongs to.
+    pub(super) fn slice_overlays(&self, ovs: &[Ov<'v>], item: &Value) -> Vec<Ov<'v>> {
+        let mut out = ovs.to_vec();
+        for ov in ovs {
+            let n = ov.node();
+            if n.slices.is_empty() {
+                continue;
+            }
+            let discs = discriminators(n);
+            for &s in &n.slices {
+                if out.len() < MAX_OVERLAYS && self.matches_slice(ov.at(s), &discs, item) {
+                    out.push(ov.at(s));
+                }
+            }
+        }
+        out
+    }
+
+    /// Adds definitions a value brings with it: profiles on its type, and the
+    /// definition of an extension named by its `url`.
+    pub(super) fn type_overlays(
+        &self,
+        ovs: &[Ov<'v>],
+        tref: Option<&TypeRef>,
+        tcode: &str,
+        obj: &Map<String, Value>,
+    ) -> Vec<Ov<'v>> {
+        let mut out = ovs.to_vec();
+        let defs = &self.val.defs;
+        let add = |out: &mut Vec<Ov<'v>>, url: &str| {
+            if let Some(sd) = defs.sd(crate::model::strip_version(url)) {
+                if sd.type_name == tcode
+                    && !out.iter().any(|o| std::ptr::eq(o.sd, sd) && o.node == 0)
+                    && out.len() < MAX_OVERLAYS
+                {
+                    out.push(Ov { sd, node: 0 });
+                }
+            }
+        };
+        for p in tref.map(|t| t.profiles.as_slice()).unwrap_or(&[]) {
+            add(&mut out, p);
+        }
+        for ov in ovs {
+            for t in &ov.node().types {
+                if t.code == tcode {
+                    for p in &t.profiles {
+                        add(&mut out, p);
+                    }
+                }
+            }
+        }
+        if tcode == EXTENSION_TYPE {
+            if let Some(url) = obj.get("url").and_then(Value::as_str) {
+                add(&mut out, url);
+            }
+        }
+        out
+    }
+
+    /// Cardinality and slicing rules of the overlay's children on `obj`.
+    pub(super) fn overlay_children(&mut self, obj: &Map<String, Value>, ov: Ov<'v>) {
+        let url = ov.sd.url.as_str();
+        for &c in &ov.node().children {
+            let oc = &ov.sd.nodes[c];
+            let count = count_values(obj, oc);
+            let shown = if oc.choice {
+                format!("{}[x]", oc.name)
+            } else {
+                oc.name.clone()
+            };
+            if let Some(min) = oc.min {
+                if (count as u64) < u64::from(min) {
+                    let mark = self.push(&shown);
+                    let msg = if count == 0 {
+                        format!(
+                            "{} is required (min {min}) by profile {url} but is missing",
+                            self.path
+                        )
+                    } else {
+                        format!(
+                            "{} needs at least {min} values (profile {url}) but has {count}",
+                            self.path
+                        )
+                    };
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Required,
+                        "cardinality-min",
+                        msg,
+                        Some(url),
+                    );
+                    self.pop(mark);
+                }
+            }
+            if let Some(Some(max)) = oc.max {
+                if count as u64 > u64::from(max) {
+                    let mark = self.push(&shown);
+                    let msg = if max == 0 {
+                        format!("{} is not allowed by profile {url}", self.path)
+                    } else {
+                        format!(
+                            "{} allows at most {max} values (profile {url}) but has {count}",
+                            self.path
+                        )
+                    };
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Invalid,
+                        "cardinality-max",
+                        msg,
+                        Some(url),
+                    );
+                    self.pop(mark);
+                }
+            }
+            if !oc.slices.is_empty() || oc.slicing.as_ref().is_some_and(|s| s.closed) {
+                self.check_slices(obj, ov.at(c), &shown);
+            }
+        }
+    }
+
+    /// Slice cardinalities and closed slicing for one sliced element.
+    fn check_slices(&mut self, obj: &Map<String, Value>, sliced: Ov<'v>, shown: &str) {
+        let n = sliced.node();
+        let url = sliced.sd.url.as_str();
+        let items: Vec<&Value> = match obj.get(&n.name) {
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(v) => vec![v],
+            None => Vec::new(),
+        };
+        let discs = discriminators(n);
+        let mut matched = vec![false; items.len()];
+        for &s in &n.slices {
+            let slice = sliced.at(s);
+            let sn = slice.node();
+            let mut count = 0usize;
+            for (i, item) in items.iter().enumerate() {
+                if self.matches_slice(slice, &discs, item) {
+                    count += 1;
+                    matched[i] = true;
+                }
+            }
+            let name = sn.slice_name.as_deref().unwrap_or("?");
+            let mark = self.push(shown);
+            if let Some(min) = sn.min {
+                if (count as u64) < u64::from(min) {
+                    let msg = format!(
+                        "{} must contain at least {min} entries matching slice '{name}' of profile {url}, found {count}",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Required,
+                        "slice-cardinality-min",
+                        msg,
+                        Some(url),
+                    );
+                }
+            }
+            if let Some(Some(max)) = sn.max {
+                if count as u64 > u64::from(max) {
+                    let msg = format!(
+                        "{} allows at most {max} entries matching slice '{name}' of profile {url}, found {count}",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Invalid,
+                        "slice-cardinality-max",
+                        msg,
+                        Some(url),
+                    );
+                }
+            }
+            self.pop(mark);
+        }
+        if n.slicing.as_ref().is_some_and(|s| s.closed) {
+            for (i, m) in matched.iter().enumerate() {
+                if !m {
+                    let mark = self.push(shown);
+                    let _ = std::fmt::Write::write_fmt(&mut self.path, format_args!("[{i}]"));
+                    let msg =
+                        format!("{} does not match any of the slices profile {url} allows here (closed slicing)", self.path);
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Invalid,
+                        "slice-closed",
+                        msg,
+                        Some(url),
+                    );
+                    self.pop(mark);
+                }
+            }
+        }
+    }
+
+    /// Whether `item` belongs to `slice`, judged by the discriminators.
+    fn matches_slice(&self, slice: Ov<'v>, discs: &[Discriminator], item: &Value) -> bool {
+        if discs.is_empty() {
+            return false;
+        }
+        discs
+            .iter()
+            .all(|d| self.matches_discriminator(slice, d, item))
+    }
+
+    fn matches_discriminator(&self, slice: Ov<'v>, d: &Discriminator, item: &Value) -> bool {
+        let path = d.path.trim_start_matches("$this").trim_start_matches('.');
+        match d.kind {
+            DiscriminatorKind::Value | DiscriminatorKind::Pattern => {
+                let Some(expected) = self.expected_at(slice, path) else {
+                    return false;
+                };
+                let actual = values_at(item, path);
+                actual.iter().any(|a| pattern_matches(&expected, a, 0))
+            }
+            DiscriminatorKind::Type => {
+                let Some(t) = element_at(slice, path).and_then(|n| n.types.first()) else {
+                    return false;
+                };
+                match values_at(item, path).first() {
+                    Some(Value::Object(o)) if o.contains_key("resourceType") => {
+                        o.get("resourceType").and_then(Value::as_str) == Some(t.code.as_str())
+                    }
+                    Some(_) => true,
+                    None => false,
+                }
+            }
+            DiscriminatorKind::Exists => {
+                let want = element_at(slice, path)
+                    .and_then(|n| n.min)
+                    .is_some_and(|m| m > 0);
+                values_at(item, path).is_empty() != want
+            }
+            DiscriminatorKind::Profile => {
+                // Needs validating the item against each candidate profile; we
+                // approximate with the declared meta.profile.
+                let Some(p) = element_at(slice, path)
+                    .and_then(|n| n.types.first())
+                    .and_then(|t| t.profiles.first())
+                else {
+                    return false;
+                };
+                values_at(item, path).iter().any(|v| {
+                    v.get("meta")
+                        .and_then(|m| m.get("profile"))
+                        .and_then(Value::as_array)
+                        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(p)))
+                })
+            }
+        }
+    }
+
+    /// The fixed/pattern value a slice requires at `path`; an extension
+    /// slice's `url` comes from its type profile when not fixed.
+    fn expected_at(&self, slice: Ov<'v>, path: &str) -> Option<Value> {
+        if let Some(n) = element_at(slice, path) {
+            if let Some(v) = n.fixed.as_ref().or(n.pattern.as_ref()) {
+                return Some(v.clone());
+            }
+        }
+        let sn = slice.node();
+        if path == "url" {
+            let t = sn.types.iter().find(|t| t.code == EXTENSION_TYPE)?;
+            return t.profiles.first().map(|p| Value::String(p.clone()));
+        }
+        // A pattern on the sliced element itself covering the path
+        // (e.g. patternCodeableConcept with discriminator coding.system).
+        let whole = sn.pattern.as_ref().or(sn.fixed.as_ref())?;
+        let mut cur = vec![whole];
+        for seg in path.split('.').filter(|s| !s.is_empty()) {
+            cur = cur.into_iter().flat_map(|v| step(v, seg)).collect();
+        }
+        cur.first().map(|v| (*v).clone())
+    }
+}
+
+/// The slicing discriminators, defaulting extensions to `url` as R4 does.
+fn discriminators(n: &Node) -> Vec<Discriminator> {
+    match &n.slicing {
+        Some(s) if !s.discriminators.is_empty() => s.discriminators.clone(),
+        _ if n.name == "extension" || n.name == "modifierExtension" => {
+            vec![Discriminator {
+                kind: DiscriminatorKind::Value,
+                path: "url".to_string(),
+            }]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The descendant element of `ov` at a dotted relative path.
+fn element_at<'d>(ov: Ov<'d>, path: &str) -> Option<&'d Node> {
+    let mut cur = ov.node();
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        let seg = seg.split('(').next().unwrap_or(seg);
+        let next = cur
+            .children
+            .iter()
+            .map(|&c| &ov.sd.nodes[c])
+            .find(|c| c.name == seg)?;
+        cur = next;
+    }
+    Some(cur)
+}
+
+fn step<'a>(v: &'a Value, seg: &str) -> Vec<&'a Value> {
+    match v {
+        Value::Array(a) => a.iter().flat_map(|x| step(x, seg)).collect(),
+        Value::Object(o) => match o.get(seg) {
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(x) => vec![x],
+            None => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// The JSON values at a dotted path below `item` (arrays flattened).
+fn values_at<'a>(item: &'a Value, path: &str) -> Vec<&'a Value> {
+    let mut cur = vec![item];
+    for seg in path.split('.').filter(|s| !s.is_empty()) {
+        if seg.starts_with("resolve(") || seg.starts_with("ofType(") {
+            continue;
+        }
+        cur = cur.into_iter().flat_map(|v| step(v, seg)).collect();
+    }
+    cur
+}

@@ -1,0 +1,225 @@
+//! Binding checks: is the coded value in the bound value set?
+
+use serde_json::Value;
+
+use super::{quote, Ov, Walker};
+use crate::issue::{IssueCode, Severity};
+use crate::model::{Binding, Strength};
+use crate::terminology::{Expansion, Membership};
+
+/// The (system, code) pairs a value of type `tcode` carries.
+fn codings<'a>(tcode: &str, v: &'a Value) -> Vec<(Option<&'a str>, &'a str)> {
+    let pair = |o: &'a Value| -> Option<(Option<&'a str>, &'a str)> {
+        Some((
+            o.get("system").and_then(Value::as_str),
+            o.get("code")?.as_str()?,
+        ))
+    };
+    match tcode {
+        "code" | "string" | "uri" => v.as_str().map(|s| vec![(None, s)]).unwrap_or_default(),
+        "Coding" | "Quantity" | "Age" | "Distance" | "Duration" | "Count" | "SimpleQuantity"
+        | "MoneyQuantity" => pair(v).into_iter().collect(),
+        "CodeableConcept" => v
+            .get("coding")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(pair).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// A short list of the allowed codes for the diagnostics, when small.
+fn allowed_list(exp: &Expansion) -> String {
+    let total: usize = exp.codes.values().map(|s| s.len()).sum();
+    if total == 0 || total > 20 || !exp.unknown_systems.is_empty() {
+        return String::new();
+    }
+    let mut all: Vec<&str> = exp
+        .codes
+        .values()
+        .flat_map(|s| s.iter().map(String::as_str))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    format!(" (expected one of: {})", all.join(", "))
+}
+
+impl<'v> Walker<'v> {
+    pub(super) fn binding(&mut self, b: &Binding, tcode: &str, v: &Value, profile: Option<&str>) {
+        if b.strength == Strength::Example {
+            return;
+        }
+        let cs = codings(tcode, v);
+        if cs.is_empty() {
+            return;
+        }
+        let Some(exp) = self.val.defs.expansion(&b.value_set) else {
+            if b.strength == Strength::Required {
+                let msg = format!(
+                    "{} is bound to value set {} which this validator does not have; the code was not checked",
+                    self.path,
+                    quote(&b.value_set)
+                );
+                self.report(
+                    Severity::Warning,
+                    IssueCode::NotSupported,
+                    "valueset-unknown",
+                    msg,
+                    profile,
+                );
+            }
+            return;
+        };
+        let results: Vec<Membership> = cs.iter().map(|(s, c)| exp.check_coding(*s, c)).collect();
+        if results.contains(&Membership::In) {
+            return;
+        }
+        let shown: Vec<String> = cs
+            .iter()
+            .map(|(s, c)| match s {
+                Some(s) => format!("{s}#{c}"),
+                None => format!("'{c}'"),
+            })
+            .collect();
+        let shown = shown.join(", ");
+        let unknown = results.contains(&Membership::Unknown);
+        let covered = cs
+            .iter()
+            .any(|(s, _)| s.is_none_or(|s| exp.covers_system(s)));
+        match b.strength {
+            Strength::Required if unknown => {
+                let msg = format!(
+                    "{} code {shown} could not be checked against the required value set {}: the code system is not available to this validator",
+                    self.path, b.value_set
+                );
+                self.report(
+                    Severity::Warning,
+                    IssueCode::NotSupported,
+                    "binding-unknown-system",
+                    msg,
+                    profile,
+                );
+            }
+            Strength::Required => {
+                let msg = format!(
+                    "{} code {shown} is not in the required value set {}{}",
+                    self.path,
+                    b.value_set,
+                    allowed_list(exp)
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::CodeInvalid,
+                    "binding-required",
+                    msg,
+                    profile,
+                );
+            }
+            Strength::Extensible if covered && !unknown => {
+                let msg = format!(
+                    "{} code {shown} is from a code system the extensible value set {} uses, but is not in it{}",
+                    self.path,
+                    b.value_set,
+                    allowed_list(exp)
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::CodeInvalid,
+                    "binding-extensible",
+                    msg,
+                    profile,
+                );
+            }
+            Strength::Extensible => {
+                let msg = format!(
+                    "{} code {shown} is not in the extensible value set {}; use a code from it when one fits",
+                    self.path, b.value_set
+                );
+                self.report(
+                    Severity::Warning,
+                    IssueCode::CodeInvalid,
+                    "binding-extensible",
+                    msg,
+                    profile,
+                );
+            }
+            Strength::Preferred => {
+                let msg = format!(
+                    "{} code {shown} is not in the preferred value set {}",
+                    self.path, b.value_set
+                );
+                self.report(
+                    Severity::Information,
+                    IssueCode::CodeInvalid,
+                    "binding-preferred",
+                    msg,
+                    profile,
+                );
+            }
+            Strength::Example => {}
+        }
+    }
+
+    /// Binding, fixed and pattern rules of the base element and the overlays.
+    pub(super) fn value_rules(&mut self, child: Ov<'v>, tcode: &str, v: &Value, ovs: &[Ov<'v>]) {
+        if let Some(b) = &child.node().binding {
+            self.binding(b, tcode, v, None);
+        }
+        for ov in ovs {
+            let n = ov.node();
+            let url = ov.sd.url.as_str();
+            if let Some(b) = &n.binding {
+                self.binding(b, tcode, v, Some(url));
+            }
+            if let Some(f) = &n.fixed {
+                if f != v {
+                    let msg = format!(
+                        "{} must be exactly {f} (profile {url}), found {v}",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Value,
+                        "fixed-value",
+                        msg,
+                        Some(url),
+                    );
+                }
+            }
+            if let Some(p) = &n.pattern {
+                if !pattern_matches(p, v, 0) {
+                    let msg = format!(
+                        "{} must match the pattern {p} (profile {url}), found {v}",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Value,
+                        "pattern-value",
+                        msg,
+                        Some(url),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// FHIR pattern semantics: every property in the pattern appears in the
+/// value with a matching value; arrays: each pattern item matches some item.
+pub(crate) fn pattern_matches(p: &Value, v: &Value, depth: usize) -> bool {
+    if depth > 32 {
+        return false;
+    }
+    match (p, v) {
+        (Value::Object(po), Value::Object(vo)) => po.iter().all(|(k, pv)| {
+            vo.get(k)
+                .is_some_and(|vv| pattern_matches(pv, vv, depth + 1))
+        }),
+        (Value::Array(pa), Value::Array(va)) => pa
+            .iter()
+            .all(|pi| va.iter().any(|vi| pattern_matches(pi, vi, depth + 1))),
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        _ => p == v,
+    }
+}

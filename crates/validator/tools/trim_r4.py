@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Trim the HL7 FHIR R4 4.0.1 definitions down to what sp-validator uses.
+
+Usage (from the repository root):
+    python3 crates/validator/tools/trim_r4.py SRC_DIR profiles/r4
+
+SRC_DIR holds profiles-types.json, profiles-resources-subset.json and
+valuesets.json as shipped in the FHIR R4 4.0.1 definitions. The output is
+deterministic (sorted keys are not used; entry order follows the source) so a
+rerun on the same input gives byte-identical files.
+"""
+import json
+import os
+import sys
+
+# Element properties the validator reads; everything else (narrative text,
+# mappings, definitions, comments, aliases) is documentation only.
+ELEMENT_KEEP = {
+    "id", "path", "sliceName", "min", "max", "base", "type", "contentReference",
+    "binding", "constraint", "slicing", "maxLength", "condition",
+}
+ELEMENT_PREFIX_KEEP = ("fixed", "pattern", "minValue", "maxValue")
+SD_KEEP = {
+    "resourceType", "id", "url", "version", "name", "kind", "abstract", "type",
+    "baseDefinition", "derivation", "context", "snapshot",
+}
+CONSTRAINT_KEEP = {"key", "severity", "human", "expression", "source"}
+BINDING_KEEP = {"strength", "valueSet"}
+# Always kept: the list of all R4 resource type names (to tell a known type we
+# have no definition for from a made-up one).
+ALWAYS_CODESYSTEMS = {"http://hl7.org/fhir/resource-types"}
+ALWAYS_VALUESETS = {"http://hl7.org/fhir/ValueSet/resource-types"}
+BOUND_STRENGTHS = {"required", "extensible"}
+
+
+def trim_type(t):
+    out = {k: v for k, v in t.items() if k in ("code", "profile", "targetProfile", "aggregation")}
+    # The fhir-type extension tells what System.String ids really are.
+    exts = [e for e in t.get("extension", []) if e.get("url", "").endswith("structuredefinition-fhir-type")]
+    if exts:
+        out["extension"] = exts
+    return out
+
+
+def trim_element(e):
+    out = {}
+    for k, v in e.items():
+        if k in ELEMENT_KEEP or k.startswith(ELEMENT_PREFIX_KEEP):
+            out[k] = v
+    if "type" in out:
+        out["type"] = [trim_type(t) for t in out["type"]]
+    if "constraint" in out:
+        out["constraint"] = [{k: v for k, v in c.items() if k in CONSTRAINT_KEEP} for c in out["constraint"]]
+    if "binding" in out:
+        out["binding"] = {k: v for k, v in out["binding"].items() if k in BINDING_KEEP}
+    return out
+
+
+def trim_sd(sd):
+    out = {k: v for k, v in sd.items() if k in SD_KEEP}
+    out["snapshot"] = {"element": [trim_element(e) for e in sd["snapshot"]["element"]]}
+    return out
+
+
+def strip_version(url):
+    return url.split("|", 1)[0]
+
+
+def trim_concepts(concepts):
+    out = []
+    for c in concepts:
+        t = {"code": c["code"]}
+        if "concept" in c:
+            t["concept"] = trim_concepts(c["concept"])
+        out.append(t)
+    return out
+
+
+def trim_cs(cs):
+    out = {k: v for k, v in cs.items() if k in ("resourceType", "id", "url", "version", "name", "content", "caseSensitive", "hierarchyMeaning")}
+    if "concept" in cs:
+        out["concept"] = trim_concepts(cs["concept"])
+    return out
+
+
+def trim_vs(vs):
+    out = {k: v for k, v in vs.items() if k in ("resourceType", "id", "url", "version", "name")}
+    if "compose" in vs:
+        comp = {}
+        for part in ("include", "exclude"):
+            if part in vs["compose"]:
+                comp[part] = []
+                for inc in vs["compose"][part]:
+                    t = {k: v for k, v in inc.items() if k in ("system", "version", "filter", "valueSet")}
+                    if "concept" in inc:
+                        t["concept"] = [{"code": c["code"]} for c in inc["concept"]]
+                    comp[part].append(t)
+        out["compose"] = comp
+    return out
+
+
+def main(src, dst):
+    types = json.load(open(os.path.join(src, "profiles-types.json")))
+    res = json.load(open(os.path.join(src, "profiles-resources-subset.json")))
+    vsb = json.load(open(os.path.join(src, "valuesets.json")))
+
+    sds_types = [trim_sd(e["resource"]) for e in types["entry"]]
+    sds_res = [trim_sd(e["resource"]) for e in res["entry"]]
+
+    wanted_vs = set(ALWAYS_VALUESETS)
+    for sd in sds_types + sds_res:
+        for el in sd["snapshot"]["element"]:
+            b = el.get("binding")
+            if b and b.get("strength") in BOUND_STRENGTHS and "valueSet" in b:
+                wanted_vs.add(strip_version(b["valueSet"]))
+
+    by_url = {}
+    for e in vsb["entry"]:
+        r = e["resource"]
+        by_url.setdefault(r["url"], r)
+
+    # Close over ValueSet imports and collect the code systems they draw on.
+    wanted_cs = set(ALWAYS_CODESYSTEMS)
+    todo = list(wanted_vs)
+    seen = set()
+    while todo:
+        url = todo.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        vs = by_url.get(url)
+        if not vs or vs["resourceType"] != "ValueSet":
+            continue
+        for part in ("include", "exclude"):
+            for inc in vs.get("compose", {}).get(part, []):
+                if "system" in inc:
+                    wanted_cs.add(inc["system"])
+                for imp in inc.get("valueSet", []):
+                    todo.append(strip_version(imp))
+    wanted_vs = seen
+
+    out_vs = []
+    for e in vsb["entry"]:
+        r = e["resource"]
+        if r["resourceType"] == "ValueSet" and r["url"] in wanted_vs:
+            out_vs.append({"resource": trim_vs(r)})
+        elif r["resourceType"] == "CodeSystem" and r["url"] in wanted_cs:
+            out_vs.append({"resource": trim_cs(r)})
+
+    def write(name, entries):
+        bundle = {"resourceType": "Bundle", "id": name, "type": "collection", "entry": entries}
+        with open(os.path.join(dst, name + ".json"), "w") as f:
+            json.dump(bundle, f, separators=(",", ":"), ensure_ascii=False)
+            f.write("\n")
+
+    write("profiles-types", [{"resource": s} for s in sds_types])
+    write("profiles-resources", [{"resource": s} for s in sds_res])
+    write("valuesets", out_vs)
+    print(f"types {len(sds_types)}, resources {len(sds_res)}, valuesets+codesystems {len(out_vs)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    main(sys.argv[1], sys.argv[2])
