@@ -12,6 +12,7 @@ use crate::model::{strip_version, Kind, Node, NodeId, Sd, TypeRef};
 use crate::primitives::{is_primitive, PrimError};
 use crate::{Options, Validator};
 
+mod native;
 mod overlay;
 mod terms;
 
@@ -31,6 +32,8 @@ pub(crate) fn validate(v: &Validator, resource: &Value, opts: &Options) -> Vec<I
         path: String::with_capacity(128),
         depth: 0,
         truncated: false,
+        bundle: native::bundle_entries(resource),
+        resources: Vec::new(),
     };
     w.resource(resource, true);
     w.finish()
@@ -52,7 +55,7 @@ impl<'d> Ov<'d> {
     }
 }
 
-pub(crate) struct Walker<'v> {
+pub(crate) struct Walker<'v, 'r> {
     val: &'v Validator,
     opts: &'v Options<'v>,
     issues: Vec<Issue>,
@@ -60,6 +63,10 @@ pub(crate) struct Walker<'v> {
     path: String,
     depth: usize,
     truncated: bool,
+    /// Entries of the root Bundle, for resolving references.
+    bundle: Vec<native::Entry<'r>>,
+    /// The resources being walked, innermost last (for `#id` references).
+    resources: Vec<&'r Map<String, Value>>,
 }
 
 pub(crate) fn json_kind_name(v: &Value) -> &'static str {
@@ -86,7 +93,7 @@ pub(crate) fn quote(s: &str) -> String {
     }
 }
 
-impl<'v> Walker<'v> {
+impl<'v, 'r> Walker<'v, 'r> {
     fn finish(mut self) -> Vec<Issue> {
         // Profiles restate base rules; report each finding once.
         let mut seen = HashSet::new();
@@ -149,7 +156,7 @@ impl<'v> Walker<'v> {
 
     /// Validates a resource at the current path (the root, or a contained /
     /// Bundle entry resource).
-    fn resource(&mut self, v: &Value, is_root: bool) {
+    fn resource(&mut self, v: &'r Value, is_root: bool) {
         let mark = self.path.len();
         let Some(obj) = v.as_object() else {
             if is_root {
@@ -234,8 +241,10 @@ impl<'v> Walker<'v> {
             self.push(rt);
         }
         let overlays = self.resource_profiles(rt, obj, is_root);
+        self.resources.push(obj);
         self.object(obj, Ov { sd, node: 0 }, &overlays, true);
-        self.native_resource_checks(rt, obj, &overlays);
+        self.constraints(v, &overlays);
+        self.resources.pop();
         self.pop(mark);
     }
 
@@ -335,7 +344,7 @@ impl<'v> Walker<'v> {
     /// or type definition it is an instance of) and the overlays.
     fn object(
         &mut self,
-        obj: &Map<String, Value>,
+        obj: &'r Map<String, Value>,
         base: Ov<'v>,
         ovs: &[Ov<'v>],
         is_resource: bool,
@@ -436,8 +445,8 @@ impl<'v> Walker<'v> {
         child: Ov<'v>,
         ti: usize,
         json_name: &str,
-        value: Option<&Value>,
-        ext: Option<&Value>,
+        value: Option<&'r Value>,
+        ext: Option<&'r Value>,
         parent_ovs: &[Ov<'v>],
     ) {
         let node = child.node();
@@ -536,8 +545,8 @@ impl<'v> Walker<'v> {
         &mut self,
         child: Ov<'v>,
         ti: usize,
-        v: Option<&Value>,
-        ext: Option<&Value>,
+        v: Option<&'r Value>,
+        ext: Option<&'r Value>,
         ovs: &[Ov<'v>],
     ) {
         let node = child.node();
@@ -590,6 +599,7 @@ impl<'v> Walker<'v> {
         let item_ovs = self.type_overlays(ovs, tref, tcode, obj);
         self.object(obj, target, &item_ovs, false);
         self.value_rules(child, tcode, val, ovs);
+        self.constraints(val, &item_ovs);
         if tcode == "Reference" {
             if let Some(t) = tref {
                 self.reference(obj, t, ovs);
@@ -601,8 +611,8 @@ impl<'v> Walker<'v> {
         &mut self,
         child: Ov<'v>,
         tcode: &str,
-        v: Option<&Value>,
-        ext: Option<&Value>,
+        v: Option<&'r Value>,
+        ext: Option<&'r Value>,
         ovs: &[Ov<'v>],
     ) {
         let node = child.node();
@@ -631,6 +641,7 @@ impl<'v> Walker<'v> {
                 let code = if is_resource_id { "id" } else { tcode };
                 if self.primitive_value(code, val, node) {
                     self.value_rules(child, tcode, val, ovs);
+                    self.constraints(val, ovs);
                 }
             }
         }
@@ -664,7 +675,7 @@ impl<'v> Walker<'v> {
 
     /// A resource inside another (contained, Bundle entry, Parameters):
     /// validated as a resource of its own type, the path continuing through.
-    fn nested_resource(&mut self, tcode: &str, obj: &Map<String, Value>, val: &Value) {
+    fn nested_resource(&mut self, tcode: &str, obj: &Map<String, Value>, val: &'r Value) {
         if tcode != "Resource" && tcode != "DomainResource" {
             if let Some(rt) = obj.get("resourceType").and_then(Value::as_str) {
                 if rt != tcode {
@@ -926,10 +937,4 @@ pub(crate) fn count_values(obj: &Map<String, Value>, c: &Node) -> usize {
         }
     }
     n
-}
-
-impl<'v> Walker<'v> {
-    /// Checks implemented natively (see docs/CONTRACTS.md); filled in with
-    /// the SP profiles.
-    fn native_resource_checks(&mut self, _rt: &str, _obj: &Map<String, Value>, _ovs: &[Ov<'v>]) {}
 }

@@ -11,7 +11,7 @@ use crate::model::{capitalise, Discriminator, DiscriminatorKind, Node, TypeRef};
 
 const EXTENSION_TYPE: &str = "Extension";
 
-impl<'v> Walker<'v> {
+impl<'v, 'r> Walker<'v, 'r> {
     /// The overlay elements for child `node` (JSON name `json_name`, type
     /// index `ti`) of each parent overlay; reports profile type restrictions.
     pub(super) fn child_overlays(

@@ -44,7 +44,7 @@ fn allowed_list(exp: &Expansion) -> String {
     format!(" (expected one of: {})", all.join(", "))
 }
 
-impl<'v> Walker<'v> {
+impl<'v, 'r> Walker<'v, 'r> {
     pub(super) fn binding(&mut self, b: &Binding, tcode: &str, v: &Value, profile: Option<&str>) {
         if b.strength == Strength::Example {
             return;

@@ -1,0 +1,405 @@
+//! Constraints run as native code (docs/CONTRACTS.md "Native constraints"),
+//! and reference resolution inside the Bundle and `contained`.
+
+use serde_json::Value;
+
+use super::{Ov, Walker};
+use crate::issue::{IssueCode, Severity};
+use crate::model::Constraint;
+
+const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
+const ODS_CODE: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+/// Clock skew tolerated by `sp-sr-1`, in seconds.
+const CLOCK_SKEW: i64 = 300;
+
+/// A resource of the root Bundle and the names it can be referenced by.
+pub(crate) struct Entry<'r> {
+    full_url: Option<&'r str>,
+    type_name: Option<&'r str>,
+    id: Option<&'r str>,
+    resource: &'r Value,
+}
+
+pub(crate) fn bundle_entries(root: &Value) -> Vec<Entry<'_>> {
+    if root.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
+        return Vec::new();
+    }
+    let entries = root
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    entries
+        .iter()
+        .filter_map(|e| {
+            let resource = e.get("resource").filter(|r| r.is_object())?;
+            Some(Entry {
+                full_url: e.get("fullUrl").and_then(Value::as_str),
+                type_name: resource.get("resourceType").and_then(Value::as_str),
+                id: resource.get("id").and_then(Value::as_str),
+                resource,
+            })
+        })
+        .collect()
+}
+
+/// Whether a native implementation exists for `key`.
+pub(crate) fn is_native(key: &str) -> bool {
+    matches!(
+        key,
+        "sp-nhs-1" | "sp-sr-1" | "sp-sr-2" | "sp-sr-3" | "sp-sr-4"
+    )
+}
+
+impl<'v, 'r> Walker<'v, 'r> {
+    /// Runs the constraints of the overlay elements on `value`.
+    pub(super) fn constraints(&mut self, value: &'r Value, ovs: &[Ov<'v>]) {
+        for ov in ovs {
+            for c in &ov.node().constraints {
+                if is_native(c.key) {
+                    self.native(c, value, &ov.sd.url);
+                }
+            }
+        }
+    }
+
+    fn native(&mut self, c: &Constraint, value: &'r Value, profile: &str) {
+        match c.key {
+            "sp-nhs-1" => self.nhs_number(c, value, profile),
+            "sp-sr-1" => self.authored_not_future(c, value, profile),
+            "sp-sr-2" => self.active_consent(c, value, profile),
+            "sp-sr-3" => self.ods_requester(c, value, profile),
+            "sp-sr-4" => self.subject_patient(c, value, profile),
+            _ => {}
+        }
+    }
+
+    fn fail(
+        &mut self,
+        c: &Constraint,
+        code: IssueCode,
+        at: Option<&str>,
+        detail: String,
+        profile: &str,
+    ) {
+        let mark = match at {
+            Some(seg) => self.push(seg),
+            None => self.path.len(),
+        };
+        let severity = if c.severity_error {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        let msg = format!("{detail} ({}: {})", c.key, c.human);
+        self.report(severity, code, c.key, msg, Some(profile));
+        self.pop(mark);
+    }
+
+    fn nhs_number(&mut self, c: &Constraint, ident: &Value, profile: &str) {
+        if ident.get("system").and_then(Value::as_str) != Some(NHS_NUMBER) {
+            return;
+        }
+        let Some(v) = ident.get("value").and_then(Value::as_str) else {
+            return;
+        };
+        if !nhs_number_valid(v) {
+            let detail = format!(
+                "{} NHS number {} is not valid: it must be 10 digits with a correct Modulus 11 check digit",
+                self.path,
+                super::quote(v)
+            );
+            self.fail(c, IssueCode::Invariant, None, detail, profile);
+        }
+    }
+
+    fn authored_not_future(&mut self, c: &Constraint, sr: &Value, profile: &str) {
+        let Some(s) = sr.get("authoredOn").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(t) = earliest_epoch_seconds(s) else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        if t > now + CLOCK_SKEW {
+            let detail = format!(
+                "{}.authoredOn {} is in the future",
+                self.path,
+                super::quote(s)
+            );
+            self.fail(c, IssueCode::Invariant, Some("authoredOn"), detail, profile);
+        }
+    }
+
+    fn active_consent(&mut self, c: &Constraint, sr: &Value, profile: &str) {
+        let refs = sr
+            .get("supportingInfo")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let mut unresolved_consent = None;
+        for r in refs {
+            let Some(s) = r.get("reference").and_then(Value::as_str) else {
+                continue;
+            };
+            match self.resolve(s) {
+                Some(res) if is_type(res, "Consent") => {
+                    if res.get("status").and_then(Value::as_str) == Some("active") {
+                        return;
+                    }
+                }
+                Some(_) => {}
+                None if s.starts_with("Consent/")
+                    || r.get("type").and_then(Value::as_str) == Some("Consent") =>
+                {
+                    unresolved_consent.get_or_insert(s);
+                }
+                None => {}
+            }
+        }
+        if let Some(s) = unresolved_consent {
+            let detail = format!(
+                "{}.supportingInfo reference {} does not resolve to a Consent in the Bundle or in contained",
+                self.path,
+                super::quote(s)
+            );
+            self.fail(
+                c,
+                IssueCode::NotFound,
+                Some("supportingInfo"),
+                detail,
+                profile,
+            );
+        } else {
+            let detail = format!(
+                "{}.supportingInfo must reference an active Consent included in the Bundle or contained",
+                self.path
+            );
+            self.fail(
+                c,
+                IssueCode::Invariant,
+                Some("supportingInfo"),
+                detail,
+                profile,
+            );
+        }
+    }
+
+    fn ods_requester(&mut self, c: &Constraint, sr: &Value, profile: &str) {
+        let Some(req) = sr.get("requester") else {
+            return;
+        };
+        if has_ods(req.get("identifier")) {
+            return;
+        }
+        let Some(s) = req.get("reference").and_then(Value::as_str) else {
+            let detail = format!(
+                "{}.requester must identify the requesting GP practice by ODS code (a reference to an Organization or PractitionerRole, or an identifier with system {ODS_CODE})",
+                self.path
+            );
+            self.fail(c, IssueCode::Invariant, Some("requester"), detail, profile);
+            return;
+        };
+        let Some(target) = self.resolve(s) else {
+            let detail = format!(
+                "{}.requester reference {} does not resolve inside the Bundle or contained, and carries no ODS identifier",
+                self.path,
+                super::quote(s)
+            );
+            self.fail(c, IssueCode::NotFound, Some("requester"), detail, profile);
+            return;
+        };
+        let ok = if is_type(target, "Organization") {
+            has_ods_list(target.get("identifier"))
+        } else if is_type(target, "PractitionerRole") {
+            target.get("organization").is_some_and(|org| {
+                has_ods(org.get("identifier"))
+                    || org
+                        .get("reference")
+                        .and_then(Value::as_str)
+                        .and_then(|r| self.resolve(r))
+                        .is_some_and(|o| {
+                            is_type(o, "Organization") && has_ods_list(o.get("identifier"))
+                        })
+            })
+        } else {
+            false
+        };
+        if !ok {
+            let detail = format!(
+                "{}.requester must be an Organization with an ODS code, or a PractitionerRole whose organization has one",
+                self.path
+            );
+            self.fail(c, IssueCode::Invariant, Some("requester"), detail, profile);
+        }
+    }
+
+    fn subject_patient(&mut self, c: &Constraint, sr: &Value, profile: &str) {
+        let Some(s) = sr
+            .get("subject")
+            .and_then(|x| x.get("reference"))
+            .and_then(Value::as_str)
+        else {
+            let detail = format!(
+                "{}.subject must reference a Patient included in the Bundle or contained",
+                self.path
+            );
+            self.fail(c, IssueCode::NotFound, Some("subject"), detail, profile);
+            return;
+        };
+        match self.resolve(s) {
+            Some(p) if is_type(p, "Patient") => {}
+            Some(other) => {
+                let t = other
+                    .get("resourceType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown");
+                let detail = format!("{}.subject resolves to a {t}, not a Patient", self.path);
+                self.fail(c, IssueCode::Invariant, Some("subject"), detail, profile);
+            }
+            None => {
+                let detail = format!(
+                    "{}.subject reference {} does not resolve to a Patient in the Bundle or contained",
+                    self.path,
+                    super::quote(s)
+                );
+                self.fail(c, IssueCode::NotFound, Some("subject"), detail, profile);
+            }
+        }
+    }
+
+    /// Resolves a reference inside the current resource's `contained` (and
+    /// its container's) or the root Bundle.
+    pub(super) fn resolve(&self, reference: &str) -> Option<&'r Value> {
+        if let Some(id) = reference.strip_prefix('#') {
+            for res in self.resources.iter().rev() {
+                let contained = res.get("contained").and_then(Value::as_array);
+                if let Some(hit) = contained.and_then(|a| {
+                    a.iter()
+                        .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+                }) {
+                    return Some(hit);
+                }
+            }
+            return None;
+        }
+        if let Some(e) = self.bundle.iter().find(|e| e.full_url == Some(reference)) {
+            return Some(e.resource);
+        }
+        // Type/id, relative or at the end of an absolute URL.
+        let mut segs = reference.rsplit('/');
+        let id = segs.next()?;
+        let t = segs.next()?;
+        self.bundle
+            .iter()
+            .find(|e| e.type_name == Some(t) && e.id == Some(id))
+            .or_else(|| {
+                let tail = format!("/{t}/{id}");
+                self.bundle
+                    .iter()
+                    .find(|e| e.full_url.is_some_and(|u| u.ends_with(&tail)))
+            })
+            .map(|e| e.resource)
+    }
+}
+
+fn is_type(v: &Value, t: &str) -> bool {
+    v.get("resourceType").and_then(Value::as_str) == Some(t)
+}
+
+fn has_ods(identifier: Option<&Value>) -> bool {
+    identifier.is_some_and(|i| {
+        i.get("system").and_then(Value::as_str) == Some(ODS_CODE)
+            && i.get("value").and_then(Value::as_str).is_some()
+    })
+}
+
+fn has_ods_list(identifiers: Option<&Value>) -> bool {
+    identifiers
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|i| has_ods(Some(i))))
+}
+
+/// NHS number: 10 digits, Modulus 11 check digit (weights 10..2; 11 -> 0;
+/// 10 -> invalid).
+pub(crate) fn nhs_number_valid(s: &str) -> bool {
+    let b = s.as_bytes();
+    if b.len() != 10 || !b.iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let sum: u32 = b[..9]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| u32::from(d - b'0') * (10 - i as u32))
+        .sum();
+    let check = match 11 - (sum % 11) {
+        11 => 0,
+        10 => return false,
+        c => c,
+    };
+    check == u32::from(b[9] - b'0')
+}
+
+/// Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The earliest UTC instant (epoch seconds) a FHIR date/dateTime can mean.
+/// Assumes the primitive format was already checked; `None` if unparsable.
+fn earliest_epoch_seconds(s: &str) -> Option<i64> {
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
+    let year = num(0..4)?;
+    let month = if s.len() >= 7 { num(5..7)? } else { 1 };
+    let day = if s.len() >= 10 { num(8..10)? } else { 1 };
+    let days = days_from_civil(year, month, day);
+    if s.len() <= 10 {
+        // No time: the day may have started up to 14 hours before UTC midnight.
+        return Some(days * 86_400 - 14 * 3_600);
+    }
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let local = days * 86_400 + h * 3_600 + mi * 60 + sec;
+    let offset = if s.ends_with('Z') {
+        0
+    } else {
+        let tz = s.get(s.len() - 6..)?;
+        let sign = if tz.starts_with('-') { -1 } else { 1 };
+        let oh: i64 = tz.get(1..3)?.parse().ok()?;
+        let om: i64 = tz.get(4..6)?.parse().ok()?;
+        sign * (oh * 3_600 + om * 60)
+    };
+    Some(local - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nhs_numbers() {
+        assert!(nhs_number_valid("9000000009"));
+        assert!(nhs_number_valid("9434765919"));
+        assert!(!nhs_number_valid("9434765918"));
+        assert!(!nhs_number_valid("943476591"));
+        assert!(!nhs_number_valid("94347659１9"));
+    }
+
+    #[test]
+    fn epoch() {
+        assert_eq!(earliest_epoch_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(earliest_epoch_seconds("1970-01-01T01:00:00+01:00"), Some(0));
+        assert_eq!(
+            earliest_epoch_seconds("2000-03-01T00:00:00Z"),
+            Some(951_868_800)
+        );
+    }
+}
