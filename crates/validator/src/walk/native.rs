@@ -146,10 +146,11 @@ impl<'v, 'r> Walker<'v, 'r> {
                 continue;
             };
             match self.resolve(s) {
-                Some(res) if is_type(res, "Consent") => {
-                    if res.get("status").and_then(Value::as_str) == Some("active") {
-                        return;
-                    }
+                Some(res)
+                    if is_type(res, "Consent")
+                        && res.get("status").and_then(Value::as_str) == Some("active") =>
+                {
+                    return;
                 }
                 Some(_) => {}
                 None if s.starts_with("Consent/")
