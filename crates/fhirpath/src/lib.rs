@@ -1,1 +1,159 @@
-//! FHIRPath evaluator. Work in progress.
+//! FHIRPath (N1, as used by FHIR R4) evaluated over `serde_json::Value`.
+//!
+//! Compile once with [`compile`], then evaluate the [`Expression`] against
+//! any number of FHIR JSON resources:
+//!
+//! ```
+//! use fhirpath::{compile, Context};
+//! use serde_json::json;
+//!
+//! let per1 = compile("start.hasValue().not() or end.hasValue().not() or (start <= end)").unwrap();
+//! let period = json!({"start": "2020-01-01", "end": "2019-12-31"});
+//! assert!(!per1.evaluate_bool(&period, &Context::default()).unwrap());
+//! ```
+//!
+//! Type information is optional: without a [`ModelInfo`] the evaluator knows
+//! resource types (`resourceType`) and choice types (`valueQuantity`), and
+//! treats other nodes leniently (see [`ModelInfo`]).
+
+mod ast;
+mod decimal;
+mod error;
+mod eval;
+mod functions;
+mod lexer;
+mod ops;
+mod parser;
+mod temporal;
+mod value;
+
+use serde_json::Value;
+
+pub use decimal::Decimal;
+pub use error::{EvalError, ParseError};
+pub use parser::MAX_DEPTH;
+pub use temporal::{Precision, Temporal, TemporalKind};
+pub use value::{Item, Node, Quantity};
+
+/// A compiled FHIRPath expression. Cheap to share between threads.
+#[derive(Debug)]
+pub struct Expression {
+    source: String,
+    root: ast::Expr,
+}
+
+/// Compiles `src`. Unknown functions, unknown `%variables`, invalid literal
+/// regexes and nesting deeper than [`MAX_DEPTH`] are compile errors.
+pub fn compile(src: &str) -> Result<Expression, ParseError> {
+    Ok(Expression {
+        source: src.to_string(),
+        root: parser::parse(src)?,
+    })
+}
+
+/// Resolves references for `resolve()` that are not contained resources or
+/// entries of a Bundle `%rootResource` (those are resolved built in).
+pub trait Resolver: Sync {
+    fn resolve(&self, reference: &str) -> Option<&Value>;
+}
+
+/// Optional type information from StructureDefinitions.
+///
+/// Without it, FHIR types are known only for resources and choice elements;
+/// `is`/`as`/`ofType` on other nodes guess from the JSON shape and accept
+/// every string primitive type for a JSON string (lenient), and dates stored
+/// as JSON strings are parsed when compared with date values.
+pub trait ModelInfo: Sync {
+    /// FHIR type of child `element` (JSON name, no `[x]`) of a node whose
+    /// type is `parent_type`: `("Patient", "birthDate")` → `"date"`,
+    /// `("Patient", "name")` → `"HumanName"`. For backbone elements return
+    /// a name the model will accept as `parent_type` later, such as
+    /// `"Patient.contact"`. Return `None` for choice elements (the suffix of
+    /// the JSON name decides) and for unknown elements.
+    fn element_type(&self, parent_type: &str, element: &str) -> Option<&str>;
+
+    /// Whether `type_name` is `base` or derives from it. `None` falls back
+    /// to the built-in R4 knowledge (resources, quantities, primitives).
+    fn is_subtype(&self, _type_name: &str, _base: &str) -> Option<bool> {
+        None
+    }
+
+    /// Answer for `conformsTo(profile)`; `None` means "cannot tell" (base
+    /// resource definitions are still answered, others are an error).
+    fn conforms_to(&self, _resource: &Value, _profile: &str) -> Option<bool> {
+        None
+    }
+}
+
+/// Terminology hook for `memberOf()`; without one `memberOf()` is an error.
+pub trait Terminology: Sync {
+    /// `Some(true/false)` when membership is known, `None` when unknown.
+    fn member_of(&self, code: &Item<'_>, value_set: &str) -> Option<bool>;
+}
+
+/// Evaluation environment.
+#[derive(Clone, Copy, Default)]
+pub struct Context<'a> {
+    /// `%resource`; defaults to the evaluation input.
+    pub resource: Option<&'a Value>,
+    /// `%rootResource` (the Bundle or container); defaults to `%resource`.
+    pub root_resource: Option<&'a Value>,
+    pub resolver: Option<&'a dyn Resolver>,
+    pub model: Option<&'a dyn ModelInfo>,
+    pub terminology: Option<&'a dyn Terminology>,
+    /// Fixed clock for `now()`, `today()`, `timeOfDay()`; `None` = system clock.
+    pub now: Option<Temporal>,
+}
+
+impl Expression {
+    /// The source text this expression was compiled from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates against `input`, which is also `%context` and, unless the
+    /// context says otherwise, `%resource`.
+    pub fn evaluate<'a>(
+        &self,
+        input: &'a Value,
+        ctx: &Context<'a>,
+    ) -> Result<Vec<Item<'a>>, EvalError> {
+        let focus = [Item::Node(Node::new(input))];
+        let resource = ctx.resource.or(Some(input));
+        let env = eval::Env {
+            ctx,
+            context: &focus,
+            resource,
+            root: ctx.root_resource.or(resource),
+            this: &focus,
+            index: None,
+            total: None,
+        };
+        eval::eval(&self.root, &env)
+    }
+
+    /// Evaluates an invariant. A constraint passes when the result is a
+    /// single `true`; an **empty result also passes** (the constraint does
+    /// not apply), a single `false` fails. A single non-boolean item or
+    /// several items count as `true`, matching FHIR validators' conversion
+    /// of non-empty collections to booleans.
+    pub fn evaluate_bool(&self, input: &Value, ctx: &Context<'_>) -> Result<bool, EvalError> {
+        let result = self.evaluate(input, ctx)?;
+        Ok(match result.as_slice() {
+            [one] => one.as_bool().unwrap_or(true),
+            _ => true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn expression_is_send_and_sync() {
+        assert_send_sync::<Expression>();
+    }
+}

@@ -1,0 +1,308 @@
+//! Tree-walking evaluation of compiled expressions.
+
+use serde_json::{Map, Value};
+
+use crate::ast::{Expr, TypeSpec, Var};
+use crate::error::EvalError;
+use crate::functions;
+use crate::ops;
+use crate::value::{choice_type, is_quantity_type, Item, Node, STRING_PRIMITIVES};
+use crate::{Context, ModelInfo};
+
+pub(crate) type Coll<'a> = Vec<Item<'a>>;
+pub(crate) type EvalResult<'a> = Result<Coll<'a>, EvalError>;
+
+/// Evaluation environment: the caller's context plus the bindings that
+/// change while descending into function arguments.
+#[derive(Clone, Copy)]
+pub(crate) struct Env<'e, 'a> {
+    pub ctx: &'e Context<'a>,
+    /// `%context`: the evaluation input.
+    pub context: &'e [Item<'a>],
+    pub resource: Option<&'a Value>,
+    pub root: Option<&'a Value>,
+    /// `$this`: the focus for identifiers and functions without a source.
+    pub this: &'e [Item<'a>],
+    pub index: Option<usize>,
+    pub total: Option<&'e [Item<'a>]>,
+}
+
+impl<'a> Env<'_, 'a> {
+    pub fn model(&self) -> Option<&'a dyn ModelInfo> {
+        self.ctx.model
+    }
+}
+
+pub(crate) fn eval<'a>(expr: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
+    match expr {
+        Expr::Literal(item) => Ok(vec![item.clone()]),
+        Expr::Empty => Ok(Vec::new()),
+        Expr::This => Ok(env.this.to_vec()),
+        Expr::Index => Ok(env
+            .index
+            .map(|i| Item::Integer(i as i64))
+            .into_iter()
+            .collect()),
+        Expr::Total => Ok(env.total.map(<[Item]>::to_vec).unwrap_or_default()),
+        Expr::Var(v) => Ok(variable(v, env)),
+        Expr::Member(None, name) => Ok(root_member(env.this, name, env)),
+        Expr::Member(Some(src), name) => {
+            let base = eval(src, env)?;
+            Ok(navigate(&base, name, env))
+        }
+        Expr::Call(src, call) => {
+            let input = match src {
+                Some(s) => eval(s, env)?,
+                None => env.this.to_vec(),
+            };
+            functions::call(call, input, src.is_some(), env)
+        }
+        Expr::Indexer(src, idx) => {
+            let base = eval(src, env)?;
+            let idx = eval(idx, env)?;
+            let i = match ops::singleton_system(&idx, "indexer")? {
+                Some(Item::Integer(i)) => i,
+                None => return Ok(Vec::new()),
+                Some(_) => return Err(EvalError::Type("index must be an integer".into())),
+            };
+            Ok(usize::try_from(i)
+                .ok()
+                .and_then(|i| base.into_iter().nth(i))
+                .into_iter()
+                .collect())
+        }
+        Expr::Neg(inner) => ops::negate(eval(inner, env)?),
+        Expr::Binary(op, l, r) => ops::binary(*op, l, r, env),
+        Expr::Is(inner, ty) => {
+            let items = eval(inner, env)?;
+            match items.as_slice() {
+                [] => Ok(Vec::new()),
+                [one] => Ok(vec![Item::Boolean(is_type(one, ty, env))]),
+                _ => Err(EvalError::NotSingleton("is", items.len())),
+            }
+        }
+        Expr::As(inner, ty) => {
+            let items = eval(inner, env)?;
+            if items.len() > 1 {
+                return Err(EvalError::NotSingleton("as", items.len()));
+            }
+            Ok(items.into_iter().filter(|i| is_type(i, ty, env)).collect())
+        }
+    }
+}
+
+fn variable<'a>(v: &Var, env: &Env<'_, 'a>) -> Coll<'a> {
+    match v {
+        Var::Context => env.context.to_vec(),
+        Var::Resource => env.resource.map(|r| Item::Node(Node::new(r))).into_iter().collect(),
+        Var::RootResource => env.root.map(|r| Item::Node(Node::new(r))).into_iter().collect(),
+        Var::Const(s) => vec![Item::String(s.clone())],
+    }
+}
+
+/// An identifier without a source: a leading type name matching the focus
+/// (`Patient.name` on a Patient) selects the focus itself.
+fn root_member<'a>(focus: &[Item<'a>], name: &str, env: &Env<'_, 'a>) -> Coll<'a> {
+    let starts_upper = name.chars().next().is_some_and(|c| c.is_ascii_uppercase());
+    if starts_upper {
+        let typed: Coll<'a> = focus
+            .iter()
+            .filter(|i| matches!(i, Item::Node(n) if n.type_name == Some(name)))
+            .cloned()
+            .collect();
+        if !typed.is_empty() {
+            return typed;
+        }
+    }
+    navigate(focus, name, env)
+}
+
+pub(crate) fn navigate<'a>(items: &[Item<'a>], name: &str, env: &Env<'_, 'a>) -> Coll<'a> {
+    let mut out = Vec::new();
+    for item in items {
+        match item {
+            Item::Node(n) => child(n, name, env.model(), &mut out),
+            Item::TypeInfo { namespace, name: n } => match name {
+                "namespace" => out.push(Item::String(namespace.clone())),
+                "name" => out.push(Item::String(n.clone())),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The object holding a node's children: the value for complex nodes, the
+/// `_name` companion for primitives.
+fn child_maps<'a>(node: &Node<'a>) -> impl Iterator<Item = &'a Map<String, Value>> {
+    let value = node.value.and_then(Value::as_object);
+    let ext = node.extension.and_then(Value::as_object);
+    value.into_iter().chain(ext)
+}
+
+fn child<'a>(node: &Node<'a>, name: &str, model: Option<&'a dyn ModelInfo>, out: &mut Coll<'a>) {
+    for map in child_maps(node) {
+        let value = map.get(name);
+        let ext = if value.is_none_or(is_primitive_json) {
+            map.get(&format!("_{name}"))
+        } else {
+            None
+        };
+        if value.is_some() || ext.is_some() {
+            let declared = node
+                .type_name
+                .zip(model)
+                .and_then(|(t, m)| m.element_type(t, name));
+            push_values(value, ext, declared, out);
+            continue;
+        }
+        // Choice elements: `value` finds `valueQuantity`, typed by suffix.
+        for (key, v) in map {
+            let Some(suffix) = key.strip_prefix(name) else {
+                continue;
+            };
+            if let Some(ty) = choice_type(suffix) {
+                let ext = if is_primitive_json(v) {
+                    map.get(&format!("_{key}"))
+                } else {
+                    None
+                };
+                push_values(Some(v), ext, Some(ty), out);
+            }
+        }
+    }
+}
+
+fn is_primitive_json(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().all(|x| !x.is_object()),
+        Value::Object(_) => false,
+        _ => true,
+    }
+}
+
+/// Pushes the node(s) for one JSON property, flattening arrays and pairing
+/// primitive values with their `_name` companions by position.
+fn push_values<'a>(
+    value: Option<&'a Value>,
+    ext: Option<&'a Value>,
+    declared: Option<&'a str>,
+    out: &mut Coll<'a>,
+) {
+    let typed = |v: Option<&'a Value>| {
+        v.and_then(|v| v.get("resourceType"))
+            .and_then(Value::as_str)
+            .or(declared)
+    };
+    let mk = |v: Option<&'a Value>, e: Option<&'a Value>| {
+        let v = v.filter(|v| !v.is_null());
+        let e = e.filter(|e| !e.is_null());
+        (v.is_some() || e.is_some()).then(|| {
+            Item::Node(Node {
+                value: v,
+                extension: e,
+                type_name: typed(v),
+            })
+        })
+    };
+    match (value, ext) {
+        (Some(Value::Array(values)), _) => {
+            let exts = ext.and_then(Value::as_array);
+            for (i, v) in values.iter().enumerate() {
+                out.extend(mk(Some(v), exts.and_then(|e| e.get(i))));
+            }
+            // Extensions beyond the value array (values all null) still count.
+            if let Some(exts) = exts {
+                for e in exts.iter().skip(values.len()) {
+                    out.extend(mk(None, Some(e)));
+                }
+            }
+        }
+        (None, Some(Value::Array(exts))) => {
+            for e in exts {
+                out.extend(mk(None, Some(e)));
+            }
+        }
+        (v, e) => out.extend(mk(v, e)),
+    }
+}
+
+/// All child nodes (FHIRPath `children()`).
+pub(crate) fn children<'a>(node: &Node<'a>, model: Option<&'a dyn ModelInfo>, out: &mut Coll<'a>) {
+    for map in child_maps(node) {
+        for (key, value) in map {
+            if key == "resourceType" {
+                continue;
+            }
+            if let Some(base) = key.strip_prefix('_') {
+                // Extension-only primitives; the others were paired below.
+                if !map.contains_key(base) {
+                    push_values(None, Some(value), None, out);
+                }
+                continue;
+            }
+            let ext = map.get(&format!("_{key}"));
+            let declared = node
+                .type_name
+                .zip(model)
+                .and_then(|(t, m)| m.element_type(t, key));
+            push_values(Some(value), ext, declared, out);
+        }
+    }
+}
+
+/// Type test used by `is`, `as` and `ofType`.
+pub(crate) fn is_type(item: &Item<'_>, ty: &TypeSpec, env: &Env<'_, '_>) -> bool {
+    let ns = ty.namespace.as_deref();
+    let name = ty.name.as_str();
+    match item {
+        Item::Node(n) => {
+            if ns == Some("System") {
+                return false;
+            }
+            match n.type_name {
+                Some(t) => t == name || is_subtype(n, t, name, env.model()),
+                None => untyped_node_is(n, name),
+            }
+        }
+        Item::TypeInfo { .. } => false,
+        other => ns != Some("FHIR") && other.type_name() == name,
+    }
+}
+
+fn is_subtype(node: &Node<'_>, t: &str, base: &str, model: Option<&dyn ModelInfo>) -> bool {
+    if let Some(m) = model {
+        if let Some(answer) = m.is_subtype(t, base) {
+            return answer;
+        }
+    }
+    let is_resource = node.value.is_some_and(|v| v.get("resourceType").is_some());
+    match base {
+        "Resource" => is_resource,
+        "DomainResource" => is_resource && !matches!(t, "Bundle" | "Binary" | "Parameters"),
+        "Quantity" => is_quantity_type(t),
+        "string" => matches!(t, "code" | "id" | "markdown"),
+        "uri" => matches!(t, "url" | "canonical" | "oid" | "uuid"),
+        "integer" => matches!(t, "positiveInt" | "unsignedInt"),
+        "Element" | "Base" => !is_resource,
+        _ => false,
+    }
+}
+
+/// Without type information a node's FHIR type is guessed from its JSON
+/// shape. String-valued primitives are indistinguishable, so any string
+/// primitive type is accepted: the lenient answer keeps invariants such as
+/// `dom-3` (`descendants().as(canonical)`) from failing valid resources.
+fn untyped_node_is(n: &Node<'_>, name: &str) -> bool {
+    match n.value {
+        Some(Value::Bool(_)) => name == "boolean",
+        Some(Value::Number(num)) => match name {
+            "decimal" => true,
+            "integer" | "unsignedInt" | "positiveInt" => num.is_i64() || num.is_u64(),
+            _ => false,
+        },
+        Some(Value::String(_)) => STRING_PRIMITIVES.contains(&name),
+        _ => false,
+    }
+}

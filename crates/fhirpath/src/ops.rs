@@ -1,0 +1,524 @@
+//! Operators: equality, comparison, arithmetic, logic, collections.
+
+use std::cmp::Ordering;
+
+use crate::ast::{BinOp, Expr};
+use crate::decimal::Decimal;
+use crate::error::EvalError;
+use crate::eval::{eval, Coll, Env, EvalResult};
+use crate::temporal::{CalendarUnit, Temporal, TemporalKind};
+use crate::value::{
+    calendar_unit, comparable_values, compare_quantities, item_to_string, Item, Quantity,
+};
+
+pub(crate) fn binary<'a>(op: BinOp, l: &Expr, r: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
+    let left = eval(l, env)?;
+    let right = eval(r, env)?;
+    apply(op, left, right)
+}
+
+pub(crate) fn apply<'a>(op: BinOp, left: Coll<'a>, right: Coll<'a>) -> EvalResult<'a> {
+    match op {
+        BinOp::And | BinOp::Or | BinOp::Xor | BinOp::Implies => {
+            let a = to_bool3(&left)?;
+            let b = to_bool3(&right)?;
+            Ok(bool_result(logic(op, a, b)))
+        }
+        BinOp::Eq => Ok(bool_result(coll_equal(&left, &right))),
+        BinOp::Ne => Ok(bool_result(coll_equal(&left, &right).map(|b| !b))),
+        BinOp::Equiv => Ok(vec![Item::Boolean(coll_equiv(&left, &right))]),
+        BinOp::NotEquiv => Ok(vec![Item::Boolean(!coll_equiv(&left, &right))]),
+        BinOp::Lt | BinOp::Gt | BinOp::Le | BinOp::Ge => compare_op(op, &left, &right),
+        BinOp::Union => Ok(union(left, right)),
+        BinOp::In => membership(&left, &right),
+        BinOp::Contains => membership(&right, &left),
+        BinOp::Concat => {
+            let s = |c: &Coll<'a>| -> Result<String, EvalError> {
+                Ok(singleton_system(c, "&")?
+                    .and_then(|i| item_to_string(&i))
+                    .unwrap_or_default())
+            };
+            Ok(vec![Item::String(s(&left)? + &s(&right)?)])
+        }
+        _ => arithmetic(op, &left, &right),
+    }
+}
+
+fn bool_result<'a>(b: Option<bool>) -> Coll<'a> {
+    b.map(Item::Boolean).into_iter().collect()
+}
+
+/// Converts a collection to a three-valued boolean: empty is unknown, a
+/// single non-boolean item counts as `true` (FHIRPath singleton evaluation).
+pub(crate) fn to_bool3(c: &[Item<'_>]) -> Result<Option<bool>, EvalError> {
+    match c {
+        [] => Ok(None),
+        [one] => Ok(Some(one.as_bool().unwrap_or(true))),
+        _ => Err(EvalError::NotSingleton("boolean", c.len())),
+    }
+}
+
+fn logic(op: BinOp, a: Option<bool>, b: Option<bool>) -> Option<bool> {
+    match op {
+        BinOp::And => match (a, b) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        },
+        BinOp::Or => match (a, b) {
+            (Some(true), _) | (_, Some(true)) => Some(true),
+            (Some(false), Some(false)) => Some(false),
+            _ => None,
+        },
+        BinOp::Xor => Some(a? != b?),
+        _ => match (a, b) {
+            (Some(false), _) | (_, Some(true)) => Some(true),
+            (Some(true), b) => b,
+            _ => None,
+        },
+    }
+}
+
+/// The single item of a collection as a system value (`None` if empty).
+pub(crate) fn singleton_system<'a>(
+    c: &[Item<'a>],
+    what: &'static str,
+) -> Result<Option<Item<'a>>, EvalError> {
+    match c {
+        [] => Ok(None),
+        [one] => Ok(one.to_system()),
+        _ => Err(EvalError::NotSingleton(what, c.len())),
+    }
+}
+
+/// Brings strings from untyped JSON nodes to the temporal type they are
+/// compared with (FHIR dates arrive as JSON strings).
+fn coerce_pair<'a>(a: Item<'a>, b: Item<'a>) -> (Item<'a>, Item<'a>) {
+    let parse = |s: &str, kind| {
+        let t = Temporal::parse_any(s)?;
+        match (kind, t.kind) {
+            (TemporalKind::Time, TemporalKind::Time) => Some(Item::Time(t)),
+            (TemporalKind::Time, _) | (_, TemporalKind::Time) => None,
+            (_, TemporalKind::Date) => Some(Item::Date(t)),
+            _ => Some(Item::DateTime(t)),
+        }
+    };
+    let kind_of = |i: &Item<'_>| match i {
+        Item::Date(t) | Item::DateTime(t) | Item::Time(t) => Some(t.kind),
+        _ => None,
+    };
+    match (&a, &b) {
+        (Item::String(s), other) => match kind_of(other).and_then(|k| parse(s, k)) {
+            Some(t) => (t, b),
+            None => (a, b),
+        },
+        (other, Item::String(s)) => match kind_of(other).and_then(|k| parse(s, k)) {
+            Some(t) => (a, t),
+            None => (a, b),
+        },
+        _ => (a, b),
+    }
+}
+
+fn as_decimal(i: &Item<'_>) -> Option<Decimal> {
+    match i {
+        Item::Integer(n) => Some(Decimal::from_i64(*n)),
+        Item::Decimal(d) => Some(*d),
+        _ => None,
+    }
+}
+
+fn temporal(i: &Item<'_>) -> Option<Temporal> {
+    match i {
+        Item::Date(t) | Item::DateTime(t) | Item::Time(t) => Some(*t),
+        _ => None,
+    }
+}
+
+/// Item equality; `None` means unknown (e.g. dates of different precision).
+pub(crate) fn item_equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
+    if let (Item::Node(x), Item::Node(y)) = (a, b) {
+        let complex = |v: Option<&serde_json::Value>| v.is_some_and(|v| v.is_object());
+        if complex(x.value) || complex(y.value) {
+            return Some(x.value == y.value && x.extension == y.extension);
+        }
+    }
+    let (Some(a), Some(b)) = (a.to_system(), b.to_system()) else {
+        return Some(false);
+    };
+    let (a, b) = coerce_pair(a, b);
+    match (&a, &b) {
+        (Item::Integer(x), Item::Integer(y)) => Some(x == y),
+        (Item::String(x), Item::String(y)) => Some(x == y),
+        (Item::Boolean(x), Item::Boolean(y)) => Some(x == y),
+        (Item::Quantity(x), Item::Quantity(y)) => {
+            compare_quantities(x, y).map(|o| o == Ordering::Equal)
+        }
+        (Item::TypeInfo { .. }, _) => Some(a == b),
+        _ => {
+            if let (Some(x), Some(y)) = (as_decimal(&a), as_decimal(&b)) {
+                return Some(x == y);
+            }
+            match (temporal(&a), temporal(&b)) {
+                (Some(x), Some(y)) => match x.compare(&y) {
+                    Some(o) => Some(o == Ordering::Equal),
+                    None if (x.kind == TemporalKind::Time) != (y.kind == TemporalKind::Time) => {
+                        Some(false)
+                    }
+                    None => None,
+                },
+                _ => Some(false),
+            }
+        }
+    }
+}
+
+fn coll_equal(l: &[Item<'_>], r: &[Item<'_>]) -> Option<bool> {
+    if l.is_empty() || r.is_empty() {
+        return None;
+    }
+    if l.len() != r.len() {
+        return Some(false);
+    }
+    let mut unknown = false;
+    for (a, b) in l.iter().zip(r) {
+        match item_equal(a, b) {
+            Some(false) => return Some(false),
+            None => unknown = true,
+            Some(true) => {}
+        }
+    }
+    (!unknown).then_some(true)
+}
+
+fn normalize_ws(s: &str) -> String {
+    s.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+pub(crate) fn item_equiv(a: &Item<'_>, b: &Item<'_>) -> bool {
+    if let (Item::Node(x), Item::Node(y)) = (a, b) {
+        if x.value.is_some_and(|v| v.is_object()) || y.value.is_some_and(|v| v.is_object()) {
+            return x.value == y.value;
+        }
+    }
+    let (Some(a), Some(b)) = (a.to_system(), b.to_system()) else {
+        return false;
+    };
+    let (a, b) = coerce_pair(a, b);
+    match (&a, &b) {
+        (Item::String(x), Item::String(y)) => normalize_ws(x) == normalize_ws(y),
+        (Item::Quantity(x), Item::Quantity(y)) => {
+            compare_quantities(x, y) == Some(Ordering::Equal)
+        }
+        _ => {
+            if let (Some(x), Some(y)) = (as_decimal(&a), as_decimal(&b)) {
+                // Compared at the precision of the less precise operand.
+                let scale = x.scale().min(y.scale());
+                return x.round(scale) == y.round(scale);
+            }
+            match (temporal(&a), temporal(&b)) {
+                (Some(x), Some(y)) => x.compare(&y) == Some(Ordering::Equal),
+                _ => item_equal(&a, &b) == Some(true),
+            }
+        }
+    }
+}
+
+fn coll_equiv(l: &[Item<'_>], r: &[Item<'_>]) -> bool {
+    if l.len() != r.len() {
+        return false;
+    }
+    let mut used = vec![false; r.len()];
+    for a in l {
+        let found = r
+            .iter()
+            .enumerate()
+            .position(|(i, b)| !used[i] && item_equiv(a, b));
+        match found {
+            Some(i) => used[i] = true,
+            None => return false,
+        }
+    }
+    true
+}
+
+pub(crate) fn compare_items(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, EvalError> {
+    let (Some(a), Some(b)) = (a.to_system(), b.to_system()) else {
+        return Err(EvalError::Type("cannot compare complex values".into()));
+    };
+    let (a, b) = coerce_pair(a, b);
+    if let (Some(x), Some(y)) = (as_decimal(&a), as_decimal(&b)) {
+        return Ok(Some(x.cmp(&y)));
+    }
+    match (&a, &b) {
+        (Item::String(x), Item::String(y)) => Ok(Some(x.cmp(y))),
+        (Item::Quantity(x), Item::Quantity(y)) => Ok(compare_quantities(x, y)),
+        _ => match (temporal(&a), temporal(&b)) {
+            (Some(x), Some(y)) => Ok(x.compare(&y)),
+            _ => Err(EvalError::Type(format!(
+                "cannot compare {} with {}",
+                a.type_name(),
+                b.type_name()
+            ))),
+        },
+    }
+}
+
+fn compare_op<'a>(op: BinOp, l: &[Item<'a>], r: &[Item<'a>]) -> EvalResult<'a> {
+    let (a, b) = match (l, r) {
+        ([a], [b]) => (a, b),
+        ([], _) | (_, []) => return Ok(Vec::new()),
+        _ => return Err(EvalError::NotSingleton("comparison", l.len().max(r.len()))),
+    };
+    let Some(ord) = compare_items(a, b)? else {
+        return Ok(Vec::new());
+    };
+    let result = match op {
+        BinOp::Lt => ord == Ordering::Less,
+        BinOp::Gt => ord == Ordering::Greater,
+        BinOp::Le => ord != Ordering::Greater,
+        _ => ord != Ordering::Less,
+    };
+    Ok(vec![Item::Boolean(result)])
+}
+
+pub(crate) fn contains_item(c: &[Item<'_>], item: &Item<'_>) -> bool {
+    c.iter().any(|x| item_equal(x, item) == Some(true))
+}
+
+pub(crate) fn union<'a>(left: Coll<'a>, right: Coll<'a>) -> Coll<'a> {
+    let mut out: Coll<'a> = Vec::with_capacity(left.len() + right.len());
+    for item in left.into_iter().chain(right) {
+        if !contains_item(&out, &item) {
+            out.push(item);
+        }
+    }
+    out
+}
+
+fn membership<'a>(element: &[Item<'a>], collection: &[Item<'a>]) -> EvalResult<'a> {
+    match element {
+        [] => Ok(Vec::new()),
+        [one] => Ok(vec![Item::Boolean(contains_item(collection, one))]),
+        _ => Err(EvalError::NotSingleton("in/contains", element.len())),
+    }
+}
+
+pub(crate) fn negate(c: Coll<'_>) -> EvalResult<'_> {
+    match singleton_system(&c, "unary minus")? {
+        None => Ok(Vec::new()),
+        Some(Item::Integer(i)) => Ok(vec![Item::Integer(
+            i.checked_neg().ok_or(EvalError::Overflow)?,
+        )]),
+        Some(Item::Decimal(d)) => Ok(vec![Item::Decimal(d.neg())]),
+        Some(Item::Quantity(q)) => Ok(vec![Item::Quantity(Quantity {
+            value: q.value.neg(),
+            unit: q.unit,
+        })]),
+        Some(other) => Err(EvalError::Type(format!(
+            "cannot negate {}",
+            other.type_name()
+        ))),
+    }
+}
+
+fn arithmetic<'a>(op: BinOp, l: &[Item<'a>], r: &[Item<'a>]) -> EvalResult<'a> {
+    let (Some(a), Some(b)) = (singleton_system(l, "arithmetic")?, singleton_system(r, "arithmetic")?)
+    else {
+        return Ok(Vec::new());
+    };
+    let result = match (&a, &b) {
+        (Item::Integer(x), Item::Integer(y)) => integer_arith(op, *x, *y)?,
+        (Item::String(x), Item::String(y)) if op == BinOp::Add => Some(Item::String(format!("{x}{y}"))),
+        (Item::Quantity(x), Item::Quantity(y)) => quantity_arith(op, x, y)?,
+        (Item::Date(t) | Item::DateTime(t) | Item::Time(t), Item::Quantity(q)) => {
+            let kind = a.clone();
+            date_arith(op, *t, q)?.map(|t| match kind {
+                Item::Date(_) => Item::Date(t),
+                Item::Time(_) => Item::Time(t),
+                _ => Item::DateTime(t),
+            })
+        }
+        _ => match (as_decimal(&a), as_decimal(&b)) {
+            (Some(x), Some(y)) => decimal_arith(op, x, y)?,
+            _ => {
+                return Err(EvalError::Type(format!(
+                    "operator {op:?} not defined for {} and {}",
+                    a.type_name(),
+                    b.type_name()
+                )))
+            }
+        },
+    };
+    Ok(result.into_iter().collect())
+}
+
+fn integer_arith<'a>(op: BinOp, x: i64, y: i64) -> Result<Option<Item<'a>>, EvalError> {
+    let r = match op {
+        BinOp::Add => x.checked_add(y),
+        BinOp::Sub => x.checked_sub(y),
+        BinOp::Mul => x.checked_mul(y),
+        BinOp::Div => {
+            return decimal_arith(op, Decimal::from_i64(x), Decimal::from_i64(y));
+        }
+        // Division by zero yields empty, not an error.
+        BinOp::IntDiv | BinOp::Mod if y == 0 => return Ok(None),
+        BinOp::IntDiv => x.checked_div(y),
+        _ => x.checked_rem(y),
+    };
+    r.map(|v| Some(Item::Integer(v))).ok_or(EvalError::Overflow)
+}
+
+fn decimal_arith<'a>(op: BinOp, x: Decimal, y: Decimal) -> Result<Option<Item<'a>>, EvalError> {
+    if matches!(op, BinOp::Div | BinOp::IntDiv | BinOp::Mod) && y.is_zero() {
+        return Ok(None);
+    }
+    let r = match op {
+        BinOp::Add => x.checked_add(y),
+        BinOp::Sub => x.checked_sub(y),
+        BinOp::Mul => x.checked_mul(y),
+        BinOp::Div => x.checked_div(y),
+        BinOp::IntDiv => {
+            let q = x.checked_div_trunc(y).ok_or(EvalError::Overflow)?;
+            let i = q.to_i64_exact().ok_or(EvalError::Overflow)?;
+            return Ok(Some(Item::Integer(i)));
+        }
+        _ => x.checked_rem(y),
+    };
+    r.map(|v| Some(Item::Decimal(v))).ok_or(EvalError::Overflow)
+}
+
+fn quantity_arith<'a>(
+    op: BinOp,
+    x: &Quantity,
+    y: &Quantity,
+) -> Result<Option<Item<'a>>, EvalError> {
+    match op {
+        BinOp::Add | BinOp::Sub => {
+            let Some((a, b)) = comparable_values(x, y) else {
+                return Ok(None);
+            };
+            let (a, b) = if x.unit == y.unit {
+                (a, b)
+            } else {
+                // Different but convertible units: express the result in the
+                // left operand's unit.
+                let factor = a.checked_div(x.value).unwrap_or(Decimal::from_i64(1));
+                (x.value, b.checked_div(factor).ok_or(EvalError::Overflow)?)
+            };
+            let v = if op == BinOp::Add {
+                a.checked_add(b)
+            } else {
+                a.checked_sub(b)
+            };
+            Ok(v.map(|value| {
+                Item::Quantity(Quantity {
+                    value,
+                    unit: x.unit.clone(),
+                })
+            }))
+        }
+        _ => Err(EvalError::Unsupported(format!(
+            "quantity operator {op:?}"
+        ))),
+    }
+}
+
+fn date_arith(op: BinOp, t: Temporal, q: &Quantity) -> Result<Option<Temporal>, EvalError> {
+    let sign = match op {
+        BinOp::Add => 1,
+        BinOp::Sub => -1,
+        _ => return Err(EvalError::Type("only + and - apply to dates".into())),
+    };
+    let unit = calendar_unit(&q.unit).ok_or_else(|| {
+        EvalError::Type(format!(
+            "'{}' is not a calendar duration usable with dates",
+            q.unit
+        ))
+    })?;
+    // Fractions matter only for seconds (as milliseconds); coarser units
+    // ignore the decimal part, as the specification says.
+    let (amount, unit) = if unit == CalendarUnit::Second {
+        let ms = q
+            .value
+            .checked_mul(Decimal::from_i64(1000))
+            .and_then(Decimal::to_i64_trunc)
+            .ok_or(EvalError::Overflow)?;
+        (ms, CalendarUnit::Millisecond)
+    } else {
+        (q.value.to_i64_trunc().ok_or(EvalError::Overflow)?, unit)
+    };
+    let (amount, unit) = if t.kind == TemporalKind::Date && is_time_unit(unit) {
+        (to_days(amount, unit), CalendarUnit::Day)
+    } else {
+        (amount, unit)
+    };
+    t.add(sign * amount, unit)
+        .map(Some)
+        .ok_or(EvalError::Overflow)
+}
+
+fn is_time_unit(u: CalendarUnit) -> bool {
+    matches!(
+        u,
+        CalendarUnit::Hour | CalendarUnit::Minute | CalendarUnit::Second | CalendarUnit::Millisecond
+    )
+}
+
+fn to_days(amount: i64, unit: CalendarUnit) -> i64 {
+    let per_day = match unit {
+        CalendarUnit::Hour => 24,
+        CalendarUnit::Minute => 1440,
+        CalendarUnit::Second => 86_400,
+        _ => 86_400_000,
+    };
+    amount / per_day
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int(i: i64) -> Item<'static> {
+        Item::Integer(i)
+    }
+
+    #[test]
+    fn three_valued_logic() {
+        assert_eq!(logic(BinOp::And, Some(false), None), Some(false));
+        assert_eq!(logic(BinOp::And, Some(true), None), None);
+        assert_eq!(logic(BinOp::Or, None, Some(true)), Some(true));
+        assert_eq!(logic(BinOp::Implies, None, Some(true)), Some(true));
+        assert_eq!(logic(BinOp::Implies, Some(true), None), None);
+        assert_eq!(logic(BinOp::Xor, Some(true), Some(false)), Some(true));
+        assert_eq!(logic(BinOp::Xor, Some(true), None), None);
+    }
+
+    #[test]
+    fn equality_rules() {
+        assert_eq!(coll_equal(&[], &[int(1)]), None);
+        assert_eq!(coll_equal(&[int(1)], &[int(1), int(2)]), Some(false));
+        assert_eq!(
+            coll_equal(&[int(1)], &[Item::Decimal(Decimal::parse("1.0").unwrap())]),
+            Some(true)
+        );
+        assert!(coll_equiv(&[int(1), int(2)], &[int(2), int(1)]));
+        assert!(item_equiv(
+            &Item::String("A  b".into()),
+            &Item::String("a b".into())
+        ));
+    }
+
+    #[test]
+    fn arithmetic_rules() {
+        let r = apply(BinOp::Div, vec![int(1)], vec![int(0)]).unwrap();
+        assert!(r.is_empty());
+        assert!(apply(BinOp::Add, vec![int(i64::MAX)], vec![int(1)]).is_err());
+        assert!(apply(BinOp::Add, vec![int(1)], vec![Item::Boolean(true)]).is_err());
+        let r = apply(BinOp::Mod, vec![int(5)], vec![int(2)]).unwrap();
+        assert_eq!(r, vec![int(1)]);
+    }
+}
