@@ -1,1 +1,16 @@
-//! sp-gateway library.
+//! sp-gateway: FHIR R4 social-prescribing referrals from GP systems to voluntary and community
+//! sector organisations, and their outcomes back.
+//!
+//! The way of one referral: `api` (HTTP) → `fhir::read` (JSON, or XML via fhirbolt) →
+//! `validation` (the `sp-validator` engine) → `intake` (create rules, routing, ids) →
+//! `translate` (the VCS referral record) → `store` (one transaction with the outbox row).
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod fhir;
+pub mod intake;
+pub mod store;
+pub mod translate;
+pub mod validation;

@@ -1,1 +1,218 @@
-fn main() {}
+//! The `sp-gateway` command: a thin CLI over the library.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use sp_gateway::config::Config;
+use sp_gateway::domain::ClientId;
+use sp_gateway::fhir::outcome::{operation_outcome, Issue};
+use sp_gateway::fhir::read::{parse_body, Format};
+use sp_gateway::intake::{self, Endpoint, Rejected, Request};
+use sp_gateway::validation::Validation;
+
+#[derive(Parser)]
+#[command(
+    name = "sp-gateway",
+    version,
+    about = "Social-prescribing referral gateway (FHIR R4)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (without --config: the embedded demo configuration).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate FHIR files against base R4 and our profiles. Exit 0 valid, 1 invalid, 2 unreadable.
+    Validate {
+        /// Also validate the root resource against this profile.
+        #[arg(long)]
+        profile: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: OutputFormat,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print the referral record a VCS organisation would receive for a FHIR referral file.
+    Translate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config.as_deref()),
+        Command::Validate {
+            profile,
+            format,
+            files,
+        } => validate(&profile, format, &files),
+        Command::Translate { config, file } => translate(config.as_deref(), &file),
+    }
+}
+
+fn serve(config_path: Option<&Path>) -> ExitCode {
+    init_logging();
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sp-gateway: configuration refused: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(config.server.listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("sp-gateway: cannot listen on {}: {e}", config.server.listen);
+            return ExitCode::from(2);
+        }
+    };
+    // Tests and scripts start us on port 0 and read the real address from this line.
+    println!(
+        "sp-gateway listening on http://{}",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    let runtime =
+        match actix_web::rt::System::new().block_on(sp_gateway::app::serve(config, listener)) {
+            Ok(()) => return ExitCode::SUCCESS,
+            Err(e) => e,
+        };
+    eprintln!("sp-gateway: {runtime}");
+    ExitCode::FAILURE
+}
+
+/// Reads a FHIR file, guessing the format from its extension or first character.
+fn read_fhir_file(path: &Path) -> Result<(Value, Vec<u8>, Format), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let is_xml = path.extension().is_some_and(|e| e == "xml")
+        || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
+    let format = if is_xml { Format::Xml } else { Format::Json };
+    let tree = parse_body(&bytes, format, 64).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok((tree, bytes, format))
+}
+
+fn print_issues(path: &Path, issues: &[Issue], format: OutputFormat) {
+    match format {
+        OutputFormat::Json => println!("{}", operation_outcome(issues)),
+        OutputFormat::Text => {
+            let errors = issues.iter().filter(|i| i.severity.is_error()).count();
+            let verdict = if errors == 0 { "valid" } else { "INVALID" };
+            println!(
+                "{}: {verdict} ({errors} errors, {} other issues)",
+                path.display(),
+                issues.len() - errors
+            );
+            for issue in issues {
+                println!(
+                    "  {} [{}] {}: {}",
+                    issue.severity.as_str(),
+                    issue.code,
+                    issue.expression.as_deref().unwrap_or("-"),
+                    issue.diagnostics
+                );
+            }
+        }
+    }
+}
+
+fn validate(profiles: &[String], format: OutputFormat, files: &[PathBuf]) -> ExitCode {
+    let validation = match Validation::bundled() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("sp-gateway: cannot load profiles: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
+    let mut worst = 0u8;
+    for path in files {
+        match read_fhir_file(path) {
+            Ok((tree, _, _)) => {
+                let issues = validation.validate_with(&tree, &profiles);
+                print_issues(path, &issues, format);
+                if intake::has_errors(&issues) {
+                    worst = worst.max(1);
+                }
+            }
+            Err(message) => {
+                eprintln!("sp-gateway: unreadable: {message}");
+                worst = 2;
+            }
+        }
+    }
+    ExitCode::from(worst)
+}
+
+fn translate(config_path: Option<&Path>, file: &Path) -> ExitCode {
+    let result = (|| {
+        let config = Config::load(config_path).map_err(|e| e.to_string())?;
+        let validation = Validation::bundled().map_err(|e| e.to_string())?;
+        let (tree, bytes, format) = read_fhir_file(file)?;
+        let endpoint = match (tree["resourceType"].as_str(), tree["type"].as_str()) {
+            (Some("Bundle"), Some("message")) => Endpoint::Message,
+            (Some("Bundle"), _) => Endpoint::Transaction,
+            _ => Endpoint::ServiceRequest,
+        };
+        let client: ClientId = "cli".parse().map_err(|e| format!("{e}"))?;
+        let request = Request {
+            endpoint,
+            tree,
+            received_body: &bytes,
+            received_content_type: format.content_type(),
+            client: &client,
+            correlation_id: None,
+            now: chrono::Utc::now(),
+        };
+        match intake::prepare(&config, &validation, request) {
+            Ok(prepared) => Ok(prepared.referral.record),
+            Err(Rejected(issues)) => {
+                print_issues(file, &issues, OutputFormat::Text);
+                Err("the referral was refused".to_string())
+            }
+        }
+    })();
+    match result {
+        Ok(record) => {
+            let pretty = serde_json::from_str::<Value>(&record)
+                .and_then(|v| serde_json::to_string_pretty(&v))
+                .unwrap_or(record);
+            println!("{pretty}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("sp-gateway: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

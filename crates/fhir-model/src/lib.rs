@@ -1,1 +1,107 @@
-//! Thin wrapper around fhirbolt (R4). Work in progress.
+//! A thin, non-generic wrapper around fhirbolt's FHIR R4 model.
+//!
+//! fhirbolt is generated code with a generic serde layer; every generic call site is
+//! monomorphised where it is *called*. Keeping all calls in this small crate means the
+//! gateway crate never instantiates fhirbolt's generics itself, so editing the gateway
+//! does not recompile them (a noticeable saving on a 2-core machine).
+//!
+//! The gateway validates the JSON tree first (fhirbolt only reports line and column);
+//! fhirbolt then serves as the typed model and as the XML reader and writer.
+
+use fhirbolt::serde::{DeserializationConfig, DeserializationMode};
+use serde_json::Value;
+
+/// The typed FHIR R4 model (resources and data types), re-exported so users need no
+/// direct dependency on fhirbolt.
+pub use fhirbolt::model::r4;
+
+/// Why fhirbolt could not read or write a resource.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// FHIR XML that fhirbolt could not read (not well-formed, unknown element, wrong order…).
+    #[error("not valid FHIR R4 XML: {0}")]
+    Xml(String),
+    /// A JSON tree that does not fit the typed R4 model.
+    #[error("does not fit the FHIR R4 model: {0}")]
+    Json(String),
+}
+
+fn strict() -> Option<DeserializationConfig> {
+    Some(DeserializationConfig {
+        mode: DeserializationMode::Strict,
+    })
+}
+
+/// Reads a FHIR R4 XML document into the same JSON tree a JSON client would have sent.
+pub fn xml_to_json(xml: &str) -> Result<Value, ModelError> {
+    let resource: r4::Resource = fhirbolt::serde::xml::from_str(xml, strict())
+        .map_err(|e| ModelError::Xml(e.to_string()))?;
+    resource_to_json(&resource)
+}
+
+/// Writes a FHIR JSON tree as FHIR R4 XML.
+pub fn json_to_xml(json: &Value) -> Result<String, ModelError> {
+    let resource = json_to_resource(json.clone())?;
+    fhirbolt::serde::xml::to_string(&resource, None).map_err(|e| ModelError::Xml(e.to_string()))
+}
+
+/// Turns a (validated) JSON tree into the typed model.
+pub fn json_to_resource(json: Value) -> Result<r4::Resource, ModelError> {
+    fhirbolt::serde::json::from_json_value(json, strict())
+        .map_err(|e| ModelError::Json(e.to_string()))
+}
+
+/// Turns a typed resource back into a JSON tree.
+pub fn resource_to_json(resource: &r4::Resource) -> Result<Value, ModelError> {
+    let bytes = fhirbolt::serde::json::to_vec(resource, None)
+        .map_err(|e| ModelError::Json(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| ModelError::Json(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PATIENT_XML: &str = r#"<Patient xmlns="http://hl7.org/fhir"><id value="p1"/>
+        <name><family value="Llywelyn"/><given value="Siân"/></name><birthDate value="1948-03-02"/></Patient>"#;
+
+    #[test]
+    fn xml_becomes_the_same_json_a_client_would_send() {
+        let json = xml_to_json(PATIENT_XML).unwrap();
+        assert_eq!(json["resourceType"], "Patient");
+        assert_eq!(json["name"][0]["given"][0], "Siân");
+        assert_eq!(json["birthDate"], "1948-03-02");
+    }
+
+    #[test]
+    fn json_round_trips_through_xml() {
+        let json = xml_to_json(PATIENT_XML).unwrap();
+        let xml = json_to_xml(&json).unwrap();
+        assert!(xml.contains("<family value=\"Llywelyn\""));
+        assert_eq!(xml_to_json(&xml).unwrap(), json);
+    }
+
+    #[test]
+    fn unknown_xml_element_is_refused() {
+        let bad = r#"<Patient xmlns="http://hl7.org/fhir"><foo value="x"/></Patient>"#;
+        assert!(matches!(xml_to_json(bad), Err(ModelError::Xml(_))));
+    }
+
+    #[test]
+    fn malformed_xml_is_refused_without_panic() {
+        assert!(xml_to_json("<Patient xmlns=\"http://hl7.org/fhir\"><id value=").is_err());
+        assert!(xml_to_json("").is_err());
+    }
+
+    #[test]
+    fn typed_model_reads_service_request_fields() {
+        let json = serde_json::json!({
+            "resourceType": "ServiceRequest", "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/p1"}
+        });
+        let r4::Resource::ServiceRequest(sr) = json_to_resource(json).unwrap() else {
+            panic!("expected a ServiceRequest");
+        };
+        assert_eq!(sr.status.value.as_deref(), Some("active"));
+    }
+}

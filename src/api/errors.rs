@@ -1,0 +1,191 @@
+//! The one place errors become HTTP: every failure on the FHIR side is an OperationOutcome.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde_json::Value;
+
+use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::fhir::read::{render, Format, ReadError};
+use crate::store::StoreError;
+
+/// Everything a FHIR request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("unsupported media type {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("cannot produce {0:?}")]
+    NotAcceptable(String),
+    #[error("the body exceeds {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{0}")]
+    BadRequest(String),
+    /// Validation or business-rule failures; `structure` issues make it a 400, others a 422.
+    #[error("invalid submission")]
+    Invalid(Vec<Issue>),
+    #[error("conflict")]
+    Conflict(Vec<Issue>),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadRequest(_) | ApiError::Read(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(issues) => {
+                let structural = issues
+                    .iter()
+                    .any(|i| i.severity.is_error() && i.code == "structure");
+                if structural {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+            }
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn issues(&self) -> Vec<Issue> {
+        let single = |code: &'static str, text: String, id: &str| {
+            vec![Issue::error(code, text).with_message_id(id)]
+        };
+        match self {
+            ApiError::Invalid(issues) | ApiError::Conflict(issues) => issues.clone(),
+            ApiError::Unauthorized => single(
+                "login",
+                "Send the client's token as Authorization: Bearer <token>.".into(),
+                "unauthorized",
+            ),
+            ApiError::NotFound(what) => single("not-found", what.clone(), "not-found"),
+            ApiError::MethodNotAllowed => single(
+                "not-supported",
+                "This method is not supported on this URL; see /fhir/metadata.".into(),
+                "method-not-allowed",
+            ),
+            ApiError::UnsupportedMediaType(given) => single(
+                "not-supported",
+                format!("Content-Type {given:?} is not supported: send application/fhir+json or application/fhir+xml."),
+                "unsupported-media-type",
+            ),
+            ApiError::NotAcceptable(asked) => single(
+                "not-supported",
+                format!("Cannot answer in {asked:?}: ask for application/fhir+json or application/fhir+xml."),
+                "not-acceptable",
+            ),
+            ApiError::PayloadTooLarge { limit } => single(
+                "too-costly",
+                format!("The body is larger than the {limit} bytes this server accepts."),
+                "payload-too-large",
+            ),
+            ApiError::BadRequest(text) => single("invalid", text.clone(), "bad-request"),
+            ApiError::Read(error) => single("structure", read_error_text(error), "unreadable-body"),
+            ApiError::Store(StoreError::Unavailable(_)) => single(
+                "transient",
+                "Storage is briefly unavailable; nothing was stored. Retry with If-None-Exist.".into(),
+                "storage-unavailable",
+            ),
+            ApiError::Store(_) => single(
+                "exception",
+                "The server failed to store or read this; nothing was stored.".into(),
+                "storage-error",
+            ),
+        }
+    }
+
+    /// Renders the error as an OperationOutcome in `format`.
+    pub fn into_response(self, format: Format) -> HttpResponse {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = Reply::new(status, Some(operation_outcome(&self.issues())));
+        if matches!(self, ApiError::Unauthorized) {
+            response = response.header("WWW-Authenticate", "Bearer");
+        }
+        response.render(format)
+    }
+}
+
+fn read_error_text(error: &ReadError) -> String {
+    match error {
+        ReadError::NotAResource => {
+            "A FHIR resource is a JSON object with a resourceType; this body is not.".into()
+        }
+        other => {
+            let mut text = other.to_string();
+            if let Some(first) = text.get(..1) {
+                text = first.to_uppercase() + &text[1..];
+            }
+            text + "."
+        }
+    }
+}
+
+/// A successful FHIR answer: status, headers, and an optional resource body.
+#[derive(Debug)]
+pub struct Reply {
+    status: StatusCode,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Value>,
+}
+
+impl Reply {
+    pub fn new(status: StatusCode, body: Option<Value>) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub fn ok(body: Value) -> Self {
+        Reply::new(StatusCode::OK, Some(body))
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn render(self, format: Format) -> HttpResponse {
+        let mut builder = HttpResponse::build(self.status);
+        for (name, value) in &self.headers {
+            builder.insert_header((*name, value.as_str()));
+        }
+        let Some(body) = self.body else {
+            return builder.finish();
+        };
+        match render(&body, format) {
+            Ok(bytes) => builder.content_type(format.content_type()).body(bytes),
+            // Our own resources always fit the model; should one not, JSON still reaches the client.
+            Err(_) => builder
+                .content_type(Format::Json.content_type())
+                .body(body.to_string()),
+        }
+    }
+}
+
+/// Renders a handler's result in the negotiated format.
+pub fn respond(format: Format, result: Result<Reply, ApiError>) -> HttpResponse {
+    match result {
+        Ok(reply) => reply.render(format),
+        Err(error) => error.into_response(format),
+    }
+}

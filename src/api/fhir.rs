@@ -1,0 +1,734 @@
+//! The FHIR R4 REST endpoints GP systems call.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{SecondsFormat, Utc};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use super::errors::{respond, ApiError, Reply};
+use super::{capability, AppState, CorrelationId};
+use crate::domain::{ClientId, FhirId, Identifier};
+use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::fhir::read::{parse_body, Format};
+use crate::intake::{self, Endpoint, Prepared, Rejected, Request};
+use crate::store::{CreateOutcome, ReferralQuery, StoredResource};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let only = |route: actix_web::Route| {
+        web::resource("")
+            .route(route)
+            .default_service(web::to(method_not_allowed))
+    };
+    cfg.service(
+        web::scope("/fhir")
+            .service(only(web::post().to(transaction)))
+            .service(
+                web::resource("/metadata")
+                    .route(web::get().to(metadata))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/$process-message")
+                    .route(web::post().to(process_message))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/ServiceRequest/$validate")
+                    .route(web::post().to(validate_service_request))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/Bundle/$validate")
+                    .route(web::post().to(validate_bundle))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/ServiceRequest")
+                    .route(web::post().to(create_service_request))
+                    .route(web::get().to(search_service_requests))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/ServiceRequest/{id}")
+                    .route(web::get().to(read_service_request))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/ServiceRequest/{id}/_history/{version}")
+                    .route(web::get().to(vread_service_request))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
+                web::resource("/Patient/{id}")
+                    .route(web::get().to(read_patient))
+                    .default_service(web::to(method_not_allowed)),
+            ),
+    );
+}
+
+/// The response format a request asks for (`_format`, then `Accept`).
+fn response_format(request: &HttpRequest) -> Result<Format, ApiError> {
+    let format_param = query_pairs(request)
+        .into_iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v);
+    let accept = request
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok());
+    Format::negotiate(format_param.as_deref(), accept).map_err(ApiError::NotAcceptable)
+}
+
+/// Runs a handler body with the negotiated format; a format we cannot produce is answered in JSON.
+async fn handle<F>(request: &HttpRequest, body: impl FnOnce(Format) -> F) -> HttpResponse
+where
+    F: std::future::Future<Output = Result<Reply, ApiError>>,
+{
+    match response_format(request) {
+        Ok(format) => respond(format, body(format).await),
+        Err(error) => error.into_response(Format::Json),
+    }
+}
+
+fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
+    form_urlencoded::parse(request.query_string().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn correlation_id(request: &HttpRequest) -> Option<String> {
+    request
+        .extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+}
+
+/// Reads the body up to the configured limit, refusing early on a declared length above it.
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<(Format, String, web::BytesMut), ApiError> {
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let format = Format::from_media_type(&content_type)
+        .ok_or_else(|| ApiError::UnsupportedMediaType(content_type.clone()))?;
+    let declared = request
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((format, content_type, body))
+}
+
+pub async fn unknown_route(request: HttpRequest) -> HttpResponse {
+    let path = request.path().to_string();
+    handle(&request, |_| async move {
+        Err(ApiError::NotFound(format!(
+            "There is nothing at {path}; see /fhir/metadata for what this server offers."
+        )))
+    })
+    .await
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    handle(&request, |_| async { Err(ApiError::MethodNotAllowed) }).await
+}
+
+async fn metadata(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    handle(&request, |_| async move {
+        Ok(Reply::ok(capability::capability_statement(&state.config)))
+    })
+    .await
+}
+
+/// How the client wants a successful write answered (`Prefer: return=…`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReturnPreference {
+    Minimal,
+    Representation,
+    OperationOutcome,
+}
+
+fn return_preference(request: &HttpRequest) -> ReturnPreference {
+    let prefer = request
+        .headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .map(str::trim);
+    for token in prefer {
+        match token {
+            "return=minimal" => return ReturnPreference::Minimal,
+            "return=OperationOutcome" => return ReturnPreference::OperationOutcome,
+            "return=representation" => return ReturnPreference::Representation,
+            _ => {}
+        }
+    }
+    ReturnPreference::Representation
+}
+
+/// `If-None-Exist: identifier=system|value` — the only condition we support, stated plainly when another is sent.
+fn if_none_exist(request: &HttpRequest) -> Result<Option<Identifier>, ApiError> {
+    let Some(raw) = request.headers().get("if-none-exist") else {
+        return Ok(None);
+    };
+    let raw = raw
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-None-Exist is not readable text.".into()))?;
+    parse_condition(raw).map(Some)
+}
+
+fn parse_condition(raw: &str) -> Result<Identifier, ApiError> {
+    let query = raw.split_once('?').map_or(raw, |(_, q)| q);
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    match pairs.as_slice() {
+        [(name, value)] if name == "identifier" => value.parse().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "If-None-Exist needs identifier=system|value with both parts; got {raw:?}."
+            ))
+        }),
+        _ => Err(ApiError::BadRequest(format!(
+            "If-None-Exist supports one condition, identifier=system|value; got {raw:?}."
+        ))),
+    }
+}
+
+fn version_headers(reply: Reply, resource: &StoredResource) -> Reply {
+    reply
+        .header("ETag", format!("W/\"{}\"", resource.version_id))
+        .header(
+            "Last-Modified",
+            resource
+                .last_updated
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string(),
+        )
+}
+
+fn location(resource_type: &str, id: &str, version: i64) -> String {
+    format!("/fhir/{resource_type}/{id}/_history/{version}")
+}
+
+/// Parses and runs intake for a write, answering validation failures with all issues at once.
+async fn prepare_write(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: web::Payload,
+    endpoint: Endpoint,
+    client: &ClientId,
+) -> Result<Prepared, ApiError> {
+    let (format, content_type, body) =
+        read_body(request, payload, state.config.server.max_body_bytes).await?;
+    let tree = parse_body(&body, format, state.config.server.max_json_depth)?;
+    let intake_request = Request {
+        endpoint,
+        tree,
+        received_body: &body,
+        received_content_type: &content_type,
+        client,
+        correlation_id: correlation_id(request),
+        now: Utc::now(),
+    };
+    intake::prepare(&state.config, &state.validation, intake_request)
+        .map_err(|Rejected(issues)| ApiError::Invalid(issues))
+}
+
+fn conflict(code: &'static str, message_id: &str, text: String) -> ApiError {
+    ApiError::Conflict(vec![Issue::error(code, text).with_message_id(message_id)])
+}
+
+/// Maps what the store said about a create to the errors every write endpoint shares.
+fn created_or_conflict(outcome: CreateOutcome) -> Result<Option<StoredResource>, ApiError> {
+    match outcome {
+        CreateOutcome::Created => Ok(None),
+        CreateOutcome::Existing(existing) => Ok(Some(existing)),
+        CreateOutcome::IdentifierTaken { identifier, existing } => Err(conflict(
+            "duplicate",
+            "duplicate-identifier",
+            format!(
+                "A referral with identifier {identifier} already exists (ServiceRequest/{existing}). \
+                 To retry safely, send If-None-Exist: identifier={identifier}."
+            ),
+        )),
+        CreateOutcome::DuplicateMessage { existing } => Err(conflict(
+            "duplicate",
+            "duplicate-message",
+            format!("This message has already been processed (it created ServiceRequest/{existing})."),
+        )),
+    }
+}
+
+async fn create_service_request(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        let client = state.authenticate(&request)?;
+        let condition = if_none_exist(&request)?;
+        let prepared =
+            prepare_write(&state, &request, payload, Endpoint::ServiceRequest, &client).await?;
+        let referral_id = prepared.referral.referral_id.clone();
+        let outcome = state
+            .store
+            .create_referral(prepared.referral, condition)
+            .await?;
+        if let Some(existing) = created_or_conflict(outcome)? {
+            let body = serde_json::from_str(&existing.content).unwrap_or(Value::Null);
+            return Ok(version_headers(Reply::ok(body), &existing).header(
+                "Location",
+                location("ServiceRequest", &existing.id, existing.version_id),
+            ));
+        }
+        tracing::info!(referral_id = %referral_id, client = %client, "referral accepted");
+        let body = match return_preference(&request) {
+            ReturnPreference::Minimal => None,
+            ReturnPreference::Representation => Some(prepared.service_request),
+            ReturnPreference::OperationOutcome => {
+                Some(created_outcome(&prepared.warnings, referral_id.as_str()))
+            }
+        };
+        Ok(Reply::new(StatusCode::CREATED, body)
+            .header(
+                "Location",
+                location("ServiceRequest", referral_id.as_str(), 1),
+            )
+            .header("ETag", "W/\"1\"")
+            .header(
+                "Last-Modified",
+                Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+            ))
+    })
+    .await
+}
+
+fn created_outcome(warnings: &[Issue], referral_id: &str) -> Value {
+    let mut issues = warnings.to_vec();
+    issues.push(
+        Issue::information(
+            "informational",
+            format!("Referral accepted as ServiceRequest/{referral_id}."),
+        )
+        .with_message_id("created"),
+    );
+    operation_outcome(&issues)
+}
+
+/// The ifNoneExist of the ServiceRequest entry of a transaction, if any.
+fn entry_condition(prepared_tree_entries: &[Value]) -> Result<Option<Identifier>, ApiError> {
+    prepared_tree_entries
+        .iter()
+        .find(|e| {
+            e.pointer("/resource/resourceType").and_then(Value::as_str) == Some("ServiceRequest")
+        })
+        .and_then(|e| e.pointer("/request/ifNoneExist").and_then(Value::as_str))
+        .map(parse_condition)
+        .transpose()
+}
+
+async fn transaction(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        let client = state.authenticate(&request)?;
+        let prepared = prepare_write(&state, &request, payload, Endpoint::Transaction, &client).await?;
+        let received: Value = serde_json::from_slice(&prepared.referral.received_body).unwrap_or(Value::Null);
+        let entries = received.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
+        // XML bodies: the condition comes from the same tree the intake read.
+        let condition = if received.is_null() { None } else { entry_condition(&entries)? };
+        let locations = prepared.entry_locations.clone();
+        let outcome = state.store.create_referral(prepared.referral, condition).await?;
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let response_entries: Vec<Value> = match created_or_conflict(outcome)? {
+            None => locations
+                .iter()
+                .map(|l| match l {
+                    Some(location) => json!({"response": {"status": "201 Created", "location": format!("{location}/_history/1"), "etag": "W/\"1\"", "lastModified": now}}),
+                    None => json!({"response": {"status": "200 OK"}}),
+                })
+                .collect(),
+            Some(existing) => locations
+                .iter()
+                .map(|l| match l {
+                    Some(location) if location.starts_with("ServiceRequest/") => json!({"response": {
+                        "status": "200 OK",
+                        "location": format!("ServiceRequest/{}/_history/{}", existing.id, existing.version_id),
+                        "etag": format!("W/\"{}\"", existing.version_id)}}),
+                    _ => json!({"response": {"status": "200 OK", "outcome": operation_outcome(&[Issue::information(
+                        "informational", "Not created: the referral already exists (If-None-Exist matched).")])}}),
+                })
+                .collect(),
+        };
+        Ok(Reply::ok(json!({"resourceType": "Bundle", "type": "transaction-response", "entry": response_entries})))
+    })
+    .await
+}
+
+async fn process_message(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        let client = state.authenticate(&request)?;
+        let prepared = prepare_write(&state, &request, payload, Endpoint::Message, &client).await?;
+        let message_id = prepared.referral.message_id.clone().unwrap_or_default();
+        let referral_id = prepared.referral.referral_id.clone();
+        let outcome = state.store.create_referral(prepared.referral, None).await?;
+        created_or_conflict(outcome)?;
+        tracing::info!(referral_id = %referral_id, client = %client, "referral accepted by message");
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+        let response = json!({
+            "resourceType": "Bundle",
+            "id": uuid::Uuid::new_v4().to_string(),
+            "type": "message",
+            "timestamp": now,
+            "entry": [{
+                "fullUrl": format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+                "resource": {
+                    "resourceType": "MessageHeader",
+                    "eventCoding": {"system": "https://fhir.nhs.uk/CodeSystem/message-events-bars", "code": intake::REFERRAL_EVENT},
+                    "source": {"endpoint": format!("{}/fhir", state.config.base_url())},
+                    "response": {"identifier": message_id, "code": "ok"},
+                    "focus": [{"reference": format!("ServiceRequest/{referral_id}")}]
+                }
+            }]
+        });
+        Ok(Reply::ok(response).header("Location", location("ServiceRequest", referral_id.as_str(), 1)))
+    })
+    .await
+}
+
+/// `$validate`: the same checks as a create (routing included), nothing stored. A resource may be
+/// sent as is or inside a Parameters resource (`resource` parameter), as the operation defines.
+async fn validate(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: web::Payload,
+    kind: &str,
+) -> Result<Reply, ApiError> {
+    let client = state.authenticate(request)?;
+    let (format, content_type, body) =
+        read_body(request, payload, state.config.server.max_body_bytes).await?;
+    let mut tree = parse_body(&body, format, state.config.server.max_json_depth)?;
+    if tree.get("resourceType").and_then(Value::as_str) == Some("Parameters") {
+        tree = tree
+            .get("parameter")
+            .and_then(Value::as_array)
+            .and_then(|ps| {
+                ps.iter()
+                    .find(|p| p.get("name").and_then(Value::as_str) == Some("resource"))
+            })
+            .and_then(|p| p.get("resource"))
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::BadRequest("A Parameters body needs a parameter named resource.".into())
+            })?;
+    }
+    let endpoint = match (kind, tree.get("type").and_then(Value::as_str)) {
+        ("Bundle", Some("message")) => Endpoint::Message,
+        ("Bundle", _) => Endpoint::Transaction,
+        _ => Endpoint::ServiceRequest,
+    };
+    let intake_request = Request {
+        endpoint,
+        tree,
+        received_body: &body,
+        received_content_type: &content_type,
+        client: &client,
+        correlation_id: correlation_id(request),
+        now: Utc::now(),
+    };
+    let issues = match intake::prepare(&state.config, &state.validation, intake_request) {
+        Ok(prepared) => prepared.warnings,
+        Err(Rejected(issues)) => issues,
+    };
+    Ok(Reply::ok(operation_outcome(&issues)))
+}
+
+async fn validate_service_request(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        validate(&state, &request, payload, "ServiceRequest").await
+    })
+    .await
+}
+
+async fn validate_bundle(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        validate(&state, &request, payload, "Bundle").await
+    })
+    .await
+}
+
+fn parse_id(raw: &str, resource_type: &str) -> Result<FhirId, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::NotFound(format!(
+            "There is no {resource_type} with id {raw:?} (not a valid FHIR id)."
+        ))
+    })
+}
+
+async fn read(
+    state: &AppState,
+    request: &HttpRequest,
+    resource_type: &str,
+    id: &str,
+    version: Option<&str>,
+) -> Result<Reply, ApiError> {
+    let client = state.authenticate(request)?;
+    let id = parse_id(id, resource_type)?;
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "There is no {resource_type} with id {id} for this client."
+        ))
+    };
+    let found = state
+        .store
+        .read_resource(&client, resource_type, id.as_str())
+        .await?
+        .ok_or_else(not_found)?;
+    if let Some(version) = version {
+        // Only current versions are kept readable by version until referrals change (a later capability).
+        if version.parse::<i64>().ok() != Some(found.version_id) {
+            return Err(ApiError::NotFound(format!(
+                "{resource_type}/{id} has no version {version}."
+            )));
+        }
+    }
+    let body: Value = serde_json::from_str(&found.content).unwrap_or(Value::Null);
+    Ok(version_headers(Reply::ok(body), &found))
+}
+
+async fn read_service_request(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        read(&state, &request, "ServiceRequest", &path, None).await
+    })
+    .await
+}
+
+async fn vread_service_request(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        read(&state, &request, "ServiceRequest", &path.0, Some(&path.1)).await
+    })
+    .await
+}
+
+async fn read_patient(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        read(&state, &request, "Patient", &path, None).await
+    })
+    .await
+}
+
+/// A parsed search: the store query, warnings for ignored parameters, and the parameters kept
+/// (to rebuild paging links).
+type ParsedSearch = (ReferralQuery, Vec<Issue>, Vec<(String, String)>);
+
+const DEFAULT_COUNT: usize = 20;
+const MAX_COUNT: usize = 100;
+const SEARCH_PARAMETERS: [&str; 5] = ["identifier", "patient", "status", "_count", "_offset"];
+
+/// Parses search parameters. Unknown ones are ignored (reported in the Bundle) unless the client
+/// sent `Prefer: handling=strict`, as the FHIR search rules say.
+fn search_query(request: &HttpRequest) -> Result<ParsedSearch, ApiError> {
+    let strict = request
+        .headers()
+        .get_all("prefer")
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("handling=strict"));
+    let mut query = ReferralQuery {
+        count: DEFAULT_COUNT,
+        ..ReferralQuery::default()
+    };
+    let mut ignored = Vec::new();
+    let mut kept = Vec::new();
+    for (name, value) in query_pairs(request) {
+        match name.as_str() {
+            "identifier" => query.identifier = Some(match value.split_once('|') {
+                Some(("", v)) | Some((_, v)) if v.is_empty() => {
+                    return Err(ApiError::BadRequest(
+                        "identifier needs a value: identifier=system|value or identifier=value."
+                            .into(),
+                    ))
+                }
+                Some((system, v)) if !system.is_empty() => {
+                    (Some(system.to_string()), v.to_string())
+                }
+                Some((_, v)) => (None, v.to_string()),
+                None => (None, value.clone()),
+            }),
+            "patient" => {
+                query.patient_id =
+                    Some(value.strip_prefix("Patient/").unwrap_or(&value).to_string())
+            }
+            "status" => {
+                query.statuses = value
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }
+            "_count" => {
+                let count: usize = value.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("_count must be a whole number; got {value:?}."))
+                })?;
+                query.count = count.min(MAX_COUNT);
+            }
+            "_offset" => {
+                query.offset = value.parse().map_err(|_| {
+                    ApiError::BadRequest(format!("_offset must be a whole number; got {value:?}."))
+                })?;
+            }
+            "_format" => continue,
+            _ if strict => {
+                return Err(ApiError::BadRequest(format!(
+                    "Unknown search parameter {name:?}; ServiceRequest supports {}.",
+                    SEARCH_PARAMETERS.join(", ")
+                )))
+            }
+            _ => {
+                ignored.push(
+                    Issue::error(
+                        "not-supported",
+                        format!("Search parameter {name:?} is not supported and was ignored."),
+                    )
+                    .with_message_id("search-parameter-ignored"),
+                );
+                continue;
+            }
+        }
+        if !name.starts_with('_') {
+            kept.push((name, value));
+        }
+    }
+    // Ignored parameters are warnings, not errors: the search still ran.
+    for issue in &mut ignored {
+        issue.severity = crate::fhir::outcome::Severity::Warning;
+    }
+    Ok((query, ignored, kept))
+}
+
+fn page_link(
+    base: &str,
+    relation: &str,
+    params: &[(String, String)],
+    count: usize,
+    offset: usize,
+) -> Value {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        query.append_pair(name, value);
+    }
+    query.append_pair("_count", &count.to_string());
+    query.append_pair("_offset", &offset.to_string());
+    json!({"relation": relation, "url": format!("{base}/fhir/ServiceRequest?{}", query.finish())})
+}
+
+async fn search_service_requests(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    handle(&request, |_| async {
+        let client = state.authenticate(&request)?;
+        let (query, ignored, params) = search_query(&request)?;
+        let page = state.store.search_referrals(&client, &query).await?;
+        let base = state.config.base_url();
+        let mut links = vec![page_link(&base, "self", &params, query.count, query.offset)];
+        if query.count > 0 && query.offset + query.count < page.total {
+            links.push(page_link(
+                &base,
+                "next",
+                &params,
+                query.count,
+                query.offset + query.count,
+            ));
+        }
+        if query.offset > 0 {
+            links.push(page_link(
+                &base,
+                "previous",
+                &params,
+                query.count,
+                query.offset.saturating_sub(query.count),
+            ));
+        }
+        let mut entries: Vec<Value> = page
+            .resources
+            .iter()
+            .map(|r| {
+                json!({
+                    "fullUrl": format!("{base}/fhir/ServiceRequest/{}", r.id),
+                    "resource": serde_json::from_str::<Value>(&r.content).unwrap_or(Value::Null),
+                    "search": {"mode": "match"}
+                })
+            })
+            .collect();
+        if !ignored.is_empty() {
+            entries.push(
+                json!({"resource": operation_outcome(&ignored), "search": {"mode": "outcome"}}),
+            );
+        }
+        Ok(Reply::ok(json!({
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": page.total,
+            "link": links,
+            "entry": entries,
+        })))
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions() {
+        let id = parse_condition("identifier=https://gp.example/ref|R1").unwrap();
+        assert_eq!(id, Identifier::new("https://gp.example/ref", "R1"));
+        assert!(parse_condition("identifier=https%3A%2F%2Fgp.example%2Fref%7CR1").is_ok());
+        assert!(parse_condition("ServiceRequest?identifier=a|b").is_ok());
+        assert!(parse_condition("status=active").is_err());
+        assert!(parse_condition("identifier=R1").is_err());
+    }
+}

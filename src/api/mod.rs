@@ -1,0 +1,138 @@
+//! HTTP: routes, authentication, correlation ids and request logs. Handlers only parse
+//! requests and render responses; the rules live in `intake`, `translate` and `store`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Service;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{web, HttpMessage, HttpRequest};
+
+use crate::config::Config;
+use crate::domain::ClientId;
+use crate::store::Store;
+use crate::validation::Validation;
+
+pub mod capability;
+pub mod errors;
+pub mod fhir;
+
+use errors::ApiError;
+
+/// What every handler shares.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub validation: Arc<Validation>,
+    client_tokens: HashMap<String, ClientId>,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, validation: Arc<Validation>) -> Self {
+        let client_tokens = config
+            .clients
+            .iter()
+            .map(|c| (c.token.clone(), c.id.clone()))
+            .collect();
+        AppState {
+            config,
+            store,
+            validation,
+            client_tokens,
+        }
+    }
+
+    /// The GP client a request's bearer token belongs to.
+    pub fn authenticate(&self, request: &HttpRequest) -> Result<ClientId, ApiError> {
+        let token = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        self.client_tokens
+            .get(token)
+            .cloned()
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// The correlation id of a request (echoed from `X-Request-ID`/`X-Correlation-ID`, or made up).
+#[derive(Debug, Clone)]
+pub struct CorrelationId(pub String);
+
+const CORRELATION_HEADERS: [&str; 2] = ["x-request-id", "x-correlation-id"];
+
+fn incoming_correlation_id(request: &actix_web::dev::ServiceRequest) -> String {
+    CORRELATION_HEADERS
+        .iter()
+        .filter_map(|name| request.headers().get(*name))
+        .filter_map(|v| v.to_str().ok())
+        // Only a sane token is echoed: a header is no place for arbitrary client text in our logs.
+        .find(|v| {
+            (1..=128).contains(&v.len())
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// Builds the application: routes plus the correlation-id and logging wrapper.
+pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(state);
+        fhir::routes(cfg);
+    }
+}
+
+/// Wraps the app: correlation ids in and out, and one log line per request with no patient data
+/// (method, path without query string, status, time; our ids appear in paths, never patient details).
+pub fn app(
+    state: web::Data<AppState>,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    actix_web::App::new()
+        .configure(configure(state))
+        .default_service(web::to(fhir::unknown_route))
+        .wrap_fn(|request, service| {
+            let correlation_id = incoming_correlation_id(&request);
+            request
+                .extensions_mut()
+                .insert(CorrelationId(correlation_id.clone()));
+            let method = request.method().to_string();
+            let path = request.path().to_string();
+            let started = Instant::now();
+            let response = service.call(request);
+            async move {
+                let mut response = response.await?;
+                if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+                    for name in CORRELATION_HEADERS {
+                        response
+                            .headers_mut()
+                            .insert(HeaderName::from_static(name), value.clone());
+                    }
+                }
+                tracing::info!(
+                    correlation_id = %correlation_id,
+                    method = %method,
+                    path = %path,
+                    status = response.status().as_u16(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "request"
+                );
+                Ok(response.map_into_boxed_body())
+            }
+        })
+}

@@ -1,0 +1,52 @@
+//! Wiring: builds the store, the validator and the HTTP server from configuration.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::{web, HttpServer};
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::store;
+use crate::validation::Validation;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot load the bundled profiles: {0}")]
+    Profiles(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// Starts the gateway on `listener` and serves until stopped.
+pub async fn serve(config: Config, listener: TcpListener) -> Result<(), StartError> {
+    let started = std::time::Instant::now();
+    let validation = Validation::bundled().map_err(|e| StartError::Profiles(e.to_string()))?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "validator ready"
+    );
+    let store = store::open(&config.storage.url).await?;
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let state = web::Data::new(AppState::new(Arc::new(config), store, Arc::new(validation)));
+    let server = HttpServer::new(move || api::app(state.clone()))
+        .listen(listener)
+        .map_err(|source| StartError::Listen {
+            addr: addr.clone(),
+            source,
+        })?
+        .run();
+    tracing::info!(addr = %addr, "listening");
+    server
+        .await
+        .map_err(|source| StartError::Listen { addr, source })
+}

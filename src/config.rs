@@ -1,0 +1,336 @@
+//! Typed configuration: TOML file (or the embedded demo), then environment overrides.
+//!
+//! Key names are a contract with integrators' deployment scripts: change none of them.
+//! Environment overrides use the prefix `SP_GATEWAY_` and a double underscore between levels,
+//! e.g. `SP_GATEWAY_SERVER__LISTEN=0.0.0.0:8080`, `SP_GATEWAY_STORAGE__URL=sqlite://x.db`.
+//! Arrays of tables take an inline value: `SP_GATEWAY_CLIENTS='[{id="a", token="b"}]'`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::Deserialize;
+
+use crate::domain::{ClientId, Identifier, VcsId};
+
+/// The demo configuration used when no `--config` is given: its tokens are in the README.
+pub const DEMO_CONFIG: &str = include_str!("demo.toml");
+
+/// The environment prefix for overrides.
+pub const ENV_PREFIX: &str = "SP_GATEWAY_";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    #[serde(default)]
+    pub vcs: Vec<VcsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Requests with a larger body get `413`.
+    pub max_body_bytes: usize,
+    /// JSON nested deeper than this gets `400`: FHIR resources are shallow, and a cap keeps
+    /// recursive walks cheap and safe.
+    pub max_json_depth: usize,
+    /// The absolute base URL clients see (for `Bundle.link` and `fullUrl`); defaults to
+    /// `http://{listen}`.
+    pub base_url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            max_json_depth: 64,
+            base_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://path/to/file.db` (relative paths are relative to the working directory).
+    pub url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: "sqlite://data/gateway.db".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token for `/admin`; no token, no admin API.
+    pub token: Option<String>,
+}
+
+/// A GP system vendor allowed to send referrals.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    pub id: ClientId,
+    pub token: String,
+}
+
+/// A record field a VCS organisation may receive beyond the minimal default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareField {
+    NhsNumber,
+}
+
+/// A voluntary and community sector organisation we deliver referrals to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VcsConfig {
+    pub id: VcsId,
+    pub name: String,
+    /// `system|value` identifiers a ServiceRequest's performer may carry to be routed here.
+    pub identifiers: Vec<Identifier>,
+    pub webhook_url: String,
+    /// Standard Webhooks secret: `whsec_` followed by base64.
+    pub webhook_secret: String,
+    /// The organisation's bearer token for the VCS API.
+    pub token: String,
+    /// Extra record fields this organisation may receive.
+    #[serde(default)]
+    pub share: Vec<ShareField>,
+}
+
+impl VcsConfig {
+    pub fn shares(&self, field: ShareField) -> bool {
+        self.share.contains(&field)
+    }
+}
+
+/// A configuration that cannot be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(String),
+    #[error("invalid value for `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: String, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl Config {
+    /// Loads `path`, or the embedded demo configuration when `path` is `None`, then applies
+    /// environment overrides, then checks cross-field rules.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?,
+            None => DEMO_CONFIG.to_string(),
+        };
+        Self::from_toml_with_env(&text)
+    }
+
+    /// Parses TOML text with environment overrides applied.
+    pub fn from_toml_with_env(text: &str) -> Result<Config, ConfigError> {
+        let figment = Figment::new()
+            .merge(Toml::string(text))
+            .merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(describe_figment_error(e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Rules serde cannot express: unique ids and tokens, usable secrets and URLs.
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.server.max_body_bytes == 0 {
+            return Err(invalid("server.max_body_bytes".into(), "must be above 0"));
+        }
+        if !(4..=512).contains(&self.server.max_json_depth) {
+            return Err(invalid(
+                "server.max_json_depth".into(),
+                "must be between 4 and 512",
+            ));
+        }
+        check_storage_url(&self.storage.url)?;
+        let mut tokens = HashSet::new();
+        let mut client_ids = HashSet::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            if !client_ids.insert(client.id.clone()) {
+                return Err(invalid(format!("clients[{i}].id"), "duplicate client id"));
+            }
+            check_token(&client.token, &format!("clients[{i}].token"), &mut tokens)?;
+        }
+        let mut vcs_ids = HashSet::new();
+        let mut identifiers = HashSet::new();
+        for (i, vcs) in self.vcs.iter().enumerate() {
+            if !vcs_ids.insert(vcs.id.clone()) {
+                return Err(invalid(format!("vcs[{i}].id"), "duplicate VCS id"));
+            }
+            if vcs.name.trim().is_empty() {
+                return Err(invalid(format!("vcs[{i}].name"), "must not be empty"));
+            }
+            if vcs.identifiers.is_empty() {
+                return Err(invalid(
+                    format!("vcs[{i}].identifiers"),
+                    "at least one system|value identifier is needed to route referrals",
+                ));
+            }
+            for (j, identifier) in vcs.identifiers.iter().enumerate() {
+                if !identifiers.insert(identifier.clone()) {
+                    return Err(invalid(
+                        format!("vcs[{i}].identifiers[{j}]"),
+                        format!("{identifier} is already used by another organisation"),
+                    ));
+                }
+            }
+            check_webhook_url(&vcs.webhook_url, &format!("vcs[{i}].webhook_url"))?;
+            check_webhook_secret(&vcs.webhook_secret, &format!("vcs[{i}].webhook_secret"))?;
+            check_token(&vcs.token, &format!("vcs[{i}].token"), &mut tokens)?;
+        }
+        if let Some(token) = &self.admin.token {
+            check_token(token, "admin.token", &mut tokens)?;
+        }
+        Ok(())
+    }
+
+    pub fn vcs(&self, id: &VcsId) -> Option<&VcsConfig> {
+        self.vcs.iter().find(|v| &v.id == id)
+    }
+
+    /// The base URL clients use to reach us.
+    pub fn base_url(&self) -> String {
+        match &self.server.base_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.server.listen),
+        }
+    }
+}
+
+fn describe_figment_error(error: figment::Error) -> String {
+    // figment names the key path ("for key `server.listen`"); keep every error, not just the first.
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn check_storage_url(url: &str) -> Result<(), ConfigError> {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !path.is_empty() => Ok(()),
+        _ => Err(invalid(
+            "storage.url".into(),
+            format!("expected sqlite://PATH, got {url:?}"),
+        )),
+    }
+}
+
+fn check_token(token: &str, key: &str, seen: &mut HashSet<String>) -> Result<(), ConfigError> {
+    if token.len() < 8 {
+        return Err(invalid(key.into(), "tokens need at least 8 characters"));
+    }
+    if !seen.insert(token.to_string()) {
+        return Err(invalid(key.into(), "this token is already used elsewhere"));
+    }
+    Ok(())
+}
+
+fn check_webhook_url(url: &str, key: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
+        Ok(_) => Err(invalid(key.into(), "only http and https webhook URLs")),
+        Err(e) => Err(invalid(key.into(), format!("not a URL: {e}"))),
+    }
+}
+
+fn check_webhook_secret(secret: &str, key: &str) -> Result<(), ConfigError> {
+    use base64::Engine;
+    let Some(encoded) = secret.strip_prefix("whsec_") else {
+        return Err(invalid(
+            key.into(),
+            "Standard Webhooks secrets start with whsec_",
+        ));
+    };
+    match base64::engine::general_purpose::STANDARD.decode(encoded) {
+        Ok(bytes) if bytes.len() >= 24 => Ok(()),
+        Ok(_) => Err(invalid(
+            key.into(),
+            "the secret needs at least 24 random bytes",
+        )),
+        Err(_) => Err(invalid(key.into(), "the part after whsec_ must be base64")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_configuration_loads() {
+        let config = Config::from_toml_with_env(DEMO_CONFIG).unwrap();
+        assert_eq!(config.server.listen.port(), 8080);
+        assert_eq!(config.clients.len(), 2);
+        assert_eq!(config.vcs.len(), 3);
+    }
+
+    #[test]
+    fn a_bad_key_is_named() {
+        let text = DEMO_CONFIG.replace("listen = \"127.0.0.1:8080\"", "listen = \"nowhere\"");
+        let err = Config::from_toml_with_env(&text).unwrap_err().to_string();
+        assert!(err.contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused() {
+        let text = format!("{DEMO_CONFIG}\n[storage2]\nurl = \"x\"\n");
+        let err = Config::from_toml_with_env(&text).unwrap_err().to_string();
+        assert!(err.contains("storage2"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_vcs_identifier_is_named() {
+        let text = DEMO_CONFIG.replacen(
+            "\"https://www.gov.uk/charity-commission|1123456\"",
+            "\"no-bar\"",
+            1,
+        );
+        let err = Config::from_toml_with_env(&text).unwrap_err().to_string();
+        assert!(err.contains("vcs") && err.contains("identifiers"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_secret_is_named() {
+        let text = DEMO_CONFIG.replacen("whsec_", "secret_", 1);
+        let err = Config::from_toml_with_env(&text).unwrap_err().to_string();
+        assert!(err.contains("vcs[0].webhook_secret"), "{err}");
+    }
+}

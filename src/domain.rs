@@ -1,0 +1,286 @@
+//! Domain values that cannot hold a bad value: parse once at the edge, then trust the type.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// The identifier systems the gateway understands (UK Core facts).
+pub mod systems {
+    pub const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
+    pub const ODS_CODE: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+    pub const SNOMED: &str = "http://snomed.info/sct";
+}
+
+/// Why a domain value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("an NHS number has 10 digits; {0:?} does not")]
+    NhsNumberLength(String),
+    #[error("{0:?} fails the NHS number Modulus 11 check")]
+    NhsNumberCheckDigit(String),
+    #[error("an ODS code is 3 to 10 upper-case letters and digits; {0:?} is not")]
+    OdsCode(String),
+    #[error("an id is 1 to 64 lower-case letters, digits or '-', starting with a letter or digit; {0:?} is not")]
+    Slug(String),
+    #[error("{0:?} is not a FHIR id (1 to 64 of A-Z a-z 0-9 - .)")]
+    FhirId(String),
+    #[error("an identifier is written system|value with both parts present; {0:?} is not")]
+    Identifier(String),
+}
+
+/// A 10-digit NHS number whose check digit passes Modulus 11.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct NhsNumber(String);
+
+impl NhsNumber {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for NhsNumber {
+    type Err = DomainError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        // Tolerate the spaced display form "943 476 5919" that clinicians type.
+        let digits: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+        let values: Vec<u32> = digits.chars().filter_map(|c| c.to_digit(10)).collect();
+        if values.len() != 10 || digits.len() != 10 {
+            return Err(DomainError::NhsNumberLength(raw.to_string()));
+        }
+        let weighted: u32 = values[..9]
+            .iter()
+            .zip((2..=10).rev())
+            .map(|(digit, weight)| digit * weight)
+            .sum();
+        let check = match 11 - (weighted % 11) {
+            11 => 0,
+            10 => return Err(DomainError::NhsNumberCheckDigit(raw.to_string())),
+            n => n,
+        };
+        if check != values[9] {
+            return Err(DomainError::NhsNumberCheckDigit(raw.to_string()));
+        }
+        Ok(NhsNumber(digits))
+    }
+}
+
+/// An NHS Organisation Data Service code (GP practices, trusts, and VCS organisations that have one).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct OdsCode(String);
+
+impl OdsCode {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for OdsCode {
+    type Err = DomainError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let ok = (3..=10).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if ok {
+            Ok(OdsCode(raw.to_string()))
+        } else {
+            Err(DomainError::OdsCode(raw.to_string()))
+        }
+    }
+}
+
+fn is_slug(raw: &str) -> bool {
+    let mut chars = raw.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    first_ok
+        && raw.len() <= 64
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+macro_rules! slug_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = DomainError;
+            fn from_str(raw: &str) -> Result<Self, Self::Err> {
+                if is_slug(raw) {
+                    Ok($name(raw.to_string()))
+                } else {
+                    Err(DomainError::Slug(raw.to_string()))
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(d)?;
+                raw.parse().map_err(serde::de::Error::custom)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+slug_type!(
+    /// A configured GP system vendor client (`[[clients]] id`).
+    ClientId
+);
+slug_type!(
+    /// A configured voluntary and community sector organisation (`[[vcs]] id`).
+    VcsId
+);
+
+/// A FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`), as it appears in `/fhir/{type}/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct FhirId(String);
+
+impl FhirId {
+    /// A fresh server-assigned id.
+    pub fn generate() -> Self {
+        FhirId(uuid::Uuid::new_v4().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for FhirId {
+    type Err = DomainError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let ok = (1..=64).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if ok {
+            Ok(FhirId(raw.to_string()))
+        } else {
+            Err(DomainError::FhirId(raw.to_string()))
+        }
+    }
+}
+
+impl fmt::Display for FhirId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Our id for an accepted referral: the logical id of the stored ServiceRequest.
+pub type ReferralId = FhirId;
+
+/// A business identifier `system|value`, as in FHIR token search and in configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Identifier {
+    pub system: String,
+    pub value: String,
+}
+
+impl Identifier {
+    pub fn new(system: impl Into<String>, value: impl Into<String>) -> Self {
+        Identifier {
+            system: system.into(),
+            value: value.into(),
+        }
+    }
+}
+
+impl FromStr for Identifier {
+    type Err = DomainError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw.split_once('|') {
+            Some((system, value)) if !system.is_empty() && !value.is_empty() => {
+                Ok(Identifier::new(system, value))
+            }
+            _ => Err(DomainError::Identifier(raw.to_string())),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Identifier {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}|{}", self.system, self.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nhs_number_modulus_11() {
+        assert!("9000000009".parse::<NhsNumber>().is_ok());
+        assert!("943 476 5919".parse::<NhsNumber>().is_ok());
+        assert_eq!(
+            "9434765918".parse::<NhsNumber>(),
+            Err(DomainError::NhsNumberCheckDigit("9434765918".into()))
+        );
+        assert!("123".parse::<NhsNumber>().is_err());
+        assert!("94347659x9".parse::<NhsNumber>().is_err());
+        // A remainder giving check digit 10 can never be a valid number.
+        assert!("0000200000".parse::<NhsNumber>().is_err());
+    }
+
+    #[test]
+    fn ods_codes() {
+        assert!("X1A2B".parse::<OdsCode>().is_ok());
+        assert!("Y01234".parse::<OdsCode>().is_ok());
+        assert!("x1a2b".parse::<OdsCode>().is_err());
+        assert!("AB".parse::<OdsCode>().is_err());
+    }
+
+    #[test]
+    fn slugs_and_ids() {
+        assert!("carers-count".parse::<VcsId>().is_ok());
+        assert!("Carers Count".parse::<VcsId>().is_err());
+        assert!("".parse::<ClientId>().is_err());
+        assert!("abc.DEF-1".parse::<FhirId>().is_ok());
+        assert!("a/b".parse::<FhirId>().is_err());
+        assert!("x".repeat(65).parse::<FhirId>().is_err());
+    }
+
+    #[test]
+    fn identifiers() {
+        let id: Identifier = "https://fhir.nhs.uk/Id/ods-organization-code|X1A2B"
+            .parse()
+            .unwrap();
+        assert_eq!(id.system, systems::ODS_CODE);
+        assert_eq!(id.value, "X1A2B");
+        assert!("nosystem".parse::<Identifier>().is_err());
+        assert!("|X1".parse::<Identifier>().is_err());
+    }
+}

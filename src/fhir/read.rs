@@ -1,0 +1,228 @@
+//! Reading request bodies: media types, JSON and XML, and the depth limit.
+
+use serde_json::Value;
+
+/// A FHIR wire format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Xml,
+}
+
+impl Format {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/fhir+json; charset=utf-8",
+            Format::Xml => "application/fhir+xml; charset=utf-8",
+        }
+    }
+
+    /// Reads a media type or a `_format` value (`json`, `xml`, `application/fhir+json`…).
+    /// Parameters such as `charset` and `fhirVersion` are ignored unless they name another version.
+    pub fn from_media_type(raw: &str) -> Option<Format> {
+        let mut parts = raw.split(';');
+        let essence = parts.next()?.trim().to_ascii_lowercase();
+        let other_version = parts.any(|param| {
+            param
+                .trim()
+                .strip_prefix("fhirVersion=")
+                .is_some_and(|v| !v.starts_with("4.0"))
+        });
+        if other_version {
+            return None;
+        }
+        match essence.as_str() {
+            "application/fhir+json" | "application/json" | "application/json+fhir" | "json" => {
+                Some(Format::Json)
+            }
+            "application/fhir+xml"
+            | "application/xml"
+            | "application/xml+fhir"
+            | "text/xml"
+            | "xml" => Some(Format::Xml),
+            _ => None,
+        }
+    }
+
+    /// The response format: `_format` wins over `Accept`; JSON when neither names one we speak.
+    /// `Accept` may list several types with q-values; the first one we support is taken.
+    pub fn negotiate(format_param: Option<&str>, accept: Option<&str>) -> Result<Format, String> {
+        if let Some(raw) = format_param {
+            return Format::from_media_type(raw).ok_or_else(|| raw.to_string());
+        }
+        let Some(accept) = accept else {
+            return Ok(Format::Json);
+        };
+        let mut wildcard = false;
+        for item in accept.split(',') {
+            let media = item.split(';').next().unwrap_or("").trim();
+            if let Some(format) = Format::from_media_type(item.trim()) {
+                return Ok(format);
+            }
+            if matches!(media, "*/*" | "application/*" | "") {
+                wildcard = true;
+            }
+        }
+        if wildcard {
+            Ok(Format::Json)
+        } else {
+            Err(accept.to_string())
+        }
+    }
+}
+
+/// Why a body could not be read as FHIR.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("the body is empty")]
+    Empty,
+    #[error("the body is not valid JSON (line {line}, column {column}): {message}")]
+    Json {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("the body is not UTF-8 text")]
+    NotUtf8,
+    #[error("{0}")]
+    Xml(String),
+    #[error("the JSON is nested {depth} levels deep; the limit is {limit}")]
+    TooDeep { depth: usize, limit: usize },
+    #[error("a FHIR resource is a JSON object with a resourceType; this body is not")]
+    NotAResource,
+}
+
+/// Parses a request body into the JSON tree of a resource.
+///
+/// XML goes through fhirbolt into the same JSON tree, so everything after this point sees one
+/// representation. The depth check runs before validation so no later walk can be driven deep.
+pub fn parse_body(bytes: &[u8], format: Format, max_depth: usize) -> Result<Value, ReadError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ReadError::Empty);
+    }
+    let value = match format {
+        Format::Json => parse_json(bytes)?,
+        Format::Xml => {
+            let text = std::str::from_utf8(bytes).map_err(|_| ReadError::NotUtf8)?;
+            fhir_model::xml_to_json(text).map_err(|e| ReadError::Xml(e.to_string()))?
+        }
+    };
+    let depth = json_depth(&value);
+    if depth > max_depth {
+        return Err(ReadError::TooDeep {
+            depth,
+            limit: max_depth,
+        });
+    }
+    match value.get("resourceType") {
+        Some(Value::String(_)) => Ok(value),
+        _ => Err(ReadError::NotAResource),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ReadError> {
+    // serde_json stops at 128 levels of nesting on its own, so hostile input cannot overflow the stack.
+    serde_json::from_slice(bytes).map_err(|e| ReadError::Json {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+/// The nesting depth of a JSON tree, measured without recursion.
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 1usize)];
+    while let Some((node, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        match node {
+            Value::Array(items) => stack.extend(items.iter().map(|v| (v, depth + 1))),
+            Value::Object(map) => stack.extend(map.values().map(|v| (v, depth + 1))),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Serialises a JSON tree in the requested format.
+pub fn render(value: &Value, format: Format) -> Result<Vec<u8>, fhir_model::ModelError> {
+    match format {
+        Format::Json => Ok(serde_json::to_vec(value).unwrap_or_default()),
+        Format::Xml => fhir_model::json_to_xml(value).map(String::into_bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types() {
+        assert_eq!(
+            Format::from_media_type("application/fhir+json; charset=utf-8"),
+            Some(Format::Json)
+        );
+        assert_eq!(
+            Format::from_media_type("application/fhir+xml"),
+            Some(Format::Xml)
+        );
+        assert_eq!(
+            Format::from_media_type("application/fhir+json; fhirVersion=4.0"),
+            Some(Format::Json)
+        );
+        assert_eq!(
+            Format::from_media_type("application/fhir+json; fhirVersion=5.0"),
+            None
+        );
+        assert_eq!(Format::from_media_type("text/plain"), None);
+    }
+
+    #[test]
+    fn negotiation() {
+        assert_eq!(Format::negotiate(None, None), Ok(Format::Json));
+        assert_eq!(
+            Format::negotiate(Some("xml"), Some("application/fhir+json")),
+            Ok(Format::Xml)
+        );
+        assert_eq!(
+            Format::negotiate(None, Some("text/html, application/fhir+xml;q=0.9")),
+            Ok(Format::Xml)
+        );
+        assert_eq!(Format::negotiate(None, Some("*/*")), Ok(Format::Json));
+        assert!(Format::negotiate(None, Some("text/html")).is_err());
+    }
+
+    #[test]
+    fn bodies() {
+        assert!(matches!(
+            parse_body(b"", Format::Json, 64),
+            Err(ReadError::Empty)
+        ));
+        assert!(matches!(
+            parse_body(b"{", Format::Json, 64),
+            Err(ReadError::Json { .. })
+        ));
+        assert!(matches!(
+            parse_body(b"[1]", Format::Json, 64),
+            Err(ReadError::NotAResource)
+        ));
+        assert!(parse_body(
+            b"\xEF\xBB\xBF{\"resourceType\":\"Patient\"}",
+            Format::Json,
+            64
+        )
+        .is_ok());
+        let deep = format!(
+            "{{\"resourceType\":\"Patient\",\"x\":{}{}}}",
+            "[".repeat(80),
+            "]".repeat(80)
+        );
+        assert!(matches!(
+            parse_body(deep.as_bytes(), Format::Json, 64),
+            Err(ReadError::TooDeep { .. })
+        ));
+        let hostile = "[".repeat(100_000);
+        assert!(parse_body(hostile.as_bytes(), Format::Json, 64).is_err());
+    }
+}

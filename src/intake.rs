@@ -1,0 +1,743 @@
+//! Referral intake: from a parsed submission to everything one transaction stores.
+//!
+//! Order matters and is the same for every entry point (single ServiceRequest, transaction,
+//! BaRS message): the shape the endpoint expects, then the validator (base R4 + our profiles),
+//! then the rules only a create has, then resolution, routing, ids, and the referral record.
+//! Nothing here does I/O; the HTTP layer stores what this returns.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use fhir_model::r4::{self, types};
+use serde_json::{json, Value};
+
+use crate::config::{Config, VcsConfig};
+use crate::domain::{systems, ClientId, FhirId, Identifier};
+use crate::fhir::bundle::{rewrite_references, Located, Submission};
+use crate::fhir::outcome::Issue;
+use crate::store::{NewOutboxMessage, NewReferral, NewResource};
+use crate::translate::referral_record::{referral_record, ReferralParts};
+use crate::validation::Validation;
+
+/// Where the submission arrived, which fixes the shape it must have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /fhir/ServiceRequest`
+    ServiceRequest,
+    /// `POST /fhir` with a transaction Bundle
+    Transaction,
+    /// `POST /fhir/$process-message`
+    Message,
+}
+
+/// The BaRS event a referral message carries.
+pub const REFERRAL_EVENT: &str = "servicerequest-request";
+
+/// A submission that can be stored.
+#[derive(Debug)]
+pub struct Prepared {
+    pub referral: NewReferral,
+    /// The normalised ServiceRequest, as stored (version 1).
+    pub service_request: Value,
+    /// For transaction responses: each request entry's new `Type/id`, in request order.
+    pub entry_locations: Vec<Option<String>>,
+    /// Warnings and information from validation, returned with the result.
+    pub warnings: Vec<Issue>,
+}
+
+/// Why a submission was refused: the issues, all at once.
+#[derive(Debug)]
+pub struct Rejected(pub Vec<Issue>);
+
+pub struct Request<'a> {
+    pub endpoint: Endpoint,
+    pub tree: Value,
+    pub received_body: &'a [u8],
+    pub received_content_type: &'a str,
+    pub client: &'a ClientId,
+    pub correlation_id: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+/// Checks a submission without storing anything (`$validate`, and the first half of a create).
+pub fn check(validation: &Validation, endpoint: Endpoint, tree: &Value) -> Vec<Issue> {
+    if let Some(issue) = shape_issue(endpoint, tree) {
+        return vec![issue];
+    }
+    let mut issues = validation.validate(tree);
+    if !has_errors(&issues) {
+        issues.extend(envelope_issues(endpoint, tree));
+    }
+    issues
+}
+
+pub fn has_errors(issues: &[Issue]) -> bool {
+    issues.iter().any(|i| i.severity.is_error())
+}
+
+/// Turns a submission into what a create stores, or says why not.
+pub fn prepare(
+    config: &Config,
+    validation: &Validation,
+    request: Request<'_>,
+) -> Result<Prepared, Rejected> {
+    let mut issues = check(validation, request.endpoint, &request.tree);
+    if has_errors(&issues) {
+        return Err(Rejected(issues));
+    }
+    let submission = Submission::of(&request.tree);
+    let located = locate_referral(&submission).map_err(|issue| Rejected(vec![issue]))?;
+    let mut rules = create_rules(&located);
+    let vcs = match route(&located, &submission, config) {
+        Ok(vcs) => Some(vcs),
+        Err(issue) => {
+            rules.push(issue);
+            None
+        }
+    };
+    if has_errors(&rules) {
+        issues.extend(rules);
+        return Err(Rejected(issues));
+    }
+    let Some(vcs) = vcs else {
+        return Err(Rejected(issues));
+    };
+    let message_id = match request.endpoint {
+        Endpoint::Message => request
+            .tree
+            .get("id")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        _ => None,
+    };
+    let assigned = assign_ids(&request, &located)?;
+    build(vcs, request, assigned, message_id, issues)
+}
+
+/// The one check before validation: is this the kind of resource the endpoint takes?
+/// A wrong kind is not FHIR for this endpoint at all, so it is a `structure` issue (400).
+fn shape_issue(endpoint: Endpoint, tree: &Value) -> Option<Issue> {
+    let resource_type = tree
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let bundle_type = tree.get("type").and_then(Value::as_str);
+    let (expected, ok) = match endpoint {
+        Endpoint::ServiceRequest => ("a ServiceRequest", resource_type == "ServiceRequest"),
+        Endpoint::Transaction => (
+            "a Bundle of type transaction",
+            resource_type == "Bundle" && bundle_type == Some("transaction"),
+        ),
+        Endpoint::Message => (
+            "a Bundle of type message",
+            resource_type == "Bundle" && bundle_type == Some("message"),
+        ),
+    };
+    if ok {
+        return None;
+    }
+    let found = match (resource_type, bundle_type) {
+        ("Bundle", Some(kind)) => format!("a Bundle of type {kind}"),
+        ("", _) => "no resourceType".to_string(),
+        (other, _) => format!("a {other}"),
+    };
+    let hint = match (endpoint, bundle_type) {
+        (Endpoint::Transaction, Some("message")) => {
+            " Send message Bundles to POST /fhir/$process-message."
+        }
+        (Endpoint::Transaction, Some("batch")) => {
+            " Batches are not supported: send one transaction per referral."
+        }
+        (Endpoint::Message, Some("transaction")) => " Send transaction Bundles to POST /fhir.",
+        _ => "",
+    };
+    let expression = if resource_type == "Bundle" {
+        "Bundle.type"
+    } else {
+        "resourceType"
+    };
+    Some(
+        Issue::error(
+            "structure",
+            format!("This endpoint takes {expected}, but the body is {found}.{hint}"),
+        )
+        .at(expression)
+        .with_message_id("wrong-resource-for-endpoint"),
+    )
+}
+
+/// Bundle-level rules of transactions and BaRS messages that no profile states.
+fn envelope_issues(endpoint: Endpoint, tree: &Value) -> Vec<Issue> {
+    let entries = tree
+        .get("entry")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut issues = Vec::new();
+    match endpoint {
+        Endpoint::ServiceRequest => {}
+        Endpoint::Transaction => {
+            for (i, entry) in entries.iter().enumerate() {
+                let method = entry.pointer("/request/method").and_then(Value::as_str);
+                if method != Some("POST") {
+                    issues.push(
+                        Issue::error(
+                            "not-supported",
+                            format!(
+                                "Referral transactions create resources: entry {i} uses {}, only POST is accepted.",
+                                method.unwrap_or("no request.method")
+                            ),
+                        )
+                        .at(format!("Bundle.entry[{i}].request.method"))
+                        .with_message_id("transaction-method"),
+                    );
+                }
+            }
+        }
+        Endpoint::Message => issues.extend(message_header_issues(tree, entries)),
+    }
+    let service_requests = entries
+        .iter()
+        .filter(|e| {
+            e.pointer("/resource/resourceType").and_then(Value::as_str) == Some("ServiceRequest")
+        })
+        .count();
+    if endpoint != Endpoint::ServiceRequest && service_requests != 1 {
+        issues.push(
+            Issue::error(
+                "business-rule",
+                format!("A referral Bundle carries exactly one ServiceRequest; this one has {service_requests}."),
+            )
+            .at("Bundle.entry")
+            .with_message_id("one-service-request"),
+        );
+    }
+    issues
+}
+
+fn message_header_issues(tree: &Value, entries: &[Value]) -> Vec<Issue> {
+    let mut issues = Vec::new();
+    if tree.get("id").and_then(Value::as_str).is_none() {
+        issues.push(
+            Issue::error(
+                "required",
+                "A BaRS message Bundle needs an id: it is the message id used to detect repeats.",
+            )
+            .at("Bundle.id")
+            .with_message_id("message-id-required"),
+        );
+    }
+    let header = entries.first().and_then(|e| e.get("resource"));
+    let header_type = header
+        .and_then(|h| h.get("resourceType"))
+        .and_then(Value::as_str);
+    let Some(header) = header.filter(|_| header_type == Some("MessageHeader")) else {
+        issues.push(
+            Issue::error(
+                "invalid",
+                "The first entry of a message Bundle must be its MessageHeader.",
+            )
+            .at("Bundle.entry[0].resource")
+            .with_message_id("message-header-first"),
+        );
+        return issues;
+    };
+    let event = header.pointer("/eventCoding/code").and_then(Value::as_str);
+    if event != Some(REFERRAL_EVENT) {
+        issues.push(
+            Issue::error(
+                "not-supported",
+                format!(
+                    "This gateway processes the {REFERRAL_EVENT} event; the message carries {}.",
+                    event.unwrap_or("no eventCoding.code")
+                ),
+            )
+            .at("Bundle.entry[0].resource.eventCoding.code")
+            .with_message_id("message-event"),
+        );
+    }
+    let root = Located {
+        resource: header,
+        path: "Bundle.entry[0].resource".into(),
+        container: None,
+    };
+    let submission = Submission::of(tree);
+    let focus_is_referral = header
+        .get("focus")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.get("reference").and_then(Value::as_str))
+        .filter_map(|r| submission.resolve(&root, r))
+        .any(|l| l.resource_type() == "ServiceRequest");
+    if !focus_is_referral {
+        issues.push(
+            Issue::error(
+                "invalid",
+                "MessageHeader.focus must reference the ServiceRequest entry of this Bundle.",
+            )
+            .at("Bundle.entry[0].resource.focus")
+            .with_message_id("message-focus"),
+        );
+    }
+    issues
+}
+
+/// The resources of one referral, found in the submission.
+struct LocatedReferral<'a> {
+    service_request: Located<'a>,
+    patient: Located<'a>,
+    requester: Option<Located<'a>>,
+    practitioner: Option<Located<'a>>,
+    practice: Option<Located<'a>>,
+    consent: Option<Located<'a>>,
+}
+
+fn reference_of<'a>(resource: &'a Value, pointer: &str) -> Option<&'a str> {
+    resource.pointer(pointer).and_then(Value::as_str)
+}
+
+fn locate_referral<'a>(submission: &Submission<'a>) -> Result<LocatedReferral<'a>, Issue> {
+    let service_request = submission
+        .of_type("ServiceRequest")
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            Issue::error("required", "The submission carries no ServiceRequest.").at("Bundle.entry")
+        })?;
+    let sr = service_request.resource;
+    let resolve = |from: &Located<'a>, pointer: &str| {
+        reference_of(from.resource, pointer).and_then(|r| submission.resolve(from, r))
+    };
+    let patient = resolve(&service_request, "/subject/reference")
+        .filter(|p| p.resource_type() == "Patient")
+        .ok_or_else(|| {
+            Issue::error(
+                "not-found",
+                "ServiceRequest.subject must reference a Patient carried in the submission (a Bundle entry or a contained resource).",
+            )
+            .at(format!("{}.subject", service_request.path))
+            .with_message_id("subject-unresolved")
+        })?;
+    let requester = resolve(&service_request, "/requester/reference");
+    let (practitioner, practice) = match requester.as_ref().map(|r| (r.resource_type(), r)) {
+        Some(("PractitionerRole", role)) => (
+            resolve(role, "/practitioner/reference"),
+            resolve(role, "/organization/reference"),
+        ),
+        Some(("Organization", org)) => (None, Some(org.clone())),
+        Some(("Practitioner", person)) => (Some(person.clone()), None),
+        _ => (None, None),
+    };
+    let consent = sr
+        .get("supportingInfo")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|info| info.get("reference").and_then(Value::as_str))
+        .filter_map(|r| submission.resolve(&service_request, r))
+        .find(|l| l.resource_type() == "Consent");
+    Ok(LocatedReferral {
+        service_request,
+        patient,
+        requester,
+        practitioner,
+        practice,
+        consent,
+    })
+}
+
+/// Rules of a create that the stored resource need not keep (it may later be completed or revoked).
+fn create_rules(located: &LocatedReferral<'_>) -> Vec<Issue> {
+    let status = located
+        .service_request
+        .resource
+        .get("status")
+        .and_then(Value::as_str);
+    match status {
+        Some("active") | None => vec![],
+        Some(other) => vec![Issue::error(
+            "business-rule",
+            format!("A new referral must have status active; this one is {other}."),
+        )
+        .at(format!("{}.status", located.service_request.path))
+        .with_message_id("create-status-active")],
+    }
+}
+
+/// Identifiers of a reference: its own logical identifier, or those of the Organization it resolves to.
+fn performer_identifiers(performer: &Value, resolved: Option<&Located<'_>>) -> Vec<Identifier> {
+    let from_resource = resolved
+        .map(|l| l.resource)
+        .and_then(|r| r.get("identifier"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten();
+    let logical = performer.get("identifier").into_iter();
+    logical
+        .chain(from_resource)
+        .filter_map(|i| {
+            let system = i.get("system")?.as_str()?;
+            let value = i.get("value")?.as_str()?;
+            Some(Identifier::new(system, value))
+        })
+        .collect()
+}
+
+/// Finds the configured VCS organisation the referral's performer names.
+fn route<'c>(
+    located: &LocatedReferral<'_>,
+    submission: &Submission<'_>,
+    config: &'c Config,
+) -> Result<&'c VcsConfig, Issue> {
+    let sr = &located.service_request;
+    let performers = sr
+        .resource
+        .get("performer")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let Some(performer) = performers.first() else {
+        return Err(Issue::error(
+            "required",
+            "ServiceRequest.performer must name the community organisation to refer to (by an identifier we know).",
+        )
+        .at(format!("{}.performer", sr.path))
+        .with_message_id("performer-required"));
+    };
+    let resolved = performer
+        .get("reference")
+        .and_then(Value::as_str)
+        .and_then(|r| submission.resolve(sr, r));
+    let identifiers = performer_identifiers(performer, resolved.as_ref());
+    let found = identifiers
+        .iter()
+        .find_map(|id| config.vcs.iter().find(|vcs| vcs.identifiers.contains(id)));
+    found.ok_or_else(|| {
+        let named = if identifiers.is_empty() {
+            "no identifier".to_string()
+        } else {
+            identifiers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        };
+        Issue::error(
+            "business-rule",
+            format!("The performer ({named}) is not an organisation this gateway delivers to; check the identifier system and value."),
+        )
+        .at(format!("{}.performer[0]", sr.path))
+        .with_message_id("performer-unknown")
+    })
+}
+
+/// Ids assigned to what is stored, and the normalised resources.
+struct Assigned {
+    referral_id: FhirId,
+    patient_id: FhirId,
+    service_request: Value,
+    /// Every stored resource (the ServiceRequest first), normalised.
+    resources: Vec<(String, FhirId, Value)>,
+    entry_locations: Vec<Option<String>>,
+    parts: ReferralParts,
+    gp_identifiers: Vec<Identifier>,
+}
+
+fn with_version(mut resource: Value, id: &FhirId, now: &str) -> Value {
+    if let Value::Object(object) = &mut resource {
+        object.insert("id".into(), json!(id.as_str()));
+        let meta = object.entry("meta").or_insert_with(|| json!({}));
+        if let Value::Object(meta) = meta {
+            meta.insert("versionId".into(), json!("1"));
+            meta.insert("lastUpdated".into(), json!(now));
+        }
+    }
+    resource
+}
+
+/// Assigns our ids. In Bundles every entry gets a new id and references between entries are
+/// rewritten to `Type/id` (the FHIR transaction rule). A contained Patient is also stored as a
+/// Patient of its own, so `GET /fhir/Patient/{id}` and `patient=` searches work for every referral.
+fn assign_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<Assigned, Rejected> {
+    let now = request.now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let referral_id = FhirId::generate();
+    let parts = typed_parts(located)?;
+    let gp_identifiers = gp_identifiers(located.service_request.resource);
+    if request.endpoint == Endpoint::ServiceRequest {
+        let patient_id = FhirId::generate();
+        let sr = with_version(request.tree.clone(), &referral_id, &now);
+        let patient = with_version(located.patient.resource.clone(), &patient_id, &now);
+        return Ok(Assigned {
+            referral_id: referral_id.clone(),
+            patient_id: patient_id.clone(),
+            service_request: sr.clone(),
+            resources: vec![
+                ("ServiceRequest".into(), referral_id, sr),
+                ("Patient".into(), patient_id, patient),
+            ],
+            entry_locations: vec![],
+            parts,
+            gp_identifiers,
+        });
+    }
+    let entries = request
+        .tree
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut rewrites = HashMap::new();
+    let mut planned = Vec::new();
+    for entry in &entries {
+        let Some(resource) = entry.get("resource") else {
+            planned.push(None);
+            continue;
+        };
+        let resource_type = resource
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if resource_type == "MessageHeader" {
+            planned.push(None);
+            continue;
+        }
+        let id = if resource_type == "ServiceRequest" {
+            referral_id.clone()
+        } else {
+            FhirId::generate()
+        };
+        let target = format!("{resource_type}/{}", id.as_str());
+        if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+            rewrites.insert(full_url.to_string(), target.clone());
+        }
+        if let Some(old_id) = resource.get("id").and_then(Value::as_str) {
+            rewrites.insert(format!("{resource_type}/{old_id}"), target.clone());
+        }
+        planned.push(Some((resource_type, id)));
+    }
+    let mut resources = Vec::new();
+    let mut patient_id = None;
+    let mut service_request = Value::Null;
+    for (entry, plan) in entries.iter().zip(&planned) {
+        let (Some(resource), Some((resource_type, id))) = (entry.get("resource"), plan) else {
+            continue;
+        };
+        let mut resource = with_version(resource.clone(), id, &now);
+        rewrite_references(&mut resource, &rewrites);
+        if located.patient.resource == entry.get("resource").unwrap_or(&Value::Null) {
+            patient_id = Some(id.clone());
+        }
+        if resource_type == "ServiceRequest" {
+            service_request = resource.clone();
+        }
+        resources.push((resource_type.clone(), id.clone(), resource));
+    }
+    // The ServiceRequest first: it is what responses and searches return.
+    resources.sort_by_key(|(t, _, _)| t != "ServiceRequest");
+    let patient_id = match patient_id {
+        Some(id) => id,
+        None => {
+            // A Patient contained in a bundled ServiceRequest: store it as its own resource too.
+            let id = FhirId::generate();
+            resources.push((
+                "Patient".into(),
+                id.clone(),
+                with_version(located.patient.resource.clone(), &id, &now),
+            ));
+            id
+        }
+    };
+    let entry_locations = planned
+        .iter()
+        .map(|p| p.as_ref().map(|(t, id)| format!("{t}/{}", id.as_str())))
+        .collect();
+    Ok(Assigned {
+        referral_id,
+        patient_id,
+        service_request,
+        resources,
+        entry_locations,
+        parts,
+        gp_identifiers,
+    })
+}
+
+fn gp_identifiers(service_request: &Value) -> Vec<Identifier> {
+    service_request
+        .get("identifier")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|i| {
+            Some(Identifier::new(
+                i.get("system")?.as_str()?,
+                i.get("value")?.as_str()?,
+            ))
+        })
+        .collect()
+}
+
+/// Reads the located resources into fhirbolt's typed model for translation.
+fn typed_parts(located: &LocatedReferral<'_>) -> Result<ReferralParts, Rejected> {
+    let service_request = typed(&located.service_request, |r| match r {
+        r4::Resource::ServiceRequest(sr) => Some(*sr),
+        _ => None,
+    })?;
+    let patient = typed(&located.patient, |r| match r {
+        r4::Resource::Patient(p) => Some(*p),
+        _ => None,
+    })?;
+    let optional = |l: &Option<Located<'_>>| {
+        l.as_ref()
+            .and_then(|l| fhir_model::json_to_resource(strip_contained(l.resource)).ok())
+    };
+    let practice = match optional(&located.practice) {
+        Some(r4::Resource::Organization(o)) => Some(*o),
+        _ => None,
+    };
+    let practitioner = match optional(&located.practitioner) {
+        Some(r4::Resource::Practitioner(p)) => Some(*p),
+        _ => None,
+    };
+    let practitioner_role = match optional(&located.requester) {
+        Some(r4::Resource::PractitionerRole(r)) => Some(*r),
+        _ => None,
+    };
+    let consent = match optional(&located.consent) {
+        Some(r4::Resource::Consent(c)) => Some(*c),
+        _ => None,
+    };
+    let practice_reference =
+        practice_reference(&service_request, &practitioner_role, practice.is_some());
+    Ok(ReferralParts {
+        service_request,
+        patient,
+        practice,
+        practice_reference,
+        practitioner,
+        practitioner_role,
+        consent,
+    })
+}
+
+/// The practice when only a logical reference names it (requester or role.organization with an ODS identifier).
+fn practice_reference(
+    sr: &r4::resources::ServiceRequest,
+    role: &Option<r4::resources::PractitionerRole>,
+    have_practice: bool,
+) -> Option<types::Reference> {
+    if have_practice {
+        return None;
+    }
+    let is_ods = |r: &types::Reference| {
+        r.identifier
+            .as_ref()
+            .and_then(|i| i.system.as_ref())
+            .and_then(|s| s.value.as_deref())
+            == Some(systems::ODS_CODE)
+    };
+    role.as_ref()
+        .and_then(|r| r.organization.as_deref())
+        .filter(|r| is_ods(r))
+        .or_else(|| sr.requester.as_deref().filter(|r| is_ods(r)))
+        .cloned()
+}
+
+/// Contained resources are typed on their own; their container's `contained` is not needed.
+fn strip_contained(resource: &Value) -> Value {
+    let mut copy = resource.clone();
+    if let Value::Object(object) = &mut copy {
+        object.remove("contained");
+    }
+    copy
+}
+
+fn typed<T>(
+    located: &Located<'_>,
+    pick: impl FnOnce(r4::Resource) -> Option<T>,
+) -> Result<T, Rejected> {
+    fhir_model::json_to_resource(strip_contained(located.resource))
+        .ok()
+        .and_then(pick)
+        .ok_or_else(|| {
+            Rejected(vec![Issue::error(
+                "structure",
+                format!(
+                    "{} could not be read into the FHIR R4 model.",
+                    located.resource_type()
+                ),
+            )
+            .at(located.path.clone())
+            .with_message_id("model-mismatch")])
+        })
+}
+
+fn build(
+    vcs: &VcsConfig,
+    request: Request<'_>,
+    assigned: Assigned,
+    message_id: Option<String>,
+    warnings: Vec<Issue>,
+) -> Result<Prepared, Rejected> {
+    let gp_reference = assigned.gp_identifiers.first().cloned().ok_or_else(|| {
+        Rejected(vec![Issue::error(
+            "required",
+            "ServiceRequest.identifier (the GP system's own referral id, with system and value) is required.",
+        )
+        .at("ServiceRequest.identifier")
+        .with_message_id("identifier-required")])
+    })?;
+    let record = referral_record(
+        &assigned.parts,
+        assigned.referral_id.as_str(),
+        &gp_reference,
+        request.now,
+        vcs,
+    );
+    let record_json = serde_json::to_value(&record).unwrap_or(Value::Null);
+    let envelope = json!({
+        "type": "referral.created",
+        "timestamp": request.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "sequence": 1,
+        "data": record_json,
+    });
+    let status = assigned
+        .service_request
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("active")
+        .to_string();
+    let referral = NewReferral {
+        referral_id: assigned.referral_id.clone(),
+        client_id: request.client.clone(),
+        vcs_id: vcs.id.clone(),
+        identifiers: assigned.gp_identifiers,
+        message_id,
+        patient_id: assigned.patient_id,
+        status,
+        received_content_type: request.received_content_type.to_string(),
+        received_body: request.received_body.to_vec(),
+        resources: assigned
+            .resources
+            .iter()
+            .map(|(resource_type, id, content)| NewResource {
+                resource_type: resource_type.clone(),
+                id: id.clone(),
+                content: content.to_string(),
+            })
+            .collect(),
+        record: record_json.to_string(),
+        outbox: NewOutboxMessage {
+            id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+            event_type: "referral.created".into(),
+            sequence: 1,
+            payload: envelope.to_string(),
+        },
+        correlation_id: request.correlation_id,
+        created_at: request.now,
+    };
+    Ok(Prepared {
+        referral,
+        service_request: assigned.service_request,
+        entry_locations: assigned.entry_locations,
+        warnings,
+    })
+}

@@ -1,0 +1,65 @@
+//! The gateway's use of the validator: which profiles apply to which resources, and the mapping
+//! of validator issues to OperationOutcome issues. The engine itself is the `sp-validator` crate.
+
+use serde_json::Value;
+use sp_validator::{Options, Validator};
+
+use crate::fhir::outcome::{Issue, Severity};
+
+/// Our profiles, applied to every resource of their type anywhere in a submission.
+const PROFILES_BY_TYPE: &[(&str, &str)] = &[
+    ("ServiceRequest", sp_validator::SP_SERVICE_REQUEST),
+    ("Patient", sp_validator::SP_PATIENT),
+];
+
+/// The compiled validator, built once at start.
+pub struct Validation {
+    validator: Validator,
+}
+
+impl Validation {
+    pub fn bundled() -> Result<Self, sp_validator::LoadError> {
+        Ok(Validation {
+            validator: Validator::bundled()?,
+        })
+    }
+
+    /// Validates a submission against base R4 and our profiles.
+    pub fn validate(&self, tree: &Value) -> Vec<Issue> {
+        self.validate_with(tree, &[])
+    }
+
+    /// Validates with extra profiles for the root resource (`validate --profile`).
+    pub fn validate_with(&self, tree: &Value, root_profiles: &[&str]) -> Vec<Issue> {
+        let options = Options {
+            profiles_by_type: PROFILES_BY_TYPE,
+            root_profiles,
+        };
+        self.validator
+            .validate(tree, &options)
+            .into_iter()
+            .map(convert)
+            .collect()
+    }
+
+    pub fn knows_profile(&self, url: &str) -> bool {
+        self.validator.knows_profile(url)
+    }
+}
+
+fn convert(issue: sp_validator::Issue) -> Issue {
+    let severity = match issue.severity {
+        sp_validator::Severity::Fatal => Severity::Fatal,
+        sp_validator::Severity::Error => Severity::Error,
+        sp_validator::Severity::Warning => Severity::Warning,
+        sp_validator::Severity::Information => Severity::Information,
+    };
+    Issue {
+        severity,
+        code: issue.code.as_str(),
+        diagnostics: issue.diagnostics,
+        expression: Some(issue.expression).filter(|e| !e.is_empty()),
+        message_id: Some(issue.message_id.to_string()),
+        profile: issue.profile,
+    }
+}
