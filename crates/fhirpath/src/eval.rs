@@ -77,7 +77,7 @@ pub(crate) fn eval<'a>(expr: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
             let items = eval(inner, env)?;
             match items.as_slice() {
                 [] => Ok(Vec::new()),
-                [one] => Ok(vec![Item::Boolean(is_type(one, ty, env))]),
+                [one] => Ok(vec![Item::Boolean(is_type(one, ty, env, false)?)]),
                 _ => Err(EvalError::NotSingleton("is", items.len())),
             }
         }
@@ -86,7 +86,7 @@ pub(crate) fn eval<'a>(expr: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
             if items.len() > 1 {
                 return Err(EvalError::NotSingleton("as", items.len()));
             }
-            Ok(items.into_iter().filter(|i| is_type(i, ty, env)).collect())
+            filter_type(items, ty, env)
         }
     }
 }
@@ -252,23 +252,53 @@ pub(crate) fn children<'a>(node: &Node<'a>, model: Option<&'a dyn ModelInfo>, ou
     }
 }
 
-/// Type test used by `is`, `as` and `ofType`.
-pub(crate) fn is_type(item: &Item<'_>, ty: &TypeSpec, env: &Env<'_, '_>) -> bool {
+/// `as` / `ofType`: keeps items of the type. FHIR primitive types must
+/// match exactly (a `code` is not `as(string)`), as the official suite
+/// expects, while complex types accept subtypes (`Age` is a `Quantity`).
+pub(crate) fn filter_type<'a>(items: Coll<'a>, ty: &TypeSpec, env: &Env<'_, 'a>) -> EvalResult<'a> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        if is_type(&item, ty, env, true)? {
+            out.push(item);
+        }
+    }
+    Ok(out)
+}
+
+const SYSTEM_TYPES: [&str; 8] = [
+    "Boolean", "Integer", "Decimal", "String", "Date", "DateTime", "Time", "Quantity",
+];
+
+/// Type test used by `is`, `as` and `ofType`; an error when the model
+/// says the type does not exist.
+pub(crate) fn is_type(
+    item: &Item<'_>,
+    ty: &TypeSpec,
+    env: &Env<'_, '_>,
+    exact_primitive: bool,
+) -> Result<bool, EvalError> {
     let ns = ty.namespace.as_deref();
     let name = ty.name.as_str();
-    match item {
+    let system = ns != Some("FHIR") && SYSTEM_TYPES.contains(&name);
+    if !system && env.model().and_then(|m| m.is_known_type(name)) == Some(false) {
+        return Err(EvalError::Type(format!("unknown type '{name}'")));
+    }
+    Ok(match item {
         Item::Node(n) => {
             if ns == Some("System") {
-                return false;
+                return Ok(false);
             }
+            let primitive = name.starts_with(|c: char| c.is_ascii_lowercase());
             match n.type_name {
-                Some(t) => t == name || is_subtype(n, t, name, env.model()),
+                Some(t) if t == name => true,
+                Some(_) if exact_primitive && primitive => false,
+                Some(t) => is_subtype(n, t, name, env.model()),
                 None => untyped_node_is(n, name),
             }
         }
         Item::TypeInfo { .. } => false,
         other => ns != Some("FHIR") && other.type_name() == name,
-    }
+    })
 }
 
 fn is_subtype(node: &Node<'_>, t: &str, base: &str, model: Option<&dyn ModelInfo>) -> bool {

@@ -22,6 +22,7 @@ mod error;
 mod eval;
 mod functions;
 mod lexer;
+pub mod model;
 mod ops;
 mod parser;
 mod temporal;
@@ -31,6 +32,7 @@ use serde_json::Value;
 
 pub use decimal::Decimal;
 pub use error::{EvalError, ParseError};
+pub use model::StructureDefinitionModel;
 pub use parser::MAX_DEPTH;
 pub use temporal::{Precision, Temporal, TemporalKind};
 pub use value::{Item, Node, Quantity};
@@ -81,6 +83,12 @@ pub trait ModelInfo: Sync {
     /// Answer for `conformsTo(profile)`; `None` means "cannot tell" (base
     /// resource definitions are still answered, others are an error).
     fn conforms_to(&self, _resource: &Value, _profile: &str) -> Option<bool> {
+        None
+    }
+
+    /// Whether `name` is a FHIR type at all; `Some(false)` makes
+    /// `is`/`as`/`ofType` with that name an error. `None` = cannot tell.
+    fn is_known_type(&self, _name: &str) -> Option<bool> {
         None
     }
 }

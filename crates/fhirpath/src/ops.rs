@@ -8,7 +8,8 @@ use crate::error::EvalError;
 use crate::eval::{eval, Coll, Env, EvalResult};
 use crate::temporal::{CalendarUnit, Temporal, TemporalKind};
 use crate::value::{
-    calendar_unit, comparable_values, compare_quantities, item_to_string, Item, Quantity,
+    calendar_unit, comparable_values, compare_quantities, item_to_string, to_base_unit, Item,
+    Quantity,
 };
 
 pub(crate) fn binary<'a>(op: BinOp, l: &Expr, r: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
@@ -210,9 +211,14 @@ pub(crate) fn item_equiv(a: &Item<'_>, b: &Item<'_>) -> bool {
     let (a, b) = coerce_pair(a, b);
     match (&a, &b) {
         (Item::String(x), Item::String(y)) => normalize_ws(x) == normalize_ws(y),
-        (Item::Quantity(x), Item::Quantity(y)) => {
-            compare_quantities(x, y) == Some(Ordering::Equal)
-        }
+        (Item::Quantity(x), Item::Quantity(y)) => match comparable_values(x, y) {
+            // Like decimals: compared at the precision of the less precise.
+            Some((p, q)) => {
+                let scale = p.scale().min(q.scale());
+                p.round(scale) == q.round(scale)
+            }
+            None => false,
+        },
         _ => {
             if let (Some(x), Some(y)) = (as_decimal(&a), as_decimal(&b)) {
                 // Compared at the precision of the less precise operand.
@@ -245,8 +251,30 @@ fn coll_equiv(l: &[Item<'_>], r: &[Item<'_>]) -> bool {
     true
 }
 
+/// Two untyped JSON strings that both read as dates are compared as dates:
+/// without a model, `Period.start <= Period.end` would otherwise compare
+/// text and ignore precision and time zones.
+fn untyped_dates<'a>(a: &Item<'a>, b: &Item<'a>) -> Option<(Item<'a>, Item<'a>)> {
+    let untyped = |i: &Item<'a>| match i {
+        Item::Node(n) if n.type_name.is_none() => n.value.and_then(serde_json::Value::as_str),
+        _ => None,
+    };
+    let as_item = |t: Temporal| match t.kind {
+        TemporalKind::Date => Item::Date(t),
+        TemporalKind::Time => Item::Time(t),
+        TemporalKind::DateTime => Item::DateTime(t),
+    };
+    let x = Temporal::parse_any(untyped(a)?)?;
+    let y = Temporal::parse_any(untyped(b)?)?;
+    Some((as_item(x), as_item(y)))
+}
+
 pub(crate) fn compare_items(a: &Item<'_>, b: &Item<'_>) -> Result<Option<Ordering>, EvalError> {
-    let (Some(a), Some(b)) = (a.to_system(), b.to_system()) else {
+    let pair = match untyped_dates(a, b) {
+        Some(p) => Some(p),
+        None => a.to_system().zip(b.to_system()),
+    };
+    let Some((a, b)) = pair else {
         return Err(EvalError::Type("cannot compare complex values".into()));
     };
     let (a, b) = coerce_pair(a, b);
@@ -421,10 +449,29 @@ fn quantity_arith<'a>(
                 })
             }))
         }
+        BinOp::Mul | BinOp::Div => Ok(quantity_product(op, x, y)),
         _ => Err(EvalError::Unsupported(format!(
             "quantity operator {op:?}"
         ))),
     }
+}
+
+/// Products and quotients of quantities. Units of one dimension are first
+/// brought to the base unit (`cm * m` → `m2`); otherwise units combine
+/// textually (`g / m` → `g/m`). Full UCUM algebra is out of scope.
+fn quantity_product<'a>(op: BinOp, x: &Quantity, y: &Quantity) -> Option<Item<'a>> {
+    let same_dim = match (to_base_unit(x), to_base_unit(y)) {
+        (Some((dx, vx)), Some((dy, vy))) if dx == dy => Some((dx, vx, vy)),
+        _ => None,
+    };
+    let (value, unit) = match (op, same_dim) {
+        (BinOp::Mul, Some((d, vx, vy))) => (vx.checked_mul(vy)?, format!("{d}2")),
+        (BinOp::Div, Some((_, vx, vy))) => (vx.checked_div(vy)?, "1".to_string()),
+        (BinOp::Mul, None) => (x.value.checked_mul(y.value)?, format!("{}.{}", x.unit, y.unit)),
+        (_, None) if y.unit == "1" => (x.value.checked_div(y.value)?, x.unit.clone()),
+        _ => (x.value.checked_div(y.value)?, format!("{}/{}", x.unit, y.unit)),
+    };
+    Some(Item::Quantity(Quantity { value, unit }))
 }
 
 fn date_arith(op: BinOp, t: Temporal, q: &Quantity) -> Result<Option<Temporal>, EvalError> {
@@ -439,18 +486,9 @@ fn date_arith(op: BinOp, t: Temporal, q: &Quantity) -> Result<Option<Temporal>, 
             q.unit
         ))
     })?;
-    // Fractions matter only for seconds (as milliseconds); coarser units
-    // ignore the decimal part, as the specification says.
-    let (amount, unit) = if unit == CalendarUnit::Second {
-        let ms = q
-            .value
-            .checked_mul(Decimal::from_i64(1000))
-            .and_then(Decimal::to_i64_trunc)
-            .ok_or(EvalError::Overflow)?;
-        (ms, CalendarUnit::Millisecond)
-    } else {
-        (q.value.to_i64_trunc().ok_or(EvalError::Overflow)?, unit)
-    };
+    // The decimal part of the quantity is ignored (the official suite
+    // expects `+ 0.1 's'` to leave a dateTime unchanged).
+    let amount = q.value.to_i64_trunc().ok_or(EvalError::Overflow)?;
     let (amount, unit) = if t.kind == TemporalKind::Date && is_time_unit(unit) {
         (to_days(amount, unit), CalendarUnit::Day)
     } else {

@@ -301,10 +301,14 @@ impl Temporal {
             (TemporalKind::Time, _) | (_, TemporalKind::Time) => return None,
             _ => (self.to_datetime(), other.to_datetime()),
         };
-        let (a, b) = if a.tz_offset.is_some() && b.tz_offset.is_some() {
-            (a.to_utc(), b.to_utc())
-        } else {
-            (a, b)
+        let timed = a.precision >= Precision::Hour && b.precision >= Precision::Hour;
+        let (a, b) = match (a.tz_offset.is_some(), b.tz_offset.is_some()) {
+            (true, true) => (a.to_utc(), b.to_utc()),
+            // One zoned and one local time: the instant is unknown.
+            (true, false) | (false, true) if timed && a.kind != TemporalKind::Time => {
+                return None
+            }
+            _ => (a, b),
         };
         let common = a.precision.min(b.precision);
         for (level, x, y) in a.components(&b) {

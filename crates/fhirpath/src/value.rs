@@ -260,7 +260,7 @@ pub(crate) fn item_to_string(item: &Item<'_>) -> Option<String> {
 }
 
 pub(crate) fn quantity_to_string(q: &Quantity) -> String {
-    if calendar_unit(&q.unit).is_some() && !q.unit.chars().any(|c| c.is_ascii_punctuation()) {
+    if calendar_keyword(&q.unit) == Some(q.unit.as_str()) {
         format!("{} {}", q.value, q.unit)
     } else {
         format!("{} '{}'", q.value, q.unit)
@@ -356,6 +356,12 @@ pub(crate) fn comparable_values(a: &Quantity, b: &Quantity) -> Option<(Decimal, 
     let fa = Decimal::parse(fa)?;
     let fb = Decimal::parse(fb)?;
     Some((a.value.checked_mul(fa)?, b.value.checked_mul(fb)?))
+}
+
+/// Base unit and value of a quantity in that base unit (`2 cm` → `0.02 m`).
+pub(crate) fn to_base_unit(q: &Quantity) -> Option<(&'static str, Decimal)> {
+    let (dim, factor) = unit_factor(&q.unit)?;
+    Some((dim, q.value.checked_mul(Decimal::parse(factor)?)?))
 }
 
 pub(crate) fn compare_quantities(a: &Quantity, b: &Quantity) -> Option<Ordering> {
