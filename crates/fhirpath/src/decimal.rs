@@ -163,10 +163,6 @@ impl Decimal {
         Some(Decimal::new(a % b, scale))
     }
 
-    pub fn neg(self) -> Decimal {
-        Decimal::new(-self.mantissa, self.scale)
-    }
-
     pub fn abs(self) -> Decimal {
         Decimal::new(self.mantissa.abs(), self.scale)
     }
@@ -224,6 +220,14 @@ impl Decimal {
     pub fn to_i64_trunc(self) -> Option<i64> {
         let p = pow10(self.scale)?;
         i64::try_from(self.mantissa / p).ok()
+    }
+}
+
+impl std::ops::Neg for Decimal {
+    type Output = Decimal;
+
+    fn neg(self) -> Decimal {
+        Decimal::new(-self.mantissa, self.scale)
     }
 }
 

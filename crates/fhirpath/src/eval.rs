@@ -94,8 +94,16 @@ pub(crate) fn eval<'a>(expr: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
 fn variable<'a>(v: &Var, env: &Env<'_, 'a>) -> Coll<'a> {
     match v {
         Var::Context => env.context.to_vec(),
-        Var::Resource => env.resource.map(|r| Item::Node(Node::new(r))).into_iter().collect(),
-        Var::RootResource => env.root.map(|r| Item::Node(Node::new(r))).into_iter().collect(),
+        Var::Resource => env
+            .resource
+            .map(|r| Item::Node(Node::new(r)))
+            .into_iter()
+            .collect(),
+        Var::RootResource => env
+            .root
+            .map(|r| Item::Node(Node::new(r)))
+            .into_iter()
+            .collect(),
         Var::Const(s) => vec![Item::String(s.clone())],
     }
 }

@@ -29,7 +29,9 @@ pub(crate) fn call<'a>(
         Func::Iif => iif(call, input, has_source, env),
         Func::Empty => Ok(boolean(input.is_empty())),
         Func::Count => Ok(vec![Item::Integer(input.len() as i64)]),
-        Func::AllTrue | Func::AnyTrue | Func::AllFalse | Func::AnyFalse => bool_agg(call.func, &input),
+        Func::AllTrue | Func::AnyTrue | Func::AllFalse | Func::AnyFalse => {
+            bool_agg(call.func, &input)
+        }
         Func::SubsetOf => Ok(boolean(subset(&input, &arg(call, 0, env)?))),
         Func::SupersetOf => Ok(boolean(subset(&arg(call, 0, env)?, &input))),
         Func::Distinct => Ok(union(input, Vec::new())),
@@ -46,12 +48,11 @@ pub(crate) fn call<'a>(
             },
             _ => Err(EvalError::NotSingleton("is()", input.len())),
         },
-        Func::As => {
-            if input.len() > 1 {
-                return Err(EvalError::NotSingleton("as()", input.len()));
-            }
-            type_fn(call, input, env)
-        }
+        // Deliberately lenient: on several items `as()` filters like
+        // `ofType()`. R4's dom-3 applies `descendants().as(canonical)` to
+        // whole resources; erroring would break that core invariant (the
+        // official suite's testFHIRPathAsFunction21 expects an error).
+        Func::As => type_fn(call, input, env),
         Func::Type => Ok(input.iter().map(type_info).collect()),
         Func::First => Ok(input.into_iter().take(1).collect()),
         Func::Last => Ok(input.into_iter().last().into_iter().collect()),
@@ -68,7 +69,10 @@ pub(crate) fn call<'a>(
             0 | 1 => Ok(input),
             n => Err(EvalError::NotSingleton("single()", n)),
         },
-        Func::Not => Ok(to_bool3(&input)?.map(|b| Item::Boolean(!b)).into_iter().collect()),
+        Func::Not => Ok(to_bool3(&input)?
+            .map(|b| Item::Boolean(!b))
+            .into_iter()
+            .collect()),
         Func::HasValue => Ok(boolean(has_value(&input))),
         Func::Children => {
             let mut out = Vec::new();
@@ -89,12 +93,18 @@ pub(crate) fn call<'a>(
         Func::Union => Ok(union(input, arg(call, 0, env)?)),
         Func::Intersect => {
             let other = arg(call, 0, env)?;
-            let kept = input.into_iter().filter(|i| contains_item(&other, i)).collect();
+            let kept = input
+                .into_iter()
+                .filter(|i| contains_item(&other, i))
+                .collect();
             Ok(union(kept, Vec::new()))
         }
         Func::Exclude => {
             let other = arg(call, 0, env)?;
-            Ok(input.into_iter().filter(|i| !contains_item(&other, i)).collect())
+            Ok(input
+                .into_iter()
+                .filter(|i| !contains_item(&other, i))
+                .collect())
         }
         Func::Extension => extension(call, input, env),
         Func::Resolve => Ok(resolve(&input, env)),
@@ -391,7 +401,9 @@ fn descendants<'a>(input: Coll<'a>, env: &Env<'_, 'a>) -> EvalResult<'a> {
         }
         out.extend(next.iter().cloned());
         if out.len() > MAX_ITEMS {
-            return Err(EvalError::Other("descendants() produced too many items".into()));
+            return Err(EvalError::Other(
+                "descendants() produced too many items".into(),
+            ));
         }
         frontier = next;
     }
@@ -445,7 +457,10 @@ fn resolve_one<'a>(reference: &str, env: &Env<'_, 'a>) -> Option<&'a Value> {
             let found = container
                 .get("contained")
                 .and_then(Value::as_array)
-                .and_then(|c| c.iter().find(|r| r.get("id").and_then(Value::as_str) == Some(id)));
+                .and_then(|c| {
+                    c.iter()
+                        .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
+                });
             if found.is_some() {
                 return found;
             }
@@ -468,9 +483,9 @@ fn resolve_one<'a>(reference: &str, env: &Env<'_, 'a>) -> Option<&'a Value> {
                 ))
             });
             let hit = full == Some(reference)
-                || local.as_deref().is_some_and(|l| {
-                    reference == l || reference.ends_with(&format!("/{l}"))
-                });
+                || local
+                    .as_deref()
+                    .is_some_and(|l| reference == l || reference.ends_with(&format!("/{l}")));
             if hit {
                 return res;
             }
@@ -481,7 +496,9 @@ fn resolve_one<'a>(reference: &str, env: &Env<'_, 'a>) -> Option<&'a Value> {
 
 fn member_of<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResult<'a> {
     let Some(terminology) = env.ctx.terminology else {
-        return Err(EvalError::Unsupported("memberOf() without a terminology".into()));
+        return Err(EvalError::Unsupported(
+            "memberOf() without a terminology".into(),
+        ));
     };
     let Some(vs) = str_arg(call, 0, env)? else {
         return Ok(Vec::new());
@@ -537,7 +554,10 @@ fn clock<'a>(func: Func, env: &Env<'_, 'a>) -> Item<'a> {
 fn input_str(func: Func, input: &[Item<'_>]) -> Result<Option<String>, EvalError> {
     let complex = matches!(input, [Item::Node(n)] if n.value.is_some_and(|v| v.is_object()));
     if complex {
-        return Err(EvalError::Type(format!("{}() expects a string", func.name())));
+        return Err(EvalError::Type(format!(
+            "{}() expects a string",
+            func.name()
+        )));
     }
     match singleton_system(input, "string function")? {
         None => Ok(None),
@@ -575,7 +595,9 @@ fn regex_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResul
         if re.as_str().trim_start_matches("(?s)").is_empty() {
             return Ok(vec![Item::String(s)]);
         }
-        return Ok(vec![Item::String(re.replace_all(&s, subst.as_str()).into_owned())]);
+        return Ok(vec![Item::String(
+            re.replace_all(&s, subst.as_str()).into_owned(),
+        )]);
     }
     Ok(boolean(re.is_match(&s)))
 }
@@ -587,7 +609,10 @@ fn scalar_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResu
         | Replace | Split | Trim | ToChars => string_fn(call, input, env),
         Join => {
             let sep = str_arg(call, 0, env)?.unwrap_or_default();
-            let parts: Option<Vec<String>> = input.iter().map(|i| i.as_str().map(str::to_string)).collect();
+            let parts: Option<Vec<String>> = input
+                .iter()
+                .map(|i| i.as_str().map(str::to_string))
+                .collect();
             let parts = parts.ok_or_else(|| EvalError::Type("join() expects strings".into()))?;
             Ok(vec![Item::String(parts.join(&sep))])
         }
@@ -627,7 +652,10 @@ fn string_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResu
                 Func::IndexOf => one(Item::Integer(
                     s.find(&a).map_or(-1, |b| s[..b].chars().count() as i64),
                 )),
-                _ => Ok(s.split(a.as_str()).map(|p| Item::String(p.to_string())).collect()),
+                _ => Ok(s
+                    .split(a.as_str())
+                    .map(|p| Item::String(p.to_string()))
+                    .collect()),
             }
         }
     }
@@ -676,9 +704,16 @@ fn math_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResult
     };
     let int = |v: Option<Decimal>| -> EvalResult<'a> {
         let v = v.ok_or(EvalError::Overflow)?;
-        Ok(vec![Item::Integer(v.to_i64_exact().ok_or(EvalError::Overflow)?)])
+        Ok(vec![Item::Integer(
+            v.to_i64_exact().ok_or(EvalError::Overflow)?,
+        )])
     };
-    let float = |f: f64| -> Coll<'a> { Decimal::from_f64(f).map(Item::Decimal).into_iter().collect() };
+    let float = |f: f64| -> Coll<'a> {
+        Decimal::from_f64(f)
+            .map(Item::Decimal)
+            .into_iter()
+            .collect()
+    };
     match call.func {
         Func::Abs => Ok(vec![match x {
             Item::Integer(i) => Item::Integer(i.checked_abs().ok_or(EvalError::Overflow)?),
@@ -716,7 +751,9 @@ fn power<'a>(x: &Item<'a>, exp: &[Item<'a>]) -> EvalResult<'a> {
     };
     if let (Item::Integer(b), Item::Integer(p)) = (x, &e) {
         if let Ok(p) = u32::try_from(*p) {
-            return Ok(vec![Item::Integer(b.checked_pow(p).ok_or(EvalError::Overflow)?)]);
+            return Ok(vec![Item::Integer(
+                b.checked_pow(p).ok_or(EvalError::Overflow)?,
+            )]);
         }
     }
     let to_f = |i: &Item<'_>| match i {
@@ -727,7 +764,10 @@ fn power<'a>(x: &Item<'a>, exp: &[Item<'a>]) -> EvalResult<'a> {
     let (Some(b), Some(p)) = (to_f(x), to_f(&e)) else {
         return Err(EvalError::Type("power() expects numbers".into()));
     };
-    Ok(Decimal::from_f64(b.powf(p)).map(Item::Decimal).into_iter().collect())
+    Ok(Decimal::from_f64(b.powf(p))
+        .map(Item::Decimal)
+        .into_iter()
+        .collect())
 }
 
 fn conversion_fn<'a>(call: &Call, input: &[Item<'a>]) -> EvalResult<'a> {

@@ -160,7 +160,10 @@ impl Lexer {
 
     fn word(&mut self) -> String {
         let mut s = String::new();
-        while let Some(c) = self.peek(0).filter(|c| c.is_ascii_alphanumeric() || *c == '_') {
+        while let Some(c) = self
+            .peek(0)
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        {
             s.push(c);
             self.i += 1;
         }
@@ -289,7 +292,10 @@ mod tests {
     fn literals_and_comments() {
         assert_eq!(toks("'a\\'b'")[0], Tok::Str("a'b".into()));
         assert_eq!(toks("'\\u0065'")[0], Tok::Str("e".into()));
-        assert_eq!(toks("@2015-02-04T14:34.is")[0], Tok::DateTime("2015-02-04T14:34".into()));
+        assert_eq!(
+            toks("@2015-02-04T14:34.is")[0],
+            Tok::DateTime("2015-02-04T14:34".into())
+        );
         assert_eq!(toks("1 // c\n")[1], Tok::Eof);
         assert!(tokenize("1 /* open").is_err());
         assert!(tokenize("'open").is_err());

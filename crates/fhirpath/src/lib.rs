@@ -126,8 +126,21 @@ impl Expression {
         input: &'a Value,
         ctx: &Context<'a>,
     ) -> Result<Vec<Item<'a>>, EvalError> {
-        let focus = [Item::Node(Node::new(input))];
-        let resource = ctx.resource.or(Some(input));
+        self.evaluate_node(Node::new(input), ctx)
+    }
+
+    /// Evaluates with an explicit focus node. Validators use this for
+    /// element-level invariants: a typed node (`type_name`), or a primitive
+    /// whose value and `_name` extension object must be seen together
+    /// (`ele-1` on `"birthDate"` + `"_birthDate"`). `%resource` defaults to
+    /// the node's value.
+    pub fn evaluate_node<'a>(
+        &self,
+        node: Node<'a>,
+        ctx: &Context<'a>,
+    ) -> Result<Vec<Item<'a>>, EvalError> {
+        let focus = [Item::Node(node)];
+        let resource = ctx.resource.or(node.value);
         let env = eval::Env {
             ctx,
             context: &focus,
@@ -146,11 +159,19 @@ impl Expression {
     /// several items count as `true`, matching FHIR validators' conversion
     /// of non-empty collections to booleans.
     pub fn evaluate_bool(&self, input: &Value, ctx: &Context<'_>) -> Result<bool, EvalError> {
-        let result = self.evaluate(input, ctx)?;
-        Ok(match result.as_slice() {
-            [one] => one.as_bool().unwrap_or(true),
-            _ => true,
-        })
+        Ok(invariant_result(&self.evaluate(input, ctx)?))
+    }
+
+    /// [`evaluate_bool`](Self::evaluate_bool) with an explicit focus node.
+    pub fn evaluate_node_bool(&self, node: Node<'_>, ctx: &Context<'_>) -> Result<bool, EvalError> {
+        Ok(invariant_result(&self.evaluate_node(node, ctx)?))
+    }
+}
+
+fn invariant_result(result: &[Item<'_>]) -> bool {
+    match result {
+        [one] => one.as_bool().unwrap_or(true),
+        _ => true,
     }
 }
 

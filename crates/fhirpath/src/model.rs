@@ -18,6 +18,8 @@ pub struct StructureDefinitionModel {
     /// type → base type (`code` → `string`, `Patient` → `DomainResource`).
     bases: HashMap<String, String>,
     types: HashSet<String>,
+    /// Whether `types` lists every type, so unknown names are errors.
+    complete: bool,
 }
 
 const FHIRPATH_SYSTEM_PREFIX: &str = "http://hl7.org/fhirpath/System.";
@@ -25,6 +27,14 @@ const FHIRPATH_SYSTEM_PREFIX: &str = "http://hl7.org/fhirpath/System.";
 impl StructureDefinitionModel {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Declares that every FHIR type has been added, so `is`/`as`/`ofType`
+    /// with an unknown type name become errors. Leave it off when loading
+    /// only some resources' definitions.
+    pub fn assume_complete(mut self) -> Self {
+        self.complete = true;
+        self
     }
 
     /// Builds a model from StructureDefinition resources (other resources,
@@ -164,7 +174,7 @@ impl ModelInfo for StructureDefinitionModel {
     }
 
     fn is_known_type(&self, name: &str) -> Option<bool> {
-        if self.types.is_empty() {
+        if !self.complete {
             return None;
         }
         Some(self.types.contains(name))
@@ -196,10 +206,13 @@ mod tests {
     #[test]
     fn reads_element_types() {
         let sd = patient_sd();
-        let m = StructureDefinitionModel::from_definitions([&sd]);
+        let m = StructureDefinitionModel::from_definitions([&sd]).assume_complete();
         assert_eq!(m.element_type("Patient", "gender"), Some("code"));
         assert_eq!(m.element_type("Patient", "id"), Some("string"));
-        assert_eq!(m.element_type("Patient", "contact"), Some("Patient.contact"));
+        assert_eq!(
+            m.element_type("Patient", "contact"),
+            Some("Patient.contact")
+        );
         assert_eq!(m.element_type("Patient.contact", "name"), Some("HumanName"));
         assert_eq!(m.element_type("Patient", "link"), Some("Patient.contact"));
         assert_eq!(m.element_type("Patient", "deceased"), None);
@@ -213,6 +226,7 @@ mod tests {
     #[test]
     fn ignores_other_resources() {
         let m = StructureDefinitionModel::from_definitions([&json!({"resourceType": "ValueSet"})]);
+        assert_eq!(m.element_type("ValueSet", "url"), None);
         assert_eq!(m.is_known_type("ValueSet"), None);
     }
 }

@@ -341,9 +341,9 @@ pub(crate) fn negate(c: Coll<'_>) -> EvalResult<'_> {
         Some(Item::Integer(i)) => Ok(vec![Item::Integer(
             i.checked_neg().ok_or(EvalError::Overflow)?,
         )]),
-        Some(Item::Decimal(d)) => Ok(vec![Item::Decimal(d.neg())]),
+        Some(Item::Decimal(d)) => Ok(vec![Item::Decimal(-d)]),
         Some(Item::Quantity(q)) => Ok(vec![Item::Quantity(Quantity {
-            value: q.value.neg(),
+            value: -q.value,
             unit: q.unit,
         })]),
         Some(other) => Err(EvalError::Type(format!(
@@ -354,13 +354,17 @@ pub(crate) fn negate(c: Coll<'_>) -> EvalResult<'_> {
 }
 
 fn arithmetic<'a>(op: BinOp, l: &[Item<'a>], r: &[Item<'a>]) -> EvalResult<'a> {
-    let (Some(a), Some(b)) = (singleton_system(l, "arithmetic")?, singleton_system(r, "arithmetic")?)
-    else {
+    let (Some(a), Some(b)) = (
+        singleton_system(l, "arithmetic")?,
+        singleton_system(r, "arithmetic")?,
+    ) else {
         return Ok(Vec::new());
     };
     let result = match (&a, &b) {
         (Item::Integer(x), Item::Integer(y)) => integer_arith(op, *x, *y)?,
-        (Item::String(x), Item::String(y)) if op == BinOp::Add => Some(Item::String(format!("{x}{y}"))),
+        (Item::String(x), Item::String(y)) if op == BinOp::Add => {
+            Some(Item::String(format!("{x}{y}")))
+        }
         (Item::Quantity(x), Item::Quantity(y)) => quantity_arith(op, x, y)?,
         (Item::Date(t) | Item::DateTime(t) | Item::Time(t), Item::Quantity(q)) => {
             let kind = a.clone();
@@ -450,9 +454,7 @@ fn quantity_arith<'a>(
             }))
         }
         BinOp::Mul | BinOp::Div => Ok(quantity_product(op, x, y)),
-        _ => Err(EvalError::Unsupported(format!(
-            "quantity operator {op:?}"
-        ))),
+        _ => Err(EvalError::Unsupported(format!("quantity operator {op:?}"))),
     }
 }
 
@@ -467,9 +469,15 @@ fn quantity_product<'a>(op: BinOp, x: &Quantity, y: &Quantity) -> Option<Item<'a
     let (value, unit) = match (op, same_dim) {
         (BinOp::Mul, Some((d, vx, vy))) => (vx.checked_mul(vy)?, format!("{d}2")),
         (BinOp::Div, Some((_, vx, vy))) => (vx.checked_div(vy)?, "1".to_string()),
-        (BinOp::Mul, None) => (x.value.checked_mul(y.value)?, format!("{}.{}", x.unit, y.unit)),
+        (BinOp::Mul, None) => (
+            x.value.checked_mul(y.value)?,
+            format!("{}.{}", x.unit, y.unit),
+        ),
         (_, None) if y.unit == "1" => (x.value.checked_div(y.value)?, x.unit.clone()),
-        _ => (x.value.checked_div(y.value)?, format!("{}/{}", x.unit, y.unit)),
+        _ => (
+            x.value.checked_div(y.value)?,
+            format!("{}/{}", x.unit, y.unit),
+        ),
     };
     Some(Item::Quantity(Quantity { value, unit }))
 }
@@ -502,7 +510,10 @@ fn date_arith(op: BinOp, t: Temporal, q: &Quantity) -> Result<Option<Temporal>, 
 fn is_time_unit(u: CalendarUnit) -> bool {
     matches!(
         u,
-        CalendarUnit::Hour | CalendarUnit::Minute | CalendarUnit::Second | CalendarUnit::Millisecond
+        CalendarUnit::Hour
+            | CalendarUnit::Minute
+            | CalendarUnit::Second
+            | CalendarUnit::Millisecond
     )
 }
 

@@ -206,7 +206,7 @@ impl Parser {
                 Ok(match operand.expr {
                     // Fold negative numeric literals so `-3` is a constant.
                     Expr::Literal(Item::Integer(i)) => leaf(Expr::Literal(Item::Integer(-i))),
-                    Expr::Literal(Item::Decimal(d)) => leaf(Expr::Literal(Item::Decimal(d.neg()))),
+                    Expr::Literal(Item::Decimal(d)) => leaf(Expr::Literal(Item::Decimal(-d))),
                     e => node(Expr::Neg(Box::new(e)), operand.depth)?,
                 })
             }
@@ -236,10 +236,7 @@ impl Parser {
                     let idx = self.expr(0)?;
                     self.expect("]")?;
                     let depth = cur.depth.max(idx.depth);
-                    cur = node(
-                        Expr::Indexer(Box::new(cur.expr), Box::new(idx.expr)),
-                        depth,
-                    )?;
+                    cur = node(Expr::Indexer(Box::new(cur.expr), Box::new(idx.expr)), depth)?;
                 }
                 _ => return Ok(cur),
             }
@@ -295,7 +292,10 @@ impl Parser {
             self.bump();
             let value =
                 Decimal::parse(text).ok_or_else(|| ParseError::InvalidLiteral(text.into()))?;
-            return Ok(leaf(Expr::Literal(Item::Quantity(Quantity { value, unit }))));
+            return Ok(leaf(Expr::Literal(Item::Quantity(Quantity {
+                value,
+                unit,
+            }))));
         }
         let item = if text.contains('.') {
             Item::Decimal(

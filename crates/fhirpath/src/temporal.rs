@@ -305,9 +305,7 @@ impl Temporal {
         let (a, b) = match (a.tz_offset.is_some(), b.tz_offset.is_some()) {
             (true, true) => (a.to_utc(), b.to_utc()),
             // One zoned and one local time: the instant is unknown.
-            (true, false) | (false, true) if timed && a.kind != TemporalKind::Time => {
-                return None
-            }
+            (true, false) | (false, true) if timed && a.kind != TemporalKind::Time => return None,
             _ => (a, b),
         };
         let common = a.precision.min(b.precision);
@@ -528,9 +526,18 @@ mod tests {
     #[test]
     fn adds_calendar_units() {
         let d = Temporal::parse_date("1973-01-31").unwrap();
-        assert_eq!(d.add(1, CalendarUnit::Month).unwrap().to_string(), "1973-02-28");
-        assert_eq!(d.add(-1, CalendarUnit::Year).unwrap().to_string(), "1972-01-31");
-        assert_eq!(d.add(7, CalendarUnit::Day).unwrap().to_string(), "1973-02-07");
+        assert_eq!(
+            d.add(1, CalendarUnit::Month).unwrap().to_string(),
+            "1973-02-28"
+        );
+        assert_eq!(
+            d.add(-1, CalendarUnit::Year).unwrap().to_string(),
+            "1972-01-31"
+        );
+        assert_eq!(
+            d.add(7, CalendarUnit::Day).unwrap().to_string(),
+            "1973-02-07"
+        );
         assert!(d.add(i64::MAX, CalendarUnit::Day).is_none());
     }
 }

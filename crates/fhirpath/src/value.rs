@@ -44,7 +44,10 @@ pub enum Item<'a> {
     Time(Temporal),
     Quantity(Quantity),
     /// Result of `type()`: a namespace (`System`/`FHIR`) and a name.
-    TypeInfo { namespace: String, name: String },
+    TypeInfo {
+        namespace: String,
+        name: String,
+    },
 }
 
 /// FHIR primitive types whose JSON form is a string.
