@@ -1,10 +1,11 @@
 //! Loading the embedded and extra definitions into compiled form.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::model::{compile_sd, Sd, Strength};
+use crate::model::{compile_sd, FastMap, FastSet, Sd, Strength};
 use crate::terminology::{expand, CodeSystem, Expansion};
 
 include!(concat!(env!("OUT_DIR"), "/sp_profiles.rs"));
@@ -45,11 +46,11 @@ pub enum LoadError {
 /// All compiled definitions.
 pub(crate) struct Defs {
     sds: Vec<Sd>,
-    by_url: HashMap<String, usize>,
+    by_url: FastMap<String, usize>,
     /// Type name -> core (non-profile) definition.
-    by_type: HashMap<String, usize>,
-    expansions: HashMap<String, Expansion>,
-    resource_types: HashSet<String>,
+    by_type: FastMap<String, usize>,
+    expansions: FastMap<String, Arc<Expansion>>,
+    resource_types: FastSet<String>,
 }
 
 impl Defs {
@@ -80,10 +81,10 @@ impl Defs {
     fn build(resources: Vec<Value>) -> Result<Defs, LoadError> {
         let mut defs = Defs {
             sds: Vec::new(),
-            by_url: HashMap::new(),
-            by_type: HashMap::new(),
-            expansions: HashMap::new(),
-            resource_types: HashSet::new(),
+            by_url: FastMap::default(),
+            by_type: FastMap::default(),
+            expansions: FastMap::default(),
+            resource_types: FastSet::default(),
         };
         let mut value_sets: HashMap<String, Value> = HashMap::new();
         let mut code_systems: HashMap<String, CodeSystem> = HashMap::new();
@@ -117,6 +118,7 @@ impl Defs {
             defs.resource_types = cs.parents.keys().cloned().collect();
         }
         defs.expand_bindings(&value_sets, &code_systems);
+        defs.link();
         Ok(defs)
     }
 
@@ -160,9 +162,31 @@ impl Defs {
         for url in wanted {
             if value_sets.contains_key(&url) {
                 let e = expand(&url, value_sets, code_systems, &mut Vec::new());
-                self.expansions.insert(url, e);
+                self.expansions.insert(url, Arc::new(e));
             }
         }
+    }
+
+    /// Resolves type codes and bound value sets once, so the walk does not
+    /// look them up by name.
+    fn link(&mut self) {
+        let by_type = &self.by_type;
+        let expansions = &self.expansions;
+        for sd in &mut self.sds {
+            for n in &mut sd.nodes {
+                for t in &mut n.types {
+                    t.sd_index = by_type.get(&t.code).copied();
+                }
+                if let Some(b) = &mut n.binding {
+                    b.expansion = expansions.get(&b.value_set).cloned();
+                }
+            }
+        }
+    }
+
+    /// A definition by its index (see `TypeRef::sd_index`).
+    pub fn at(&self, i: usize) -> Option<&Sd> {
+        self.sds.get(i)
     }
 
     pub fn sd(&self, url: &str) -> Option<&Sd> {
@@ -172,10 +196,6 @@ impl Defs {
     /// The core definition of a type or resource.
     pub fn base(&self, type_name: &str) -> Option<&Sd> {
         self.by_type.get(type_name).and_then(|&i| self.sds.get(i))
-    }
-
-    pub fn expansion(&self, url: &str) -> Option<&Expansion> {
-        self.expansions.get(url)
     }
 
     /// An R4 resource type name (whether or not we have its definition).

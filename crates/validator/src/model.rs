@@ -2,12 +2,68 @@
 //! validation request does no parsing of definitions and few allocations.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde_json::Value;
 
 use crate::intern::intern;
+use crate::primitives::Prim;
 
 pub(crate) type NodeId = usize;
+
+/// A hash map keyed by short strings with a cheap non-cryptographic hash:
+/// the keys come from definitions, and lookups dominate the walk. Element
+/// names from hostile input only ever look keys up, never insert them.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+pub(crate) type FastSet<K> = std::collections::HashSet<K, BuildHasherDefault<FxHasher>>;
+
+/// The multiply-rotate hash used by rustc (FxHash).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher {
+    hash: u64,
+}
+
+const FX_SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(FX_SEED);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -30,6 +86,8 @@ pub(crate) struct Binding {
     pub strength: Strength,
     /// Canonical URL without version.
     pub value_set: String,
+    /// The pre-expanded value set (set after loading; `None` if unknown).
+    pub expansion: Option<std::sync::Arc<crate::terminology::Expansion>>,
 }
 
 // Read by the invariant checks; kept whole so issues can quote the rule.
@@ -46,8 +104,41 @@ pub(crate) struct Constraint {
 pub(crate) struct TypeRef {
     /// FHIR type code (`System.String` ids resolved through the fhir-type extension).
     pub code: String,
+    /// `Some` for primitive types.
+    pub prim: Option<Prim>,
     pub profiles: Vec<String>,
     pub target_profiles: Vec<String>,
+    /// Resource types the target profiles allow, precomputed for core URLs.
+    pub targets: Targets,
+    /// Index of the core definition of `code` in `Defs` (set after loading).
+    pub sd_index: Option<usize>,
+}
+
+/// Allowed reference targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Targets {
+    Any,
+    Listed(Vec<String>),
+    /// Some target is a profile: resolve its type through the definitions.
+    Lookup,
+}
+
+const CORE_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
+
+fn precompute_targets(target_profiles: &[String]) -> Targets {
+    let mut out = Vec::new();
+    for p in target_profiles {
+        match strip_version(p).strip_prefix(CORE_PREFIX) {
+            Some("Resource" | "DomainResource") => return Targets::Any,
+            Some(n) if !n.contains('/') => out.push(n.to_string()),
+            _ => return Targets::Lookup,
+        }
+    }
+    if out.is_empty() {
+        Targets::Any
+    } else {
+        Targets::Listed(out)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +184,7 @@ pub(crate) struct Node {
     pub content_ref_path: Option<String>,
     pub children: Vec<NodeId>,
     /// JSON property name -> (child, index into the child's `types`).
-    pub index: HashMap<String, (NodeId, usize)>,
+    pub index: FastMap<String, (NodeId, usize)>,
     /// Children with min > 0 (checked when the parent is present).
     pub required: Vec<NodeId>,
     pub binding: Option<Binding>,
@@ -172,10 +263,14 @@ fn parse_type(t: &Value) -> Option<TypeRef> {
             })
             .unwrap_or_default()
     };
+    let target_profiles = strings("targetProfile");
     Some(TypeRef {
+        prim: Prim::from_code(&code),
         code,
         profiles: strings("profile"),
-        target_profiles: strings("targetProfile"),
+        targets: precompute_targets(&target_profiles),
+        target_profiles,
+        sd_index: None,
     })
 }
 
@@ -265,6 +360,7 @@ fn parse_element(e: &Value, path: &str) -> Node {
         Some(Binding {
             strength: parse_strength(b.get("strength")?.as_str()?)?,
             value_set: strip_version(b.get("valueSet")?.as_str()?).to_string(),
+            expansion: None,
         })
     });
     let constraints = e
@@ -486,7 +582,7 @@ fn link(sd: &mut Sd) {
         .map(|(i, n)| (n.path.clone(), i))
         .collect();
     for i in 0..sd.nodes.len() {
-        let mut index = HashMap::new();
+        let mut index = FastMap::default();
         let mut required = Vec::new();
         for &c in &sd.nodes[i].children {
             let child = &sd.nodes[c];

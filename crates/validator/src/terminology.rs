@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use crate::model::strip_version;
+use crate::model::{strip_version, FastMap, FastSet};
 
 /// A CodeSystem reduced to its codes and their hierarchy.
 #[derive(Debug, Default)]
@@ -58,7 +58,7 @@ impl CodeSystem {
 /// The codes of a ValueSet, per system, as far as we can enumerate them.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Expansion {
-    pub codes: HashMap<String, HashSet<String>>,
+    pub codes: FastMap<String, FastSet<String>>,
     /// Systems the value set draws on that we cannot enumerate (code system
     /// not vendored, or a filter we do not implement).
     pub unknown_systems: HashSet<String>,

@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use serde_json::{Map, Value};
 
 use crate::issue::{Issue, IssueCode, Severity};
-use crate::model::{strip_version, Kind, Node, NodeId, Sd, TypeRef};
-use crate::primitives::{is_primitive, PrimError};
+use crate::model::{strip_version, Kind, Node, NodeId, Sd, Targets, TypeRef};
+use crate::primitives::{Prim, PrimError};
 use crate::{Options, Validator};
 
 mod native;
@@ -375,7 +375,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                 continue;
             };
             let child = &base.sd.nodes[child_id];
-            let primitive = child.types.get(ti).is_some_and(|t| is_primitive(&t.code));
+            let primitive = child.types.get(ti).is_some_and(|t| t.prim.is_some());
             if is_ext {
                 if !primitive {
                     self.unknown_element(key, node);
@@ -556,8 +556,8 @@ impl<'v, 'r> Walker<'v, 'r> {
             None if !node.children.is_empty() || node.content_ref.is_some() => "BackboneElement",
             None => "Element",
         };
-        if is_primitive(tcode) {
-            self.primitive_item(child, tcode, v, ext, ovs);
+        if let Some(prim) = tref.and_then(|t| t.prim) {
+            self.primitive_item(child, prim, v, ext, ovs);
             return;
         }
         let Some(val) = v else { return };
@@ -576,13 +576,12 @@ impl<'v, 'r> Walker<'v, 'r> {
             );
             return;
         };
+        let type_sd = tref
+            .and_then(|t| t.sd_index)
+            .and_then(|i| self.val.defs.at(i));
         let resource_typed = tcode == "Resource"
             || tcode == "DomainResource"
-            || self
-                .val
-                .defs
-                .base(tcode)
-                .is_some_and(|sd| sd.kind == Kind::Resource);
+            || type_sd.is_some_and(|sd| sd.kind == Kind::Resource);
         if resource_typed {
             self.nested_resource(tcode, obj, val);
             return;
@@ -591,7 +590,7 @@ impl<'v, 'r> Walker<'v, 'r> {
             child
         } else if let Some(c) = node.content_ref {
             child.at(c)
-        } else if let Some(tsd) = self.val.defs.base(tcode) {
+        } else if let Some(tsd) = type_sd {
             Ov { sd: tsd, node: 0 }
         } else {
             return;
@@ -610,12 +609,13 @@ impl<'v, 'r> Walker<'v, 'r> {
     fn primitive_item(
         &mut self,
         child: Ov<'v>,
-        tcode: &str,
+        prim: Prim,
         v: Option<&'r Value>,
         ext: Option<&'r Value>,
         ovs: &[Ov<'v>],
     ) {
         let node = child.node();
+        let tcode = prim.code();
         let has_ext = matches!(ext, Some(e) if !e.is_null());
         match v {
             Some(Value::Null) | None => {
@@ -638,8 +638,8 @@ impl<'v, 'r> Walker<'v, 'r> {
                 let is_resource_id = node.name == "id"
                     && node.path.matches('.').count() == 1
                     && child.sd.kind == Kind::Resource;
-                let code = if is_resource_id { "id" } else { tcode };
-                if self.primitive_value(code, val, node) {
+                let checked = if is_resource_id { Prim::Id } else { prim };
+                if self.primitive_value(checked, val, node) {
                     self.value_rules(child, tcode, val, ovs);
                     self.constraints(val, ovs);
                 }
@@ -694,8 +694,9 @@ impl<'v, 'r> Walker<'v, 'r> {
     }
 
     /// Checks JSON type and format; returns whether the value is well-formed.
-    fn primitive_value(&mut self, code: &str, val: &Value, node: &Node) -> bool {
-        match self.val.regexes.check(code, val) {
+    fn primitive_value(&mut self, prim: Prim, val: &Value, node: &Node) -> bool {
+        let code = prim.code();
+        match self.val.regexes.check(prim, val) {
             Ok(()) => {}
             Err(PrimError::JsonType(expected)) => {
                 let msg = format!(
@@ -725,10 +726,10 @@ impl<'v, 'r> Walker<'v, 'r> {
                     Value::String(s) => quote(s),
                     other => other.to_string(),
                 };
-                let id = match code {
-                    "date" => "invalid-date",
-                    "dateTime" => "invalid-datetime",
-                    "instant" => "invalid-instant",
+                let id = match prim {
+                    Prim::Date => "invalid-date",
+                    Prim::DateTime => "invalid-datetime",
+                    Prim::Instant => "invalid-instant",
                     _ => "invalid-format",
                 };
                 let msg = format!("{} value {shown} is not {hint}", self.path);
@@ -751,12 +752,12 @@ impl<'v, 'r> Walker<'v, 'r> {
 
     /// Reference format and target type.
     fn reference(&mut self, obj: &Map<String, Value>, tref: &TypeRef, ovs: &[Ov<'v>]) {
-        let mut allowed = self.target_types(&tref.target_profiles);
-        // Profiles may narrow the targets.
+        // Profiles may narrow the targets; resolved only when a reference names a type.
+        let mut targets: &TypeRef = tref;
         for ov in ovs {
             for t in &ov.node().types {
                 if t.code == "Reference" && !t.target_profiles.is_empty() {
-                    allowed = self.target_types(&t.target_profiles);
+                    targets = t;
                 }
             }
         }
@@ -777,20 +778,33 @@ impl<'v, 'r> Walker<'v, 'r> {
                         None,
                     );
                 }
-                Ok(Some(t)) => self.check_target(t, allowed.as_deref()),
+                Ok(Some(t)) => {
+                    self.check_target(t, targets);
+                }
                 Ok(None) => {}
             }
             self.pop(mark);
         }
         if let Some(Value::String(t)) = obj.get("type") {
             let mark = self.push("type");
-            self.check_target(t, allowed.as_deref());
+            self.check_target(t, targets);
             self.pop(mark);
         }
     }
 
-    fn check_target(&mut self, t: &str, allowed: Option<&[String]>) {
-        let Some(allowed) = allowed else { return };
+    fn check_target(&mut self, t: &str, targets: &TypeRef) {
+        let looked_up;
+        let allowed: &[String] = match &targets.targets {
+            Targets::Any => return,
+            Targets::Listed(l) => l,
+            Targets::Lookup => match self.target_types(&targets.target_profiles) {
+                Some(l) => {
+                    looked_up = l;
+                    &looked_up
+                }
+                None => return,
+            },
+        };
         if !allowed.iter().any(|a| a == t) {
             let msg = format!(
                 "{} refers to a {t}, but only {} may be referenced here",
@@ -845,24 +859,14 @@ impl<'v, 'r> Walker<'v, 'r> {
             };
         }
         if s.starts_with("urn:uuid:") {
-            return if self
-                .val
-                .regexes
-                .check("uuid", &Value::String(s.to_string()))
-                .is_ok()
-            {
+            return if self.val.regexes.is_uuid(s) {
                 Ok(None)
             } else {
                 Err(())
             };
         }
         if s.starts_with("urn:oid:") {
-            return if self
-                .val
-                .regexes
-                .check("oid", &Value::String(s.to_string()))
-                .is_ok()
-            {
+            return if self.val.regexes.is_oid(s) {
                 Ok(None)
             } else {
                 Err(())

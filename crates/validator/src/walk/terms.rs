@@ -53,7 +53,7 @@ impl<'v, 'r> Walker<'v, 'r> {
         if cs.is_empty() {
             return;
         }
-        let Some(exp) = self.val.defs.expansion(&b.value_set) else {
+        let Some(exp) = b.expansion.as_deref() else {
             if b.strength == Strength::Required {
                 let msg = format!(
                     "{} is bound to value set {} which this validator does not have; the code was not checked",
