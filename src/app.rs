@@ -25,7 +25,7 @@ pub enum StartError {
 }
 
 /// Starts the gateway on `listener` and serves until stopped.
-pub async fn serve(config: Config, listener: TcpListener) -> Result<(), StartError> {
+pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), StartError> {
     let started = std::time::Instant::now();
     let validation = Validation::bundled().map_err(|e| StartError::Profiles(e.to_string()))?;
     tracing::info!(
@@ -37,6 +37,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<(), StartErr
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    // Links we hand out must carry the port actually bound (the config may say port 0).
+    if config.server.base_url.is_none() {
+        config.server.base_url = Some(format!("http://{addr}"));
+    }
     let state = web::Data::new(AppState::new(Arc::new(config), store, Arc::new(validation)));
     let server = HttpServer::new(move || api::app(state.clone()))
         .listen(listener)

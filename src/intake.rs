@@ -262,15 +262,30 @@ fn message_header_issues(tree: &Value, entries: &[Value]) -> Vec<Issue> {
         container: None,
     };
     let submission = Submission::of(tree);
-    let focus_is_referral = header
+    let focus = header
         .get("focus")
         .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|f| f.get("reference").and_then(Value::as_str))
-        .filter_map(|r| submission.resolve(&root, r))
-        .any(|l| l.resource_type() == "ServiceRequest");
-    if !focus_is_referral {
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let mut focus_is_referral = false;
+    for (i, target) in focus.iter().enumerate() {
+        let reference = target.get("reference").and_then(Value::as_str);
+        match reference.and_then(|r| submission.resolve(&root, r)) {
+            Some(found) => focus_is_referral |= found.resource_type() == "ServiceRequest",
+            None => issues.push(
+                Issue::error(
+                    "not-found",
+                    format!(
+                        "MessageHeader.focus[{i}] ({}) does not resolve to an entry of this Bundle.",
+                        reference.unwrap_or("no reference")
+                    ),
+                )
+                .at(format!("Bundle.entry[0].resource.focus[{i}]"))
+                .with_message_id("message-focus-unresolved"),
+            ),
+        }
+    }
+    if !focus_is_referral && issues.is_empty() {
         issues.push(
             Issue::error(
                 "invalid",

@@ -1,0 +1,68 @@
+//! Configuration as operators meet it: the binary refuses a bad file naming the key, and the
+//! environment overrides any key.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn serve_with_config(text: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_sp-gateway"))
+        .args(["serve", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = demo_config_in(dir.path());
+    let cases = [
+        (
+            good.replace("listen = \"127.0.0.1:0\"", "listen = \"here\""),
+            "server.listen",
+        ),
+        (
+            good.replace("max_body_bytes = 1048576", "max_body_bytes = \"big\""),
+            "server.max_body_bytes",
+        ),
+        (
+            good.replacen("token = \"demo-gp-token\"", "token = \"short\"", 1),
+            "clients[0].token",
+        ),
+        (good.replacen("whsec_", "nope_", 1), "vcs[0].webhook_secret"),
+        (
+            good.replacen(
+                "webhook_url = \"http://127.0.0.1:9000/hooks\"",
+                "webhook_url = \"ftp://x\"",
+                1,
+            ),
+            "vcs[0].webhook_url",
+        ),
+        (format!("{good}\n[surprise]\nkey = 1\n"), "surprise"),
+    ];
+    for (text, key) in cases {
+        let output = serve_with_config(&text);
+        assert!(!output.status.success(), "{key}: should have been refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+    let missing = Command::new(env!("CARGO_BIN_EXE_sp-gateway"))
+        .args(["serve", "--config", "/nonexistent/gateway.toml"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn environment_overrides_a_key() {
+    let gateway = Gateway::start_with(|c| c, &[("SP_GATEWAY_SERVER__MAX_BODY_BYTES", "100")]);
+    let (status, body) =
+        send(gateway.post_json("/fhir/ServiceRequest", &contained_referral("REF-ENV")));
+    assert_eq!(status, 413, "{body}");
+}
