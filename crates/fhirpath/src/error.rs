@@ -38,6 +38,8 @@ pub enum EvalError {
     InvalidRegex(String),
     #[error("'{0}' is not supported by this evaluator")]
     Unsupported(String),
+    #[error("evaluation exceeded its work budget")]
+    BudgetExceeded,
     #[error("{0}")]
     Other(String),
 }

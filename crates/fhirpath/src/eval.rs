@@ -1,5 +1,7 @@
 //! Tree-walking evaluation of compiled expressions.
 
+use std::cell::Cell;
+
 use serde_json::{Map, Value};
 
 use crate::ast::{Expr, TypeSpec, Var};
@@ -10,6 +12,53 @@ use crate::value::{choice_type, is_quantity_type, Item, Node, STRING_PRIMITIVES}
 use crate::{Context, ModelInfo};
 
 pub(crate) type Coll<'a> = Vec<Item<'a>>;
+
+/// Largest collection an evaluation may build. Expressions such as
+/// `select($this.combine($this))` chained a few dozen times would otherwise
+/// grow exponentially from a short text.
+pub(crate) const MAX_COLLECTION: usize = 1_000_000;
+
+/// Work budget of one evaluation, in units of items produced plus bytes of
+/// strings built. Bounds CPU and memory for expressions like
+/// `'a'.repeat($this + 'a')` that stay within every other limit.
+pub(crate) const EVALUATION_BUDGET: u64 = 50_000_000;
+
+pub(crate) struct Budget(Cell<u64>);
+
+impl Budget {
+    pub fn new(units: u64) -> Self {
+        Budget(Cell::new(units))
+    }
+
+    fn charge(&self, units: u64) -> Result<(), EvalError> {
+        let left = self
+            .0
+            .get()
+            .checked_sub(units)
+            .ok_or(EvalError::BudgetExceeded)?;
+        self.0.set(left);
+        Ok(())
+    }
+}
+
+fn cost(items: &[Item<'_>]) -> u64 {
+    items
+        .iter()
+        .map(|i| match i {
+            Item::String(s) => 1 + s.len() as u64,
+            _ => 1,
+        })
+        .sum()
+}
+
+pub(crate) fn check_size(len: usize) -> Result<(), EvalError> {
+    if len > MAX_COLLECTION {
+        return Err(EvalError::Other(format!(
+            "collection larger than {MAX_COLLECTION} items"
+        )));
+    }
+    Ok(())
+}
 pub(crate) type EvalResult<'a> = Result<Coll<'a>, EvalError>;
 
 /// Evaluation environment: the caller's context plus the bindings that
@@ -25,6 +74,7 @@ pub(crate) struct Env<'e, 'a> {
     pub this: &'e [Item<'a>],
     pub index: Option<usize>,
     pub total: Option<&'e [Item<'a>]>,
+    pub budget: &'e Budget,
 }
 
 impl<'a> Env<'_, 'a> {
@@ -34,6 +84,13 @@ impl<'a> Env<'_, 'a> {
 }
 
 pub(crate) fn eval<'a>(expr: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
+    env.budget.charge(1)?;
+    let out = eval_expr(expr, env)?;
+    env.budget.charge(cost(&out))?;
+    Ok(out)
+}
+
+fn eval_expr<'a>(expr: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
     match expr {
         Expr::Literal(item) => Ok(vec![item.clone()]),
         Expr::Empty => Ok(Vec::new()),

@@ -1,6 +1,7 @@
 //! FHIRPath functions.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 
 use regex::Regex;
 use serde_json::Value;
@@ -8,14 +9,16 @@ use serde_json::Value;
 use crate::ast::{Call, Expr, Func};
 use crate::decimal::Decimal;
 use crate::error::EvalError;
-use crate::eval::{children, eval, filter_type, is_type, navigate, Coll, Env, EvalResult};
-use crate::ops::{self, contains_item, item_equal, singleton_system, to_bool3, union};
+use crate::eval::{
+    check_size, children, eval, filter_type, is_type, navigate, Coll, Env, EvalResult,
+};
+use crate::ops::{self, contains_item, singleton_system, to_bool3, union};
 use crate::parser::compile_regex;
 use crate::temporal::{Temporal, TemporalKind};
 use crate::value::{calendar_keyword, item_to_string, Item, Node, Quantity};
 
-/// Upper bound on items produced by `repeat`/`descendants`, so cyclic or
-/// explosive projections end with an error instead of exhausting memory.
+/// Upper bound on items produced by `repeat`, so runaway projections
+/// (`1.repeat($this + 1)`) end with an error.
 const MAX_ITEMS: usize = 100_000;
 
 pub(crate) fn call<'a>(
@@ -88,6 +91,7 @@ pub(crate) fn call<'a>(
         Func::Combine => {
             let mut out = input;
             out.extend(arg(call, 0, env)?);
+            check_size(out.len())?;
             Ok(out)
         }
         Func::Union => Ok(union(input, arg(call, 0, env)?)),
@@ -209,6 +213,7 @@ fn lambda_fn<'a>(call: &Call, input: Coll<'a>, env: &Env<'_, 'a>) -> EvalResult<
             let mut out = Vec::new();
             for (i, item) in input.iter().enumerate() {
                 out.extend(with_item(expr, item, i, None, env)?);
+                check_size(out.len())?;
             }
             Ok(out)
         }
@@ -218,29 +223,32 @@ fn lambda_fn<'a>(call: &Call, input: Coll<'a>, env: &Env<'_, 'a>) -> EvalResult<
     }
 }
 
-/// Identity for `repeat`: nodes by position in the tree, values by equality.
-fn same_item(a: &Item<'_>, b: &Item<'_>) -> bool {
-    match (a, b) {
-        (Item::Node(x), Item::Node(y)) => {
-            let same = |p: Option<&Value>, q: Option<&Value>| match (p, q) {
-                (Some(p), Some(q)) => std::ptr::eq(p, q),
-                (None, None) => true,
-                _ => false,
-            };
-            same(x.value, y.value) && same(x.extension, y.extension)
-        }
-        _ => item_equal(a, b) == Some(true),
+/// Identity key for `repeat`: nodes by position in the tree (so a tree is
+/// never walked twice), other values by type and rendering. Hashing keeps
+/// long repeats linear instead of quadratic.
+#[derive(Hash, PartialEq, Eq)]
+enum RepeatKey {
+    Node(usize, usize),
+    Value(String, String),
+}
+
+fn repeat_key(item: &Item<'_>) -> RepeatKey {
+    let addr = |v: Option<&Value>| v.map_or(0, |v| v as *const Value as usize);
+    match item {
+        Item::Node(n) => RepeatKey::Node(addr(n.value), addr(n.extension)),
+        other => RepeatKey::Value(other.type_name(), other.to_string()),
     }
 }
 
 fn repeat<'a>(expr: &Expr, input: Coll<'a>, env: &Env<'_, 'a>) -> EvalResult<'a> {
     let mut out: Coll<'a> = Vec::new();
+    let mut seen = HashSet::new();
     let mut queue = input;
     while !queue.is_empty() {
         let mut next = Vec::new();
         for (i, item) in queue.iter().enumerate() {
             for found in with_item(expr, item, i, None, env)? {
-                if !out.iter().any(|o| same_item(o, &found)) {
+                if seen.insert(repeat_key(&found)) {
                     out.push(found.clone());
                     next.push(found);
                 }
@@ -639,6 +647,7 @@ fn string_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResu
             let (Some(pat), Some(rep)) = (str_arg(call, 0, env)?, str_arg(call, 1, env)?) else {
                 return Ok(Vec::new());
             };
+            check_replacement_size(&s, pat.len(), &rep)?;
             one(Item::String(s.replace(&pat, &rep)))
         }
         _ => {
@@ -659,6 +668,22 @@ fn string_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResu
             }
         }
     }
+}
+
+/// Largest string `replace`/`replaceMatches` may build.
+const MAX_STRING: usize = 10 * 1024 * 1024;
+
+/// Replacements multiply sizes (`s.replace('', s)` is quadratic), so the
+/// worst case is checked before any allocation.
+fn check_replacement_size(s: &str, pattern_len: usize, rep: &str) -> Result<(), EvalError> {
+    let matches = s.len() / pattern_len.max(1) + 1;
+    let worst = matches.saturating_mul(rep.len()).saturating_add(s.len());
+    if worst > MAX_STRING {
+        return Err(EvalError::Other(format!(
+            "replacement could exceed {MAX_STRING} bytes"
+        )));
+    }
+    Ok(())
 }
 
 fn substring<'a>(call: &Call, s: &str, env: &Env<'_, 'a>) -> EvalResult<'a> {

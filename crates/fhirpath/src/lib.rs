@@ -140,6 +140,7 @@ impl Expression {
         ctx: &Context<'a>,
     ) -> Result<Vec<Item<'a>>, EvalError> {
         let focus = [Item::Node(node)];
+        let budget = eval::Budget::new(eval::EVALUATION_BUDGET);
         let resource = ctx.resource.or(node.value);
         let env = eval::Env {
             ctx,
@@ -149,6 +150,7 @@ impl Expression {
             this: &focus,
             index: None,
             total: None,
+            budget: &budget,
         };
         eval::eval(&self.root, &env)
     }

@@ -30,7 +30,10 @@ pub(crate) fn apply<'a>(op: BinOp, left: Coll<'a>, right: Coll<'a>) -> EvalResul
         BinOp::Equiv => Ok(vec![Item::Boolean(coll_equiv(&left, &right))]),
         BinOp::NotEquiv => Ok(vec![Item::Boolean(!coll_equiv(&left, &right))]),
         BinOp::Lt | BinOp::Gt | BinOp::Le | BinOp::Ge => compare_op(op, &left, &right),
-        BinOp::Union => Ok(union(left, right)),
+        BinOp::Union => {
+            crate::eval::check_size(left.len() + right.len())?;
+            Ok(union(left, right))
+        }
         BinOp::In => membership(&left, &right),
         BinOp::Contains => membership(&right, &left),
         BinOp::Concat => {
