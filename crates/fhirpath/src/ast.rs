@@ -73,6 +73,9 @@ pub(crate) enum Expr {
     Binary(BinOp, Box<Expr>, Box<Expr>),
     Is(Box<Expr>, TypeSpec),
     As(Box<Expr>, TypeSpec),
+    /// A subexpression independent of the current item inside a lambda,
+    /// computed once per evaluation (see `optimize`).
+    Invariant(Box<Expr>),
 }
 
 macro_rules! functions {

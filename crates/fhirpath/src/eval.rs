@@ -1,6 +1,7 @@
 //! Tree-walking evaluation of compiled expressions.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
@@ -75,7 +76,12 @@ pub(crate) struct Env<'e, 'a> {
     pub index: Option<usize>,
     pub total: Option<&'e [Item<'a>]>,
     pub budget: &'e Budget,
+    pub cache: &'e InvariantCache<'a>,
 }
+
+/// Results of [`Expr::Invariant`] nodes for one evaluation, keyed by the
+/// node's address in the compiled tree.
+pub(crate) type InvariantCache<'a> = RefCell<HashMap<usize, Coll<'a>>>;
 
 impl<'a> Env<'_, 'a> {
     pub fn model(&self) -> Option<&'a dyn ModelInfo> {
@@ -137,6 +143,15 @@ fn eval_expr<'a>(expr: &Expr, env: &Env<'_, 'a>) -> EvalResult<'a> {
                 [one] => Ok(vec![Item::Boolean(is_type(one, ty, env, false)?)]),
                 _ => Err(EvalError::NotSingleton("is", items.len())),
             }
+        }
+        Expr::Invariant(inner) => {
+            let key = inner.as_ref() as *const Expr as usize;
+            if let Some(hit) = env.cache.borrow().get(&key) {
+                return Ok(hit.clone());
+            }
+            let out = eval(inner, env)?;
+            env.cache.borrow_mut().insert(key, out.clone());
+            Ok(out)
         }
         Expr::As(inner, ty) => {
             let items = eval(inner, env)?;
@@ -295,6 +310,8 @@ fn push_values<'a>(
 
 /// All child nodes (FHIRPath `children()`).
 pub(crate) fn children<'a>(node: &Node<'a>, model: Option<&'a dyn ModelInfo>, out: &mut Coll<'a>) {
+    // One buffer for the `_key` lookups instead of an allocation per key.
+    let mut ext_key = String::new();
     for map in child_maps(node) {
         for (key, value) in map {
             if key == "resourceType" {
@@ -307,7 +324,14 @@ pub(crate) fn children<'a>(node: &Node<'a>, model: Option<&'a dyn ModelInfo>, ou
                 }
                 continue;
             }
-            let ext = map.get(&format!("_{key}"));
+            let ext = if is_primitive_json(value) {
+                ext_key.clear();
+                ext_key.push('_');
+                ext_key.push_str(key);
+                map.get(ext_key.as_str())
+            } else {
+                None
+            };
             let declared = node
                 .type_name
                 .zip(model)

@@ -12,7 +12,7 @@ use crate::error::EvalError;
 use crate::eval::{
     check_size, children, eval, filter_type, is_type, navigate, Coll, Env, EvalResult,
 };
-use crate::ops::{self, contains_item, singleton_system, to_bool3, union};
+use crate::ops::{self, singleton_system, to_bool3, union, ItemIndex};
 use crate::parser::compile_regex;
 use crate::temporal::{Temporal, TemporalKind};
 use crate::value::{calendar_keyword, item_to_string, Item, Node, Quantity};
@@ -97,17 +97,19 @@ pub(crate) fn call<'a>(
         Func::Union => Ok(union(input, arg(call, 0, env)?)),
         Func::Intersect => {
             let other = arg(call, 0, env)?;
+            let index = ItemIndex::of(&other);
             let kept = input
                 .into_iter()
-                .filter(|i| contains_item(&other, i))
+                .filter(|i| index.contains(&other, i))
                 .collect();
             Ok(union(kept, Vec::new()))
         }
         Func::Exclude => {
             let other = arg(call, 0, env)?;
+            let index = ItemIndex::of(&other);
             Ok(input
                 .into_iter()
-                .filter(|i| !contains_item(&other, i))
+                .filter(|i| !index.contains(&other, i))
                 .collect())
         }
         Func::Extension => extension(call, input, env),
@@ -364,7 +366,8 @@ fn bool_agg<'a>(func: Func, input: &[Item<'a>]) -> EvalResult<'a> {
 }
 
 fn subset(a: &[Item<'_>], b: &[Item<'_>]) -> bool {
-    a.iter().all(|i| contains_item(b, i))
+    let index = ItemIndex::of(b);
+    a.iter().all(|i| index.contains(b, i))
 }
 
 fn type_fn<'a>(call: &Call, input: Coll<'a>, env: &Env<'_, 'a>) -> EvalResult<'a> {

@@ -24,6 +24,7 @@ mod functions;
 mod lexer;
 pub mod model;
 mod ops;
+mod optimize;
 mod parser;
 mod temporal;
 mod value;
@@ -49,7 +50,7 @@ pub struct Expression {
 pub fn compile(src: &str) -> Result<Expression, ParseError> {
     Ok(Expression {
         source: src.to_string(),
-        root: parser::parse(src)?,
+        root: optimize::hoist_invariants(parser::parse(src)?),
     })
 }
 
@@ -141,6 +142,7 @@ impl Expression {
     ) -> Result<Vec<Item<'a>>, EvalError> {
         let focus = [Item::Node(node)];
         let budget = eval::Budget::new(eval::EVALUATION_BUDGET);
+        let cache = eval::InvariantCache::default();
         let resource = ctx.resource.or(node.value);
         let env = eval::Env {
             ctx,
@@ -151,6 +153,7 @@ impl Expression {
             index: None,
             total: None,
             budget: &budget,
+            cache: &cache,
         };
         eval::eval(&self.root, &env)
     }

@@ -1,6 +1,11 @@
 //! Operators: equality, comparison, arithmetic, logic, collections.
 
 use std::cmp::Ordering;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+
+use serde_json::Value;
 
 use crate::ast::{BinOp, Expr};
 use crate::decimal::Decimal;
@@ -147,6 +152,10 @@ pub(crate) fn item_equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
             return Some(x.value == y.value && x.extension == y.extension);
         }
     }
+    // Fast path without allocating: plain strings on both sides.
+    if let (Some(x), Some(y)) = (plain_str(a), plain_str(b)) {
+        return Some(x == y);
+    }
     let (Some(a), Some(b)) = (a.to_system(), b.to_system()) else {
         return Some(false);
     };
@@ -174,6 +183,18 @@ pub(crate) fn item_equal(a: &Item<'_>, b: &Item<'_>) -> Option<bool> {
                 _ => Some(false),
             }
         }
+    }
+}
+
+/// The text of a string item that cannot turn into a date when compared.
+fn plain_str<'x>(item: &'x Item<'_>) -> Option<&'x str> {
+    match item {
+        Item::String(s) => Some(s),
+        Item::Node(n) => match n.type_name {
+            Some("date" | "dateTime" | "instant" | "time") => None,
+            _ => n.value.and_then(Value::as_str),
+        },
+        _ => None,
     }
 }
 
@@ -320,10 +341,106 @@ pub(crate) fn contains_item(c: &[Item<'_>], item: &Item<'_>) -> bool {
     c.iter().any(|x| item_equal(x, item) == Some(true))
 }
 
+/// Hash consistent with [`item_equal`]: items that can be equal share a
+/// hash, so set operations only compare within a bucket instead of
+/// comparing every pair (which made `dom-3` quadratic).
+fn item_hash(item: &Item<'_>) -> u64 {
+    let mut h = DefaultHasher::new();
+    if let Item::Node(n) = item {
+        if let Some(v @ Value::Object(_)) = n.value {
+            0u8.hash(&mut h);
+            hash_json(v, &mut h);
+            return h.finish();
+        }
+    }
+    let looks_like_date =
+        |s: &str| s.starts_with(|c: char| c.is_ascii_digit()) && Temporal::parse_any(s).is_some();
+    if let Some(s) = plain_str(item) {
+        if looks_like_date(s) {
+            1u8.hash(&mut h);
+        } else {
+            (3u8, s).hash(&mut h);
+        }
+        return h.finish();
+    }
+    match item.to_system() {
+        // Strings may equal dates (`'2019' = @2019`), so date-like strings,
+        // dates and quantities (unit conversions) share coarse buckets.
+        Some(Item::String(s)) if looks_like_date(&s) => 1u8.hash(&mut h),
+        Some(Item::Date(_) | Item::DateTime(_) | Item::Time(_)) => 1u8.hash(&mut h),
+        Some(Item::Quantity(_)) => 2u8.hash(&mut h),
+        Some(Item::String(s)) => (3u8, s).hash(&mut h),
+        Some(Item::Boolean(b)) => (4u8, b).hash(&mut h),
+        Some(Item::Integer(i)) => (5u8, Decimal::from_i64(i).to_string()).hash(&mut h),
+        Some(Item::Decimal(d)) => (5u8, d.normalized().to_string()).hash(&mut h),
+        _ => 6u8.hash(&mut h),
+    }
+    h.finish()
+}
+
+/// Order-insensitive for objects, since JSON object equality is.
+fn hash_json(v: &Value, h: &mut DefaultHasher) {
+    match v {
+        Value::Object(map) => {
+            let mut acc = 0u64;
+            for (k, v) in map {
+                let mut eh = DefaultHasher::new();
+                k.hash(&mut eh);
+                hash_json(v, &mut eh);
+                acc = acc.wrapping_add(eh.finish());
+            }
+            (7u8, acc).hash(h);
+        }
+        Value::Array(a) => {
+            8u8.hash(h);
+            for x in a {
+                hash_json(x, h);
+            }
+        }
+        other => other.to_string().hash(h),
+    }
+}
+
+/// Positions of items in a collection, bucketed by [`item_hash`].
+#[derive(Default)]
+pub(crate) struct ItemIndex {
+    buckets: HashMap<u64, Vec<usize>>,
+}
+
+impl ItemIndex {
+    pub fn of(items: &[Item<'_>]) -> Self {
+        let mut index = ItemIndex::default();
+        for (i, item) in items.iter().enumerate() {
+            index.add(item, i);
+        }
+        index
+    }
+
+    pub fn add(&mut self, item: &Item<'_>, position: usize) {
+        self.buckets
+            .entry(item_hash(item))
+            .or_default()
+            .push(position);
+    }
+
+    /// Whether `items` (the indexed collection) holds an item equal to `item`.
+    pub fn contains(&self, items: &[Item<'_>], item: &Item<'_>) -> bool {
+        self.buckets.get(&item_hash(item)).is_some_and(|bucket| {
+            bucket.iter().any(|&i| {
+                items
+                    .get(i)
+                    .is_some_and(|x| item_equal(x, item) == Some(true))
+            })
+        })
+    }
+}
+
 pub(crate) fn union<'a>(left: Coll<'a>, right: Coll<'a>) -> Coll<'a> {
     let mut out: Coll<'a> = Vec::with_capacity(left.len() + right.len());
+    let mut index = ItemIndex::default();
     for item in left.into_iter().chain(right) {
-        if !contains_item(&out, &item) {
+        if !index.contains(&out, &item) {
+            index.add(&item, out.len());
             out.push(item);
         }
     }
