@@ -7,6 +7,8 @@ use actix_web::{web, HttpServer};
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::delivery::DeliveryWorker;
+use crate::metrics::Metrics;
 use crate::store;
 use crate::validation::Validation;
 
@@ -17,6 +19,8 @@ pub enum StartError {
     Store(#[from] store::StoreError),
     #[error("cannot load the bundled profiles: {0}")]
     Profiles(String),
+    #[error("cannot start: {0}")]
+    Setup(String),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
@@ -41,7 +45,22 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     if config.server.base_url.is_none() {
         config.server.base_url = Some(format!("http://{addr}"));
     }
-    let state = web::Data::new(AppState::new(Arc::new(config), store, Arc::new(validation)));
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let worker = DeliveryWorker::new(store.clone(), config.clone(), metrics.clone(), wake.clone())
+        .map_err(|e| StartError::Setup(format!("webhook client: {e}")))?;
+    worker.adopt_configured_secrets().await?;
+    if config.delivery.worker {
+        actix_web::rt::spawn(worker.run());
+    }
+    let state = web::Data::new(AppState::new(
+        config,
+        store,
+        Arc::new(validation),
+        metrics,
+        wake,
+    ));
     let server = HttpServer::new(move || api::app(state.clone()))
         .listen(listener)
         .map_err(|source| StartError::Listen {

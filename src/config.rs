@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::providers::{Env, Format, Toml};
 use figment::Figment;
@@ -30,6 +31,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub delivery: DeliveryConfig,
     #[serde(default)]
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
@@ -81,6 +84,58 @@ impl Default for StorageConfig {
 pub struct AdminConfig {
     /// Bearer token for `/admin`; no token, no admin API.
     pub token: Option<String>,
+}
+
+/// A duration written the human way: "5s", "30m", "2h".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Delay(#[serde(with = "humantime_serde")] pub Duration);
+
+/// How webhooks are sent: retries, timeouts, concurrency, the SSRF guard, retention.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Delays between attempts after the first (immediate) one; after the last, dead-letter.
+    pub retry_schedule: Vec<Delay>,
+    /// Whole-request timeout of one attempt.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Sends in flight at once.
+    pub concurrency: usize,
+    /// Opens the SSRF guard (plain http, loopback and private addresses) for tests and labs.
+    pub allow_private_targets: bool,
+    /// Delivered payload bodies are pruned after this long; delivery metadata stays.
+    #[serde(with = "humantime_serde")]
+    pub retain_delivered: Duration,
+    /// After a secret rotation, the old secret keeps signing (beside the new one) this long.
+    #[serde(with = "humantime_serde")]
+    pub rotation_grace: Duration,
+    /// Whether this process runs the delivery worker (off for an API-only replica).
+    pub worker: bool,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let minutes = |m: u64| Delay(Duration::from_secs(m * 60));
+        DeliveryConfig {
+            // Svix's schedule after the immediate first attempt.
+            retry_schedule: vec![
+                Delay(Duration::from_secs(5)),
+                minutes(5),
+                minutes(30),
+                minutes(120),
+                minutes(300),
+                minutes(600),
+                minutes(600),
+            ],
+            timeout: Duration::from_secs(15),
+            concurrency: 16,
+            allow_private_targets: false,
+            retain_delivered: Duration::from_secs(7 * 24 * 3600),
+            rotation_grace: Duration::from_secs(24 * 3600),
+            worker: true,
+        }
+    }
 }
 
 /// A GP system vendor allowed to send referrals.
@@ -181,6 +236,15 @@ impl Config {
             ));
         }
         check_storage_url(&self.storage.url)?;
+        if !(1..=1024).contains(&self.delivery.concurrency) {
+            return Err(invalid(
+                "delivery.concurrency".into(),
+                "must be between 1 and 1024",
+            ));
+        }
+        if self.delivery.timeout.is_zero() {
+            return Err(invalid("delivery.timeout".into(), "must be above 0"));
+        }
         let mut tokens = HashSet::new();
         let mut client_ids = HashSet::new();
         for (i, client) in self.clients.iter().enumerate() {

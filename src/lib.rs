@@ -8,9 +8,12 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod fhir;
 pub mod intake;
+pub mod metrics;
+pub mod mock_vcs;
 pub mod store;
 pub mod translate;
 pub mod validation;

@@ -42,6 +42,19 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// A webhook receiver that verifies signatures and prints each record (for testers).
+    MockVcs {
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: String,
+        /// The organisation's Standard Webhooks secret (whsec_…).
+        #[arg(long)]
+        secret: String,
+        /// Answer this share of messages with --status, to rehearse outages (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        #[arg(long, default_value_t = 503)]
+        status: u16,
+    },
     /// Print the referral record a VCS organisation would receive for a FHIR referral file.
     Translate {
         #[arg(long)]
@@ -76,6 +89,43 @@ fn main() -> ExitCode {
             files,
         } => validate(&profile, format, &files),
         Command::Translate { config, file } => translate(config.as_deref(), &file),
+        Command::MockVcs {
+            listen,
+            secret,
+            fail_rate,
+            status,
+        } => mock_vcs(&listen, &secret, fail_rate, status),
+    }
+}
+
+fn mock_vcs(listen: &str, secret: &str, fail_rate: f64, status: u16) -> ExitCode {
+    let receiver = match sp_gateway::mock_vcs::MockVcs::new(secret, fail_rate, status) {
+        Ok(receiver) => receiver,
+        Err(e) => {
+            eprintln!("sp-gateway mock-vcs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let listener = match TcpListener::bind(listen) {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("sp-gateway mock-vcs: cannot listen on {listen}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "mock-vcs listening on http://{}",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    match actix_web::rt::System::new().block_on(sp_gateway::mock_vcs::serve(receiver, listener)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sp-gateway mock-vcs: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -300,6 +300,7 @@ async fn create_service_request(
                 location("ServiceRequest", &existing.id, existing.version_id),
             ));
         }
+        state.accepted();
         tracing::info!(referral_id = %referral_id, client = %client, "referral accepted");
         let body = match return_preference(&request) {
             ReturnPreference::Minimal => None,
@@ -361,7 +362,11 @@ async fn transaction(
         let locations = prepared.entry_locations.clone();
         let outcome = state.store.create_referral(prepared.referral, condition).await?;
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let response_entries: Vec<Value> = match created_or_conflict(outcome)? {
+        let created = created_or_conflict(outcome)?;
+        if created.is_none() {
+            state.accepted();
+        }
+        let response_entries: Vec<Value> = match created {
             None => locations
                 .iter()
                 .map(|l| match l {
@@ -398,6 +403,7 @@ async fn process_message(
         let referral_id = prepared.referral.referral_id.clone();
         let outcome = state.store.create_referral(prepared.referral, None).await?;
         created_or_conflict(outcome)?;
+        state.accepted();
         tracing::info!(referral_id = %referral_id, client = %client, "referral accepted by message");
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let response = json!({

@@ -10,13 +10,17 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpRequest};
 
 use crate::config::Config;
+use crate::delivery::Wake;
 use crate::domain::ClientId;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::validation::Validation;
 
+pub mod admin;
 pub mod capability;
 pub mod errors;
 pub mod fhir;
+pub mod problem;
 
 use errors::ApiError;
 
@@ -25,11 +29,20 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
     pub validation: Arc<Validation>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the delivery worker after a commit that added outbox messages.
+    pub wake: Wake,
     client_tokens: HashMap<String, ClientId>,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, validation: Arc<Validation>) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Arc<dyn Store>,
+        validation: Arc<Validation>,
+        metrics: Arc<Metrics>,
+        wake: Wake,
+    ) -> Self {
         let client_tokens = config
             .clients
             .iter()
@@ -39,8 +52,16 @@ impl AppState {
             config,
             store,
             validation,
+            metrics,
+            wake,
             client_tokens,
         }
+    }
+
+    /// A referral was committed: count it and wake the delivery worker.
+    pub fn accepted(&self) {
+        self.metrics.referrals_accepted.inc();
+        self.wake.notify_one();
     }
 
     /// The GP client a request's bearer token belongs to.
@@ -87,6 +108,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state);
         fhir::routes(cfg);
+        admin::routes(cfg);
     }
 }
 

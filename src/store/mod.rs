@@ -137,8 +137,180 @@ pub trait Store: Send + Sync + 'static {
         query: &ReferralQuery,
     ) -> Result<SearchPage, StoreError>;
 
-    /// Messages waiting in the outbox (the delivery worker's queue depth).
-    async fn pending_outbox_count(&self) -> Result<usize, StoreError>;
+    // --- Delivery (the outbox) -------------------------------------------------------------
+
+    /// Claims up to `limit` due messages for sending until `lease_until`. A message waits while
+    /// an earlier message of the same referral is still pending, so a referral's events arrive in
+    /// order; messages of disabled endpoints wait too.
+    async fn claim_due_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// When the next pending message falls due (None: nothing pending).
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Records one attempt and what follows from it, releasing the lease.
+    async fn record_attempt(
+        &self,
+        message_id: &str,
+        attempt: Attempt,
+        next: NextStep,
+    ) -> Result<(), StoreError>;
+
+    /// Secrets that sign messages to `vcs` now (newest first).
+    async fn signing_secrets(
+        &self,
+        vcs: &VcsId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Makes the configured secret a signing secret (at start). A secret new to the store becomes
+    /// the current one and the others keep signing until `grace_until`.
+    async fn adopt_secret(
+        &self,
+        vcs: &VcsId,
+        secret: &str,
+        now: DateTime<Utc>,
+        grace_until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Turns an endpoint off (operator, or a 410 Gone) or back on.
+    async fn set_endpoint_enabled(
+        &self,
+        vcs: &VcsId,
+        enabled: bool,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Endpoints switched off, with the reason.
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, Option<String>)>, StoreError>;
+
+    /// Deliveries for the operator API, newest first.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<(usize, Vec<Delivery>), StoreError>;
+
+    /// Every message of a referral with every attempt.
+    async fn referral_deliveries(
+        &self,
+        referral_id: &str,
+    ) -> Result<Vec<(Delivery, Vec<AttemptRow>)>, StoreError>;
+
+    /// Puts a delivered or dead message back in the queue for one more attempt now.
+    async fn retry_message(&self, message_id: &str, now: DateTime<Utc>)
+        -> Result<bool, StoreError>;
+
+    /// Puts every dead message of `vcs` created since `since` back in the queue; returns the job.
+    async fn start_recovery(
+        &self,
+        vcs: &VcsId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<RecoveryProgress, StoreError>;
+
+    /// How far a recovery job has come.
+    async fn recovery_progress(&self, job_id: &str)
+        -> Result<Option<RecoveryProgress>, StoreError>;
+
+    /// Drops the payload of messages delivered before `before`, at most `batch` at a time.
+    async fn prune_delivered_payloads(
+        &self,
+        before: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError>;
+
+    /// Figures for `/metrics`.
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
+}
+
+/// A message claimed for sending.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: String,
+    pub referral_id: String,
+    pub vcs_id: String,
+    pub event_type: String,
+    pub sequence: i64,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// What one attempt saw.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    pub response_prefix: Option<String>,
+}
+
+/// What happens to a message after an attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextStep {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    /// No more attempts (schedule exhausted, or the receiver asked to abort).
+    Dead,
+    /// The endpoint answered 410 Gone: it is disabled and the message waits for it.
+    EndpointGone,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub state: Option<String>,
+    pub vcs: Option<String>,
+    pub count: usize,
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub id: String,
+    pub referral_id: String,
+    pub vcs_id: String,
+    pub event_type: String,
+    pub sequence: i64,
+    pub state: String,
+    pub attempts: i64,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AttemptRow {
+    pub attempted_at: String,
+    pub status_code: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    pub response_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RecoveryProgress {
+    pub job_id: String,
+    pub vcs_id: String,
+    pub since: String,
+    pub total: usize,
+    pub pending: usize,
+    pub delivered: usize,
+    pub dead: usize,
+    pub done: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OutboxStats {
+    pub pending: usize,
+    pub dead: usize,
+    pub oldest_pending_age_seconds: f64,
 }
 
 /// Opens the store named by a `[storage] url`.

@@ -32,7 +32,10 @@ pub struct SqliteStore {
 }
 
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![M::up(include_str!("migrations/sqlite/001_init.sql"))])
+    Migrations::new(vec![
+        M::up(include_str!("migrations/sqlite/001_init.sql")),
+        M::up(include_str!("migrations/sqlite/002_delivery.sql")),
+    ])
 }
 
 fn open_connection(path: &str) -> Result<Connection, StoreError> {
@@ -66,6 +69,12 @@ impl SqliteStore {
                 url: format!("sqlite://{path}"),
                 reason: format!("migration failed: {e}"),
             })?;
+        // One gateway owns an SQLite file, so leases left by a process that died are stale now:
+        // releasing them lets its in-flight deliveries go again at once instead of after the lease.
+        writer.execute(
+            "UPDATE outbox SET lease_until = NULL WHERE lease_until IS NOT NULL",
+            [],
+        )?;
         let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -365,17 +374,396 @@ impl Store for SqliteStore {
         self.read(move |conn| search(conn, &client, &query)).await
     }
 
-    async fn pending_outbox_count(&self) -> Result<usize, StoreError> {
-        self.read(|conn| {
-            let count: i64 = conn.query_row(
-                "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
-                [],
-                |row| row.get(0),
+    async fn claim_due_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let (now, lease) = (timestamp(now), timestamp(lease_until));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            let mut claim = conn.prepare_cached(
+                "UPDATE outbox SET lease_until = ?1 WHERE id IN (
+                     SELECT o.id FROM outbox o
+                     WHERE o.state = 'pending' AND o.next_attempt_at <= ?2
+                       AND (o.lease_until IS NULL OR o.lease_until < ?2)
+                       AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.referral_id = o.referral_id
+                                       AND e.sequence < o.sequence AND e.state = 'pending')
+                       AND o.vcs_id NOT IN (SELECT vcs_id FROM vcs_endpoints WHERE disabled = 1)
+                     ORDER BY o.next_attempt_at LIMIT ?3)
+                 RETURNING id, referral_id, vcs_id, event_type, sequence, payload, attempts",
             )?;
-            Ok(usize::try_from(count).unwrap_or(0))
+            let rows = claim.query_map(params![lease, now, limit], |row| {
+                Ok(OutboxMessage {
+                    id: row.get(0)?,
+                    referral_id: row.get(1)?,
+                    vcs_id: row.get(2)?,
+                    event_type: row.get(3)?,
+                    sequence: row.get(4)?,
+                    payload: row.get(5)?,
+                    attempts: row.get(6)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
         .await
     }
+
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|conn| {
+            let next: Option<String> = conn.query_row(
+                "SELECT MIN(CASE WHEN lease_until IS NOT NULL AND lease_until > next_attempt_at
+                                 THEN lease_until ELSE next_attempt_at END)
+                 FROM outbox WHERE state = 'pending'
+                   AND vcs_id NOT IN (SELECT vcs_id FROM vcs_endpoints WHERE disabled = 1)",
+                [],
+                |row| row.get(0),
+            )?;
+            next.as_deref().map(parse_timestamp).transpose()
+        })
+        .await
+    }
+
+    async fn record_attempt(
+        &self,
+        message_id: &str,
+        attempt: Attempt,
+        next: NextStep,
+    ) -> Result<(), StoreError> {
+        let message_id = message_id.to_string();
+        self.write(move |conn| {
+            let at = timestamp(attempt.at);
+            conn.prepare_cached(
+                "INSERT INTO delivery_attempts (message_id, attempted_at, status_code, latency_ms, error, response_prefix)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                message_id,
+                at,
+                attempt.status_code,
+                i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX),
+                attempt.error,
+                attempt.response_prefix
+            ])?;
+            let (state, next_at, delivered_at) = match &next {
+                NextStep::Delivered => ("delivered", at.clone(), Some(at.clone())),
+                NextStep::RetryAt(when) => ("pending", timestamp(*when), None),
+                NextStep::Dead => ("dead", at.clone(), None),
+                NextStep::EndpointGone => ("pending", at.clone(), None),
+            };
+            conn.prepare_cached(
+                "UPDATE outbox SET state = ?2, next_attempt_at = ?3, delivered_at = ?4, lease_until = NULL,
+                        attempts = attempts + 1, last_error = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![message_id, state, next_at, delivered_at, attempt.error])?;
+            if next == NextStep::EndpointGone {
+                conn.prepare_cached(
+                    "INSERT INTO vcs_endpoints (vcs_id, disabled, disabled_reason, updated_at)
+                     SELECT vcs_id, 1, 'the endpoint answered 410 Gone', ?2 FROM outbox WHERE id = ?1
+                     ON CONFLICT (vcs_id) DO UPDATE SET disabled = 1,
+                        disabled_reason = excluded.disabled_reason, updated_at = excluded.updated_at",
+                )?
+                .execute(params![message_id, at])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn signing_secrets(
+        &self,
+        vcs: &VcsId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let (vcs, now) = (vcs.to_string(), timestamp(now));
+        self.read(move |conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT secret FROM vcs_secrets WHERE vcs_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)
+                 ORDER BY created_at DESC",
+            )?;
+            let secrets = query.query_map(params![vcs, now], |row| row.get(0))?;
+            Ok(secrets.collect::<Result<Vec<String>, _>>()?)
+        })
+        .await
+    }
+
+    async fn adopt_secret(
+        &self,
+        vcs: &VcsId,
+        secret: &str,
+        now: DateTime<Utc>,
+        grace_until: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (vcs, secret) = (vcs.to_string(), secret.to_string());
+        let (now, grace) = (timestamp(now), timestamp(grace_until));
+        self.write(move |conn| {
+            let known: bool = conn
+                .prepare_cached("SELECT 1 FROM vcs_secrets WHERE vcs_id = ?1 AND secret = ?2")?
+                .exists(params![vcs, secret])?;
+            if known {
+                return Ok(());
+            }
+            conn.prepare_cached(
+                "UPDATE vcs_secrets SET expires_at = ?2 WHERE vcs_id = ?1 AND (expires_at IS NULL OR expires_at > ?2)",
+            )?
+            .execute(params![vcs, grace])?;
+            conn.prepare_cached("INSERT INTO vcs_secrets (vcs_id, secret, created_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![vcs, secret, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_endpoint_enabled(
+        &self,
+        vcs: &VcsId,
+        enabled: bool,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let (vcs, now) = (vcs.to_string(), timestamp(now));
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO vcs_endpoints (vcs_id, disabled, disabled_reason, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (vcs_id) DO UPDATE SET disabled = excluded.disabled,
+                    disabled_reason = excluded.disabled_reason, updated_at = excluded.updated_at",
+            )?
+            .execute(params![vcs, !enabled, reason, now])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        self.read(|conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT vcs_id, disabled_reason FROM vcs_endpoints WHERE disabled = 1",
+            )?;
+            let rows = query.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<(usize, Vec<Delivery>), StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let condition = "(?1 IS NULL OR state = ?1) AND (?2 IS NULL OR vcs_id = ?2)";
+            let total: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM outbox WHERE {condition}"),
+                params![filter.state, filter.vcs],
+                |row| row.get(0),
+            )?;
+            let mut query = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE {condition}
+                 ORDER BY created_at DESC, id LIMIT ?3 OFFSET ?4"
+            ))?;
+            let rows = query.query_map(
+                params![
+                    filter.state,
+                    filter.vcs,
+                    i64::try_from(filter.count).unwrap_or(i64::MAX),
+                    i64::try_from(filter.offset).unwrap_or(i64::MAX)
+                ],
+                delivery_row,
+            )?;
+            let deliveries = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok((usize::try_from(total).unwrap_or(0), deliveries))
+        })
+        .await
+    }
+
+    async fn referral_deliveries(
+        &self,
+        referral_id: &str,
+    ) -> Result<Vec<(Delivery, Vec<AttemptRow>)>, StoreError> {
+        let referral_id = referral_id.to_string();
+        self.read(move |conn| {
+            let mut messages = conn.prepare_cached(&format!(
+                "SELECT {DELIVERY_COLUMNS} FROM outbox WHERE referral_id = ?1 ORDER BY sequence"
+            ))?;
+            let deliveries = messages
+                .query_map(params![referral_id], delivery_row)?
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut attempts = conn.prepare_cached(
+                "SELECT attempted_at, status_code, latency_ms, error, response_prefix
+                 FROM delivery_attempts WHERE message_id = ?1 ORDER BY id",
+            )?;
+            let mut result = Vec::new();
+            for delivery in deliveries {
+                let rows = attempts
+                    .query_map(params![delivery.id], |row| {
+                        Ok(AttemptRow {
+                            attempted_at: row.get(0)?,
+                            status_code: row.get(1)?,
+                            latency_ms: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                            error: row.get(3)?,
+                            response_prefix: row.get(4)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                result.push((delivery, rows));
+            }
+            Ok(result)
+        })
+        .await
+    }
+
+    async fn retry_message(
+        &self,
+        message_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (message_id, now) = (message_id.to_string(), timestamp(now));
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'pending', next_attempt_at = ?2, lease_until = NULL
+                     WHERE id = ?1 AND state IN ('dead', 'delivered') AND payload <> ''",
+                )?
+                .execute(params![message_id, now])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
+    async fn start_recovery(
+        &self,
+        vcs: &VcsId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<RecoveryProgress, StoreError> {
+        let (vcs, since, now) = (vcs.to_string(), timestamp(since), timestamp(now));
+        let job_id = format!("rec_{}", uuid::Uuid::new_v4().simple());
+        self.write(move |conn| {
+            conn.prepare_cached("INSERT INTO recovery_jobs (id, vcs_id, since, created_at) VALUES (?1, ?2, ?3, ?4)")?
+                .execute(params![job_id, vcs, since, now])?;
+            conn.prepare_cached(
+                "INSERT INTO recovery_job_messages (job_id, message_id)
+                 SELECT ?1, id FROM outbox WHERE vcs_id = ?2 AND state = 'dead' AND created_at >= ?3",
+            )?
+            .execute(params![job_id, vcs, since])?;
+            conn.prepare_cached(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = ?2, lease_until = NULL, attempts = 0
+                 WHERE id IN (SELECT message_id FROM recovery_job_messages WHERE job_id = ?1)",
+            )?
+            .execute(params![job_id, now])?;
+            recovery(conn, &job_id)?.ok_or_else(|| StoreError::Database("recovery job vanished".into()))
+        })
+        .await
+    }
+
+    async fn recovery_progress(
+        &self,
+        job_id: &str,
+    ) -> Result<Option<RecoveryProgress>, StoreError> {
+        let job_id = job_id.to_string();
+        self.read(move |conn| recovery(conn, &job_id)).await
+    }
+
+    async fn prune_delivered_payloads(
+        &self,
+        before: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError> {
+        let before = timestamp(before);
+        let batch = i64::try_from(batch).unwrap_or(i64::MAX);
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE outbox SET payload = '' WHERE id IN (
+                         SELECT id FROM outbox WHERE state = 'delivered' AND delivered_at < ?1 AND payload <> ''
+                         LIMIT ?2)",
+                )?
+                .execute(params![before, batch])?)
+        })
+        .await
+    }
+
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        self.read(move |conn| {
+            let (pending, oldest, dead): (i64, Option<String>, i64) = conn.query_row(
+                "SELECT (SELECT COUNT(*) FROM outbox WHERE state = 'pending'),
+                        (SELECT MIN(created_at) FROM outbox WHERE state = 'pending'),
+                        (SELECT COUNT(*) FROM outbox WHERE state = 'dead')",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )?;
+            let age = match oldest.as_deref().map(parse_timestamp).transpose()? {
+                Some(oldest) => (now - oldest).num_milliseconds().max(0) as f64 / 1000.0,
+                None => 0.0,
+            };
+            Ok(OutboxStats {
+                pending: usize::try_from(pending).unwrap_or(0),
+                dead: usize::try_from(dead).unwrap_or(0),
+                oldest_pending_age_seconds: age,
+            })
+        })
+        .await
+    }
+}
+
+const DELIVERY_COLUMNS: &str = "id, referral_id, vcs_id, event_type, sequence, state, attempts,
+     CASE WHEN state = 'pending' THEN next_attempt_at END, created_at, delivered_at, last_error";
+
+fn delivery_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: row.get(0)?,
+        referral_id: row.get(1)?,
+        vcs_id: row.get(2)?,
+        event_type: row.get(3)?,
+        sequence: row.get(4)?,
+        state: row.get(5)?,
+        attempts: row.get(6)?,
+        next_attempt_at: row.get(7)?,
+        created_at: row.get(8)?,
+        delivered_at: row.get(9)?,
+        last_error: row.get(10)?,
+    })
+}
+
+fn recovery(conn: &Connection, job_id: &str) -> Result<Option<RecoveryProgress>, StoreError> {
+    let job: Option<(String, String)> = conn
+        .prepare_cached("SELECT vcs_id, since FROM recovery_jobs WHERE id = ?1")?
+        .query_row(params![job_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    let Some((vcs_id, since)) = job else {
+        return Ok(None);
+    };
+    let mut counts = conn.prepare_cached(
+        "SELECT o.state, COUNT(*) FROM recovery_job_messages m JOIN outbox o ON o.id = m.message_id
+         WHERE m.job_id = ?1 GROUP BY o.state",
+    )?;
+    let mut progress = RecoveryProgress {
+        job_id: job_id.to_string(),
+        vcs_id,
+        since,
+        total: 0,
+        pending: 0,
+        delivered: 0,
+        dead: 0,
+        done: false,
+    };
+    let rows = counts.query_map(params![job_id], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (state, count) = row?;
+        let count = usize::try_from(count).unwrap_or(0);
+        progress.total += count;
+        match state.as_str() {
+            "pending" => progress.pending += count,
+            "delivered" => progress.delivered += count,
+            _ => progress.dead += count,
+        }
+    }
+    progress.done = progress.pending == 0;
+    Ok(Some(progress))
 }
 
 /// Builds the search's WHERE clause from the filters present; values are always bound.

@@ -2,6 +2,8 @@
 //! and talks HTTP to it. Nothing here mocks the gateway's own code.
 #![allow(dead_code)]
 
+pub mod receiver;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -158,6 +160,55 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+pub const ADMIN_TOKEN: &str = "demo-admin-token";
+
+/// The demo secret of an organisation (`carers-count`, …), read from the demo configuration.
+pub fn demo_secret(vcs_id: &str) -> String {
+    let start = DEMO_CONFIG
+        .find(&format!("id = \"{vcs_id}\""))
+        .expect("vcs in demo config");
+    let rest = &DEMO_CONFIG[start..];
+    let secret_at = rest.find("whsec_").expect("secret");
+    rest[secret_at..]
+        .split('"')
+        .next()
+        .expect("secret")
+        .to_string()
+}
+
+/// Edits the demo configuration so every organisation's webhooks go to `receiver_base` and
+/// retries follow `schedule` (e.g. `["1s", "1s"]`).
+pub fn deliver_to(config: String, receiver_base: &str, schedule: &[&str]) -> String {
+    let schedule = schedule
+        .iter()
+        .map(|d| format!("\"{d}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut edited = config.replace("http://127.0.0.1:9000", receiver_base);
+    let start = edited.find("retry_schedule = [").expect("retry_schedule");
+    let end = start + edited[start..].find(']').expect("]") + 1;
+    edited.replace_range(start..end, &format!("retry_schedule = [{schedule}]"));
+    edited
+}
+
+impl Gateway {
+    pub fn admin_get(&self, path: &str) -> (u16, Value) {
+        send(self.http.get(self.url(path)).bearer_auth(ADMIN_TOKEN))
+    }
+
+    pub fn admin_post(&self, path: &str) -> (u16, Value) {
+        send(self.http.post(self.url(path)).bearer_auth(ADMIN_TOKEN))
+    }
+
+    /// Sends a valid referral and returns its id.
+    pub fn refer(&self, gp_reference: &str) -> String {
+        let (status, body) =
+            send(self.post_json("/fhir/ServiceRequest", &contained_referral(gp_reference)));
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().expect("id").to_string()
     }
 }
 

@@ -1,0 +1,282 @@
+//! The operator API (`/admin/v1`, admin bearer token) and `/metrics`.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use serde_json::{json, Value};
+
+use super::problem::{json_result, Problem};
+use super::AppState;
+use crate::delivery::signing::generate_secret;
+use crate::domain::VcsId;
+use crate::store::DeliveryFilter;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics)).service(
+        web::scope("/admin/v1")
+            .route("/deliveries", web::get().to(list_deliveries))
+            .route("/deliveries/{id}/retry", web::post().to(retry_delivery))
+            .route(
+                "/referrals/{id}/deliveries",
+                web::get().to(referral_deliveries),
+            )
+            .route("/vcs", web::get().to(list_vcs))
+            .route("/vcs/{vcs_id}/recover", web::post().to(recover))
+            .route("/vcs/{vcs_id}/enable", web::post().to(enable))
+            .route("/vcs/{vcs_id}/disable", web::post().to(disable))
+            .route("/vcs/{vcs_id}/rotate-secret", web::post().to(rotate_secret))
+            .route("/recoveries/{job_id}", web::get().to(recovery)),
+    );
+}
+
+fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), Problem> {
+    let expected = state
+        .config
+        .admin
+        .token
+        .as_deref()
+        .ok_or(Problem::Unauthorized)?;
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(Problem::Unauthorized)?;
+    if given.trim() == expected {
+        Ok(())
+    } else {
+        Err(Problem::Unauthorized)
+    }
+}
+
+fn query(request: &HttpRequest) -> Vec<(String, String)> {
+    form_urlencoded::parse(request.query_string().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn configured_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
+    raw.parse::<VcsId>()
+        .ok()
+        .filter(|id| state.config.vcs(id).is_some())
+        .ok_or_else(|| {
+            Problem::NotFound(format!(
+                "There is no organisation {raw:?} in the configuration."
+            ))
+        })
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.outbox_stats(Utc::now()).await {
+        Ok(stats) => HttpResponse::Ok()
+            .content_type("text/plain; version=0.0.4")
+            .body(state.metrics.render(&stats)),
+        Err(e) => Problem::from(e).into_response(),
+    }
+}
+
+async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    json_result(
+        async {
+            authorize(&state, &request)?;
+            let mut filter = DeliveryFilter { count: 50, ..DeliveryFilter::default() };
+            for (name, value) in query(&request) {
+                match name.as_str() {
+                    "state" if ["pending", "delivered", "dead"].contains(&value.as_str()) => filter.state = Some(value),
+                    "state" => return Err(Problem::BadRequest("state is one of pending, delivered, dead.".into())),
+                    "vcs" => filter.vcs = Some(value),
+                    "limit" => filter.count = value.parse::<usize>().map_err(|_| Problem::BadRequest("limit is a whole number.".into()))?.min(500),
+                    "offset" => filter.offset = value.parse().map_err(|_| Problem::BadRequest("offset is a whole number.".into()))?,
+                    other => return Err(Problem::BadRequest(format!("Unknown parameter {other:?}; use state, vcs, limit, offset."))),
+                }
+            }
+            let (total, items) = state.store.list_deliveries(&filter).await?;
+            let next_offset = (filter.offset + items.len() < total).then_some(filter.offset + items.len());
+            Ok((StatusCode::OK, json!({"total": total, "offset": filter.offset, "next_offset": next_offset, "items": items})))
+        }
+        .await,
+    )
+}
+
+async fn referral_deliveries(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    json_result(
+        async {
+            authorize(&state, &request)?;
+            let messages = state.store.referral_deliveries(&path).await?;
+            if messages.is_empty() {
+                return Err(Problem::NotFound(format!(
+                    "No deliveries for referral {}.",
+                    path.as_str()
+                )));
+            }
+            let messages: Vec<Value> = messages
+                .into_iter()
+                .map(|(delivery, attempts)| {
+                    let mut value = serde_json::to_value(delivery).unwrap_or(Value::Null);
+                    value["attempts_detail"] =
+                        serde_json::to_value(attempts).unwrap_or(Value::Null);
+                    value
+                })
+                .collect();
+            Ok((
+                StatusCode::OK,
+                json!({"referral_id": path.as_str(), "messages": messages}),
+            ))
+        }
+        .await,
+    )
+}
+
+async fn retry_delivery(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    json_result(
+        async {
+            authorize(&state, &request)?;
+            if !state.store.retry_message(&path, Utc::now()).await? {
+                return Err(Problem::Conflict(format!(
+                    "Message {} cannot be retried: it is unknown, still pending, or its payload was pruned.",
+                    path.as_str()
+                )));
+            }
+            state.wake.notify_one();
+            Ok((StatusCode::ACCEPTED, json!({"id": path.as_str(), "state": "pending"})))
+        }
+        .await,
+    )
+}
+
+async fn list_vcs(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    json_result(
+        async {
+            authorize(&state, &request)?;
+            let disabled = state.store.disabled_endpoints().await?;
+            let items: Vec<Value> = state
+                .config
+                .vcs
+                .iter()
+                .map(|vcs| {
+                    let off = disabled.iter().find(|(id, _)| id == vcs.id.as_str());
+                    json!({"vcs_id": vcs.id, "name": vcs.name, "webhook_url": vcs.webhook_url,
+                           "enabled": off.is_none(), "disabled_reason": off.and_then(|(_, r)| r.clone())})
+                })
+                .collect();
+            Ok((StatusCode::OK, json!({"items": items})))
+        }
+        .await,
+    )
+}
+
+async fn recover(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    json_result(
+        async {
+            authorize(&state, &request)?;
+            let vcs = configured_vcs(&state, &path)?;
+            let since = query(&request)
+                .into_iter()
+                .find(|(k, _)| k == "since")
+                .map(|(_, v)| v)
+                .ok_or_else(|| Problem::BadRequest("since=RFC3339 is required.".into()))?;
+            let since = DateTime::parse_from_rfc3339(&since)
+                .map_err(|_| {
+                    Problem::BadRequest(format!("since must be an RFC 3339 time; got {since:?}."))
+                })?
+                .with_timezone(&Utc);
+            let progress = state.store.start_recovery(&vcs, since, Utc::now()).await?;
+            state.wake.notify_one();
+            let body = serde_json::to_value(&progress).unwrap_or(Value::Null);
+            Ok((StatusCode::ACCEPTED, body))
+        }
+        .await,
+    )
+}
+
+async fn recovery(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    json_result(
+        async {
+            authorize(&state, &request)?;
+            let progress =
+                state.store.recovery_progress(&path).await?.ok_or_else(|| {
+                    Problem::NotFound(format!("No recovery job {}.", path.as_str()))
+                })?;
+            Ok((
+                StatusCode::OK,
+                serde_json::to_value(progress).unwrap_or(Value::Null),
+            ))
+        }
+        .await,
+    )
+}
+
+async fn set_enabled(
+    state: &AppState,
+    request: &HttpRequest,
+    raw: &str,
+    enabled: bool,
+) -> Result<(StatusCode, Value), Problem> {
+    authorize(state, request)?;
+    let vcs = configured_vcs(state, raw)?;
+    let reason = (!enabled).then(|| "disabled by an operator".to_string());
+    state
+        .store
+        .set_endpoint_enabled(&vcs, enabled, reason, Utc::now())
+        .await?;
+    if enabled {
+        state.wake.notify_one();
+    }
+    Ok((StatusCode::OK, json!({"vcs_id": vcs, "enabled": enabled})))
+}
+
+async fn enable(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    json_result(set_enabled(&state, &request, &path, true).await)
+}
+
+async fn disable(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    json_result(set_enabled(&state, &request, &path, false).await)
+}
+
+/// A new secret, shown once; the old ones keep signing beside it for the grace period.
+async fn rotate_secret(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    json_result(
+        async {
+            authorize(&state, &request)?;
+            let vcs = configured_vcs(&state, &path)?;
+            let secret = generate_secret();
+            let now = Utc::now();
+            let grace_until = now + chrono::Duration::from_std(state.config.delivery.rotation_grace).unwrap_or_default();
+            state.store.adopt_secret(&vcs, &secret, now, grace_until).await?;
+            tracing::info!(vcs = %vcs, "webhook secret rotated");
+            Ok((
+                StatusCode::CREATED,
+                json!({"vcs_id": vcs, "secret": secret, "previous_secrets_valid_until": grace_until.to_rfc3339()}),
+            ))
+        }
+        .await,
+    )
+}

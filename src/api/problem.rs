@@ -1,0 +1,68 @@
+//! RFC 9457 problem details: how the JSON APIs (operator, and later the VCS API) say no.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde_json::json;
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Problem {
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Problem {
+    fn status(&self) -> StatusCode {
+        match self {
+            Problem::Unauthorized => StatusCode::UNAUTHORIZED,
+            Problem::NotFound(_) => StatusCode::NOT_FOUND,
+            Problem::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Problem::Conflict(_) => StatusCode::CONFLICT,
+            Problem::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Problem::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn into_response(self) -> HttpResponse {
+        let status = self.status();
+        let detail = match &self {
+            Problem::Store(_) => {
+                tracing::error!(error = %self, "request failed");
+                "The server could not complete this; nothing was changed.".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut builder = HttpResponse::build(status);
+        if matches!(self, Problem::Unauthorized) {
+            builder.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        builder.content_type("application/problem+json").body(
+            json!({
+                "type": "about:blank",
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "status": status.as_u16(),
+                "detail": detail,
+            })
+            .to_string(),
+        )
+    }
+}
+
+/// Renders a JSON API handler's result.
+pub fn json_result(result: Result<(StatusCode, serde_json::Value), Problem>) -> HttpResponse {
+    match result {
+        Ok((status, body)) => HttpResponse::build(status)
+            .content_type("application/json")
+            .body(body.to_string()),
+        Err(problem) => problem.into_response(),
+    }
+}

@@ -1,0 +1,424 @@
+//! The outbox worker: claims due messages with a lease, sends them, records each attempt and
+//! schedules the next. A crashed send comes back when its lease expires (or at once, when the
+//! SQLite gateway restarts). New work wakes it; otherwise it sleeps until the next due time.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore};
+
+use super::retry::{next_attempt_at, parse_retry_after};
+use super::signing::signature_header;
+use super::ssrf::{check_url, GuardedResolver};
+use crate::config::{Config, VcsConfig};
+use crate::metrics::Metrics;
+use crate::store::{Attempt, NextStep, OutboxMessage, Store, StoreError};
+
+/// Wakes the worker when new messages are committed.
+pub type Wake = Arc<Notify>;
+
+/// How much of a receiver's answer we keep for operators.
+const RESPONSE_PREFIX_BYTES: usize = 512;
+/// The lease outlives the request timeout by this margin, so a slow but live send is never
+/// claimed twice.
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// The longest sleep without looking: also how soon a lease left by another replica is seen.
+const MAX_IDLE: Duration = Duration::from_secs(30);
+/// How often delivered payloads are pruned, and how many at a time.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: usize = 500;
+
+#[derive(Clone)]
+pub struct DeliveryWorker {
+    store: Arc<dyn Store>,
+    config: Arc<Config>,
+    metrics: Arc<Metrics>,
+    client: reqwest::Client,
+    wake: Wake,
+}
+
+/// How a receiver's answer is treated.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    Delivered,
+    Retry { retry_after: Option<Duration> },
+    Gone,
+    Abort,
+}
+
+impl DeliveryWorker {
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: Arc<Config>,
+        metrics: Arc<Metrics>,
+        wake: Wake,
+    ) -> Result<Self, reqwest::Error> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.delivery.timeout)
+            // A redirect is a failed attempt: following it would let a receiver point us anywhere.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("sp-gateway/", env!("CARGO_PKG_VERSION")));
+        if !config.delivery.allow_private_targets {
+            builder = builder.dns_resolver(Arc::new(GuardedResolver));
+        }
+        Ok(DeliveryWorker {
+            store,
+            config,
+            metrics,
+            client: builder.build()?,
+            wake,
+        })
+    }
+
+    /// Makes every configured secret a signing secret (a changed one starts a rotation).
+    pub async fn adopt_configured_secrets(&self) -> Result<(), StoreError> {
+        let now = Utc::now();
+        let grace = now
+            + chrono::Duration::from_std(self.config.delivery.rotation_grace).unwrap_or_default();
+        for vcs in &self.config.vcs {
+            self.store
+                .adopt_secret(&vcs.id, &vcs.webhook_secret, now, grace)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Runs forever: the claim-and-send loop and the retention pruner.
+    pub async fn run(self) {
+        let pruner = self.clone();
+        tokio::spawn(async move { pruner.prune_forever().await });
+        let permits = Arc::new(Semaphore::new(self.config.delivery.concurrency));
+        loop {
+            let Ok(first) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let lease = self.config.delivery.timeout + LEASE_MARGIN;
+            let now = Utc::now();
+            let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+            let wanted = 1 + permits.available_permits();
+            let batch = match self
+                .store
+                .claim_due_messages(now, lease_until, wanted)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim outbox messages; retrying shortly");
+                    drop(first);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                drop(first);
+                self.wait_for_work().await;
+                continue;
+            }
+            let mut held = vec![first];
+            while held.len() < batch.len() {
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => held.push(permit),
+                    Err(_) => break,
+                }
+            }
+            // The claim asked for no more than the free permits, so every message has one.
+            for (message, permit) in batch.into_iter().zip(held) {
+                let worker = self.clone();
+                tokio::spawn(async move {
+                    worker.deliver(message).await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    async fn wait_for_work(&self) {
+        let idle = match self.store.next_due_at().await {
+            Ok(Some(due)) => (due - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(MAX_IDLE),
+            Ok(None) => MAX_IDLE,
+            Err(_) => Duration::from_secs(1),
+        };
+        if idle.is_zero() {
+            // Due now but not claimable (an earlier event of the referral is in flight): yield briefly.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            return;
+        }
+        tokio::select! {
+            _ = self.wake.notified() => {}
+            _ = tokio::time::sleep(idle) => {}
+        }
+    }
+
+    async fn prune_forever(&self) {
+        loop {
+            let retain = chrono::Duration::from_std(self.config.delivery.retain_delivered)
+                .unwrap_or_default();
+            let before = Utc::now() - retain;
+            loop {
+                match self
+                    .store
+                    .prune_delivered_payloads(before, PRUNE_BATCH)
+                    .await
+                {
+                    Ok(n) if n == PRUNE_BATCH => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pruning delivered payloads failed");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(PRUNE_EVERY).await;
+        }
+    }
+
+    /// One attempt at one message, recorded whatever happens.
+    async fn deliver(&self, message: OutboxMessage) {
+        let started = Utc::now();
+        let clock = Instant::now();
+        let (verdict, attempt) = match self
+            .config
+            .vcs
+            .iter()
+            .find(|v| v.id.as_str() == message.vcs_id)
+        {
+            Some(vcs) => self.send(vcs, &message, started, clock).await,
+            None => (
+                Verdict::Retry { retry_after: None },
+                failed_attempt(
+                    started,
+                    clock,
+                    format!("organisation {} is no longer configured", message.vcs_id),
+                ),
+            ),
+        };
+        let next = self.next_step(&message, &verdict, started);
+        self.observe(&message, &verdict, &next, &attempt);
+        if let Err(e) = self.store.record_attempt(&message.id, attempt, next).await {
+            // The lease will expire and the message will be sent again: at-least-once, never lost.
+            tracing::error!(message_id = %message.id, error = %e, "could not record a delivery attempt");
+        }
+        // The claim loop may be asleep until this message's lease ran out; its next due time (or
+        // the next event of the same referral) is known only now.
+        self.wake.notify_one();
+    }
+
+    fn next_step(
+        &self,
+        message: &OutboxMessage,
+        verdict: &Verdict,
+        now: DateTime<Utc>,
+    ) -> NextStep {
+        match verdict {
+            Verdict::Delivered => NextStep::Delivered,
+            Verdict::Gone => NextStep::EndpointGone,
+            Verdict::Abort => NextStep::Dead,
+            Verdict::Retry { retry_after } => {
+                let made = message.attempts + 1;
+                match next_attempt_at(
+                    made,
+                    &self.config.delivery.retry_schedule,
+                    now,
+                    *retry_after,
+                ) {
+                    Some(at) => NextStep::RetryAt(at),
+                    None => NextStep::Dead,
+                }
+            }
+        }
+    }
+
+    fn observe(
+        &self,
+        message: &OutboxMessage,
+        verdict: &Verdict,
+        next: &NextStep,
+        attempt: &Attempt,
+    ) {
+        let outcome = match verdict {
+            Verdict::Delivered => "delivered",
+            Verdict::Retry { .. } => "failed",
+            Verdict::Gone => "gone",
+            Verdict::Abort => "aborted",
+        };
+        self.metrics
+            .delivery_attempts
+            .with_label_values(&[outcome])
+            .inc();
+        self.metrics
+            .delivery_latency
+            .observe(attempt.latency_ms as f64 / 1000.0);
+        match next {
+            NextStep::Dead => {
+                self.metrics.dead_lettered.inc();
+                tracing::error!(
+                    message_id = %message.id,
+                    referral_id = %message.referral_id,
+                    vcs = %message.vcs_id,
+                    attempts = message.attempts + 1,
+                    last_error = attempt.error.as_deref().unwrap_or(""),
+                    "webhook dead-lettered: operator action needed"
+                );
+            }
+            NextStep::EndpointGone => {
+                tracing::warn!(vcs = %message.vcs_id, "endpoint answered 410 Gone and is now disabled")
+            }
+            _ => {
+                tracing::debug!(message_id = %message.id, outcome, status = attempt.status_code, "delivery attempt")
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        vcs: &VcsConfig,
+        message: &OutboxMessage,
+        started: DateTime<Utc>,
+        clock: Instant,
+    ) -> (Verdict, Attempt) {
+        let retry = Verdict::Retry { retry_after: None };
+        let url = match reqwest::Url::parse(&vcs.webhook_url) {
+            Ok(url) => url,
+            Err(e) => {
+                return (
+                    retry,
+                    failed_attempt(started, clock, format!("bad webhook URL: {e}")),
+                )
+            }
+        };
+        if let Err(e) = check_url(&url, self.config.delivery.allow_private_targets) {
+            return (retry, failed_attempt(started, clock, e.to_string()));
+        }
+        let secrets = match self.store.signing_secrets(&vcs.id, started).await {
+            Ok(secrets) if !secrets.is_empty() => secrets,
+            _ => vec![vcs.webhook_secret.clone()],
+        };
+        let timestamp = Utc::now().timestamp();
+        let signature = match signature_header(&secrets, &message.id, timestamp, &message.payload) {
+            Ok(signature) => signature,
+            Err(e) => return (retry, failed_attempt(started, clock, e.to_string())),
+        };
+        let request = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("webhook-id", &message.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .body(message.payload.clone());
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                return (
+                    retry,
+                    failed_attempt(started, clock, describe_transport_error(&e)),
+                )
+            }
+        };
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, Utc::now()));
+        let abort = response
+            .headers()
+            .get("webhook-delivery")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("abort-message"));
+        let prefix = body_prefix(response).await;
+        let verdict = classify(status.as_u16(), abort, retry_after);
+        let error = (verdict != Verdict::Delivered).then(|| format!("HTTP {}", status.as_u16()));
+        let attempt = Attempt {
+            at: started,
+            status_code: Some(status.as_u16()),
+            latency_ms: clock.elapsed().as_millis() as u64,
+            error,
+            response_prefix: prefix,
+        };
+        (verdict, attempt)
+    }
+}
+
+/// The rules of a receiver's answer (Standard Webhooks and common platform practice).
+fn classify(status: u16, abort: bool, retry_after: Option<Duration>) -> Verdict {
+    match status {
+        200..=299 => Verdict::Delivered,
+        410 => Verdict::Gone,
+        _ if abort => Verdict::Abort,
+        429 | 502 | 503 | 504 => Verdict::Retry { retry_after },
+        _ => Verdict::Retry { retry_after: None },
+    }
+}
+
+fn failed_attempt(at: DateTime<Utc>, clock: Instant, error: String) -> Attempt {
+    Attempt {
+        at,
+        status_code: None,
+        latency_ms: clock.elapsed().as_millis() as u64,
+        error: Some(error),
+        response_prefix: None,
+    }
+}
+
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    // The full chain names the cause (refused, DNS, TLS, SSRF guard) without any payload content.
+    let mut text = format!("{kind}: {error}");
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// The first bytes of a receiver's answer, for operators (a receiver's text, not patient data).
+async fn body_prefix(mut response: reqwest::Response) -> Option<String> {
+    let mut bytes = Vec::new();
+    while bytes.len() < RESPONSE_PREFIX_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(RESPONSE_PREFIX_BYTES);
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(200, false, None), Verdict::Delivered);
+        assert_eq!(classify(204, true, None), Verdict::Delivered);
+        assert_eq!(classify(410, false, None), Verdict::Gone);
+        assert_eq!(classify(400, true, None), Verdict::Abort);
+        assert_eq!(
+            classify(302, false, None),
+            Verdict::Retry { retry_after: None }
+        );
+        let later = Some(Duration::from_secs(9));
+        assert_eq!(
+            classify(429, false, later),
+            Verdict::Retry { retry_after: later }
+        );
+        assert_eq!(
+            classify(500, false, later),
+            Verdict::Retry { retry_after: None }
+        );
+    }
+}
