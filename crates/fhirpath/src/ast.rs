@@ -187,6 +187,14 @@ functions! {
     Exp = "exp"(0, 0),
     Aggregate = "aggregate"(1, 2),
     Sort = "sort"(0, 8),
+    Precision = "precision"(0, 0),
+    LowBoundary = "lowBoundary"(0, 1),
+    HighBoundary = "highBoundary"(0, 1),
+    Comparable = "comparable"(1, 1),
+    Encode = "encode"(1, 1),
+    Decode = "decode"(1, 1),
+    Escape = "escape"(1, 1),
+    Unescape = "unescape"(1, 1),
 }
 
 impl Func {

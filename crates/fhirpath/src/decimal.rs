@@ -83,6 +83,10 @@ impl Decimal {
         self.mantissa as f64 / 10f64.powi(self.scale as i32)
     }
 
+    pub fn mantissa(self) -> i128 {
+        self.mantissa
+    }
+
     pub fn scale(self) -> u32 {
         self.scale
     }

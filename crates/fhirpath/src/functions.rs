@@ -15,7 +15,8 @@ use crate::eval::{
 use crate::ops::{self, singleton_system, to_bool3, union, ItemIndex};
 use crate::parser::compile_regex;
 use crate::temporal::{Temporal, TemporalKind};
-use crate::value::{calendar_keyword, item_to_string, Item, Node, Quantity};
+use crate::value::{calendar_keyword, comparable_values, item_to_string, Item, Node, Quantity};
+use crate::{boundaries, codec};
 
 /// Upper bound on items produced by `repeat`, so runaway projections
 /// (`1.repeat($this + 1)`) end with an error.
@@ -119,6 +120,10 @@ pub(crate) fn call<'a>(
         Func::ConformsTo => conforms_to(call, &input, env),
         Func::Today | Func::Now | Func::TimeOfDay => Ok(vec![clock(call.func, env)]),
         Func::Matches | Func::MatchesFull | Func::ReplaceMatches => regex_fn(call, &input, env),
+        Func::Precision | Func::LowBoundary | Func::HighBoundary | Func::Comparable => {
+            precision_fn(call, &input, env)
+        }
+        Func::Encode | Func::Decode | Func::Escape | Func::Unescape => codec_fn(call, &input, env),
         _ => scalar_fn(call, &input, env),
     }
 }
@@ -559,6 +564,46 @@ fn clock<'a>(func: Func, env: &Env<'_, 'a>) -> Item<'a> {
         }
         _ => Item::DateTime(now),
     }
+}
+
+fn precision_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResult<'a> {
+    let Some(x) = singleton_system(input, "precision function")? else {
+        return Ok(Vec::new());
+    };
+    let out = match call.func {
+        Func::Precision => boundaries::precision(&x).map(Item::Integer),
+        Func::Comparable => {
+            let other = singleton_system(&arg(call, 0, env)?, "comparable() argument")?;
+            match (&x, other) {
+                (Item::Quantity(a), Some(Item::Quantity(b))) => {
+                    Some(Item::Boolean(comparable_values(a, &b).is_some()))
+                }
+                (_, None) => None,
+                _ => return Err(EvalError::Type("comparable() expects quantities".into())),
+            }
+        }
+        func => {
+            let digits = int_arg(call, 0, env)?;
+            boundaries::boundary(&x, digits, func == Func::HighBoundary)
+        }
+    };
+    Ok(out.into_iter().collect())
+}
+
+fn codec_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResult<'a> {
+    let Some(s) = input_str(call.func, input)? else {
+        return Ok(Vec::new());
+    };
+    let Some(format) = str_arg(call, 0, env)? else {
+        return Ok(Vec::new());
+    };
+    let out = match call.func {
+        Func::Encode => codec::encode(&s, &format),
+        Func::Decode => codec::decode(&s, &format),
+        Func::Escape => codec::escape(&s, &format),
+        _ => codec::unescape(&s, &format),
+    };
+    Ok(out.map(Item::String).into_iter().collect())
 }
 
 /// The string input of a string function (`None` for an empty input).

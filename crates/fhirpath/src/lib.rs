@@ -17,6 +17,8 @@
 //! treats other nodes leniently (see [`ModelInfo`]).
 
 mod ast;
+mod boundaries;
+mod codec;
 mod decimal;
 mod error;
 mod eval;

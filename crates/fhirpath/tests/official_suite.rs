@@ -11,9 +11,9 @@ use fhirpath::{compile, Context, Item, ModelInfo, ParseError, StructureDefinitio
 use serde_json::Value;
 
 /// Number of cases passing (with the R4 model) when this floor was last raised.
-const PASS_FLOOR: usize = 854;
+const PASS_FLOOR: usize = 926;
 /// Same, evaluated without type information.
-const PASS_FLOOR_WITHOUT_MODEL: usize = 842;
+const PASS_FLOOR_WITHOUT_MODEL: usize = 913;
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -107,6 +107,15 @@ fn matches_output(item: &Item<'_>, ty: &str, expected: &str) -> bool {
             Some(Item::Quantity(_)) => item.to_string() == expected,
             _ => false,
         },
+        // Untyped outputs (boundary tests) compare as rendered literals.
+        "" => {
+            let rendered = match &sys {
+                Some(Item::Date(t) | Item::DateTime(t)) => format!("@{t}"),
+                Some(Item::Time(t)) => format!("@T{t}"),
+                _ => item.to_string(),
+            };
+            rendered == expected
+        }
         // string, code, id, uri...: FHIR string-like primitives.
         _ => matches!(sys, Some(Item::String(s)) if s == expected),
     }
