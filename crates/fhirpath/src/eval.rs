@@ -9,6 +9,7 @@ use crate::ast::{Expr, TypeSpec, Var};
 use crate::error::EvalError;
 use crate::functions;
 use crate::ops;
+use crate::temporal::Temporal;
 use crate::value::{choice_type, is_quantity_type, Item, Node, STRING_PRIMITIVES};
 use crate::{Context, ModelInfo};
 
@@ -77,6 +78,19 @@ pub(crate) struct Env<'e, 'a> {
     pub total: Option<&'e [Item<'a>]>,
     pub budget: &'e Budget,
     pub cache: &'e InvariantCache<'a>,
+    /// `now()` is read once per evaluation, so repeated calls agree.
+    pub clock: &'e Cell<Option<Temporal>>,
+}
+
+impl Env<'_, '_> {
+    pub fn now(&self) -> Temporal {
+        if let Some(t) = self.ctx.now.or(self.clock.get()) {
+            return t;
+        }
+        let t = Temporal::now_utc();
+        self.clock.set(Some(t));
+        t
+    }
 }
 
 /// Results of [`Expr::Invariant`] nodes for one evaluation, keyed by the
@@ -229,13 +243,16 @@ fn child<'a>(node: &Node<'a>, name: &str, model: Option<&'a dyn ModelInfo>, out:
         } else {
             None
         };
+        let declared = node
+            .type_name
+            .zip(model)
+            .and_then(|(t, m)| m.element_type(t, name));
         if value.is_some() || ext.is_some() {
-            let declared = node
-                .type_name
-                .zip(model)
-                .and_then(|(t, m)| m.element_type(t, name));
             push_values(value, ext, declared, out);
             continue;
+        }
+        if declared.is_some() {
+            continue; // the model knows it is not a choice element
         }
         // Choice elements: `value` finds `valueQuantity`, typed by suffix.
         for (key, v) in map {

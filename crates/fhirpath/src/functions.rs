@@ -553,7 +553,7 @@ fn conforms_to<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalRe
 }
 
 fn clock<'a>(func: Func, env: &Env<'_, 'a>) -> Item<'a> {
-    let now = env.ctx.now.unwrap_or_else(Temporal::now_utc);
+    let now = env.now();
     match func {
         Func::Today => Item::Date(now.to_date()),
         Func::TimeOfDay => {

@@ -349,7 +349,7 @@ fn item_hash(item: &Item<'_>) -> u64 {
     if let Item::Node(n) = item {
         if let Some(v @ Value::Object(_)) = n.value {
             0u8.hash(&mut h);
-            hash_json(v, &mut h);
+            hash_json(v, &mut h, 8);
             return h.finish();
         }
     }
@@ -378,15 +378,20 @@ fn item_hash(item: &Item<'_>) -> u64 {
     h.finish()
 }
 
-/// Order-insensitive for objects, since JSON object equality is.
-fn hash_json(v: &Value, h: &mut DefaultHasher) {
+/// Order-insensitive for objects, since JSON object equality is. Only the
+/// top levels are hashed: deeper differences just share a bucket, and
+/// programmatically built, very deep values cannot exhaust the stack.
+fn hash_json(v: &Value, h: &mut DefaultHasher, depth: usize) {
+    if depth == 0 {
+        return;
+    }
     match v {
         Value::Object(map) => {
             let mut acc = 0u64;
             for (k, v) in map {
                 let mut eh = DefaultHasher::new();
                 k.hash(&mut eh);
-                hash_json(v, &mut eh);
+                hash_json(v, &mut eh, depth - 1);
                 acc = acc.wrapping_add(eh.finish());
             }
             (7u8, acc).hash(h);
@@ -394,7 +399,7 @@ fn hash_json(v: &Value, h: &mut DefaultHasher) {
         Value::Array(a) => {
             8u8.hash(h);
             for x in a {
-                hash_json(x, h);
+                hash_json(x, h, depth - 1);
             }
         }
         other => other.to_string().hash(h),

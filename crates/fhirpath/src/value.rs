@@ -106,8 +106,47 @@ pub(crate) fn choice_type(suffix: &str) -> Option<&str> {
             return Some(p);
         }
     }
-    Some(suffix)
+    // Only real type names: `durationMax` is not a choice of `duration`.
+    CHOICE_COMPLEX_TYPES.iter().copied().find(|t| *t == suffix)
 }
+
+/// Complex types allowed in choice elements (R4 open types, plus the few
+/// R5 additions so R5-style content does not surprise).
+const CHOICE_COMPLEX_TYPES: [&str; 33] = [
+    "Address",
+    "Age",
+    "Annotation",
+    "Attachment",
+    "CodeableConcept",
+    "CodeableReference",
+    "Coding",
+    "ContactPoint",
+    "Count",
+    "Distance",
+    "Duration",
+    "HumanName",
+    "Identifier",
+    "Money",
+    "Period",
+    "Quantity",
+    "Range",
+    "Ratio",
+    "RatioRange",
+    "Reference",
+    "SampledData",
+    "Signature",
+    "Timing",
+    "ContactDetail",
+    "Contributor",
+    "DataRequirement",
+    "Expression",
+    "ParameterDefinition",
+    "RelatedArtifact",
+    "TriggerDefinition",
+    "UsageContext",
+    "Dosage",
+    "Meta",
+];
 
 pub(crate) fn is_quantity_type(t: &str) -> bool {
     matches!(
@@ -382,6 +421,8 @@ mod tests {
         assert_eq!(choice_type("DateTime"), Some("dateTime"));
         assert_eq!(choice_type("Quantity"), Some("Quantity"));
         assert_eq!(choice_type("quantity"), None);
+        assert_eq!(choice_type("Max"), None);
+        assert_eq!(choice_type("Unit"), None);
     }
 
     #[test]

@@ -353,3 +353,17 @@ fn r4_examples_pass_their_constraints_with_model() {
     assert!(evaluated > 600, "only {evaluated} constraint evaluations");
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+#[test]
+fn timing_rules_do_not_mistake_suffixed_elements_for_choices() {
+    // `durationMax` / `durationUnit` are not choices of `duration`.
+    let repeat = json!({"durationMax": 5, "durationUnit": "h", "periodMax": 2, "periodUnit": "d"});
+    for key in ["tim-1", "tim-2", "tim-4", "tim-5"] {
+        assert!(check(&constraint(key), &repeat), "{key}");
+    }
+    assert!(!check(&constraint("tim-7"), &repeat));
+    assert!(!check(&constraint("tim-6"), &repeat));
+    let negative = json!({"duration": -1, "durationUnit": "h"});
+    assert!(!check(&constraint("tim-4"), &negative));
+    assert!(check(&constraint("tim-1"), &negative));
+}
