@@ -570,6 +570,16 @@ fn precision_fn<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalR
     let Some(x) = singleton_system(input, "precision function")? else {
         return Ok(Vec::new());
     };
+    // Without type information FHIR dates arrive as strings; reading them
+    // as dateTimes keeps boundaries of `date` and `dateTime` comparable.
+    let x = match x {
+        Item::String(s) => match (Temporal::parse_datetime(&s), Temporal::parse_time(&s)) {
+            (Some(t), _) => Item::DateTime(t),
+            (None, Some(t)) => Item::Time(t),
+            (None, None) => Item::String(s),
+        },
+        other => other,
+    };
     let out = match call.func {
         Func::Precision => boundaries::precision(&x).map(Item::Integer),
         Func::Comparable => {
