@@ -51,6 +51,10 @@ pub(crate) struct Defs {
     by_type: FastMap<String, usize>,
     expansions: FastMap<String, Arc<Expansion>>,
     resource_types: FastSet<String>,
+    /// Element types for FHIRPath navigation, from the same definitions.
+    pub model: fhirpath::StructureDefinitionModel,
+    /// Constraints not evaluated, with the reason (key, reason).
+    pub skipped: Vec<(String, String)>,
 }
 
 impl Defs {
@@ -85,6 +89,8 @@ impl Defs {
             by_type: FastMap::default(),
             expansions: FastMap::default(),
             resource_types: FastSet::default(),
+            model: fhirpath::StructureDefinitionModel::new(),
+            skipped: Vec::new(),
         };
         let mut value_sets: HashMap<String, Value> = HashMap::new();
         let mut code_systems: HashMap<String, CodeSystem> = HashMap::new();
@@ -96,6 +102,7 @@ impl Defs {
                 .to_string();
             match r.get("resourceType").and_then(Value::as_str) {
                 Some("StructureDefinition") => {
+                    defs.model.add(&r);
                     let sd = compile_sd(&r)
                         .ok_or_else(|| LoadError::BadStructureDefinition(url.clone()))?;
                     defs.add_sd(sd);
@@ -119,6 +126,7 @@ impl Defs {
         }
         defs.expand_bindings(&value_sets, &code_systems);
         defs.link();
+        defs.compile_constraints();
         Ok(defs)
     }
 
@@ -182,6 +190,40 @@ impl Defs {
                 }
             }
         }
+    }
+
+    /// Compiles every constraint expression once (identical expressions,
+    /// repeated on many elements, share one compiled form). Failures are
+    /// recorded, never fatal: the rule is then skipped.
+    fn compile_constraints(&mut self) {
+        let mut cache: HashMap<String, Option<Arc<fhirpath::Expression>>> = HashMap::new();
+        let mut skipped: Vec<(String, String)> = Vec::new();
+        for sd in &mut self.sds {
+            for n in &mut sd.nodes {
+                for c in &mut n.constraints {
+                    if let Some(reason) = crate::invariants::skip_reason(c.key) {
+                        if !skipped.iter().any(|(k, _)| k == c.key) {
+                            skipped.push((c.key.to_string(), reason.to_string()));
+                        }
+                        continue;
+                    }
+                    let Some(src) = c.expression.as_deref() else {
+                        continue;
+                    };
+                    let compiled = cache.entry(src.to_string()).or_insert_with(|| {
+                        match fhirpath::compile(src) {
+                            Ok(e) => Some(Arc::new(e)),
+                            Err(e) => {
+                                skipped.push((c.key.to_string(), format!("does not compile: {e}")));
+                                None
+                            }
+                        }
+                    });
+                    c.compiled = compiled.clone();
+                }
+            }
+        }
+        self.skipped = skipped;
     }
 
     /// A definition by its index (see `TypeRef::sd_index`).

@@ -8,6 +8,7 @@
 
 mod defs;
 mod intern;
+mod invariants;
 mod issue;
 mod model;
 mod primitives;
@@ -67,6 +68,13 @@ impl Validator {
     /// every issue found, errors first.
     pub fn validate(&self, resource: &Value, opts: &Options) -> Vec<Issue> {
         walk::validate(self, resource, opts)
+    }
+
+    /// Constraints that are not evaluated, as (key, reason): native rules
+    /// replace some, narrative checks are skipped, and expressions the
+    /// FHIRPath engine cannot compile are listed with the error.
+    pub fn skipped_constraints(&self) -> &[(String, String)] {
+        &self.defs.skipped
     }
 
     /// Whether a StructureDefinition with this canonical URL (version ignored) is loaded.

@@ -98,6 +98,9 @@ pub(crate) struct Constraint {
     pub severity_error: bool,
     pub human: String,
     pub expression: Option<String>,
+    /// The compiled FHIRPath (set after loading; `None` for native, skipped
+    /// or uncompilable constraints).
+    pub compiled: Option<std::sync::Arc<fhirpath::Expression>>,
 }
 
 #[derive(Debug, Clone)]
@@ -382,6 +385,7 @@ fn parse_element(e: &Value, path: &str) -> Node {
                             .get("expression")
                             .and_then(Value::as_str)
                             .map(str::to_string),
+                        compiled: None,
                     })
                 })
                 .collect()

@@ -13,6 +13,7 @@ use crate::primitives::{Prim, PrimError};
 use crate::{Options, Validator};
 
 mod native;
+pub(crate) use native::is_native;
 mod overlay;
 mod terms;
 
@@ -34,6 +35,7 @@ pub(crate) fn validate(v: &Validator, resource: &Value, opts: &Options) -> Vec<I
         truncated: false,
         bundle: native::bundle_entries(resource),
         resources: Vec::new(),
+        root: resource,
     };
     w.resource(resource, true);
     w.finish()
@@ -66,7 +68,9 @@ pub(crate) struct Walker<'v, 'r> {
     /// Entries of the root Bundle, for resolving references.
     bundle: Vec<native::Entry<'r>>,
     /// The resources being walked, innermost last (for `#id` references).
-    resources: Vec<&'r Map<String, Value>>,
+    resources: Vec<&'r Value>,
+    /// The validated root (`%rootResource` for FHIRPath).
+    root: &'r Value,
 }
 
 pub(crate) fn json_kind_name(v: &Value) -> &'static str {
@@ -241,9 +245,10 @@ impl<'v, 'r> Walker<'v, 'r> {
             self.push(rt);
         }
         let overlays = self.resource_profiles(rt, obj, is_root);
-        self.resources.push(obj);
-        self.object(obj, Ov { sd, node: 0 }, &overlays, true);
-        self.constraints(v, &overlays);
+        self.resources.push(v);
+        let base = Ov { sd, node: 0 };
+        self.object(obj, base, &overlays, true);
+        self.constraints(v, None, rt, &[base], &overlays);
         self.resources.pop();
         self.pop(mark);
     }
@@ -598,7 +603,19 @@ impl<'v, 'r> Walker<'v, 'r> {
         let item_ovs = self.type_overlays(ovs, tref, tcode, obj);
         self.object(obj, target, &item_ovs, false);
         self.value_rules(child, tcode, val, ovs);
-        self.constraints(val, &item_ovs);
+        // Rules of the element itself and, when the value is an instance of
+        // a data type, of that type (ref-1, per-1, ext-1, ...).
+        let from_type = type_sd.is_some_and(|t| std::ptr::eq(t, target.sd));
+        let type_name = if from_type {
+            tcode
+        } else {
+            target.node().path.as_str()
+        };
+        if from_type {
+            self.constraints(val, None, type_name, &[child, target], &item_ovs);
+        } else {
+            self.constraints(val, None, type_name, &[child], &item_ovs);
+        }
         if tcode == "Reference" {
             if let Some(t) = tref {
                 self.reference(obj, t, ovs);
@@ -641,7 +658,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                 let checked = if is_resource_id { Prim::Id } else { prim };
                 if self.primitive_value(checked, val, node) {
                     self.value_rules(child, tcode, val, ovs);
-                    self.constraints(val, ovs);
+                    self.constraints(val, ext, tcode, &[child], ovs);
                 }
             }
         }

@@ -52,14 +52,67 @@ pub(crate) fn is_native(key: &str) -> bool {
 }
 
 impl<'v, 'r> Walker<'v, 'r> {
-    /// Runs the constraints of the overlay elements on `value`.
-    pub(super) fn constraints(&mut self, value: &'r Value, ovs: &[Ov<'v>]) {
-        for ov in ovs {
+    /// Runs the constraints of the base elements (`base`) and of the
+    /// profile overlays on one value: natively for the keys in
+    /// docs/CONTRACTS.md, else as compiled FHIRPath.
+    pub(super) fn constraints(
+        &mut self,
+        value: &'r Value,
+        ext: Option<&'r Value>,
+        type_name: &str,
+        base: &[Ov<'v>],
+        ovs: &[Ov<'v>],
+    ) {
+        let all = base
+            .iter()
+            .map(|b| (b, None))
+            .chain(ovs.iter().map(|o| (o, Some(o.sd.url.as_str()))));
+        for (ov, profile) in all {
             for c in &ov.node().constraints {
-                if is_native(c.key) {
-                    self.native(c, value, &ov.sd.url);
+                if let Some(expr) = &c.compiled {
+                    self.invariant(c, expr, value, ext, type_name, profile);
+                } else if is_native(c.key) {
+                    self.native(c, value, profile.unwrap_or(&ov.sd.url));
                 }
             }
+        }
+    }
+
+    /// Evaluates one FHIRPath invariant. An expression that cannot be
+    /// evaluated (an engine limitation) is not reported as a failure.
+    fn invariant(
+        &mut self,
+        c: &Constraint,
+        expr: &fhirpath::Expression,
+        value: &'r Value,
+        ext: Option<&'r Value>,
+        type_name: &str,
+        profile: Option<&str>,
+    ) {
+        let node = fhirpath::Node {
+            value: Some(value),
+            extension: ext,
+            type_name: Some(type_name),
+        };
+        let ctx = fhirpath::Context {
+            resource: self.resources.last().copied(),
+            root_resource: Some(self.root),
+            resolver: None,
+            model: Some(&self.val.defs.model),
+            terminology: None,
+            now: None,
+        };
+        if let Ok(false) = expr.evaluate_node_bool(node, &ctx) {
+            let severity = if c.severity_error {
+                Severity::Error
+            } else {
+                Severity::Warning
+            };
+            let msg = format!(
+                "{} does not meet constraint {}: {}",
+                self.path, c.key, c.human
+            );
+            self.report(severity, IssueCode::Invariant, c.key, msg, profile);
         }
     }
 

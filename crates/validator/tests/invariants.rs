@@ -1,0 +1,121 @@
+//! FHIRPath invariants from the base definitions and our profiles.
+
+mod common;
+
+use common::{load, show, validator};
+use serde_json::{json, Value};
+use sp_validator::{Issue, Options, SP_PATIENT, SP_REFERRAL_TASK};
+
+fn fails(issues: &[Issue], key: &str, expr: &str) -> bool {
+    issues
+        .iter()
+        .any(|i| i.message_id == key && i.expression == expr && i.code.as_str() == "invariant")
+}
+
+fn base(v: &Value) -> Vec<Issue> {
+    validator().validate(v, &Options::default())
+}
+
+#[test]
+fn period_and_extension_rules() {
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["occurrencePeriod"] = json!({"start": "2024-05-02", "end": "2024-05-01"});
+    sr["extension"] = json!([{"url": "http://example.org/x", "valueString": "a", "extension": [{"url": "y", "valueString": "b"}]}]);
+    let issues = base(&sr);
+    assert!(
+        fails(&issues, "per-1", "ServiceRequest.occurrencePeriod"),
+        "{}",
+        show(&issues)
+    );
+    assert!(
+        fails(&issues, "ext-1", "ServiceRequest.extension[0]"),
+        "{}",
+        show(&issues)
+    );
+}
+
+#[test]
+fn domain_resource_rules() {
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["contained"] = json!([{"resourceType": "Patient", "id": "orphan"}]);
+    let issues = base(&sr);
+    assert!(
+        fails(&issues, "dom-3", "ServiceRequest"),
+        "{}",
+        show(&issues)
+    );
+    sr["contained"] = json!([{"resourceType": "Patient", "id": "p", "meta": {"versionId": "1"}}]);
+    sr["subject"] = json!({"reference": "#p"});
+    let issues = base(&sr);
+    assert!(
+        fails(&issues, "dom-4", "ServiceRequest"),
+        "{}",
+        show(&issues)
+    );
+}
+
+#[test]
+fn bundle_rules() {
+    let mut b = load("bundles/referral-transaction.json");
+    let url = b["entry"][0]["fullUrl"].clone();
+    b["entry"][1]["fullUrl"] = url;
+    let issues = base(&b);
+    assert!(fails(&issues, "bdl-7", "Bundle"), "{}", show(&issues));
+}
+
+#[test]
+fn sp_profile_invariants() {
+    let mut pat = load("bundles/referral-transaction.json")["entry"][1]["resource"].clone();
+    pat.as_object_mut().map(|o| o.remove("address"));
+    let opts = Options {
+        profiles_by_type: &[],
+        root_profiles: &[SP_PATIENT],
+    };
+    let issues = validator().validate(&pat, &opts);
+    let hit = issues.iter().find(|i| i.message_id == "sp-pat-2");
+    assert!(
+        hit.is_some_and(|i| i.expression == "Patient" && i.profile.as_deref() == Some(SP_PATIENT)),
+        "{}",
+        show(&issues)
+    );
+
+    let task = json!({"resourceType": "Task", "status": "rejected", "intent": "order",
+        "code": {"coding": [{"system": "http://hl7.org/fhir/CodeSystem/task-code", "code": "fulfill"}]},
+        "focus": {"reference": "ServiceRequest/1"}, "for": {"reference": "Patient/1"}, "owner": {"reference": "Organization/1"}});
+    let opts = Options {
+        profiles_by_type: &[],
+        root_profiles: &[SP_REFERRAL_TASK],
+    };
+    let issues = validator().validate(&task, &opts);
+    assert!(fails(&issues, "sp-task-1", "Task"), "{}", show(&issues));
+}
+
+#[test]
+fn skipped_constraints_are_explained() {
+    let skipped = validator().skipped_constraints();
+    for key in ["ele-1", "sp-nhs-1", "sp-sr-1"] {
+        assert!(
+            skipped.iter().any(|(k, _)| k == key),
+            "{key} missing from {skipped:?}"
+        );
+    }
+    // Every base R4 invariant we need compiles.
+    for (k, why) in skipped {
+        assert!(
+            !(k.starts_with("dom-")
+                || k.starts_with("bdl-")
+                || k == "ref-1"
+                || k == "per-1"
+                || k == "ext-1"),
+            "{k} skipped: {why}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "prints the skipped constraints, for the documentation"]
+fn print_skipped() {
+    for (k, why) in validator().skipped_constraints() {
+        println!("{k}: {why}");
+    }
+}
