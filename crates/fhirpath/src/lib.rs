@@ -1,7 +1,7 @@
 //! FHIRPath (N1, as used by FHIR R4) evaluated over `serde_json::Value`.
 //!
 //! Compile once with [`compile`], then evaluate the [`Expression`] against
-//! any number of FHIR JSON resources:
+//! any number of FHIR JSON resources (an `Expression` is `Send + Sync`):
 //!
 //! ```
 //! use fhirpath::{compile, Context};
@@ -12,9 +12,51 @@
 //! assert!(!per1.evaluate_bool(&period, &Context::default()).unwrap());
 //! ```
 //!
-//! Type information is optional: without a [`ModelInfo`] the evaluator knows
-//! resource types (`resourceType`) and choice types (`valueQuantity`), and
-//! treats other nodes leniently (see [`ModelInfo`]).
+//! # Integration notes (validators)
+//!
+//! - **Invariant result**: [`Expression::evaluate_bool`] passes on a single
+//!   `true` *and on an empty result*; it fails only on a single `false`.
+//!   Errors (type errors, `single()` on several items, unsupported
+//!   `memberOf()`...) are returned, never panics.
+//! - **Element-level constraints**: evaluate on the element with
+//!   [`Expression::evaluate_node`] / [`Expression::evaluate_node_bool`] and a
+//!   [`Node`] carrying the element's FHIR type (`type_name`) and, for
+//!   primitives, the `_name` companion (`extension`). Set
+//!   [`Context::resource`] to the resource holding the element and
+//!   [`Context::root_resource`] to the Bundle/container, or `%resource` /
+//!   `%rootResource` will be the element itself.
+//! - **Types**: without a [`ModelInfo`], only `resourceType` and choice
+//!   suffixes (`valueQuantity`) give types; other nodes are treated leniently
+//!   (see [`ModelInfo`]). Build a [`StructureDefinitionModel`] once from the
+//!   StructureDefinitions you already load (snapshots with `path`,
+//!   `type.code`, `contentReference` suffice) and pass it in
+//!   [`Context::model`]:
+//!
+//! ```
+//! use fhirpath::{compile, Context, StructureDefinitionModel};
+//! use serde_json::json;
+//!
+//! let sd = json!({"resourceType": "StructureDefinition", "id": "Patient", "type": "Patient",
+//!     "snapshot": {"element": [{"path": "Patient"},
+//!                              {"path": "Patient.gender", "type": [{"code": "code"}]}]}});
+//! let model = StructureDefinitionModel::from_definitions([&sd]);
+//! let ctx = Context { model: Some(&model), ..Context::default() };
+//! let e = compile("gender.is(code)").unwrap();
+//! assert!(e.evaluate_bool(&json!({"resourceType": "Patient", "gender": "male"}), &ctx).unwrap());
+//! ```
+//!
+//! - **resolve()** finds contained resources (`#id`, in `%resource` then
+//!   `%rootResource`) and entries of a Bundle `%rootResource` (by `fullUrl`
+//!   or `Type/id`) by itself; anything else goes to [`Context::resolver`].
+//! - **memberOf()** needs [`Context::terminology`]; **conformsTo()** answers
+//!   base definitions itself and asks [`ModelInfo::conforms_to`] otherwise.
+//! - **Clock**: [`Context::now`] fixes `now()`/`today()` (tests); otherwise
+//!   the system clock is read once per evaluation.
+//! - **Limits**: expressions nest at most [`MAX_DEPTH`] levels (compile
+//!   error); an evaluation has a work budget and collection/string size
+//!   limits, so hostile expressions end with an [`EvalError`].
+//!
+//! See `CONFORMANCE.md` for the official test-suite results.
 
 mod ast;
 mod boundaries;
