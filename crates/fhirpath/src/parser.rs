@@ -10,7 +10,7 @@ use crate::ast::{BinOp, Call, Expr, Func, TypeSpec, Var};
 use crate::decimal::Decimal;
 use crate::error::ParseError;
 use crate::lexer::{tokenize, Tok, Token};
-use crate::temporal::{Precision, Temporal, TemporalKind};
+use crate::temporal::Temporal;
 use crate::value::{calendar_keyword, Item, Quantity};
 
 /// Maximum depth of a compiled expression tree.
@@ -351,7 +351,10 @@ fn build_call(name: &str, mut args: Vec<Expr>) -> Result<Call, ParseError> {
     }
     let mut type_arg = None;
     if matches!(func, Func::Is | Func::As | Func::OfType) {
-        type_arg = Some(expr_to_type(&args[0])?);
+        let first = args
+            .first()
+            .ok_or_else(|| ParseError::InvalidLiteral("type specifier".into()))?;
+        type_arg = Some(expr_to_type(first)?);
         args.clear();
     }
     let regex = match (func, args.first()) {
@@ -427,8 +430,6 @@ fn temporal_literal(body: &str) -> Result<Item<'static>, ParseError> {
         return Ok(Item::DateTime(t));
     }
     let t = Temporal::parse_date(body).ok_or_else(bad)?;
-    debug_assert_eq!(t.kind, TemporalKind::Date);
-    debug_assert!(t.precision <= Precision::Day);
     Ok(Item::Date(t))
 }
 
