@@ -503,3 +503,47 @@ fn compile_errors() {
     assert!(compile("1 +").is_err());
     assert!(compile("").is_err());
 }
+
+fn model() -> fhirpath::StructureDefinitionModel {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/r4-model.json");
+    let bundle: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let mut m = fhirpath::StructureDefinitionModel::new();
+    m.add_bundle(&bundle);
+    m
+}
+
+#[test]
+fn model_types_nodes() {
+    let m = model();
+    let ctx = Context {
+        model: Some(&m),
+        ..Context::default()
+    };
+    let p = patient();
+    let run = |e: &str| run_with(e, &p, &ctx).unwrap_or_else(|err| panic!("{e}: {err}"));
+    assert_eq!(run("birthDate.type().name"), ["date"]);
+    assert_eq!(run("name.first().type().name"), ["HumanName"]);
+    assert_eq!(run("telecom.rank.type().name"), ["positiveInt"]);
+    assert_eq!(run("active is boolean"), ["true"]);
+    assert_eq!(run("name.given.first() is string"), ["true"]);
+    assert_eq!(run("generalPractitioner.first() is Reference"), ["true"]);
+    assert_eq!(run("contained.name.first() is HumanName"), ["true"]);
+    // Typed as `date`: compared with a dateTime up to the common precision,
+    // unknown (empty) when equal that far.
+    assert_eq!(run("birthDate < @1974-12-26T00:00:00Z"), ["true"]);
+    assert_eq!(
+        run("birthDate < @1974-12-25T10:00:00Z"),
+        Vec::<String>::new()
+    );
+    assert_eq!(run("birthDate < @1975-01-01"), ["true"]);
+    // Backbone elements get their path as type name.
+    let obs = json!({"resourceType": "Observation", "component": [{"code": {"text": "x"}, "valueInteger": 3}]});
+    assert_eq!(
+        run_with("component.type().name", &obs, &ctx).unwrap(),
+        ["Observation.component"]
+    );
+    assert_eq!(
+        run_with("component.value.ofType(integer)", &obs, &ctx).unwrap(),
+        ["3"]
+    );
+}
