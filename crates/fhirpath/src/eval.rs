@@ -78,6 +78,8 @@ pub(crate) struct Env<'e, 'a> {
     pub total: Option<&'e [Item<'a>]>,
     pub budget: &'e Budget,
     pub cache: &'e InvariantCache<'a>,
+    /// `descendants()` of single nodes, keyed by the node's address.
+    pub descendants: &'e InvariantCache<'a>,
     /// `now()` is read once per evaluation, so repeated calls agree.
     pub clock: &'e Cell<Option<Temporal>>,
 }

@@ -187,6 +187,7 @@ impl Expression {
         let focus = [Item::Node(node)];
         let budget = eval::Budget::new(eval::EVALUATION_BUDGET);
         let cache = eval::InvariantCache::default();
+        let descendants = eval::InvariantCache::default();
         let clock = std::cell::Cell::new(None);
         let resource = ctx.resource.or(node.value);
         let env = eval::Env {
@@ -199,6 +200,7 @@ impl Expression {
             total: None,
             budget: &budget,
             cache: &cache,
+            descendants: &descendants,
             clock: &clock,
         };
         eval::eval(&self.root, &env)

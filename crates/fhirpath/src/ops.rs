@@ -1,7 +1,6 @@
 //! Operators: equality, comparison, arithmetic, logic, collections.
 
 use std::cmp::Ordering;
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 
@@ -341,11 +340,48 @@ pub(crate) fn contains_item(c: &[Item<'_>], item: &Item<'_>) -> bool {
     c.iter().any(|x| item_equal(x, item) == Some(true))
 }
 
+/// FNV-1a: the keys are short and not attacker-chosen in a way that
+/// matters (a collision only costs an extra equality check), so a fast
+/// hasher beats SipHash here.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+type DefaultHasher = Fnv;
+
+#[derive(Clone, Copy, Default)]
+struct FnvBuild;
+
+impl std::hash::BuildHasher for FnvBuild {
+    type Hasher = Fnv;
+
+    fn build_hasher(&self) -> Fnv {
+        Fnv::default()
+    }
+}
+
 /// Hash consistent with [`item_equal`]: items that can be equal share a
 /// hash, so set operations only compare within a bucket instead of
 /// comparing every pair (which made `dom-3` quadratic).
 fn item_hash(item: &Item<'_>) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = DefaultHasher::default();
     if let Item::Node(n) = item {
         if let Some(v @ Value::Object(_)) = n.value {
             0u8.hash(&mut h);
@@ -389,7 +425,7 @@ fn hash_json(v: &Value, h: &mut DefaultHasher, depth: usize) {
         Value::Object(map) => {
             let mut acc = 0u64;
             for (k, v) in map {
-                let mut eh = DefaultHasher::new();
+                let mut eh = DefaultHasher::default();
                 k.hash(&mut eh);
                 hash_json(v, &mut eh, depth - 1);
                 acc = acc.wrapping_add(eh.finish());
@@ -409,7 +445,7 @@ fn hash_json(v: &Value, h: &mut DefaultHasher, depth: usize) {
 /// Positions of items in a collection, bucketed by [`item_hash`].
 #[derive(Default)]
 pub(crate) struct ItemIndex {
-    buckets: HashMap<u64, Vec<usize>>,
+    buckets: HashMap<u64, Vec<usize>, FnvBuild>,
 }
 
 impl ItemIndex {
