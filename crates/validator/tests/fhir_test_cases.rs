@@ -1,0 +1,273 @@
+//! The R4 subset of FHIR/fhir-test-cases: our error count against the HL7
+//! Java validator's expected outcome, per case (see CONFORMANCE.md).
+//!
+//! `cargo test -p sp-validator --test fhir_test_cases -- --nocapture` prints
+//! the agreement table.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::data;
+use serde_json::Value;
+use sp_validator::{Options, Validator};
+
+/// Cases (and runs: `base` = no explicit profile, `profile` = validated
+/// against the case's profile) where our error count equals the Java
+/// validator's. This list may only grow.
+const AGREEING_EXACT: &[&str] = &[
+    "additional-bindings-observation-2/base",
+    "ai3/base",
+    "ai4/base",
+    "ai5/base",
+    "ai6/base",
+    "bb-obs-value-is-not-in-valueset/base",
+    "bb-obs-value-is-not-quantity-or-string/base",
+    "bb-obs-value-is-not-quantity-or-string/profile",
+    "bb-obs-value-is-not-quantity/base",
+    "bb-obs-value-is-not-quantity/profile",
+    "bundle-invariant/base",
+    "ext-ctxt-good-base/base",
+    "fixed-quantity-binding-observation-2/base",
+    "fixed-quantity-binding-observation-2/profile",
+    "fixed-quantity-binding-observation/base",
+    "fixed-quantity-binding-observation/profile",
+    "obs-temp/base",
+    "obs-value-max-g/base",
+    "obs-value-min-g/base",
+    "obs-value-min/base",
+    "pat-fixed-date/profile",
+    "patient-extension-complex/base",
+    "patient-id-bad-1 / R4/base",
+    "patient-id-only/base",
+    "patient-ig-good/base",
+    "patient-lang-inv-bad/base",
+    "patient-lang-inv-bad/profile",
+    "patient-lang-inv/base",
+    "patient-lang-inv/profile",
+    "patient-min-fixed/base",
+    "patient-min-fixed/profile",
+    "patient-min-fixed1/base",
+    "patient-min-fixed1/profile",
+    "patient-min-length/base",
+    "patient-min-none/base",
+    "patient-min-none/profile",
+    "patient-min-none1/base",
+    "patient-min-none1/profile",
+    "patient-min-pattern/base",
+    "patient-min-pattern/profile",
+    "patient-min-pattern1/base",
+    "patient-min-pattern1/profile",
+    "slicing-kn-example/base",
+    "type-ref-checked/base",
+    "type-ref-checked/profile",
+    "type-ref-unchecked/base",
+    "type-subtype-slicing1/base",
+    "type-subtype-slicing2/base",
+    "type-subtype-slicing3/base",
+];
+
+/// Cases where we agree with the Java validator on the verdict (valid /
+/// invalid) but not on the number of errors.
+const AGREEING_VERDICT: &[&str] = &[
+    "obs-quantity-us/base",
+    "patient-bad-gender/base",
+    "patient-bad-gender/profile",
+    "patient-extension-bad3/base",
+    "type-subtype-slicing2/profile",
+    "type-subtype-slicing3/profile",
+];
+
+/// Cases we do not claim to support, with the reason.
+const UNSUPPORTED: &[(&str, &str)] = &[];
+
+fn read(rel: &str) -> Option<Value> {
+    let p = data(&format!("fhir-test-cases/validator/{rel}"));
+    let text = std::fs::read_to_string(p).ok()?;
+    if rel.ends_with(".xml") {
+        fhir_model::xml_to_json(&text).ok()
+    } else {
+        serde_json::from_str(&text).ok()
+    }
+}
+
+fn expected_errors(outcome: &str) -> Option<usize> {
+    let v = read(&format!("outcomes/{outcome}"))?;
+    // An outcome without issues means the Java validator found nothing.
+    let issues = v
+        .get("issue")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    Some(
+        issues
+            .iter()
+            .filter(|i| {
+                matches!(
+                    i.get("severity").and_then(Value::as_str),
+                    Some("error" | "fatal")
+                )
+            })
+            .count(),
+    )
+}
+
+/// One run of one case.
+#[derive(Debug)]
+struct Run {
+    id: String,
+    expected: Option<usize>,
+    ours: Result<usize, String>,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn run_case(case: &Value) -> Vec<Run> {
+    let name = case
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    let file = case.get("file").and_then(Value::as_str).unwrap_or("");
+    let profile = case.get("profile");
+    let mut def_files = strings(case.get("profiles"));
+    def_files.extend(strings(case.get("supporting")));
+    if let Some(src) = profile
+        .and_then(|p| p.get("source"))
+        .and_then(Value::as_str)
+    {
+        def_files.push(src.to_string());
+    }
+    let mut runs = Vec::new();
+    let mut defs = Vec::new();
+    let mut load_error = None;
+    for f in &def_files {
+        match read(f) {
+            Some(v) => defs.push(v),
+            None => load_error = Some(format!("cannot read definition {f}")),
+        }
+    }
+    let profile_url = profile
+        .and_then(|p| p.get("source"))
+        .and_then(Value::as_str)
+        .and_then(read)
+        .and_then(|sd| sd.get("url").and_then(Value::as_str).map(str::to_string));
+    let validator = match load_error {
+        Some(e) => Err(e),
+        None => Validator::with_extra(defs).map_err(|e| e.to_string()),
+    };
+    let instance = read(file).ok_or_else(|| format!("cannot read or convert {file}"));
+    let ours = |profiles: &[&str]| -> Result<usize, String> {
+        let v = validator.as_ref().map_err(Clone::clone)?;
+        let inst = instance.as_ref().map_err(Clone::clone)?;
+        let opts = Options {
+            profiles_by_type: &[],
+            root_profiles: profiles,
+        };
+        Ok(v.validate(inst, &opts)
+            .iter()
+            .filter(|i| i.is_error())
+            .count())
+    };
+    if let Some(java) = case.get("java").and_then(Value::as_str) {
+        runs.push(Run {
+            id: format!("{name}/base"),
+            expected: expected_errors(java),
+            ours: ours(&[]),
+        });
+    }
+    if let (Some(java), Some(url)) = (
+        profile.and_then(|p| p.get("java")).and_then(Value::as_str),
+        &profile_url,
+    ) {
+        runs.push(Run {
+            id: format!("{name}/profile"),
+            expected: expected_errors(java),
+            ours: ours(&[url.as_str()]),
+        });
+    }
+    runs
+}
+
+fn all_runs() -> Vec<Run> {
+    let manifest = read("../validator-manifest-r4-subset.json").unwrap_or(Value::Null);
+    let cases = manifest
+        .get("test-cases")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    cases.iter().flat_map(run_case).collect()
+}
+
+#[test]
+fn agreement_does_not_shrink() {
+    let runs = all_runs();
+    assert!(
+        runs.len() >= 60,
+        "expected the manifest's runs, found {}",
+        runs.len()
+    );
+    let mut table = BTreeMap::new();
+    let (mut exact, mut verdict) = (Vec::new(), Vec::new());
+    for r in &runs {
+        let status = match (&r.ours, r.expected) {
+            (Ok(n), Some(e)) if *n == e => {
+                exact.push(r.id.clone());
+                "exact"
+            }
+            (Ok(n), Some(e)) if (*n == 0) == (e == 0) => {
+                verdict.push(r.id.clone());
+                "verdict"
+            }
+            (Ok(_), Some(_)) => "differs",
+            (Err(_), _) => "error",
+            (_, None) => "no-expectation",
+        };
+        let ours = match &r.ours {
+            Ok(n) => n.to_string(),
+            Err(e) => format!("({e})"),
+        };
+        let expected = r
+            .expected
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "?".into());
+        table.insert(
+            r.id.clone(),
+            format!("| {} | {expected} | {ours} | {status} |", r.id),
+        );
+    }
+    println!("| run | java errors | our errors | agreement |\n|---|---|---|---|");
+    for line in table.values() {
+        println!("{line}");
+    }
+    println!(
+        "exact: {} verdict-only: {} of {} runs",
+        exact.len(),
+        verdict.len(),
+        runs.len()
+    );
+    for id in AGREEING_EXACT {
+        assert!(
+            exact.iter().any(|e| e == id),
+            "{id} no longer agrees exactly: {}",
+            table[*id]
+        );
+    }
+    for id in AGREEING_VERDICT {
+        assert!(
+            exact.iter().chain(verdict.iter()).any(|e| e == id),
+            "{id} no longer agrees on the verdict: {}",
+            table[*id]
+        );
+    }
+    let _ = UNSUPPORTED;
+}
