@@ -438,16 +438,43 @@ fn split_id(id: &str) -> (Option<&str>, &str) {
     }
 }
 
-/// Element id derived from path + sliceName when an element has no id.
-fn element_id(e: &Value) -> Option<String> {
-    if let Some(id) = e.get("id").and_then(Value::as_str) {
-        return Some(id.to_string());
+/// Element ids for definitions that omit them (older differentials): the
+/// elements that follow a slice, below its path, belong to that slice.
+#[derive(Default)]
+struct IdTracker {
+    /// (path, id) of the slices in scope, outermost first.
+    slices: Vec<(String, String)>,
+}
+
+impl IdTracker {
+    fn id_for(&mut self, e: &Value) -> Option<String> {
+        let path = e.get("path")?.as_str()?;
+        // Leaving a slice: an element at or beside the sliced path.
+        self.slices.retain(|(p, _)| {
+            path.len() > p.len() && path.starts_with(p.as_str()) && path.as_bytes()[p.len()] == b'.'
+        });
+        let base = self
+            .slices
+            .iter()
+            .rev()
+            .find(|(p, _)| path.starts_with(p.as_str()))
+            .map(|(p, id)| format!("{id}{}", &path[p.len()..]))
+            .unwrap_or_else(|| path.to_string());
+        if let Some(given) = e.get("id").and_then(Value::as_str) {
+            if e.get("sliceName").is_some() {
+                self.slices.push((path.to_string(), given.to_string()));
+            }
+            return Some(given.to_string());
+        }
+        Some(match e.get("sliceName").and_then(Value::as_str) {
+            Some(s) => {
+                let id = format!("{base}:{s}");
+                self.slices.push((path.to_string(), id.clone()));
+                id
+            }
+            None => base,
+        })
     }
-    let path = e.get("path")?.as_str()?;
-    Some(match e.get("sliceName").and_then(Value::as_str) {
-        Some(s) => format!("{path}:{s}"),
-        None => path.to_string(),
-    })
 }
 
 /// Reads a StructureDefinition resource into an `Sd`. `elements` is the
@@ -498,8 +525,9 @@ pub(crate) fn compile_sd(sd: &Value) -> Option<Sd> {
     };
     out.nodes.push(root);
     by_id.insert(type_name.clone(), 0);
+    let mut ids = IdTracker::default();
     for e in elements.map(Vec::as_slice).unwrap_or(&[]) {
-        let Some(id) = element_id(e) else { continue };
+        let Some(id) = ids.id_for(e) else { continue };
         let Some(path) = e.get("path").and_then(Value::as_str) else {
             continue;
         };

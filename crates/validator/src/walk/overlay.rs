@@ -191,6 +191,10 @@ impl<'v, 'r> Walker<'v, 'r> {
             None => Vec::new(),
         };
         let discs = discriminators(n);
+        if discs.is_empty() {
+            // We cannot tell which item belongs to which slice.
+            return;
+        }
         let mut matched = vec![false; items.len()];
         for &s in &n.slices {
             let slice = sliced.at(s);
@@ -271,7 +275,10 @@ impl<'v, 'r> Walker<'v, 'r> {
         match d.kind {
             DiscriminatorKind::Value | DiscriminatorKind::Pattern => {
                 let Some(expected) = self.expected_at(slice, path) else {
-                    return false;
+                    // A discriminator element the slice forbids (max 0)
+                    // matches items without it.
+                    let forbidden = element_at(slice, path).is_some_and(|n| n.max == Some(Some(0)));
+                    return forbidden && values_at(item, path).is_empty();
                 };
                 let actual = values_at(item, path);
                 actual.iter().any(|a| pattern_matches(&expected, a, 0))
@@ -338,7 +345,16 @@ impl<'v, 'r> Walker<'v, 'r> {
 }
 
 /// The slicing discriminators, defaulting extensions to `url` as R4 does.
+/// Slicing by `profile` would need a validation per candidate slice; it is
+/// not supported, and such slices are not checked (no false errors).
 fn discriminators(n: &Node) -> Vec<Discriminator> {
+    if n.slicing.as_ref().is_some_and(|s| {
+        s.discriminators
+            .iter()
+            .any(|d| d.kind == DiscriminatorKind::Profile)
+    }) {
+        return Vec::new();
+    }
     match &n.slicing {
         Some(s) if !s.discriminators.is_empty() => s.discriminators.clone(),
         _ if n.name == "extension" || n.name == "modifierExtension" => {
