@@ -197,9 +197,7 @@ pub(crate) struct Node {
     pub slicing: Option<Slicing>,
     pub slices: Vec<NodeId>,
     pub max_length: Option<usize>,
-    #[allow(dead_code)] // minValue/maxValue: not enforced yet
     pub min_value: Option<Value>,
-    #[allow(dead_code)]
     pub max_value: Option<Value>,
 }
 

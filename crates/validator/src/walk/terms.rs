@@ -186,6 +186,24 @@ impl<'v, 'r> Walker<'v, 'r> {
                     );
                 }
             }
+            for (bound, is_min) in [(&n.min_value, true), (&n.max_value, false)] {
+                let Some(bound) = bound else { continue };
+                if let Some(ord) = compare_values(v, bound) {
+                    let bad = if is_min { ord.is_lt() } else { ord.is_gt() };
+                    if bad {
+                        let (id, word) = if is_min {
+                            ("min-value", "less than the minimum")
+                        } else {
+                            ("max-value", "greater than the maximum")
+                        };
+                        let msg = format!(
+                            "{} value {v} is {word} {bound} allowed by profile {url}",
+                            self.path
+                        );
+                        self.report(Severity::Error, IssueCode::Value, id, msg, Some(url));
+                    }
+                }
+            }
             if let Some(p) = &n.pattern {
                 if !pattern_matches(p, v, 0) {
                     let msg = format!(
@@ -222,4 +240,72 @@ pub(crate) fn pattern_matches(p: &Value, v: &Value, depth: usize) -> bool {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         _ => p == v,
     }
+}
+
+/// Orders a value against a minValue/maxValue bound: numbers, ISO dates and
+/// times (same precision), and Quantities with the same unit or a metric
+/// prefix of the same UCUM unit. `None` when they cannot be compared.
+fn compare_values(v: &Value, bound: &Value) -> Option<std::cmp::Ordering> {
+    match (v, bound) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        (Value::String(a), Value::String(b)) => {
+            // Compare at the shorter precision; different precisions that
+            // agree on the common prefix are not comparable.
+            let n = a.len().min(b.len());
+            let ord = a.get(..n)?.cmp(b.get(..n)?);
+            if ord.is_eq() && a.len() != b.len() {
+                None
+            } else {
+                Some(ord)
+            }
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            let (av, au) = (
+                a.get("value")?.as_f64()?,
+                a.get("code").and_then(Value::as_str),
+            );
+            let (bv, bu) = (
+                b.get("value")?.as_f64()?,
+                b.get("code").and_then(Value::as_str),
+            );
+            let (av, bv) = match (au, bu) {
+                (Some(x), Some(y)) if x != y => {
+                    let (fx, ux) = ucum_scale(x)?;
+                    let (fy, uy) = ucum_scale(y)?;
+                    if ux != uy {
+                        return None;
+                    }
+                    (av * fx, bv * fy)
+                }
+                _ => (av, bv),
+            };
+            av.partial_cmp(&bv)
+        }
+        _ => None,
+    }
+}
+
+/// A UCUM unit split into a metric prefix factor and its base unit, for the
+/// common prefixes only.
+fn ucum_scale(unit: &str) -> Option<(f64, &str)> {
+    const BASES: [&str; 5] = ["g", "m", "L", "s", "mol"];
+    if BASES.contains(&unit) {
+        return Some((1.0, unit));
+    }
+    let prefixes: [(&str, f64); 6] = [
+        ("k", 1e3),
+        ("d", 1e-1),
+        ("c", 1e-2),
+        ("m", 1e-3),
+        ("u", 1e-6),
+        ("n", 1e-9),
+    ];
+    for (p, f) in prefixes {
+        if let Some(base) = unit.strip_prefix(p) {
+            if BASES.contains(&base) {
+                return Some((f, base));
+            }
+        }
+    }
+    None
 }
