@@ -14,6 +14,7 @@ pub mod fhir;
 pub mod intake;
 pub mod metrics;
 pub mod mock_vcs;
+pub mod replay;
 pub mod store;
 pub mod translate;
 pub mod validation;

@@ -61,6 +61,40 @@ enum Command {
         config: Option<PathBuf>,
         file: PathBuf,
     },
+    /// Replay fixtures (request + name.expect.json) through a gateway and check every step.
+    /// Without --target, a gateway and a signature-verifying receiver start in this process.
+    /// Exit 0 when all pass, 1 when any fails, 2 when the replay cannot run.
+    Replay {
+        /// Fixture files or folders (searched recursively).
+        #[arg(default_value = "fixtures")]
+        paths: Vec<PathBuf>,
+        /// A running gateway, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        target: Option<String>,
+        /// The GP bearer token for every GP request (default: the fixture's client's token).
+        #[arg(long)]
+        token: Option<String>,
+        /// The target gateway's configuration, for client and VCS tokens (default: the demo's).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Write a JUnit XML report here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Write a JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write the normalised referral records as the new golden files.
+        #[arg(long)]
+        update_golden: bool,
+    },
+    /// Start a gateway and a mock VCS, replay the closed-loop fixtures saying what happens,
+    /// then keep the gateway running to explore with curl.
+    Demo {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        #[arg(long, default_value = "fixtures/loop")]
+        fixtures: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -95,6 +129,48 @@ fn main() -> ExitCode {
             fail_rate,
             status,
         } => mock_vcs(&listen, &secret, fail_rate, status),
+        Command::Replay {
+            paths,
+            target,
+            token,
+            config,
+            junit,
+            json,
+            update_golden,
+        } => replay(&sp_gateway::replay::Options {
+            paths,
+            target,
+            token,
+            config,
+            junit,
+            json,
+            update_golden,
+        }),
+        Command::Demo { listen, fixtures } => {
+            demo(&sp_gateway::replay::demo::DemoOptions { listen, fixtures })
+        }
+    }
+}
+
+fn replay(options: &sp_gateway::replay::Options) -> ExitCode {
+    match sp_gateway::replay::run(options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("sp-gateway replay: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn demo(options: &sp_gateway::replay::demo::DemoOptions) -> ExitCode {
+    match sp_gateway::replay::demo::run(options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("sp-gateway demo: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
