@@ -74,7 +74,8 @@ enum Command {
         /// The GP bearer token for every GP request (default: the fixture's client's token).
         #[arg(long)]
         token: Option<String>,
-        /// The target gateway's configuration, for client and VCS tokens (default: the demo's).
+        /// The gateway's configuration, for client and VCS tokens (default: the demo's); without
+        /// --target, the in-process gateway runs with it (webhooks still go to the receiver).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Write a JUnit XML report here.

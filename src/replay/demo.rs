@@ -70,7 +70,7 @@ pub fn run(options: &DemoOptions) -> Result<bool, ReplayError> {
         "Starting the gateway on {} with a temporary database…",
         options.listen
     );
-    let gateway = LocalGateway::start(&options.listen)?;
+    let gateway = LocalGateway::start(&options.listen, None)?;
     println!(
         "Gateway ready at {}; webhooks go to a built-in VCS receiver that checks every signature.",
         gateway.base

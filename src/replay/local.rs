@@ -2,6 +2,7 @@
 //! verifies every webhook's signature: so a tester can replay fixtures with nothing else running.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -78,13 +79,14 @@ pub struct LocalGateway {
 }
 
 impl LocalGateway {
-    /// Starts on `listen` (`127.0.0.1:0` for any free port) and waits until it answers.
-    pub fn start(listen: &str) -> Result<LocalGateway, ReplayError> {
+    /// Starts on `listen` (`127.0.0.1:0` for any free port) with the configuration at `config`
+    /// (default: the demo's), and waits until it answers.
+    pub fn start(listen: &str, config: Option<&Path>) -> Result<LocalGateway, ReplayError> {
         let dir = tempfile::tempdir()
             .map_err(|e| ReplayError::Setup(format!("temporary folder: {e}")))?;
         let receiver_listener = bind("127.0.0.1:0")?;
         let receiver_base = format!("http://{}", local_addr(&receiver_listener)?);
-        let config = local_config(&receiver_base, &dir)?;
+        let config = local_config(config, &receiver_base, &dir)?;
         let inbox = Arc::new(Inbox {
             secrets: config
                 .vcs
@@ -132,11 +134,15 @@ fn local_addr(listener: &TcpListener) -> Result<std::net::SocketAddr, ReplayErro
         .map_err(|e| ReplayError::Setup(format!("no local address: {e}")))
 }
 
-/// The demo configuration, with webhooks to the receiver (`/hooks/{vcs_id}`), a database in
-/// `dir`, private targets allowed and retries short enough for a test run.
-fn local_config(receiver_base: &str, dir: &tempfile::TempDir) -> Result<Config, ReplayError> {
+/// The configuration (the demo's by default), with webhooks to the receiver (`/hooks/{vcs_id}`),
+/// a database in `dir`, private targets allowed and retries short enough for a test run.
+fn local_config(
+    path: Option<&Path>,
+    receiver_base: &str,
+    dir: &tempfile::TempDir,
+) -> Result<Config, ReplayError> {
     let mut config =
-        Config::load(None).map_err(|e| ReplayError::Setup(format!("demo configuration: {e}")))?;
+        Config::load(path).map_err(|e| ReplayError::Setup(format!("configuration: {e}")))?;
     config.storage.url = format!("sqlite://{}", dir.path().join("gateway.db").display());
     for vcs in &mut config.vcs {
         vcs.webhook_url = format!("{receiver_base}/hooks/{}", vcs.id.as_str());

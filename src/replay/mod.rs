@@ -59,7 +59,8 @@ pub struct Options {
     pub target: Option<String>,
     /// A GP bearer token used for every GP request.
     pub token: Option<String>,
-    /// The target gateway's configuration, for its client and VCS tokens (default: the demo's).
+    /// The gateway's configuration (default: the demo's): for its client and VCS tokens with a
+    /// target, and to run the in-process gateway with otherwise (webhooks still go to the receiver).
     pub config: Option<PathBuf>,
     pub junit: Option<PathBuf>,
     pub json: Option<PathBuf>,
@@ -149,13 +150,15 @@ pub fn run(options: &Options) -> Result<bool, ReplayError> {
     if fixtures.is_empty() {
         return Err(ReplayError::NoFixtures);
     }
-    let config = Config::load(options.config.as_deref())
-        .map_err(|e| ReplayError::Setup(format!("configuration: {e}")))?;
     // Keep the in-process gateway alive for the whole run.
     let (target, _local) = match &options.target {
-        Some(url) => (target_for(url.clone(), &config, options, None), None),
+        Some(url) => {
+            let config = Config::load(options.config.as_deref())
+                .map_err(|e| ReplayError::Setup(format!("configuration: {e}")))?;
+            (target_for(url.clone(), &config, options, None), None)
+        }
         None => {
-            let local = local::LocalGateway::start("127.0.0.1:0")?;
+            let local = local::LocalGateway::start("127.0.0.1:0", options.config.as_deref())?;
             let target = target_for(
                 local.base.clone(),
                 &local.config,
