@@ -53,6 +53,8 @@ pub(crate) struct Defs {
     resource_types: FastSet<String>,
     /// Element types for FHIRPath navigation, from the same definitions.
     pub model: fhirpath::StructureDefinitionModel,
+    /// (resource type, profile) pairs an ImplementationGuide applies globally.
+    pub global: Vec<(String, String)>,
     /// Constraints not evaluated, with the reason (key, reason).
     pub skipped: Vec<(String, String)>,
 }
@@ -91,6 +93,7 @@ impl Defs {
             resource_types: FastSet::default(),
             model: fhirpath::StructureDefinitionModel::new(),
             skipped: Vec::new(),
+            global: Vec::new(),
         };
         let mut value_sets: HashMap<String, Value> = HashMap::new();
         let mut code_systems: HashMap<String, CodeSystem> = HashMap::new();
@@ -112,6 +115,21 @@ impl Defs {
                 }
                 Some("CodeSystem") => {
                     code_systems.insert(url, CodeSystem::from_json(&r));
+                }
+                Some("ImplementationGuide") => {
+                    let globals = r
+                        .get("global")
+                        .and_then(Value::as_array)
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    for g in globals {
+                        if let (Some(t), Some(p)) = (
+                            g.get("type").and_then(Value::as_str),
+                            g.get("profile").and_then(Value::as_str),
+                        ) {
+                            defs.global.push((t.to_string(), p.to_string()));
+                        }
+                    }
                 }
                 _ => {}
             }

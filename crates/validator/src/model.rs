@@ -197,6 +197,8 @@ pub(crate) struct Node {
     pub slicing: Option<Slicing>,
     pub slices: Vec<NodeId>,
     pub max_length: Option<usize>,
+    /// From the `minLength` element extension.
+    pub min_length: Option<usize>,
     pub min_value: Option<Value>,
     pub max_value: Option<Value>,
 }
@@ -232,6 +234,7 @@ pub(crate) fn capitalise(s: &str) -> String {
     }
 }
 
+const MIN_LENGTH_EXT: &str = "http://hl7.org/fhir/StructureDefinition/minLength";
 const FHIR_TYPE_EXT: &str = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type";
 
 fn parse_type(t: &Value) -> Option<TypeRef> {
@@ -417,6 +420,16 @@ fn parse_element(e: &Value, path: &str) -> Node {
             .get("contentReference")
             .and_then(Value::as_str)
             .map(|s| s.trim_start_matches('#').to_string()),
+        min_length: e
+            .get("extension")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| x.get("url").and_then(Value::as_str) == Some(MIN_LENGTH_EXT))
+            })
+            .and_then(|x| x.get("valueInteger"))
+            .and_then(Value::as_u64)
+            .map(|m| m as usize),
         max_length: e
             .get("maxLength")
             .and_then(Value::as_u64)

@@ -270,6 +270,13 @@ impl<'v, 'r> Walker<'v, 'r> {
         if is_root {
             urls.extend(opts.root_profiles.iter().map(|u| (*u, false)));
         }
+        let defs = &self.val.defs;
+        urls.extend(
+            defs.global
+                .iter()
+                .filter(|(t, _)| t == rt)
+                .map(|(_, p)| (p.as_str(), false)),
+        );
         let mut out: Vec<Ov<'v>> = Vec::new();
         for (url, _) in urls {
             self.add_profile(url, rt, &mut out);
@@ -600,6 +607,9 @@ impl<'v, 'r> Walker<'v, 'r> {
         } else {
             return;
         };
+        if tcode == "Extension" && child.sd.type_name != "Extension" {
+            self.extension_url(obj);
+        }
         let item_ovs = self.type_overlays(ovs, tref, tcode, obj);
         self.object(obj, target, &item_ovs, false);
         self.value_rules(child, tcode, val, ovs);
@@ -765,6 +775,29 @@ impl<'v, 'r> Walker<'v, 'r> {
             }
         }
         true
+    }
+
+    /// A top-level extension's url must be absolute (only sub-extensions
+    /// of a complex extension use plain names).
+    fn extension_url(&mut self, obj: &Map<String, Value>) {
+        if let Some(Value::String(u)) = obj.get("url") {
+            if !u.contains(':') {
+                let mark = self.push("url");
+                let msg = format!(
+                    "{} {} must be an absolute URL identifying the extension",
+                    self.path,
+                    quote(u)
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::Value,
+                    "extension-url",
+                    msg,
+                    None,
+                );
+                self.pop(mark);
+            }
+        }
     }
 
     /// Reference format and target type.

@@ -276,9 +276,10 @@ impl<'v, 'r> Walker<'v, 'r> {
             DiscriminatorKind::Value | DiscriminatorKind::Pattern => {
                 let Some(expected) = self.expected_at(slice, path) else {
                     // A discriminator element the slice forbids (max 0)
-                    // matches items without it.
+                    // matches items without it; one the slice does not
+                    // constrain at all does not restrict the slice.
                     let forbidden = element_at(slice, path).is_some_and(|n| n.max == Some(Some(0)));
-                    return forbidden && values_at(item, path).is_empty();
+                    return !forbidden || values_at(item, path).is_empty();
                 };
                 let actual = values_at(item, path);
                 actual.iter().any(|a| pattern_matches(&expected, a, 0))

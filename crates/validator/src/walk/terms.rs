@@ -186,6 +186,36 @@ impl<'v, 'r> Walker<'v, 'r> {
                     );
                 }
             }
+            if let (Some(min), Value::String(text)) = (n.min_length, v) {
+                if text.chars().count() < min {
+                    let msg = format!(
+                        "{} is shorter than the minimum length {min} (profile {url})",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Value,
+                        "min-length",
+                        msg,
+                        Some(url),
+                    );
+                }
+            }
+            if let (Some(max), Value::String(text)) = (n.max_length, v) {
+                if text.chars().count() > max {
+                    let msg = format!(
+                        "{} is longer than the maximum length {max} (profile {url})",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Value,
+                        "max-length",
+                        msg,
+                        Some(url),
+                    );
+                }
+            }
             for (bound, is_min) in [(&n.min_value, true), (&n.max_value, false)] {
                 let Some(bound) = bound else { continue };
                 if let Some(ord) = compare_values(v, bound) {
