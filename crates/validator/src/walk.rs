@@ -99,10 +99,24 @@ pub(crate) fn quote(s: &str) -> String {
 
 impl<'v, 'r> Walker<'v, 'r> {
     fn finish(mut self) -> Vec<Issue> {
-        // Profiles restate base rules; report each finding once.
+        // Profiles restate base rules; report each finding once. Slice
+        // findings share the sliced element's path, so their text (which
+        // names the slice) is part of what makes them distinct.
         let mut seen = HashSet::new();
-        self.issues
-            .retain(|i| seen.insert((i.severity, i.code, i.expression.clone(), i.message_id)));
+        self.issues.retain(|i| {
+            let detail = if i.message_id.starts_with("slice-") {
+                i.diagnostics.clone()
+            } else {
+                String::new()
+            };
+            seen.insert((
+                i.severity,
+                i.code,
+                i.expression.clone(),
+                i.message_id,
+                detail,
+            ))
+        });
         if self.truncated {
             self.issues.push(Issue {
                 severity: Severity::Warning,
