@@ -54,12 +54,15 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     if config.delivery.worker {
         actix_web::rt::spawn(worker.run());
     }
+    let schemas = api::vcs::VcsSchemas::compile()
+        .map_err(|e| StartError::Setup(format!("VCS request schemas: {e}")))?;
     let state = web::Data::new(AppState::new(
         config,
         store,
         Arc::new(validation),
         metrics,
         wake,
+        schemas,
     ));
     let server = HttpServer::new(move || api::app(state.clone()))
         .listen(listener)

@@ -144,6 +144,9 @@ impl Default for DeliveryConfig {
 pub struct ClientConfig {
     pub id: ClientId,
     pub token: String,
+    /// Standard Webhooks secret signing this client's Subscription notifications.
+    #[serde(default)]
+    pub notification_secret: Option<String>,
 }
 
 /// A record field a VCS organisation may receive beyond the minimal default.
@@ -252,6 +255,9 @@ impl Config {
                 return Err(invalid(format!("clients[{i}].id"), "duplicate client id"));
             }
             check_token(&client.token, &format!("clients[{i}].token"), &mut tokens)?;
+            if let Some(secret) = &client.notification_secret {
+                check_webhook_secret(secret, &format!("clients[{i}].notification_secret"))?;
+            }
         }
         let mut vcs_ids = HashSet::new();
         let mut identifiers = HashSet::new();
@@ -284,6 +290,10 @@ impl Config {
             check_token(token, "admin.token", &mut tokens)?;
         }
         Ok(())
+    }
+
+    pub fn client(&self, id: &str) -> Option<&ClientConfig> {
+        self.clients.iter().find(|c| c.id.as_str() == id)
     }
 
     pub fn vcs(&self, id: &VcsId) -> Option<&VcsConfig> {
@@ -393,7 +403,8 @@ mod tests {
 
     #[test]
     fn a_bad_secret_is_named() {
-        let text = DEMO_CONFIG.replacen("whsec_", "secret_", 1);
+        let text =
+            DEMO_CONFIG.replacen("webhook_secret = \"whsec_", "webhook_secret = \"secret_", 1);
         let err = Config::from_toml_with_env(&text).unwrap_err().to_string();
         assert!(err.contains("vcs[0].webhook_secret"), "{err}");
     }

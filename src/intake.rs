@@ -15,7 +15,8 @@ use crate::config::{Config, VcsConfig};
 use crate::domain::{systems, ClientId, FhirId, Identifier};
 use crate::fhir::bundle::{rewrite_references, Located, Submission};
 use crate::fhir::outcome::Issue;
-use crate::store::{NewOutboxMessage, NewReferral, NewResource};
+use crate::store::{NewOutboxMessage, NewReferral, NewResource, TargetKind};
+use crate::translate::outcomes;
 use crate::translate::referral_record::{referral_record, ReferralParts};
 use crate::validation::Validation;
 
@@ -455,12 +456,23 @@ struct Assigned {
     gp_identifiers: Vec<Identifier>,
 }
 
-fn with_version(mut resource: Value, id: &FhirId, now: &str) -> Value {
+/// Outbox message ids double as Standard Webhooks `webhook-id`s.
+pub fn new_message_id() -> String {
+    format!("msg_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Sets a resource's id and `meta.versionId`/`lastUpdated` (version 1).
+pub fn with_version(resource: Value, id: &FhirId, now: &str) -> Value {
+    stamp(resource, id.as_str(), 1, now)
+}
+
+/// Sets a resource's id and version metadata.
+pub fn stamp(mut resource: Value, id: &str, version: i64, now: &str) -> Value {
     if let Value::Object(object) = &mut resource {
-        object.insert("id".into(), json!(id.as_str()));
+        object.insert("id".into(), json!(id));
         let meta = object.entry("meta").or_insert_with(|| json!({}));
         if let Value::Object(meta) = meta {
-            meta.insert("versionId".into(), json!("1"));
+            meta.insert("versionId".into(), json!(version.to_string()));
             meta.insert("lastUpdated".into(), json!(now));
         }
     }
@@ -720,6 +732,36 @@ fn build(
         .and_then(Value::as_str)
         .unwrap_or("active")
         .to_string();
+    let patient_id = assigned.patient_id.as_str().to_string();
+    let task_id = FhirId::generate();
+    let task = outcomes::new_task(
+        task_id.as_str(),
+        assigned.referral_id.as_str(),
+        &patient_id,
+        vcs,
+        request.now,
+    );
+    let stamp = request.now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let mut resources: Vec<NewResource> = assigned
+        .resources
+        .iter()
+        .map(|(resource_type, id, content)| NewResource {
+            resource_type: resource_type.clone(),
+            id: id.clone(),
+            version_id: 1,
+            content: content.to_string(),
+            patient_id: Some(patient_id.clone()),
+            code: None,
+        })
+        .collect();
+    resources.push(NewResource {
+        resource_type: "Task".into(),
+        id: task_id.clone(),
+        version_id: 1,
+        content: with_version(task, &task_id, &stamp).to_string(),
+        patient_id: Some(patient_id.clone()),
+        code: None,
+    });
     let referral = NewReferral {
         referral_id: assigned.referral_id.clone(),
         client_id: request.client.clone(),
@@ -730,22 +772,17 @@ fn build(
         status,
         received_content_type: request.received_content_type.to_string(),
         received_body: request.received_body.to_vec(),
-        resources: assigned
-            .resources
-            .iter()
-            .map(|(resource_type, id, content)| NewResource {
-                resource_type: resource_type.clone(),
-                id: id.clone(),
-                content: content.to_string(),
-            })
-            .collect(),
+        resources,
+        task_id,
         record: record_json.to_string(),
-        outbox: NewOutboxMessage {
-            id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+        outbox: vec![NewOutboxMessage {
+            id: new_message_id(),
+            target_kind: TargetKind::Vcs,
+            target: vcs.id.to_string(),
             event_type: "referral.created".into(),
             sequence: 1,
             payload: envelope.to_string(),
-        },
+        }],
         correlation_id: request.correlation_id,
         created_at: request.now,
     };

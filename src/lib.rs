@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod domain;
 pub mod fhir;
 pub mod intake;
+pub mod lifecycle;
 pub mod metrics;
 pub mod mock_vcs;
 pub mod replay;

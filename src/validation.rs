@@ -10,6 +10,8 @@ use crate::fhir::outcome::{Issue, Severity};
 const PROFILES_BY_TYPE: &[(&str, &str)] = &[
     ("ServiceRequest", sp_validator::SP_SERVICE_REQUEST),
     ("Patient", sp_validator::SP_PATIENT),
+    ("Task", sp_validator::SP_REFERRAL_TASK),
+    ("Observation", sp_validator::SP_OUTCOME_OBSERVATION),
 ];
 
 /// The compiled validator, built once at start.

@@ -35,7 +35,18 @@ fn a_bad_config_is_refused_naming_the_key() {
             good.replacen("token = \"demo-gp-token\"", "token = \"short\"", 1),
             "clients[0].token",
         ),
-        (good.replacen("whsec_", "nope_", 1), "vcs[0].webhook_secret"),
+        (
+            good.replacen("webhook_secret = \"whsec_", "webhook_secret = \"nope_", 1),
+            "vcs[0].webhook_secret",
+        ),
+        (
+            good.replacen(
+                "notification_secret = \"whsec_",
+                "notification_secret = \"nope_",
+                1,
+            ),
+            "clients[0].notification_secret",
+        ),
         (
             good.replacen(
                 "webhook_url = \"http://127.0.0.1:9000/hooks\"",

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::problem::{json_result, Problem};
+use super::problem::{json_page, json_result, Problem};
 use super::AppState;
 use crate::delivery::signing::generate_secret;
 use crate::domain::VcsId;
@@ -79,20 +79,45 @@ async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> Ht
     json_result(
         async {
             authorize(&state, &request)?;
-            let mut filter = DeliveryFilter { count: 50, ..DeliveryFilter::default() };
+            let mut filter = DeliveryFilter {
+                count: 50,
+                ..DeliveryFilter::default()
+            };
             for (name, value) in query(&request) {
                 match name.as_str() {
-                    "state" if ["pending", "delivered", "dead"].contains(&value.as_str()) => filter.state = Some(value),
-                    "state" => return Err(Problem::BadRequest("state is one of pending, delivered, dead.".into())),
+                    "state" if ["pending", "delivered", "dead"].contains(&value.as_str()) => {
+                        filter.state = Some(value)
+                    }
+                    "state" => {
+                        return Err(Problem::BadRequest(
+                            "state is one of pending, delivered, dead.".into(),
+                        ))
+                    }
                     "vcs" => filter.vcs = Some(value),
-                    "limit" => filter.count = value.parse::<usize>().map_err(|_| Problem::BadRequest("limit is a whole number.".into()))?.min(500),
-                    "offset" => filter.offset = value.parse().map_err(|_| Problem::BadRequest("offset is a whole number.".into()))?,
-                    other => return Err(Problem::BadRequest(format!("Unknown parameter {other:?}; use state, vcs, limit, offset."))),
+                    "limit" => {
+                        filter.count = value
+                            .parse::<usize>()
+                            .map_err(|_| Problem::BadRequest("limit is a whole number.".into()))?
+                            .min(500)
+                    }
+                    "offset" => {
+                        filter.offset = value
+                            .parse()
+                            .map_err(|_| Problem::BadRequest("offset is a whole number.".into()))?
+                    }
+                    other => {
+                        return Err(Problem::BadRequest(format!(
+                            "Unknown parameter {other:?}; use state, vcs, limit, offset."
+                        )))
+                    }
                 }
             }
             let (total, items) = state.store.list_deliveries(&filter).await?;
-            let next_offset = (filter.offset + items.len() < total).then_some(filter.offset + items.len());
-            Ok((StatusCode::OK, json!({"total": total, "offset": filter.offset, "next_offset": next_offset, "items": items})))
+            let items: Vec<Value> = items
+                .iter()
+                .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
+                .collect();
+            Ok((StatusCode::OK, json_page(total, filter.offset, items)))
         }
         .await,
     )

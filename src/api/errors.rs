@@ -30,6 +30,8 @@ pub enum ApiError {
     Invalid(Vec<Issue>),
     #[error("conflict")]
     Conflict(Vec<Issue>),
+    #[error("precondition failed")]
+    PreconditionFailed(Vec<Issue>),
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(transparent)]
@@ -57,6 +59,7 @@ impl ApiError {
                 }
             }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -67,7 +70,9 @@ impl ApiError {
             vec![Issue::error(code, text).with_message_id(id)]
         };
         match self {
-            ApiError::Invalid(issues) | ApiError::Conflict(issues) => issues.clone(),
+            ApiError::Invalid(issues) | ApiError::Conflict(issues) | ApiError::PreconditionFailed(issues) => {
+                issues.clone()
+            }
             ApiError::Unauthorized => single(
                 "login",
                 "Send the client's token as Authorization: Bearer <token>.".into(),

@@ -50,25 +50,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .default_service(web::to(method_not_allowed)),
             )
             .service(
+                web::resource("/ServiceRequest/{id}/_history")
+                    .route(web::get().to(super::fhir_loop::service_request_history))
+                    .default_service(web::to(method_not_allowed)),
+            )
+            .service(
                 web::resource("/ServiceRequest/{id}")
-                    .route(web::get().to(read_service_request))
+                    .route(read_route("ServiceRequest"))
+                    .route(web::put().to(super::fhir_loop::put_service_request))
+                    .route(web::patch().to(super::fhir_loop::patch_service_request))
                     .default_service(web::to(method_not_allowed)),
             )
             .service(
                 web::resource("/ServiceRequest/{id}/_history/{version}")
-                    .route(web::get().to(vread_service_request))
+                    .route(vread_route("ServiceRequest"))
                     .default_service(web::to(method_not_allowed)),
             )
             .service(
                 web::resource("/Patient/{id}")
-                    .route(web::get().to(read_patient))
+                    .route(read_route("Patient"))
                     .default_service(web::to(method_not_allowed)),
-            ),
+            )
+            .configure(super::fhir_loop::routes),
     );
 }
 
 /// The response format a request asks for (`_format`, then `Accept`).
-fn response_format(request: &HttpRequest) -> Result<Format, ApiError> {
+pub(super) fn response_format(request: &HttpRequest) -> Result<Format, ApiError> {
     let format_param = query_pairs(request)
         .into_iter()
         .find(|(k, _)| k == "_format")
@@ -81,7 +89,7 @@ fn response_format(request: &HttpRequest) -> Result<Format, ApiError> {
 }
 
 /// Runs a handler body with the negotiated format; a format we cannot produce is answered in JSON.
-async fn handle<F>(request: &HttpRequest, body: impl FnOnce(Format) -> F) -> HttpResponse
+pub(super) async fn handle<F>(request: &HttpRequest, body: impl FnOnce(Format) -> F) -> HttpResponse
 where
     F: std::future::Future<Output = Result<Reply, ApiError>>,
 {
@@ -91,13 +99,13 @@ where
     }
 }
 
-fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
+pub(super) fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
     form_urlencoded::parse(request.query_string().as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
-fn correlation_id(request: &HttpRequest) -> Option<String> {
+pub(super) fn correlation_id(request: &HttpRequest) -> Option<String> {
     request
         .extensions()
         .get::<CorrelationId>()
@@ -105,7 +113,7 @@ fn correlation_id(request: &HttpRequest) -> Option<String> {
 }
 
 /// Reads the body up to the configured limit, refusing early on a declared length above it.
-async fn read_body(
+pub(super) async fn read_body(
     request: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -148,7 +156,7 @@ pub async fn unknown_route(request: HttpRequest) -> HttpResponse {
     .await
 }
 
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+pub(super) async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
     handle(&request, |_| async { Err(ApiError::MethodNotAllowed) }).await
 }
 
@@ -213,7 +221,7 @@ fn parse_condition(raw: &str) -> Result<Identifier, ApiError> {
     }
 }
 
-fn version_headers(reply: Reply, resource: &StoredResource) -> Reply {
+pub(super) fn version_headers(reply: Reply, resource: &StoredResource) -> Reply {
     reply
         .header("ETag", format!("W/\"{}\"", resource.version_id))
         .header(
@@ -225,7 +233,7 @@ fn version_headers(reply: Reply, resource: &StoredResource) -> Reply {
         )
 }
 
-fn location(resource_type: &str, id: &str, version: i64) -> String {
+pub(super) fn location(resource_type: &str, id: &str, version: i64) -> String {
     format!("/fhir/{resource_type}/{id}/_history/{version}")
 }
 
@@ -496,12 +504,38 @@ async fn validate_bundle(
     .await
 }
 
-fn parse_id(raw: &str, resource_type: &str) -> Result<FhirId, ApiError> {
+pub(super) fn parse_id(raw: &str, resource_type: &str) -> Result<FhirId, ApiError> {
     raw.parse().map_err(|_| {
         ApiError::NotFound(format!(
             "There is no {resource_type} with id {raw:?} (not a valid FHIR id)."
         ))
     })
+}
+
+/// A GET route reading the current version of `resource_type` by id.
+pub(super) fn read_route(resource_type: &'static str) -> actix_web::Route {
+    web::get().to(
+        move |state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>| async move {
+            handle(&request, |_| async {
+                read(&state, &request, resource_type, &path, None).await
+            })
+            .await
+        },
+    )
+}
+
+/// A GET route reading one version (`/{id}/_history/{vid}`) of `resource_type`.
+pub(super) fn vread_route(resource_type: &'static str) -> actix_web::Route {
+    web::get().to(
+        move |state: web::Data<AppState>,
+              request: HttpRequest,
+              path: web::Path<(String, String)>| async move {
+            handle(&request, |_| async {
+                read(&state, &request, resource_type, &path.0, Some(&path.1)).await
+            })
+            .await
+        },
+    )
 }
 
 async fn read(
@@ -518,63 +552,49 @@ async fn read(
             "There is no {resource_type} with id {id} for this client."
         ))
     };
-    let found = state
-        .store
-        .read_resource(&client, resource_type, id.as_str())
-        .await?
-        .ok_or_else(not_found)?;
-    if let Some(version) = version {
-        // Only current versions are kept readable by version until referrals change (a later capability).
-        if version.parse::<i64>().ok() != Some(found.version_id) {
-            return Err(ApiError::NotFound(format!(
-                "{resource_type}/{id} has no version {version}."
-            )));
+    let found = match version {
+        None => {
+            state
+                .store
+                .read_resource(&client, resource_type, id.as_str())
+                .await?
+        }
+        Some(version) => {
+            let Ok(version_id) = version.parse::<i64>() else {
+                return Err(ApiError::NotFound(format!(
+                    "{resource_type}/{id} has no version {version}."
+                )));
+            };
+            state
+                .store
+                .read_version(&client, resource_type, id.as_str(), version_id)
+                .await?
         }
     }
+    .ok_or_else(not_found)?;
     let body: Value = serde_json::from_str(&found.content).unwrap_or(Value::Null);
     Ok(version_headers(Reply::ok(body), &found))
 }
 
-async fn read_service_request(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    handle(&request, |_| async {
-        read(&state, &request, "ServiceRequest", &path, None).await
-    })
-    .await
-}
-
-async fn vread_service_request(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<(String, String)>,
-) -> HttpResponse {
-    handle(&request, |_| async {
-        read(&state, &request, "ServiceRequest", &path.0, Some(&path.1)).await
-    })
-    .await
-}
-
-async fn read_patient(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    handle(&request, |_| async {
-        read(&state, &request, "Patient", &path, None).await
-    })
-    .await
-}
-
 /// A parsed search: the store query, warnings for ignored parameters, and the parameters kept
 /// (to rebuild paging links).
-type ParsedSearch = (ReferralQuery, Vec<Issue>, Vec<(String, String)>);
+type ParsedSearch = (
+    ReferralQuery,
+    Vec<Issue>,
+    Vec<(String, String)>,
+    Vec<&'static str>,
+);
 
-const DEFAULT_COUNT: usize = 20;
-const MAX_COUNT: usize = 100;
-const SEARCH_PARAMETERS: [&str; 5] = ["identifier", "patient", "status", "_count", "_offset"];
+pub(super) const DEFAULT_COUNT: usize = 20;
+pub(super) const MAX_COUNT: usize = 100;
+const SEARCH_PARAMETERS: [&str; 6] = [
+    "identifier",
+    "patient",
+    "status",
+    "_count",
+    "_offset",
+    "_revinclude",
+];
 
 /// Parses search parameters. Unknown ones are ignored (reported in the Bundle) unless the client
 /// sent `Prefer: handling=strict`, as the FHIR search rules say.
@@ -590,6 +610,7 @@ fn search_query(request: &HttpRequest) -> Result<ParsedSearch, ApiError> {
     };
     let mut ignored = Vec::new();
     let mut kept = Vec::new();
+    let mut revincludes = Vec::new();
     for (name, value) in query_pairs(request) {
         match name.as_str() {
             "identifier" => query.identifier = Some(match value.split_once('|') {
@@ -628,6 +649,20 @@ fn search_query(request: &HttpRequest) -> Result<ParsedSearch, ApiError> {
                 })?;
             }
             "_format" => continue,
+            "_revinclude" => {
+                let target = match value.as_str() {
+                    "Task:focus" => "Task",
+                    "Observation:based-on" => "Observation",
+                    other => {
+                        return Err(ApiError::BadRequest(format!(
+                        "_revinclude supports Task:focus and Observation:based-on; got {other:?}."
+                    )))
+                    }
+                };
+                revincludes.push(target);
+                kept.push((name, value));
+                continue;
+            }
             _ if strict => {
                 return Err(ApiError::BadRequest(format!(
                     "Unknown search parameter {name:?}; ServiceRequest supports {}.",
@@ -653,11 +688,12 @@ fn search_query(request: &HttpRequest) -> Result<ParsedSearch, ApiError> {
     for issue in &mut ignored {
         issue.severity = crate::fhir::outcome::Severity::Warning;
     }
-    Ok((query, ignored, kept))
+    Ok((query, ignored, kept, revincludes))
 }
 
 fn page_link(
     base: &str,
+    resource_type: &str,
     relation: &str,
     params: &[(String, String)],
     count: usize,
@@ -669,57 +705,95 @@ fn page_link(
     }
     query.append_pair("_count", &count.to_string());
     query.append_pair("_offset", &offset.to_string());
-    json!({"relation": relation, "url": format!("{base}/fhir/ServiceRequest?{}", query.finish())})
+    json!({"relation": relation, "url": format!("{base}/fhir/{resource_type}?{}", query.finish())})
+}
+
+/// A `searchset` Bundle: matches, then included resources and an outcome for ignored parameters.
+pub(super) fn searchset(
+    base: &str,
+    resource_type: &str,
+    page: &crate::store::SearchPage,
+    params: &[(String, String)],
+    (count, offset): (usize, usize),
+    included: &[StoredResource],
+    ignored: &[Issue],
+) -> Value {
+    let mut links = vec![page_link(
+        base,
+        resource_type,
+        "self",
+        params,
+        count,
+        offset,
+    )];
+    if count > 0 && offset + count < page.total {
+        links.push(page_link(
+            base,
+            resource_type,
+            "next",
+            params,
+            count,
+            offset + count,
+        ));
+    }
+    if offset > 0 {
+        links.push(page_link(
+            base,
+            resource_type,
+            "previous",
+            params,
+            count,
+            offset.saturating_sub(count),
+        ));
+    }
+    let entry = |r: &StoredResource, mode: &str| {
+        json!({
+            "fullUrl": format!("{base}/fhir/{}/{}", r.resource_type, r.id),
+            "resource": serde_json::from_str::<Value>(&r.content).unwrap_or(Value::Null),
+            "search": {"mode": mode}
+        })
+    };
+    let mut entries: Vec<Value> = page.resources.iter().map(|r| entry(r, "match")).collect();
+    entries.extend(included.iter().map(|r| entry(r, "include")));
+    if !ignored.is_empty() {
+        entries
+            .push(json!({"resource": operation_outcome(ignored), "search": {"mode": "outcome"}}));
+    }
+    json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries})
 }
 
 async fn search_service_requests(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     handle(&request, |_| async {
         let client = state.authenticate(&request)?;
-        let (query, ignored, params) = search_query(&request)?;
+        let (query, ignored, params, revincludes) = search_query(&request)?;
         let page = state.store.search_referrals(&client, &query).await?;
+        let mut included = Vec::new();
+        for referral in &page.resources {
+            for resource_type in &revincludes {
+                let related = crate::store::ResourceQuery {
+                    referral_id: Some(referral.id.clone()),
+                    count: MAX_COUNT,
+                    ..Default::default()
+                };
+                included.extend(
+                    state
+                        .store
+                        .search_resources(&client, resource_type, &related)
+                        .await?
+                        .resources,
+                );
+            }
+        }
         let base = state.config.base_url();
-        let mut links = vec![page_link(&base, "self", &params, query.count, query.offset)];
-        if query.count > 0 && query.offset + query.count < page.total {
-            links.push(page_link(
-                &base,
-                "next",
-                &params,
-                query.count,
-                query.offset + query.count,
-            ));
-        }
-        if query.offset > 0 {
-            links.push(page_link(
-                &base,
-                "previous",
-                &params,
-                query.count,
-                query.offset.saturating_sub(query.count),
-            ));
-        }
-        let mut entries: Vec<Value> = page
-            .resources
-            .iter()
-            .map(|r| {
-                json!({
-                    "fullUrl": format!("{base}/fhir/ServiceRequest/{}", r.id),
-                    "resource": serde_json::from_str::<Value>(&r.content).unwrap_or(Value::Null),
-                    "search": {"mode": "match"}
-                })
-            })
-            .collect();
-        if !ignored.is_empty() {
-            entries.push(
-                json!({"resource": operation_outcome(&ignored), "search": {"mode": "outcome"}}),
-            );
-        }
-        Ok(Reply::ok(json!({
-            "resourceType": "Bundle",
-            "type": "searchset",
-            "total": page.total,
-            "link": links,
-            "entry": entries,
-        })))
+        Ok(Reply::ok(searchset(
+            &base,
+            "ServiceRequest",
+            &page,
+            &params,
+            (query.count, query.offset),
+            &included,
+            &ignored,
+        )))
     })
     .await
 }

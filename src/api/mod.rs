@@ -20,7 +20,9 @@ pub mod admin;
 pub mod capability;
 pub mod errors;
 pub mod fhir;
+pub mod fhir_loop;
 pub mod problem;
+pub mod vcs;
 
 use errors::ApiError;
 
@@ -32,6 +34,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Wakes the delivery worker after a commit that added outbox messages.
     pub wake: Wake,
+    pub vcs_schemas: vcs::VcsSchemas,
     client_tokens: HashMap<String, ClientId>,
 }
 
@@ -42,6 +45,7 @@ impl AppState {
         validation: Arc<Validation>,
         metrics: Arc<Metrics>,
         wake: Wake,
+        vcs_schemas: vcs::VcsSchemas,
     ) -> Self {
         let client_tokens = config
             .clients
@@ -54,6 +58,7 @@ impl AppState {
             validation,
             metrics,
             wake,
+            vcs_schemas,
             client_tokens,
         }
     }
@@ -109,6 +114,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         cfg.app_data(state);
         fhir::routes(cfg);
         admin::routes(cfg);
+        vcs::routes(cfg);
     }
 }
 

@@ -16,6 +16,11 @@ pub enum Problem {
     BadRequest(String),
     #[error("{0}")]
     Conflict(String),
+    /// The request body breaks its schema or rules; each entry names a field.
+    #[error("the request has invalid fields")]
+    Invalid(Vec<(String, String)>),
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -27,6 +32,8 @@ impl Problem {
             Problem::NotFound(_) => StatusCode::NOT_FOUND,
             Problem::BadRequest(_) => StatusCode::BAD_REQUEST,
             Problem::Conflict(_) => StatusCode::CONFLICT,
+            Problem::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Problem::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Problem::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Problem::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -45,16 +52,33 @@ impl Problem {
         if matches!(self, Problem::Unauthorized) {
             builder.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        builder.content_type("application/problem+json").body(
-            json!({
-                "type": "about:blank",
-                "title": status.canonical_reason().unwrap_or("Error"),
-                "status": status.as_u16(),
-                "detail": detail,
-            })
-            .to_string(),
-        )
+        let mut body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": detail,
+        });
+        if let Problem::Invalid(errors) = &self {
+            body["errors"] = errors
+                .iter()
+                .map(|(field, message)| json!({"field": field, "message": message}))
+                .collect();
+            body["detail"] = json!(errors
+                .iter()
+                .map(|(field, message)| format!("{field}: {message}"))
+                .collect::<Vec<_>>()
+                .join("; "));
+        }
+        builder
+            .content_type("application/problem+json")
+            .body(body.to_string())
     }
+}
+
+/// One page of a JSON list: the items, the total, and where the next page starts (if any).
+pub fn json_page(total: usize, offset: usize, items: Vec<serde_json::Value>) -> serde_json::Value {
+    let next_offset = (offset + items.len() < total).then_some(offset + items.len());
+    json!({"total": total, "offset": offset, "next_offset": next_offset, "items": items})
 }
 
 /// Renders a JSON API handler's result.

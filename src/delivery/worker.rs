@@ -11,9 +11,9 @@ use tokio::sync::{Notify, Semaphore};
 use super::retry::{next_attempt_at, parse_retry_after};
 use super::signing::signature_header;
 use super::ssrf::{check_url, GuardedResolver};
-use crate::config::{Config, VcsConfig};
+use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{Attempt, NextStep, OutboxMessage, Store, StoreError};
+use crate::store::{Attempt, NextStep, OutboxMessage, Store, StoreError, TargetKind};
 
 /// Wakes the worker when new messages are committed.
 pub type Wake = Arc<Notify>;
@@ -176,25 +176,77 @@ impl DeliveryWorker {
         }
     }
 
+    /// Where a message goes and how it is signed.
+    async fn target(
+        &self,
+        message: &OutboxMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Target, TargetProblem> {
+        match message.target_kind {
+            TargetKind::Vcs => {
+                let vcs = self
+                    .config
+                    .vcs
+                    .iter()
+                    .find(|v| v.id.as_str() == message.vcs_id)
+                    .ok_or_else(|| {
+                        TargetProblem::Retry(format!(
+                            "organisation {} is no longer configured",
+                            message.vcs_id
+                        ))
+                    })?;
+                let secrets = match self.store.signing_secrets(&vcs.id, now).await {
+                    Ok(secrets) if !secrets.is_empty() => secrets,
+                    _ => vec![vcs.webhook_secret.clone()],
+                };
+                Ok(Target {
+                    url: vcs.webhook_url.clone(),
+                    secrets,
+                    headers: vec![],
+                    content_type: "application/json",
+                })
+            }
+            TargetKind::Subscription => {
+                let subscription = self
+                    .store
+                    .subscription(&message.vcs_id)
+                    .await
+                    .map_err(|e| TargetProblem::Retry(e.to_string()))?
+                    .filter(|s| s.status == "active")
+                    .ok_or_else(|| TargetProblem::Abort("the subscription was deleted".into()))?;
+                let secret = self
+                    .config
+                    .client(&subscription.client_id)
+                    .and_then(|c| c.notification_secret.clone())
+                    .ok_or_else(|| {
+                        TargetProblem::Retry(format!(
+                            "client {} has no notification_secret",
+                            subscription.client_id
+                        ))
+                    })?;
+                Ok(Target {
+                    url: subscription.endpoint,
+                    secrets: vec![secret],
+                    headers: channel_headers(&subscription.content),
+                    content_type: "application/fhir+json",
+                })
+            }
+        }
+    }
+
     /// One attempt at one message, recorded whatever happens.
     async fn deliver(&self, message: OutboxMessage) {
         let started = Utc::now();
         let clock = Instant::now();
-        let (verdict, attempt) = match self
-            .config
-            .vcs
-            .iter()
-            .find(|v| v.id.as_str() == message.vcs_id)
-        {
-            Some(vcs) => self.send(vcs, &message, started, clock).await,
-            None => (
+        let (verdict, attempt) = match self.target(&message, started).await {
+            Ok(target) => self.send(&target, &message, started, clock).await,
+            Err(TargetProblem::Retry(error)) => (
                 Verdict::Retry { retry_after: None },
-                failed_attempt(
-                    started,
-                    clock,
-                    format!("organisation {} is no longer configured", message.vcs_id),
-                ),
+                failed_attempt(started, clock, error),
             ),
+            Err(TargetProblem::Abort(error)) => {
+                (Verdict::Abort, failed_attempt(started, clock, error))
+            }
         };
         let next = self.next_step(&message, &verdict, started);
         self.observe(&message, &verdict, &next, &attempt);
@@ -275,13 +327,13 @@ impl DeliveryWorker {
 
     async fn send(
         &self,
-        vcs: &VcsConfig,
+        target: &Target,
         message: &OutboxMessage,
         started: DateTime<Utc>,
         clock: Instant,
     ) -> (Verdict, Attempt) {
         let retry = Verdict::Retry { retry_after: None };
-        let url = match reqwest::Url::parse(&vcs.webhook_url) {
+        let url = match reqwest::Url::parse(&target.url) {
             Ok(url) => url,
             Err(e) => {
                 return (
@@ -293,19 +345,18 @@ impl DeliveryWorker {
         if let Err(e) = check_url(&url, self.config.delivery.allow_private_targets) {
             return (retry, failed_attempt(started, clock, e.to_string()));
         }
-        let secrets = match self.store.signing_secrets(&vcs.id, started).await {
-            Ok(secrets) if !secrets.is_empty() => secrets,
-            _ => vec![vcs.webhook_secret.clone()],
-        };
         let timestamp = Utc::now().timestamp();
-        let signature = match signature_header(&secrets, &message.id, timestamp, &message.payload) {
-            Ok(signature) => signature,
-            Err(e) => return (retry, failed_attempt(started, clock, e.to_string())),
-        };
-        let request = self
-            .client
-            .post(url)
-            .header("content-type", "application/json")
+        let signature =
+            match signature_header(&target.secrets, &message.id, timestamp, &message.payload) {
+                Ok(signature) => signature,
+                Err(e) => return (retry, failed_attempt(started, clock, e.to_string())),
+            };
+        let mut request = self.client.post(url);
+        for (name, value) in &target.headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        let request = request
+            .header("content-type", target.content_type)
             .header("webhook-id", &message.id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
@@ -342,6 +393,33 @@ impl DeliveryWorker {
         };
         (verdict, attempt)
     }
+}
+
+/// A resolved destination.
+struct Target {
+    url: String,
+    secrets: Vec<String>,
+    headers: Vec<(String, String)>,
+    content_type: &'static str,
+}
+
+enum TargetProblem {
+    Retry(String),
+    Abort(String),
+}
+
+/// `Subscription.channel.header` entries ("Name: value"): headers the subscriber asked us to send.
+fn channel_headers(subscription: &str) -> Vec<(String, String)> {
+    let content: serde_json::Value = serde_json::from_str(subscription).unwrap_or_default();
+    content["channel"]["header"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|h| h.as_str())
+        .filter_map(|h| h.split_once(':'))
+        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
+        .filter(|(name, _)| !name.is_empty() && !name.to_ascii_lowercase().starts_with("webhook-"))
+        .collect()
 }
 
 /// The rules of a receiver's answer (Standard Webhooks and common platform practice).

@@ -38,21 +38,155 @@ pub struct StoredResource {
     pub content: String,
 }
 
-/// A resource to store as version 1.
+/// A resource version to store (version 1 at create; the next one in a change).
 #[derive(Debug, Clone)]
 pub struct NewResource {
     pub resource_type: String,
     pub id: FhirId,
+    pub version_id: i64,
     pub content: String,
+    /// Search columns: the Patient a resource is about, and its code (`system|code`).
+    pub patient_id: Option<String>,
+    pub code: Option<String>,
+}
+
+/// Who an outward message goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// A VCS organisation's webhook; the target is its `VcsId`.
+    Vcs,
+    /// A GP system's rest-hook Subscription; the target is the Subscription id.
+    Subscription,
+}
+
+impl TargetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Vcs => "vcs",
+            TargetKind::Subscription => "subscription",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Self {
+        if raw == "subscription" {
+            TargetKind::Subscription
+        } else {
+            TargetKind::Vcs
+        }
+    }
 }
 
 /// A message for the delivery worker.
 #[derive(Debug, Clone)]
 pub struct NewOutboxMessage {
     pub id: String,
+    pub target_kind: TargetKind,
+    pub target: String,
     pub event_type: String,
+    /// Counts per referral and target, from 1: receivers see a referral's events in order.
     pub sequence: i64,
     pub payload: String,
+}
+
+/// The stored state of one referral, read before a change is computed.
+#[derive(Debug, Clone)]
+pub struct ReferralState {
+    pub referral_id: String,
+    pub client_id: String,
+    pub vcs_id: String,
+    pub patient_id: String,
+    pub status: String,
+    pub vcs_status: String,
+    pub revision: i64,
+    pub record: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub service_request: StoredResource,
+    pub task: Option<StoredResource>,
+    /// The last sequence number used per (target kind, target).
+    pub sequences: Vec<(TargetKind, String, i64)>,
+}
+
+impl ReferralState {
+    /// The sequence number the next message to this target gets.
+    pub fn next_sequence(&self, kind: TargetKind, target: &str) -> i64 {
+        self.sequences
+            .iter()
+            .find(|(k, t, _)| *k == kind && t == target)
+            .map_or(1, |(_, _, last)| last + 1)
+    }
+}
+
+/// One audit entry (our ids only).
+#[derive(Debug, Clone)]
+pub struct AuditEntry {
+    pub actor: String,
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+}
+
+/// A stored answer to a request with an Idempotency-Key.
+#[derive(Debug, Clone)]
+pub struct StoredResponse {
+    pub request_hash: String,
+    pub status: u16,
+    pub body: String,
+}
+
+/// Everything one change to a referral writes, applied only if nobody changed it meanwhile.
+#[derive(Debug, Clone)]
+pub struct ReferralChange {
+    pub referral_id: String,
+    /// The revision the change was computed from; a different stored revision means a conflict.
+    pub expected_revision: i64,
+    pub status: Option<String>,
+    pub vcs_status: Option<String>,
+    pub resources: Vec<NewResource>,
+    pub outbox: Vec<NewOutboxMessage>,
+    pub audit: Vec<AuditEntry>,
+    /// Stored with the change, so a repeated request gets the same answer.
+    pub idempotency: Option<(String, String, StoredResponse)>,
+    pub correlation_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ChangeOutcome {
+    Applied,
+    /// Someone else changed the referral first: reload and recompute.
+    Conflict,
+}
+
+/// Filters of the GP-side Task and Observation searches.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceQuery {
+    pub referral_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub code: Option<(Option<String>, String)>,
+    pub count: usize,
+    pub offset: usize,
+}
+
+/// A referral as a VCS organisation lists it.
+#[derive(Debug, Clone)]
+pub struct VcsReferral {
+    pub referral_id: String,
+    pub status: String,
+    pub updated_at: DateTime<Utc>,
+    pub record: String,
+}
+
+/// A GP system's rest-hook Subscription.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRow {
+    pub id: String,
+    pub client_id: String,
+    pub resource_type: String,
+    pub criteria: String,
+    pub endpoint: String,
+    pub status: String,
+    pub content: String,
 }
 
 /// Everything one accepted referral writes, in one transaction.
@@ -69,10 +203,11 @@ pub struct NewReferral {
     pub status: String,
     pub received_content_type: String,
     pub received_body: Vec<u8>,
-    /// Every normalised resource, the ServiceRequest included.
+    /// Every normalised resource, the ServiceRequest and the Task included.
     pub resources: Vec<NewResource>,
+    pub task_id: FhirId,
     pub record: String,
-    pub outbox: NewOutboxMessage,
+    pub outbox: Vec<NewOutboxMessage>,
     pub correlation_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -136,6 +271,74 @@ pub trait Store: Send + Sync + 'static {
         client: &ClientId,
         query: &ReferralQuery,
     ) -> Result<SearchPage, StoreError>;
+
+    // --- Closing the loop -----------------------------------------------------------------
+
+    /// A referral's state, whoever it belongs to (callers check tenancy).
+    async fn load_referral(&self, referral_id: &str) -> Result<Option<ReferralState>, StoreError>;
+
+    /// Applies a change atomically if the referral is still at `expected_revision`.
+    async fn apply_change(&self, change: ReferralChange) -> Result<ChangeOutcome, StoreError>;
+
+    /// The stored answer to an earlier request with this Idempotency-Key.
+    async fn idempotent_response(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError>;
+
+    /// The referrals routed to `vcs`, changed since `since`, oldest change first.
+    async fn list_vcs_referrals(
+        &self,
+        vcs: &VcsId,
+        status: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        count: usize,
+        offset: usize,
+    ) -> Result<(usize, Vec<VcsReferral>), StoreError>;
+
+    /// Current Tasks or Observations of `client`'s referrals matching `query`.
+    async fn search_resources(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        query: &ResourceQuery,
+    ) -> Result<SearchPage, StoreError>;
+
+    /// Every version of a resource of `client`'s referrals, newest first.
+    async fn history(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<StoredResource>, StoreError>;
+
+    /// One version of a resource of `client`'s referrals.
+    async fn read_version(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<StoredResource>, StoreError>;
+
+    async fn create_subscription(
+        &self,
+        subscription: SubscriptionRow,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Active subscriptions of `client` on `resource_type`.
+    async fn subscriptions_for(
+        &self,
+        client: &str,
+        resource_type: &str,
+    ) -> Result<Vec<SubscriptionRow>, StoreError>;
+
+    async fn subscription(&self, id: &str) -> Result<Option<SubscriptionRow>, StoreError>;
+
+    /// Switches a subscription off (the GP deleted it); returns whether it existed for `client`.
+    async fn delete_subscription(&self, client: &ClientId, id: &str) -> Result<bool, StoreError>;
 
     // --- Delivery (the outbox) -------------------------------------------------------------
 
@@ -233,6 +436,8 @@ pub trait Store: Send + Sync + 'static {
 pub struct OutboxMessage {
     pub id: String,
     pub referral_id: String,
+    pub target_kind: TargetKind,
+    /// The VCS id, or the Subscription id.
     pub vcs_id: String,
     pub event_type: String,
     pub sequence: i64,

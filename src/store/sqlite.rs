@@ -35,6 +35,7 @@ fn migrations() -> Migrations<'static> {
     Migrations::new(vec![
         M::up(include_str!("migrations/sqlite/001_init.sql")),
         M::up(include_str!("migrations/sqlite/002_delivery.sql")),
+        M::up(include_str!("migrations/sqlite/003_closed_loop.sql")),
     ])
 }
 
@@ -45,8 +46,7 @@ fn open_connection(path: &str) -> Result<Connection, StoreError> {
     })?;
     // FULL: with WAL, every commit is fsynced before it returns, which is what a 201 promises.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;
-         PRAGMA busy_timeout = 5000;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
     )?;
     Ok(conn)
 }
@@ -63,12 +63,15 @@ impl SqliteStore {
             }
         }
         let mut writer = open_connection(path)?;
+        // Foreign keys go on after migrating: a migration that rebuilds a table must be able
+        // to drop the old one while other tables still name it.
         migrations()
             .to_latest(&mut writer)
             .map_err(|e| StoreError::Open {
                 url: format!("sqlite://{path}"),
                 reason: format!("migration failed: {e}"),
             })?;
+        writer.execute_batch("PRAGMA foreign_keys = ON;")?;
         // One gateway owns an SQLite file, so leases left by a process that died are stale now:
         // releasing them lets its in-flight deliveries go again at once instead of after the lease.
         writer.execute(
@@ -240,6 +243,74 @@ fn referral_with_identifier(
         .optional()?)
 }
 
+fn insert_resource(
+    conn: &Connection,
+    resource: &NewResource,
+    client: &str,
+    referral_id: &str,
+    at: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE resources SET is_current = 0 WHERE resource_type = ?1 AND id = ?2 AND is_current = 1",
+    )?
+    .execute(params![resource.resource_type, resource.id.as_str()])?;
+    conn.prepare_cached(
+        "INSERT INTO resources (resource_type, id, version_id, client_id, referral_id, last_updated, content,
+                                patient_id, code, is_current)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 1)",
+    )?
+    .execute(params![
+        resource.resource_type,
+        resource.id.as_str(),
+        resource.version_id,
+        client,
+        referral_id,
+        at,
+        resource.content,
+        resource.patient_id,
+        resource.code
+    ])?;
+    Ok(())
+}
+
+fn insert_outbox(
+    conn: &Connection,
+    message: &NewOutboxMessage,
+    referral_id: &str,
+    at: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO outbox (id, referral_id, target_kind, vcs_id, event_type, sequence, payload, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+    )?
+    .execute(params![
+        message.id,
+        referral_id,
+        message.target_kind.as_str(),
+        message.target,
+        message.event_type,
+        message.sequence,
+        message.payload,
+        at
+    ])?;
+    Ok(())
+}
+
+fn insert_audit(
+    conn: &Connection,
+    entry: &AuditEntry,
+    patient_id: &str,
+    correlation_id: Option<&str>,
+    at: &str,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id, patient_id, outcome, correlation_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'success', ?7)",
+    )?
+    .execute(params![at, entry.actor, entry.action, entry.resource_type, entry.resource_id, patient_id, correlation_id])?;
+    Ok(())
+}
+
 fn insert_referral(conn: &Connection, r: &NewReferral) -> Result<CreateOutcome, StoreError> {
     let client = r.client_id.as_str();
     if let Some(message_id) = &r.message_id {
@@ -265,8 +336,8 @@ fn insert_referral(conn: &Connection, r: &NewReferral) -> Result<CreateOutcome, 
     let id = r.referral_id.as_str();
     conn.prepare_cached(
         "INSERT INTO referrals (id, client_id, vcs_id, patient_id, status, record,
-             received_content_type, received_body, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             received_content_type, received_body, created_at, updated_at, task_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
     )?
     .execute(params![
         id,
@@ -277,7 +348,8 @@ fn insert_referral(conn: &Connection, r: &NewReferral) -> Result<CreateOutcome, 
         r.record,
         r.received_content_type,
         r.received_body,
-        created_at
+        created_at,
+        r.task_id.as_str()
     ])?;
     let mut identifiers = conn.prepare_cached(
         "INSERT INTO referral_identifiers (client_id, system, value, referral_id) VALUES (?1, ?2, ?3, ?4)",
@@ -292,33 +364,12 @@ fn insert_referral(conn: &Connection, r: &NewReferral) -> Result<CreateOutcome, 
         )?
         .execute(params![client, message_id, id, created_at])?;
     }
-    let mut resources = conn.prepare_cached(
-        "INSERT INTO resources (resource_type, id, version_id, client_id, referral_id, last_updated, content)
-         VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6)",
-    )?;
     for resource in &r.resources {
-        resources.execute(params![
-            resource.resource_type,
-            resource.id.as_str(),
-            client,
-            id,
-            created_at,
-            resource.content
-        ])?;
+        insert_resource(conn, resource, client, id, &created_at)?;
     }
-    conn.prepare_cached(
-        "INSERT INTO outbox (id, referral_id, vcs_id, event_type, sequence, payload, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-    )?
-    .execute(params![
-        r.outbox.id,
-        id,
-        r.vcs_id.as_str(),
-        r.outbox.event_type,
-        r.outbox.sequence,
-        r.outbox.payload,
-        created_at
-    ])?;
+    for message in &r.outbox {
+        insert_outbox(conn, message, id, &created_at)?;
+    }
     conn.prepare_cached(
         "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id, patient_id, outcome, correlation_id)
          VALUES (?1, ?2, 'create', 'ServiceRequest', ?3, ?4, 'success', ?5)",
@@ -374,6 +425,243 @@ impl Store for SqliteStore {
         self.read(move |conn| search(conn, &client, &query)).await
     }
 
+    async fn load_referral(&self, referral_id: &str) -> Result<Option<ReferralState>, StoreError> {
+        let referral_id = referral_id.to_string();
+        self.read(move |conn| load_referral(conn, &referral_id))
+            .await
+    }
+
+    async fn apply_change(&self, change: ReferralChange) -> Result<ChangeOutcome, StoreError> {
+        self.write(move |conn| apply_change(conn, &change)).await
+    }
+
+    async fn idempotent_response(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError> {
+        let (owner, key) = (owner.to_string(), key.to_string());
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT request_hash, status, body FROM idempotency_keys WHERE owner = ?1 AND key = ?2")?
+                .query_row(params![owner, key], |row| {
+                    Ok(StoredResponse {
+                        request_hash: row.get(0)?,
+                        status: row.get(1)?,
+                        body: row.get(2)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn list_vcs_referrals(
+        &self,
+        vcs: &VcsId,
+        status: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        count: usize,
+        offset: usize,
+    ) -> Result<(usize, Vec<VcsReferral>), StoreError> {
+        let (vcs, status, since) = (
+            vcs.to_string(),
+            status.map(str::to_string),
+            since.map(timestamp),
+        );
+        self.read(move |conn| {
+            let condition = "vcs_id = ?1 AND (?2 IS NULL OR vcs_status = ?2) AND (?3 IS NULL OR updated_at >= ?3)";
+            let total: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM referrals WHERE {condition}"),
+                params![vcs, status, since],
+                |row| row.get(0),
+            )?;
+            let mut query = conn.prepare_cached(&format!(
+                "SELECT id, vcs_status, updated_at, record FROM referrals WHERE {condition}
+                 ORDER BY updated_at, id LIMIT ?4 OFFSET ?5"
+            ))?;
+            let rows = query.query_map(
+                params![
+                    vcs,
+                    status,
+                    since,
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                    i64::try_from(offset).unwrap_or(i64::MAX)
+                ],
+                |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?)),
+            )?;
+            let mut items = Vec::new();
+            for row in rows {
+                let (referral_id, status, updated_at, record) = row?;
+                items.push(VcsReferral { referral_id, status, updated_at: parse_timestamp(&updated_at)?, record });
+            }
+            Ok((usize::try_from(total).unwrap_or(0), items))
+        })
+        .await
+    }
+
+    async fn search_resources(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        query: &ResourceQuery,
+    ) -> Result<SearchPage, StoreError> {
+        let (client, resource_type, query) =
+            (client.to_string(), resource_type.to_string(), query.clone());
+        self.read(move |conn| {
+            let (code_system, code_value) = match &query.code {
+                Some((Some(system), value)) => (Some(format!("{system}|{value}")), None),
+                Some((None, value)) => (None, Some(format!("%|{value}"))),
+                None => (None, None),
+            };
+            let condition = "client_id = ?1 AND resource_type = ?2 AND is_current = 1
+                 AND (?3 IS NULL OR referral_id = ?3) AND (?4 IS NULL OR patient_id = ?4)
+                 AND (?5 IS NULL OR code = ?5) AND (?6 IS NULL OR code LIKE ?6)";
+            let filters = params![client, resource_type, query.referral_id, query.patient_id, code_system, code_value];
+            let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM resources WHERE {condition}"), filters, |row| row.get(0))?;
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT resource_type, id, version_id, last_updated, content FROM resources WHERE {condition}
+                 ORDER BY last_updated, id LIMIT ?7 OFFSET ?8"
+            ))?;
+            let rows = statement.query_map(
+                params![
+                    client,
+                    resource_type,
+                    query.referral_id,
+                    query.patient_id,
+                    code_system,
+                    code_value,
+                    i64::try_from(query.count).unwrap_or(i64::MAX),
+                    i64::try_from(query.offset).unwrap_or(i64::MAX)
+                ],
+                stored_resource,
+            )?;
+            let mut resources = Vec::new();
+            for row in rows {
+                resources.push(into_stored(row?)?);
+            }
+            Ok(SearchPage { total: usize::try_from(total).unwrap_or(0), resources })
+        })
+        .await
+    }
+
+    async fn history(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        let (client, resource_type, id) = (
+            client.to_string(),
+            resource_type.to_string(),
+            id.to_string(),
+        );
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT resource_type, id, version_id, last_updated, content FROM resources
+                 WHERE resource_type = ?1 AND id = ?2 AND client_id = ?3 ORDER BY version_id DESC",
+            )?;
+            let rows = statement.query_map(params![resource_type, id, client], stored_resource)?;
+            rows.map(|row| into_stored(row?)).collect()
+        })
+        .await
+    }
+
+    async fn read_version(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let (client, resource_type, id) = (
+            client.to_string(),
+            resource_type.to_string(),
+            id.to_string(),
+        );
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT resource_type, id, version_id, last_updated, content FROM resources
+                 WHERE resource_type = ?1 AND id = ?2 AND client_id = ?3 AND version_id = ?4",
+            )?
+            .query_row(
+                params![resource_type, id, client, version_id],
+                stored_resource,
+            )
+            .optional()?
+            .map(into_stored)
+            .transpose()
+        })
+        .await
+    }
+
+    async fn create_subscription(
+        &self,
+        subscription: SubscriptionRow,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let at = timestamp(at);
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO subscriptions (id, client_id, resource_type, criteria, endpoint, status, content, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                subscription.id,
+                subscription.client_id,
+                subscription.resource_type,
+                subscription.criteria,
+                subscription.endpoint,
+                subscription.status,
+                subscription.content,
+                at
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn subscriptions_for(
+        &self,
+        client: &str,
+        resource_type: &str,
+    ) -> Result<Vec<SubscriptionRow>, StoreError> {
+        let (client, resource_type) = (client.to_string(), resource_type.to_string());
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions
+                 WHERE client_id = ?1 AND resource_type = ?2 AND status = 'active'"
+            ))?;
+            let rows = statement.query_map(params![client, resource_type], subscription_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Option<SubscriptionRow>, StoreError> {
+        let id = id.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE id = ?1"
+                ))?
+                .query_row(params![id], subscription_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, client: &ClientId, id: &str) -> Result<bool, StoreError> {
+        let (client, id) = (client.to_string(), id.to_string());
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached("UPDATE subscriptions SET status = 'off' WHERE id = ?1 AND client_id = ?2 AND status <> 'off'")?
+                .execute(params![id, client])?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     async fn claim_due_messages(
         &self,
         now: DateTime<Utc>,
@@ -389,10 +677,12 @@ impl Store for SqliteStore {
                      WHERE o.state = 'pending' AND o.next_attempt_at <= ?2
                        AND (o.lease_until IS NULL OR o.lease_until < ?2)
                        AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.referral_id = o.referral_id
+                                       AND e.target_kind = o.target_kind AND e.vcs_id = o.vcs_id
                                        AND e.sequence < o.sequence AND e.state = 'pending')
-                       AND o.vcs_id NOT IN (SELECT vcs_id FROM vcs_endpoints WHERE disabled = 1)
+                       AND NOT (o.target_kind = 'vcs'
+                                AND o.vcs_id IN (SELECT vcs_id FROM vcs_endpoints WHERE disabled = 1))
                      ORDER BY o.next_attempt_at LIMIT ?3)
-                 RETURNING id, referral_id, vcs_id, event_type, sequence, payload, attempts",
+                 RETURNING id, referral_id, vcs_id, event_type, sequence, payload, attempts, target_kind",
             )?;
             let rows = claim.query_map(params![lease, now, limit], |row| {
                 Ok(OutboxMessage {
@@ -403,6 +693,7 @@ impl Store for SqliteStore {
                     sequence: row.get(4)?,
                     payload: row.get(5)?,
                     attempts: row.get(6)?,
+                    target_kind: TargetKind::parse(&row.get::<_, String>(7)?),
                 })
             })?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -706,6 +997,147 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+const SUBSCRIPTION_COLUMNS: &str =
+    "id, client_id, resource_type, criteria, endpoint, status, content";
+
+fn subscription_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRow> {
+    Ok(SubscriptionRow {
+        id: row.get(0)?,
+        client_id: row.get(1)?,
+        resource_type: row.get(2)?,
+        criteria: row.get(3)?,
+        endpoint: row.get(4)?,
+        status: row.get(5)?,
+        content: row.get(6)?,
+    })
+}
+
+fn load_referral(
+    conn: &Connection,
+    referral_id: &str,
+) -> Result<Option<ReferralState>, StoreError> {
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        i64,
+        String,
+        String,
+        String,
+    );
+    let row: Option<Row> = conn
+        .prepare_cached(
+            "SELECT client_id, vcs_id, patient_id, status, vcs_status, task_id, revision, record, created_at, updated_at
+             FROM referrals WHERE id = ?1",
+        )?
+        .query_row(params![referral_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
+        })
+        .optional()?;
+    let Some((
+        client_id,
+        vcs_id,
+        patient_id,
+        status,
+        vcs_status,
+        task_id,
+        revision,
+        record,
+        created_at,
+        updated_at,
+    )) = row
+    else {
+        return Ok(None);
+    };
+    let service_request = current_resource(conn, &client_id, "ServiceRequest", referral_id)?
+        .ok_or_else(|| {
+            StoreError::Database(format!("referral {referral_id} has no ServiceRequest"))
+        })?;
+    let task = match &task_id {
+        Some(task_id) => current_resource(conn, &client_id, "Task", task_id)?,
+        None => None,
+    };
+    let mut statement = conn.prepare_cached(
+        "SELECT target_kind, vcs_id, MAX(sequence) FROM outbox WHERE referral_id = ?1 GROUP BY target_kind, vcs_id",
+    )?;
+    let sequences = statement
+        .query_map(params![referral_id], |r| {
+            Ok((
+                TargetKind::parse(&r.get::<_, String>(0)?),
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(ReferralState {
+        referral_id: referral_id.to_string(),
+        client_id,
+        vcs_id,
+        patient_id,
+        status,
+        vcs_status,
+        revision,
+        record,
+        created_at: parse_timestamp(&created_at)?,
+        updated_at: parse_timestamp(updated_at.as_str())?,
+        service_request,
+        task,
+        sequences,
+    }))
+}
+
+fn apply_change(conn: &Connection, change: &ReferralChange) -> Result<ChangeOutcome, StoreError> {
+    let at = timestamp(change.at);
+    let (client, patient_id): (String, String) = match conn
+        .prepare_cached(
+            "SELECT client_id, patient_id FROM referrals WHERE id = ?1 AND revision = ?2",
+        )?
+        .query_row(params![change.referral_id, change.expected_revision], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?
+    {
+        Some(found) => found,
+        None => return Ok(ChangeOutcome::Conflict),
+    };
+    conn.prepare_cached(
+        "UPDATE referrals SET revision = revision + 1, updated_at = ?2,
+                status = COALESCE(?3, status), vcs_status = COALESCE(?4, vcs_status)
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        change.referral_id,
+        at,
+        change.status,
+        change.vcs_status
+    ])?;
+    for resource in &change.resources {
+        insert_resource(conn, resource, &client, &change.referral_id, &at)?;
+    }
+    for message in &change.outbox {
+        insert_outbox(conn, message, &change.referral_id, &at)?;
+    }
+    for entry in &change.audit {
+        insert_audit(
+            conn,
+            entry,
+            &patient_id,
+            change.correlation_id.as_deref(),
+            &at,
+        )?;
+    }
+    if let Some((owner, key, response)) = &change.idempotency {
+        conn.prepare_cached(
+            "INSERT INTO idempotency_keys (owner, key, request_hash, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?
+        .execute(params![owner, key, response.request_hash, response.status, response.body, at])?;
+    }
+    Ok(ChangeOutcome::Applied)
 }
 
 const DELIVERY_COLUMNS: &str = "id, referral_id, vcs_id, event_type, sequence, state, attempts,

@@ -276,7 +276,8 @@ pub fn contained_referral(gp_reference: &str) -> Value {
         {"resourceType": "Consent", "id": "consent", "status": "active",
          "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
          "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-         "patient": {"reference": "#pat"}, "dateTime": "2026-05-01T09:00:00+01:00"}
+         "patient": {"reference": "#pat"}, "dateTime": "2026-05-01T09:00:00+01:00",
+         "policyRule": {"text": "Agreed to share contact details with the community organisation"}}
       ],
       "identifier": [{"system": "https://fhir.emis-demo.example/Id/referral", "value": gp_reference}],
       "status": "active",

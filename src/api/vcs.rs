@@ -1,0 +1,351 @@
+//! The VCS API (`/vcs/v1`): plain JSON for charities' CRMs. Each organisation authenticates with
+//! its own bearer token and sees only the referrals routed to it (another's id is a 404).
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::problem::{json_page, json_result, Problem};
+use super::{AppState, CorrelationId};
+use crate::domain::VcsId;
+use crate::lifecycle::{IdempotencyKey, Lifecycle, LifecycleError};
+use crate::store::VcsReferral;
+use crate::translate::outcomes::{self, FieldError, VcsStatus};
+
+const OPENAPI: &str = include_str!("../../profiles/vcs/openapi.json");
+pub const STATUS_SCHEMA: &str = include_str!("../../profiles/vcs/status-update.v1.schema.json");
+pub const OUTCOME_SCHEMA: &str = include_str!("../../profiles/vcs/outcome-report.v1.schema.json");
+
+/// The request-body schemas, compiled once at start.
+pub struct VcsSchemas {
+    status: jsonschema::Validator,
+    outcome: jsonschema::Validator,
+}
+
+impl VcsSchemas {
+    pub fn compile() -> Result<Self, String> {
+        let compile = |text: &str| -> Result<jsonschema::Validator, String> {
+            let schema: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+            jsonschema::validator_for(&schema).map_err(|e| e.to_string())
+        };
+        Ok(VcsSchemas {
+            status: compile(STATUS_SCHEMA)?,
+            outcome: compile(OUTCOME_SCHEMA)?,
+        })
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/vcs/v1")
+            .route("/openapi.json", web::get().to(openapi))
+            .route("/referrals", web::get().to(list_referrals))
+            .route("/referrals/{id}", web::get().to(read_referral))
+            .route("/referrals/{id}/status", web::post().to(post_status))
+            .route("/referrals/{id}/outcomes", web::post().to(post_outcome)),
+    );
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(OPENAPI)
+}
+
+fn authenticate(state: &AppState, request: &HttpRequest) -> Result<VcsId, Problem> {
+    let token = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .ok_or(Problem::Unauthorized)?;
+    state
+        .config
+        .vcs
+        .iter()
+        .find(|v| v.token == token)
+        .map(|v| v.id.clone())
+        .ok_or(Problem::Unauthorized)
+}
+
+fn listed(referral: VcsReferral) -> Value {
+    json!({
+        "referral_id": referral.referral_id,
+        "status": referral.status,
+        "updated_at": referral.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "record": serde_json::from_str::<Value>(&referral.record).unwrap_or(Value::Null),
+    })
+}
+
+async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    json_result(
+        async {
+            let vcs = authenticate(&state, &request)?;
+            let (mut status, mut since, mut limit, mut offset) = (None, None, 50usize, 0usize);
+            for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
+                match name.as_ref() {
+                    "status" => {
+                        status = Some(VcsStatus::parse(&value).ok_or_else(|| {
+                            Problem::BadRequest(format!("Unknown status {value:?}."))
+                        })?)
+                    }
+                    "since" => {
+                        since = Some(
+                            DateTime::parse_from_rfc3339(&value)
+                                .map_err(|_| {
+                                    Problem::BadRequest(format!(
+                                        "since must be an RFC 3339 time; got {value:?}."
+                                    ))
+                                })?
+                                .with_timezone(&Utc),
+                        )
+                    }
+                    "limit" => {
+                        limit = value
+                            .parse::<usize>()
+                            .map_err(|_| Problem::BadRequest("limit is a whole number.".into()))?
+                            .min(200)
+                    }
+                    "offset" => {
+                        offset = value
+                            .parse()
+                            .map_err(|_| Problem::BadRequest("offset is a whole number.".into()))?
+                    }
+                    other => {
+                        return Err(Problem::BadRequest(format!(
+                            "Unknown parameter {other:?}; use status, since, limit, offset."
+                        )))
+                    }
+                }
+            }
+            let (total, items) = state
+                .store
+                .list_vcs_referrals(&vcs, status.map(VcsStatus::as_str), since, limit, offset)
+                .await?;
+            let items: Vec<Value> = items.into_iter().map(listed).collect();
+            Ok((StatusCode::OK, json_page(total, offset, items)))
+        }
+        .await,
+    )
+}
+
+async fn read_referral(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    json_result(
+        async {
+            let vcs = authenticate(&state, &request)?;
+            let referral = state
+                .store
+                .load_referral(&path)
+                .await?
+                .filter(|r| r.vcs_id == vcs.as_str())
+                .ok_or_else(|| {
+                    Problem::NotFound(format!(
+                        "No referral {} for this organisation.",
+                        path.as_str()
+                    ))
+                })?;
+            Ok((
+                StatusCode::OK,
+                listed(VcsReferral {
+                    referral_id: referral.referral_id,
+                    status: referral.vcs_status,
+                    updated_at: referral.updated_at,
+                    record: referral.record,
+                }),
+            ))
+        }
+        .await,
+    )
+}
+
+/// The parts every write shares: authentication, the Idempotency-Key replay, the JSON body and
+/// its schema check. `Ok(Err(response))` is a replayed answer.
+async fn prepare_write(
+    state: &AppState,
+    request: &HttpRequest,
+    body: &[u8],
+    schema: &jsonschema::Validator,
+) -> Result<Result<(VcsId, Value, Option<IdempotencyKey>), (StatusCode, Value)>, Problem> {
+    let vcs = authenticate(state, request)?;
+    let idempotency = match request
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(key) if !key.is_empty() && key.len() <= 255 => Some(IdempotencyKey {
+            owner: format!("vcs:{vcs}"),
+            key: key.to_string(),
+            request_hash: format!("{:x}", Sha256::digest(body)),
+        }),
+        Some(_) => {
+            return Err(Problem::BadRequest(
+                "Idempotency-Key must be 1 to 255 characters.".into(),
+            ))
+        }
+        None => None,
+    };
+    if let Some(key) = &idempotency {
+        if let Some(stored) = state
+            .store
+            .idempotent_response(&key.owner, &key.key)
+            .await?
+        {
+            if stored.request_hash != key.request_hash {
+                return Err(Problem::Invalid(vec![(
+                    "Idempotency-Key".into(),
+                    "this key was used for a different request body".into(),
+                )]));
+            }
+            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            return Ok(Err((
+                status,
+                serde_json::from_str(&stored.body).unwrap_or(Value::Null),
+            )));
+        }
+    }
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|e| Problem::BadRequest(format!("The body is not JSON: {e}")))?;
+    let errors: Vec<(String, String)> = schema
+        .iter_errors(&json)
+        .map(|e| (field_name(&e.instance_path().to_string()), e.to_string()))
+        .collect();
+    if !errors.is_empty() {
+        return Err(Problem::Invalid(errors));
+    }
+    Ok(Ok((vcs, json, idempotency)))
+}
+
+/// `/answers/3` → `answers[3]`; the root → `body`.
+fn field_name(pointer: &str) -> String {
+    let mut name = String::new();
+    for part in pointer.split('/').filter(|p| !p.is_empty()) {
+        if part.chars().all(|c| c.is_ascii_digit()) {
+            name.push_str(&format!("[{part}]"));
+        } else {
+            if !name.is_empty() {
+                name.push('.');
+            }
+            name.push_str(part);
+        }
+    }
+    if name.is_empty() {
+        "body".into()
+    } else {
+        name
+    }
+}
+
+fn field_problem(error: FieldError) -> Problem {
+    Problem::Invalid(vec![(error.field, error.message)])
+}
+
+fn lifecycle_problem(error: LifecycleError) -> Problem {
+    match error {
+        LifecycleError::NotFound => {
+            Problem::NotFound("No such referral for this organisation.".into())
+        }
+        LifecycleError::Transition { .. } | LifecycleError::PreconditionFailed { .. } => {
+            Problem::Conflict(error.to_string())
+        }
+        LifecycleError::Unsupported(text) => Problem::Invalid(vec![("body".into(), text)]),
+        LifecycleError::Busy => Problem::Busy(error.to_string()),
+        LifecycleError::Invalid(issues) => {
+            // Our own translation broke our profiles: a defect to fix, not the caller's fault.
+            let detail: Vec<String> = issues
+                .iter()
+                .map(|i| format!("{:?}: {}", i.expression, i.diagnostics))
+                .collect();
+            Problem::Store(crate::store::StoreError::Database(format!(
+                "generated FHIR failed validation: {}",
+                detail.join("; ")
+            )))
+        }
+        LifecycleError::Store(e) => Problem::Store(e),
+    }
+}
+
+fn correlation(request: &HttpRequest) -> Option<String> {
+    request
+        .extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+}
+
+async fn post_status(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    json_result(
+        async {
+            let (vcs, json, idempotency) = match prepare_write(&state, &request, &body, &state.vcs_schemas.status).await? {
+                Ok(ready) => ready,
+                Err(replayed) => return Ok(replayed),
+            };
+            let update = outcomes::parse_status_update(&json).map_err(field_problem)?;
+            let lifecycle = Lifecycle { store: state.store.as_ref(), config: &state.config, validation: &state.validation };
+            let applied = lifecycle
+                .report_status(&vcs, &path, &update, idempotency, correlation(&request))
+                .await
+                .map_err(lifecycle_problem)?;
+            state.wake.notify_one();
+            tracing::info!(referral_id = %path.as_str(), vcs = %vcs, status = update.status.as_str(), "status reported");
+            Ok((StatusCode::from_u16(applied.status).unwrap_or(StatusCode::OK), applied.state_after))
+        }
+        .await,
+    )
+}
+
+async fn post_outcome(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    json_result(
+        async {
+            let (vcs, json, idempotency) =
+                match prepare_write(&state, &request, &body, &state.vcs_schemas.outcome).await? {
+                    Ok(ready) => ready,
+                    Err(replayed) => return Ok(replayed),
+                };
+            let report = outcomes::parse_outcome_report(&json).map_err(field_problem)?;
+            let lifecycle = Lifecycle {
+                store: state.store.as_ref(),
+                config: &state.config,
+                validation: &state.validation,
+            };
+            let applied = lifecycle
+                .report_outcome(&vcs, &path, &report, idempotency, correlation(&request))
+                .await
+                .map_err(lifecycle_problem)?;
+            state.wake.notify_one();
+            tracing::info!(referral_id = %path.as_str(), vcs = %vcs, "outcome reported");
+            Ok((
+                StatusCode::from_u16(applied.status).unwrap_or(StatusCode::CREATED),
+                applied.state_after,
+            ))
+        }
+        .await,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_pointers_become_field_names() {
+        assert_eq!(field_name("/answers/3"), "answers[3]");
+        assert_eq!(field_name("/status"), "status");
+        assert_eq!(field_name(""), "body");
+    }
+}

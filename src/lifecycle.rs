@@ -1,0 +1,506 @@
+//! A referral after intake: status reports and outcomes from the VCS organisation, cancellation
+//! by the GP, and the notifications each change owes to GP Subscriptions and to the VCS.
+//!
+//! Every change follows one pattern: load the referral's state, compute the new resource versions
+//! and outbox messages (validated against our profiles), and apply them in one transaction only if
+//! nobody changed the referral meanwhile; on such a conflict, reload and compute again.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use crate::config::{Config, VcsConfig};
+use crate::domain::{ClientId, FhirId, VcsId};
+use crate::fhir::outcome::Issue;
+use crate::intake::{new_message_id, stamp};
+use crate::store::{
+    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState, Store,
+    StoreError, StoredResponse, SubscriptionRow, TargetKind,
+};
+use crate::translate::outcomes::{self, OutcomeReport, StatusUpdate, VcsStatus};
+use crate::validation::Validation;
+
+/// How often a change is recomputed after losing a race before giving up.
+const ATTEMPTS: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("no such referral")]
+    NotFound,
+    #[error("a referral that is {from} cannot become {to}")]
+    Transition { from: String, to: String },
+    #[error("the ServiceRequest is at version {current}, not {expected}")]
+    PreconditionFailed { current: i64, expected: i64 },
+    #[error("{0}")]
+    Unsupported(String),
+    /// Something we built failed our own profiles: a defect, reported with the issues.
+    #[error("the resources built for this change do not meet our profiles")]
+    Invalid(Vec<Issue>),
+    #[error("the referral kept changing under this request; retry")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A request's Idempotency-Key, with a hash of its body to catch a key reused for another request.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub owner: String,
+    pub key: String,
+    pub request_hash: String,
+}
+
+pub struct Lifecycle<'a> {
+    pub store: &'a dyn Store,
+    pub config: &'a Config,
+    pub validation: &'a Validation,
+}
+
+/// What a change produced, for the caller's response.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub state_after: Value,
+    pub status: u16,
+}
+
+fn now_text(now: DateTime<Utc>) -> String {
+    now.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_content(content: &str) -> Value {
+    serde_json::from_str(content).unwrap_or(Value::Null)
+}
+
+impl Lifecycle<'_> {
+    /// Loads a referral routed to `vcs` (another organisation's referral does not exist for it).
+    async fn load_for_vcs(
+        &self,
+        vcs: &VcsId,
+        referral_id: &str,
+    ) -> Result<ReferralState, LifecycleError> {
+        self.store
+            .load_referral(referral_id)
+            .await?
+            .filter(|state| state.vcs_id == vcs.as_str())
+            .ok_or(LifecycleError::NotFound)
+    }
+
+    fn vcs(&self, id: &str) -> Result<&VcsConfig, LifecycleError> {
+        self.config
+            .vcs
+            .iter()
+            .find(|v| v.id.as_str() == id)
+            .ok_or(LifecycleError::NotFound)
+    }
+
+    /// Runs `compute` against fresh state until its change applies.
+    async fn apply<F>(
+        &self,
+        load: impl Fn() -> F,
+        compute: impl Fn(&ReferralState) -> Result<(ReferralChange, Applied), LifecycleError>,
+    ) -> Result<Applied, LifecycleError>
+    where
+        F: std::future::Future<Output = Result<ReferralState, LifecycleError>>,
+    {
+        for _ in 0..ATTEMPTS {
+            let state = load().await?;
+            let (change, applied) = compute(&state)?;
+            match self.store.apply_change(change).await? {
+                ChangeOutcome::Applied => return Ok(applied),
+                ChangeOutcome::Conflict => continue,
+            }
+        }
+        Err(LifecycleError::Busy)
+    }
+
+    /// A VCS status report: a new Task version, and the ServiceRequest's when its status follows.
+    pub async fn report_status(
+        &self,
+        vcs: &VcsId,
+        referral_id: &str,
+        update: &StatusUpdate,
+        idempotency: Option<IdempotencyKey>,
+        correlation_id: Option<String>,
+    ) -> Result<Applied, LifecycleError> {
+        let subscriptions = self.subscriptions_of_referral(vcs, referral_id).await?;
+        self.apply(
+            || self.load_for_vcs(vcs, referral_id),
+            |state| {
+                let current = VcsStatus::parse(&state.vcs_status).unwrap_or(VcsStatus::Received);
+                if !current.can_become(update.status) {
+                    return Err(LifecycleError::Transition {
+                        from: current.as_str().into(),
+                        to: update.status.as_str().into(),
+                    });
+                }
+                let now = Utc::now();
+                let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
+                let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
+                let next_task = outcomes::apply_status(&parse_content(&task.content), update, now);
+                builder.version("Task", &task.id, task.version_id, next_task, None);
+                if let Some(status) = update.status.service_request_status() {
+                    let mut sr = parse_content(&state.service_request.content);
+                    sr["status"] = json!(status);
+                    builder.version(
+                        "ServiceRequest",
+                        referral_id,
+                        state.service_request.version_id,
+                        sr,
+                        None,
+                    );
+                    builder.change.status = Some(status.to_string());
+                }
+                builder.change.vcs_status = Some(update.status.as_str().to_string());
+                builder.audit(vcs.as_str(), "status-update", "Task", &task.id);
+                builder.notify(&subscriptions);
+                let body = json!({"referral_id": referral_id, "status": update.status.as_str(),
+                                  "updated_at": now_text(now)});
+                builder.finish(self.validation, idempotency.clone(), 200, body)
+            },
+        )
+        .await
+    }
+
+    /// A VCS outcome report: new Observations, referenced from the Task's `output`.
+    pub async fn report_outcome(
+        &self,
+        vcs: &VcsId,
+        referral_id: &str,
+        report: &OutcomeReport,
+        idempotency: Option<IdempotencyKey>,
+        correlation_id: Option<String>,
+    ) -> Result<Applied, LifecycleError> {
+        let subscriptions = self.subscriptions_of_referral(vcs, referral_id).await?;
+        let vcs_config = self.vcs(vcs.as_str())?;
+        self.apply(
+            || self.load_for_vcs(vcs, referral_id),
+            |state| {
+                let now = Utc::now();
+                let ids: Vec<String> = (0..outcomes::observation_count(report.instrument))
+                    .map(|_| FhirId::generate().to_string())
+                    .collect();
+                let observations = outcomes::outcome_observations(
+                    report,
+                    &ids,
+                    referral_id,
+                    &state.patient_id,
+                    vcs_config,
+                );
+                let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
+                for (id, observation) in ids.iter().zip(observations) {
+                    let code = observation_code(&observation);
+                    builder.version("Observation", id, 0, observation, code);
+                    builder.audit(vcs.as_str(), "outcome", "Observation", id);
+                }
+                let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
+                let next_task = outcomes::with_outputs(&parse_content(&task.content), &ids);
+                builder.version("Task", &task.id, task.version_id, next_task, None);
+                builder.notify(&subscriptions);
+                let body = json!({"referral_id": referral_id, "observation_ids": ids});
+                builder.finish(self.validation, idempotency.clone(), 201, body)
+            },
+        )
+        .await
+    }
+
+    /// The GP revokes the referral: ServiceRequest revoked, Task cancelled, the VCS told.
+    pub async fn cancel_by_gp(
+        &self,
+        client: &ClientId,
+        referral_id: &str,
+        expected_version: Option<i64>,
+        correlation_id: Option<String>,
+    ) -> Result<Applied, LifecycleError> {
+        let state = self.store.load_referral(referral_id).await?;
+        let owner = state
+            .filter(|s| s.client_id == client.as_str())
+            .ok_or(LifecycleError::NotFound)?;
+        let subscriptions = self
+            .store
+            .subscriptions_for(client.as_str(), "Task")
+            .await?;
+        self.apply(
+            || async {
+                self.store
+                    .load_referral(referral_id)
+                    .await?
+                    .filter(|s| s.client_id == owner.client_id)
+                    .ok_or(LifecycleError::NotFound)
+            },
+            |state| {
+                if let Some(expected) = expected_version {
+                    if expected != state.service_request.version_id {
+                        return Err(LifecycleError::PreconditionFailed {
+                            current: state.service_request.version_id,
+                            expected,
+                        });
+                    }
+                }
+                let current = VcsStatus::parse(&state.vcs_status).unwrap_or(VcsStatus::Received);
+                if !current.can_become(VcsStatus::Cancelled) {
+                    return Err(LifecycleError::Transition {
+                        from: current.as_str().into(),
+                        to: "cancelled".into(),
+                    });
+                }
+                let now = Utc::now();
+                let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
+                let mut sr = parse_content(&state.service_request.content);
+                sr["status"] = json!("revoked");
+                let sr_version = builder.version(
+                    "ServiceRequest",
+                    referral_id,
+                    state.service_request.version_id,
+                    sr,
+                    None,
+                );
+                if let Some(task) = &state.task {
+                    let update = StatusUpdate {
+                        status: VcsStatus::Cancelled,
+                        reason: Some("Cancelled by the referring GP practice".into()),
+                        note: None,
+                        occurred_at: now.fixed_offset(),
+                    };
+                    let next_task =
+                        outcomes::apply_status(&parse_content(&task.content), &update, now);
+                    builder.version("Task", &task.id, task.version_id, next_task, None);
+                }
+                builder.change.status = Some("revoked".into());
+                builder.change.vcs_status = Some(VcsStatus::Cancelled.as_str().into());
+                builder.audit(client.as_str(), "cancel", "ServiceRequest", referral_id);
+                builder.tell_vcs("referral.cancelled");
+                builder.notify(&subscriptions);
+                builder.finish(self.validation, None, 200, sr_version)
+            },
+        )
+        .await
+    }
+
+    /// Subscriptions of the GP client that sent the referral, on Tasks and Observations.
+    async fn subscriptions_of_referral(
+        &self,
+        vcs: &VcsId,
+        referral_id: &str,
+    ) -> Result<Vec<SubscriptionRow>, LifecycleError> {
+        let state = self.load_for_vcs(vcs, referral_id).await?;
+        let mut subscriptions = self
+            .store
+            .subscriptions_for(&state.client_id, "Task")
+            .await?;
+        subscriptions.extend(
+            self.store
+                .subscriptions_for(&state.client_id, "Observation")
+                .await?,
+        );
+        Ok(subscriptions)
+    }
+}
+
+/// `system|code` of an Observation's first coding, for `code=` searches.
+fn observation_code(observation: &Value) -> Option<String> {
+    let coding = observation.pointer("/code/coding/0")?;
+    Some(format!(
+        "{}|{}",
+        coding.get("system")?.as_str()?,
+        coding.get("code")?.as_str()?
+    ))
+}
+
+/// Collects one change's resource versions, messages and audit entries.
+struct ChangeBuilder<'s> {
+    state: &'s ReferralState,
+    now: DateTime<Utc>,
+    change: ReferralChange,
+    /// Changed resources, for Subscription matching.
+    changed: Vec<Value>,
+    /// Messages added per target, to number them.
+    added: Vec<(TargetKind, String)>,
+}
+
+impl<'s> ChangeBuilder<'s> {
+    fn new(state: &'s ReferralState, now: DateTime<Utc>, correlation_id: Option<String>) -> Self {
+        ChangeBuilder {
+            state,
+            now,
+            change: ReferralChange {
+                referral_id: state.referral_id.clone(),
+                expected_revision: state.revision,
+                status: None,
+                vcs_status: None,
+                resources: vec![],
+                outbox: vec![],
+                audit: vec![],
+                idempotency: None,
+                correlation_id,
+                at: now,
+            },
+            changed: vec![],
+            added: vec![],
+        }
+    }
+
+    /// Adds the next version of a resource (`previous` 0: a new resource); returns it as stored.
+    fn version(
+        &mut self,
+        resource_type: &str,
+        id: &str,
+        previous: i64,
+        content: Value,
+        code: Option<String>,
+    ) -> Value {
+        let stamped = stamp(content, id, previous + 1, &now_text(self.now));
+        self.change.resources.push(NewResource {
+            resource_type: resource_type.to_string(),
+            id: id.parse().unwrap_or_else(|_| FhirId::generate()),
+            version_id: previous + 1,
+            content: stamped.to_string(),
+            patient_id: Some(self.state.patient_id.clone()),
+            code,
+        });
+        self.changed.push(stamped.clone());
+        stamped
+    }
+
+    fn audit(&mut self, actor: &str, action: &str, resource_type: &str, id: &str) {
+        self.change.audit.push(AuditEntry {
+            actor: actor.to_string(),
+            action: action.to_string(),
+            resource_type: resource_type.to_string(),
+            resource_id: id.to_string(),
+        });
+    }
+
+    fn next_sequence(&mut self, kind: TargetKind, target: &str) -> i64 {
+        let earlier = self
+            .added
+            .iter()
+            .filter(|(k, t)| *k == kind && t == target)
+            .count() as i64;
+        self.added.push((kind, target.to_string()));
+        self.state.next_sequence(kind, target) + earlier
+    }
+
+    /// A webhook to the referral's VCS organisation carrying the current record.
+    fn tell_vcs(&mut self, event_type: &str) {
+        let target = self.state.vcs_id.clone();
+        let sequence = self.next_sequence(TargetKind::Vcs, &target);
+        let payload = json!({
+            "type": event_type,
+            "timestamp": self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+            "sequence": sequence,
+            "data": parse_content(&self.state.record),
+        });
+        self.change.outbox.push(NewOutboxMessage {
+            id: new_message_id(),
+            target_kind: TargetKind::Vcs,
+            target,
+            event_type: event_type.to_string(),
+            sequence,
+            payload: payload.to_string(),
+        });
+    }
+
+    /// A notification to every matching Subscription for every changed Task or Observation.
+    fn notify(&mut self, subscriptions: &[SubscriptionRow]) {
+        let changed = std::mem::take(&mut self.changed);
+        for resource in &changed {
+            for subscription in subscriptions
+                .iter()
+                .filter(|s| matches_criteria(&s.criteria, resource, self.state))
+            {
+                let sequence = self.next_sequence(TargetKind::Subscription, &subscription.id);
+                let with_payload =
+                    parse_content(&subscription.content)["channel"]["payload"].is_string();
+                let resource_type = resource["resourceType"].as_str().unwrap_or("Resource");
+                self.change.outbox.push(NewOutboxMessage {
+                    id: new_message_id(),
+                    target_kind: TargetKind::Subscription,
+                    target: subscription.id.clone(),
+                    event_type: format!("{resource_type}.changed"),
+                    sequence,
+                    payload: if with_payload {
+                        resource.to_string()
+                    } else {
+                        String::new()
+                    },
+                });
+            }
+        }
+        self.changed = changed;
+    }
+
+    /// Validates what was built against our profiles and completes the change.
+    fn finish(
+        mut self,
+        validation: &Validation,
+        idempotency: Option<IdempotencyKey>,
+        status: u16,
+        body: Value,
+    ) -> Result<(ReferralChange, Applied), LifecycleError> {
+        let issues: Vec<Issue> = self
+            .changed
+            .iter()
+            .flat_map(|resource| validation.validate(resource))
+            .filter(|issue| issue.severity.is_error())
+            .collect();
+        if !issues.is_empty() {
+            return Err(LifecycleError::Invalid(issues));
+        }
+        if let Some(key) = idempotency {
+            self.change.idempotency = Some((
+                key.owner,
+                key.key,
+                StoredResponse {
+                    request_hash: key.request_hash,
+                    status,
+                    body: body.to_string(),
+                },
+            ));
+        }
+        Ok((
+            self.change,
+            Applied {
+                state_after: body,
+                status,
+            },
+        ))
+    }
+}
+
+/// Whether a Subscription's criteria (`Task`, `Task?focus=ServiceRequest/{id}`,
+/// `Observation?based-on=ServiceRequest/{id}`, `?patient=Patient/{id}`, `?status=…`, `?code=…`)
+/// select this resource of this referral.
+pub fn matches_criteria(criteria: &str, resource: &Value, state: &ReferralState) -> bool {
+    let (resource_type, query) = criteria.split_once('?').unwrap_or((criteria, ""));
+    if resource["resourceType"].as_str() != Some(resource_type) {
+        return false;
+    }
+    form_urlencoded::parse(query.as_bytes()).all(|(name, value)| {
+        let value = value.as_ref();
+        match name.as_ref() {
+            "focus" | "based-on" => {
+                value == format!("ServiceRequest/{}", state.referral_id)
+                    || value == state.referral_id
+            }
+            "patient" | "subject" => {
+                value == format!("Patient/{}", state.patient_id) || value == state.patient_id
+            }
+            "status" => value
+                .split(',')
+                .any(|s| resource["status"].as_str() == Some(s)),
+            "code" => resource["code"]["coding"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    let code = c["code"].as_str().unwrap_or("");
+                    let system = c["system"].as_str().unwrap_or("");
+                    value == code || value == format!("{system}|{code}")
+                }),
+            _ => false,
+        }
+    })
+}
+
+/// Criteria parameters a Subscription may use, checked when it is created.
+pub const CRITERIA_PARAMETERS: [&str; 6] =
+    ["focus", "based-on", "patient", "subject", "status", "code"];

@@ -1,0 +1,445 @@
+//! The whole loop over real HTTP: a GP refers, the VCS organisation receives a signed webhook and
+//! reports back, and the GP reads the Task, the ServiceRequest and the Observations, and hears of
+//! every change through a rest-hook Subscription.
+
+mod common;
+
+use std::time::Duration;
+
+use common::receiver::Receiver;
+use common::*;
+use serde_json::{json, Value};
+
+const VCS_TOKEN: &str = "demo-vcs-carers-count";
+const OTHER_VCS_TOKEN: &str = "demo-vcs-knit-natter";
+
+fn vcs_post(gateway: &Gateway, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    send(
+        gateway
+            .http
+            .post(gateway.url(path))
+            .bearer_auth(token)
+            .json(body),
+    )
+}
+
+fn vcs_get(gateway: &Gateway, token: &str, path: &str) -> (u16, Value) {
+    send(gateway.http.get(gateway.url(path)).bearer_auth(token))
+}
+
+fn subscribe(gateway: &Gateway, criteria: &str, endpoint: &str) -> String {
+    let subscription = json!({
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Follow our social-prescribing referrals",
+        "criteria": criteria,
+        "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json",
+                    "header": ["Authorization: Bearer gp-listener-token"]}
+    });
+    let (status, created) = send(gateway.post_json("/fhir/Subscription", &subscription));
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["status"], "active");
+    created["id"].as_str().unwrap().to_string()
+}
+
+fn swemwbs(timepoint: &str, answers: &[u8]) -> Value {
+    json!({"instrument": "swemwbs", "timepoint": timepoint, "answers": answers, "occurred_at": "2026-06-01T10:00:00+01:00"})
+}
+
+fn status(value: &str) -> Value {
+    json!({"status": value, "occurred_at": "2026-05-10T14:00:00+01:00", "note": "Spoke on the phone"})
+}
+
+#[test]
+fn the_whole_loop() {
+    let vcs_receiver = Receiver::start();
+    let gp_listener = Receiver::start();
+    let base = vcs_receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s", "1s", "1s"]), &[]);
+    subscribe(
+        &gateway,
+        "Task",
+        &format!("{}/fhir-notify", gp_listener.base),
+    );
+    subscribe(
+        &gateway,
+        "Observation",
+        &format!("{}/fhir-notify", gp_listener.base),
+    );
+
+    // GP → gateway → signed webhook to the charity.
+    let referral = gateway.refer("REF-LOOP");
+    let hooks = vcs_receiver.wait_for(Duration::from_secs(30), "the referral webhook", |r| {
+        !r.is_empty()
+    });
+    standardwebhooks::Webhook::new(&demo_secret("carers-count"))
+        .unwrap()
+        .verify(&hooks[0].body, &hooks[0].http_headers())
+        .unwrap();
+
+    // The charity sees it in its list and reports back.
+    let (code, listed) = vcs_get(&gateway, VCS_TOKEN, "/vcs/v1/referrals?status=received");
+    assert_eq!(code, 200, "{listed}");
+    assert!(listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|i| i["referral_id"] == referral.as_str()));
+    for step in ["accepted", "attended"] {
+        let (code, body) = vcs_post(
+            &gateway,
+            VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}/status"),
+            &status(step),
+        );
+        assert_eq!(code, 200, "{step}: {body}");
+    }
+    let (code, baseline) = vcs_post(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}/outcomes"),
+        &swemwbs("baseline", &[2, 2, 3, 2, 3, 2, 2]),
+    );
+    assert_eq!(code, 201, "{baseline}");
+    let (code, follow_up) = vcs_post(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}/outcomes"),
+        &swemwbs("follow-up", &[4, 3, 4, 4, 3, 4, 4]),
+    );
+    assert_eq!(code, 201, "{follow_up}");
+    let (code, done) = vcs_post(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}/status"),
+        &status("completed"),
+    );
+    assert_eq!(code, 200, "{done}");
+
+    // The GP reads the outcome as FHIR.
+    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+    assert_eq!(tasks["total"], 1, "{tasks}");
+    let task = &tasks["entry"][0]["resource"];
+    assert_eq!(task["status"], "completed");
+    assert_eq!(
+        task["focus"]["reference"],
+        format!("ServiceRequest/{referral}")
+    );
+    assert_eq!(task["output"].as_array().map(Vec::len), Some(2), "{task}");
+    let (_, sr) = send(gateway.get(&format!("/fhir/ServiceRequest/{referral}")));
+    assert_eq!(sr["status"], "completed");
+    let (_, observations) = send(gateway.get(&format!(
+        "/fhir/Observation?based-on=ServiceRequest/{referral}"
+    )));
+    assert_eq!(observations["total"], 2, "{observations}");
+    for entry in observations["entry"].as_array().unwrap() {
+        let observation = &entry["resource"];
+        assert_eq!(
+            observation["basedOn"][0]["reference"],
+            format!("ServiceRequest/{referral}")
+        );
+        assert!(observation["valueInteger"].is_i64(), "{observation}");
+    }
+    let patient = sr["subject"]["reference"].as_str().map(str::to_string);
+    let (_, history) = send(gateway.get(&format!("/fhir/ServiceRequest/{referral}/_history")));
+    assert_eq!(history["type"], "history");
+    assert_eq!(history["total"], 2, "created, then completed: {history}");
+    let (_, with_loop) = send(gateway.get(&format!(
+        "/fhir/ServiceRequest?identifier=REF-LOOP&_revinclude=Task:focus&_revinclude=Observation:based-on"
+    )));
+    let included = with_loop["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["search"]["mode"] == "include")
+        .count();
+    assert_eq!(included, 3, "{with_loop}");
+    let _ = patient;
+
+    // The GP's listener heard every Task change and both Observations, signed with the GP client's secret.
+    let heard = gp_listener.wait_for(Duration::from_secs(30), "subscription notifications", |r| {
+        r.iter()
+            .filter(|n| n.json()["resourceType"] == "Observation")
+            .count()
+            >= 2
+            && r.iter()
+                .any(|n| n.json()["resourceType"] == "Task" && n.json()["status"] == "completed")
+    });
+    let verifier = standardwebhooks::Webhook::new(&demo_secret("emis-demo")).unwrap();
+    for notification in &heard {
+        verifier
+            .verify(&notification.body, &notification.http_headers())
+            .unwrap();
+        assert_eq!(
+            notification.header("authorization"),
+            "Bearer gp-listener-token"
+        );
+        assert_eq!(notification.header("content-type"), "application/fhir+json");
+    }
+    let task_statuses: Vec<String> = heard
+        .iter()
+        .filter(|n| n.json()["resourceType"] == "Task")
+        .map(|n| n.json()["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        task_statuses.contains(&"accepted".to_string())
+            && task_statuses.contains(&"in-progress".to_string()),
+        "{task_statuses:?}"
+    );
+}
+
+#[test]
+fn forbidden_paths_and_bad_reports() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s"]), &[]);
+    let referral = gateway.refer("REF-RULES");
+
+    // Another organisation, or another GP client, finds nothing.
+    assert_eq!(
+        vcs_get(
+            &gateway,
+            OTHER_VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}")
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        vcs_post(
+            &gateway,
+            OTHER_VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}/status"),
+            &status("accepted")
+        )
+        .0,
+        404
+    );
+    assert_eq!(vcs_get(&gateway, "not-a-token", "/vcs/v1/referrals").0, 401);
+    let (_, tasks) = send(
+        gateway
+            .http
+            .get(gateway.url(&format!("/fhir/Task?focus=ServiceRequest/{referral}")))
+            .bearer_auth(OTHER_GP_TOKEN),
+    );
+    assert_eq!(tasks["total"], 0);
+    let (_, own) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+    let task_id = own["entry"][0]["resource"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(own["entry"][0]["resource"]["status"], "requested");
+    assert_eq!(
+        send(
+            gateway
+                .http
+                .get(gateway.url(&format!("/fhir/Task/{task_id}")))
+                .bearer_auth(OTHER_GP_TOKEN)
+        )
+        .0,
+        404
+    );
+
+    // Bad payloads are 422 problem+json naming the field.
+    let (code, problem) = vcs_post(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}/status"),
+        &json!({"status": "declined", "occurred_at": "2026-05-10T14:00:00Z"}),
+    );
+    assert_eq!(code, 422, "{problem}");
+    assert!(
+        problem["errors"].to_string().contains("reason"),
+        "{problem}"
+    );
+    let (code, problem) = vcs_post(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}/outcomes"),
+        &swemwbs("baseline", &[2, 2, 3, 2, 6, 2, 2]),
+    );
+    assert_eq!(code, 422, "{problem}");
+    assert!(
+        problem["errors"].to_string().contains("answers[4]"),
+        "{problem}"
+    );
+    let (code, _) = vcs_post(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}/outcomes"),
+        &json!({"instrument": "ons4", "timepoint": "baseline", "answers": [7, 8, 6], "occurred_at": "2026-06-01T10:00:00Z"}),
+    );
+    assert_eq!(code, 422);
+    let (code, _) = vcs_post(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}/status"),
+        &json!({"status": "teleported"}),
+    );
+    assert_eq!(code, 422);
+
+    // Impossible transitions are 409.
+    assert_eq!(
+        vcs_post(
+            &gateway,
+            VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}/status"),
+            &status("accepted")
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        vcs_post(
+            &gateway,
+            VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}/status"),
+            &status("completed")
+        )
+        .0,
+        200
+    );
+    let (code, problem) = vcs_post(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}/status"),
+        &status("accepted"),
+    );
+    assert_eq!(code, 409, "{problem}");
+    assert_eq!(problem["status"], 409);
+}
+
+#[test]
+fn idempotency_keys_replay_the_first_answer() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s"]), &[]);
+    let referral = gateway.refer("REF-IDEMPOTENT");
+    let post = |body: &Value, key: &str| {
+        send(
+            gateway
+                .http
+                .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/outcomes")))
+                .bearer_auth(VCS_TOKEN)
+                .header("Idempotency-Key", key)
+                .json(body),
+        )
+    };
+    let report = json!({"instrument": "ons4", "timepoint": "baseline", "answers": [6, 7, 5, 3], "occurred_at": "2026-06-01T10:00:00Z"});
+    let (first_code, first) = post(&report, "key-1");
+    assert_eq!(first_code, 201, "{first}");
+    assert_eq!(
+        first["observation_ids"].as_array().map(Vec::len),
+        Some(4),
+        "ONS4 gives four Observations"
+    );
+    let (again_code, again) = post(&report, "key-1");
+    assert_eq!((again_code, &again), (201, &first));
+    let (_, observations) = send(gateway.get(&format!(
+        "/fhir/Observation?based-on=ServiceRequest/{referral}"
+    )));
+    assert_eq!(observations["total"], 4, "the repeat created nothing");
+    let (code, _) = post(
+        &json!({"instrument": "ons4", "timepoint": "follow-up", "answers": [8, 8, 8, 2], "occurred_at": "2026-07-01T10:00:00Z"}),
+        "key-1",
+    );
+    assert_eq!(code, 422, "a key reused for another body is refused");
+}
+
+#[test]
+fn the_gp_cancels_with_version_checking() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s"]), &[]);
+    let referral = gateway.refer("REF-CANCEL");
+    receiver.wait_for(Duration::from_secs(30), "the referral webhook", |r| {
+        !r.is_empty()
+    });
+    let patch = json!([{"op": "replace", "path": "/status", "value": "revoked"}]);
+    let patch_request = |version: &str| {
+        gateway
+            .http
+            .patch(gateway.url(&format!("/fhir/ServiceRequest/{referral}")))
+            .bearer_auth(GP_TOKEN)
+            .header("content-type", "application/json-patch+json")
+            .header("if-match", version)
+            .body(patch.to_string())
+    };
+    let (code, outcome) = send(patch_request("W/\"7\""));
+    assert_eq!(code, 412, "{outcome}");
+    let (code, revoked) = send(patch_request("W/\"1\""));
+    assert_eq!(code, 200, "{revoked}");
+    assert_eq!(revoked["status"], "revoked");
+    assert_eq!(revoked["meta"]["versionId"], "2");
+
+    let cancelled = receiver.wait_for(Duration::from_secs(30), "referral.cancelled", |r| {
+        r.iter().any(|h| h.json()["type"] == "referral.cancelled")
+    });
+    let event = cancelled
+        .iter()
+        .find(|h| h.json()["type"] == "referral.cancelled")
+        .unwrap();
+    assert_eq!(event.json()["data"]["referral_id"], referral.as_str());
+    assert_eq!(event.json()["sequence"], 2);
+    let (_, seen) = vcs_get(
+        &gateway,
+        VCS_TOKEN,
+        &format!("/vcs/v1/referrals/{referral}"),
+    );
+    assert_eq!(seen["status"], "cancelled");
+    assert_eq!(
+        vcs_post(
+            &gateway,
+            VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}/status"),
+            &status("attended")
+        )
+        .0,
+        409
+    );
+    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+    assert_eq!(tasks["entry"][0]["resource"]["status"], "cancelled");
+
+    // PUT works the same way; changing anything but the status is refused.
+    let other = gateway.refer("REF-CANCEL-2");
+    let (_, mut current) = send(gateway.get(&format!("/fhir/ServiceRequest/{other}")));
+    current["priority"] = json!("urgent");
+    let (code, _) = send(
+        gateway
+            .http
+            .put(gateway.url(&format!("/fhir/ServiceRequest/{other}")))
+            .bearer_auth(GP_TOKEN)
+            .header("content-type", FHIR_JSON)
+            .body(current.to_string()),
+    );
+    assert_eq!(code, 422);
+    current.as_object_mut().unwrap().remove("priority");
+    current["status"] = json!("revoked");
+    let (code, body) = send(
+        gateway
+            .http
+            .put(gateway.url(&format!("/fhir/ServiceRequest/{other}")))
+            .bearer_auth(GP_TOKEN)
+            .header("content-type", FHIR_JSON)
+            .header("if-match", "W/\"1\"")
+            .body(current.to_string()),
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+#[test]
+fn the_vcs_api_describes_itself() {
+    let gateway = Gateway::start();
+    let (code, openapi) = send(gateway.http.get(gateway.url("/vcs/v1/openapi.json")));
+    assert_eq!(code, 200);
+    assert!(openapi["openapi"].as_str().unwrap().starts_with('3'));
+    assert_eq!(openapi["servers"][0]["url"], "/vcs/v1");
+    for path in [
+        "/referrals",
+        "/referrals/{referral_id}",
+        "/referrals/{referral_id}/status",
+        "/referrals/{referral_id}/outcomes",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} missing");
+    }
+}
