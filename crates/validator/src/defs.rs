@@ -218,11 +218,19 @@ impl Defs {
         let mut skipped: Vec<(String, String)> = Vec::new();
         for sd in &mut self.sds {
             for n in &mut sd.nodes {
+                // Drop what never runs as FHIRPath or natively (ele-1 on every
+                // element, narrative checks): the walk then skips most nodes.
+                n.constraints.retain(|c| {
+                    let Some(reason) = crate::invariants::skip_reason(c.key) else {
+                        return true;
+                    };
+                    if !skipped.iter().any(|(k, _)| k == c.key) {
+                        skipped.push((c.key.to_string(), reason.to_string()));
+                    }
+                    crate::walk::is_native(c.key)
+                });
                 for c in &mut n.constraints {
-                    if let Some(reason) = crate::invariants::skip_reason(c.key) {
-                        if !skipped.iter().any(|(k, _)| k == c.key) {
-                            skipped.push((c.key.to_string(), reason.to_string()));
-                        }
+                    if crate::walk::is_native(c.key) {
                         continue;
                     }
                     let Some(src) = c.expression.as_deref() else {

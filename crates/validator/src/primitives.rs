@@ -126,7 +126,6 @@ pub(crate) struct PrimitiveRegexes {
     oid: Regex,
     uuid: Regex,
     base64: Regex,
-    id: Regex,
 }
 
 const YEAR: &str = "([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)";
@@ -152,7 +151,6 @@ impl PrimitiveRegexes {
                 "urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
             )?,
             base64: anchored(r"(\s*([0-9a-zA-Z\+/=]){4}\s*)+")?,
-            id: anchored(r"[A-Za-z0-9\-\.]{1,64}")?,
         })
     }
 
@@ -192,7 +190,7 @@ impl PrimitiveRegexes {
         let ok = match p {
             Prim::String | Prim::Markdown => return check_text(s),
             Prim::Code => is_code(s),
-            Prim::Id => self.id.is_match(s),
+            Prim::Id => is_id(s),
             Prim::Uri | Prim::Url | Prim::Canonical => !s.chars().any(char::is_whitespace),
             Prim::Oid => self.oid.is_match(s),
             Prim::Uuid => self.uuid.is_match(s),
@@ -248,6 +246,14 @@ fn check_number(p: Prim, n: &serde_json::Number) -> Result<(), PrimError> {
     }
 }
 
+/// R4 `id`: `[A-Za-z0-9\-\.]{1,64}`.
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
 /// R4 `code`: `[^\s]+(\s[^\s]+)*` — no leading/trailing or doubled whitespace.
 fn is_code(s: &str) -> bool {
     let mut prev_ws = true;
@@ -265,14 +271,21 @@ fn is_code(s: &str) -> bool {
 /// leading/trailing whitespace is suspicious (a warning, as the reference
 /// validator does).
 fn check_text(s: &str) -> Result<(), PrimError> {
-    if s.chars()
-        .any(|c| c.is_whitespace() && !matches!(c, ' ' | '\r' | '\n' | '\t'))
-        || s.chars()
-            .any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
-    {
-        return Err(PrimError::Format("text without control characters"));
+    // One pass; plain ASCII text (the usual case) never reaches the
+    // Unicode classification.
+    let mut only_space = true;
+    for c in s.chars() {
+        let allowed = match c {
+            ' ' | '\r' | '\n' | '\t' => true,
+            c if c.is_ascii() => !c.is_ascii_control(),
+            c => !c.is_whitespace() && !c.is_control(),
+        };
+        if !allowed {
+            return Err(PrimError::Format("text without control characters"));
+        }
+        only_space &= c.is_whitespace();
     }
-    if s.trim().is_empty() {
+    if only_space {
         return Err(PrimError::Empty);
     }
     if s.starts_with(char::is_whitespace) || s.ends_with(char::is_whitespace) {
