@@ -443,3 +443,70 @@ fn the_vcs_api_describes_itself() {
         assert!(openapi["paths"].get(path).is_some(), "{path} missing");
     }
 }
+
+/// Logs carry our ids and correlation ids, never who the patient is: drive the whole loop with
+/// every log level on and look for each identifying value of the patient in what was logged.
+#[test]
+fn trace_logs_carry_no_patient_data() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_capturing_logs(move |c| deliver_to(c, &base, &["1s"]), "trace");
+    let referral = gateway.refer("REF-PRIVATE");
+    receiver.wait_for(Duration::from_secs(30), "the referral webhook", |r| {
+        !r.is_empty()
+    });
+    assert_eq!(
+        vcs_post(
+            &gateway,
+            VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}/status"),
+            &status("accepted")
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        vcs_post(
+            &gateway,
+            VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}/outcomes"),
+            &swemwbs("baseline", &[2, 2, 3, 2, 3, 2, 2])
+        )
+        .0,
+        201
+    );
+    let mut invalid = contained_referral("REF-PRIVATE-2");
+    invalid["contained"][0]["birthDate"] = json!("1948-13-40");
+    assert_eq!(
+        send(gateway.post_json("/fhir/ServiceRequest", &invalid)).0,
+        422
+    );
+    let _ = send(gateway.get("/fhir/ServiceRequest?identifier=REF-PRIVATE"));
+    std::thread::sleep(Duration::from_millis(500));
+
+    let logs = gateway.logs();
+    assert!(
+        logs.lines().count() > 20,
+        "trace logging was on: {} lines",
+        logs.lines().count()
+    );
+    assert!(logs.contains(&referral), "our ids are logged");
+    for private in [
+        "Llywelyn",
+        "Siân",
+        "Sia\\u0302n",
+        "9000000009",
+        "07700 900123",
+        "1948-03-02",
+        "1948-13-40",
+        "CF10 1AA",
+        "Heol y Frenhines",
+        "Caerdydd",
+        "Prefers afternoon calls",
+        "Caring for her husband",
+        "Rhian",
+        "Spoke on the phone",
+    ] {
+        assert!(!logs.contains(private), "the log contains {private:?}");
+    }
+}

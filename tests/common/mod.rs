@@ -25,6 +25,8 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
     config_path: PathBuf,
     env: Vec<(String, String)>,
+    /// Where the gateway's log lines go when captured (otherwise they reach the test's stderr).
+    log_path: Option<PathBuf>,
     pub http: Client,
 }
 
@@ -54,21 +56,48 @@ impl Gateway {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Self::launch(dir, config_path, env)
+        Self::launch(dir, config_path, env, None)
     }
 
-    fn launch(dir: tempfile::TempDir, config_path: PathBuf, env: Vec<(String, String)>) -> Gateway {
+    /// The demo configuration edited by `edit`, logging at `level` into a file `logs()` reads.
+    pub fn start_capturing_logs(edit: impl FnOnce(String) -> String, level: &str) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, edit(demo_config_in(dir.path()))).expect("write config");
+        let log_path = dir.path().join("gateway.log");
+        let env = vec![("RUST_LOG".to_string(), level.to_string())];
+        Self::launch(dir, config_path, env, Some(log_path))
+    }
+
+    /// Everything the gateway logged so far (when started with `start_capturing_logs`).
+    pub fn logs(&self) -> String {
+        self.log_path
+            .as_ref()
+            .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    fn launch(
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        env: Vec<(String, String)>,
+        log_path: Option<PathBuf>,
+    ) -> Gateway {
+        let stderr = match &log_path {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_sp-gateway"))
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start sp-gateway");
         let stdout = child.stdout.take().expect("stdout");
@@ -87,6 +116,7 @@ impl Gateway {
             dir,
             config_path,
             env,
+            log_path,
             http: Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
@@ -119,7 +149,8 @@ impl Gateway {
         let original = std::mem::replace(&mut self.dir, dir);
         let config_path = self.config_path.clone();
         let env = std::mem::take(&mut self.env);
-        Self::launch(original, config_path, env)
+        let log_path = self.log_path.take();
+        Self::launch(original, config_path, env, log_path)
     }
 
     pub fn url(&self, path: &str) -> String {
