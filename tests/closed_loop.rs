@@ -140,13 +140,27 @@ fn the_whole_loop() {
         );
         assert!(observation["valueInteger"].is_i64(), "{observation}");
     }
-    let patient = sr["subject"]["reference"].as_str().map(str::to_string);
+    // By patient and code, as a GP system's outcome view would ask.
+    let first = &observations["entry"][0]["resource"];
+    let patient = first["subject"]["reference"].as_str().unwrap().to_string();
+    let coding = &first["code"]["coding"][0];
+    let code = format!(
+        "{}|{}",
+        coding["system"].as_str().unwrap(),
+        coding["code"].as_str().unwrap()
+    );
+    let query: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("patient", &patient)
+        .append_pair("code", &code)
+        .finish();
+    let (_, by_code) = send(gateway.get(&format!("/fhir/Observation?{query}")));
+    assert_eq!(by_code["total"], 2, "{by_code}");
     let (_, history) = send(gateway.get(&format!("/fhir/ServiceRequest/{referral}/_history")));
     assert_eq!(history["type"], "history");
     assert_eq!(history["total"], 2, "created, then completed: {history}");
-    let (_, with_loop) = send(gateway.get(&format!(
-        "/fhir/ServiceRequest?identifier=REF-LOOP&_revinclude=Task:focus&_revinclude=Observation:based-on"
-    )));
+    let (_, with_loop) = send(gateway.get(
+        "/fhir/ServiceRequest?identifier=REF-LOOP&_revinclude=Task:focus&_revinclude=Observation:based-on",
+    ));
     let included = with_loop["entry"]
         .as_array()
         .unwrap()
@@ -154,7 +168,6 @@ fn the_whole_loop() {
         .filter(|e| e["search"]["mode"] == "include")
         .count();
     assert_eq!(included, 3, "{with_loop}");
-    let _ = patient;
 
     // The GP's listener heard every Task change and both Observations, signed with the GP client's secret.
     let heard = gp_listener.wait_for(Duration::from_secs(30), "subscription notifications", |r| {

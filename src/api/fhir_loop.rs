@@ -43,12 +43,16 @@ fn referral_reference(value: &str) -> String {
         .to_string()
 }
 
+/// A parsed Task or Observation search: the query, warnings for ignored parameters, and the
+/// parameters kept for paging links.
+type ParsedResourceSearch = (ResourceQuery, Vec<Issue>, Vec<(String, String)>);
+
 /// Parses a Task or Observation search; `reference_parameter` is `focus` or `based-on`.
 fn resource_query(
     request: &HttpRequest,
     reference_parameter: &str,
     with_code: bool,
-) -> Result<(ResourceQuery, Vec<Issue>, Vec<(String, String)>), ApiError> {
+) -> Result<ParsedResourceSearch, ApiError> {
     let strict = request
         .headers()
         .get_all("prefer")
