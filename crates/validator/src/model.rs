@@ -539,6 +539,11 @@ pub(crate) fn compile_sd(sd: &Value) -> Option<Sd> {
     let mut ids = IdTracker::default();
     for e in elements.map(Vec::as_slice).unwrap_or(&[]) {
         let Some(id) = ids.id_for(e) else { continue };
+        // Real element ids are a few levels deep; a pathological one would
+        // make the ancestor creation below recurse without bound.
+        if id.matches('.').count() > 64 {
+            continue;
+        }
         let Some(path) = e.get("path").and_then(Value::as_str) else {
             continue;
         };

@@ -171,6 +171,11 @@ fn hostile_deep_nesting_and_huge_arrays() {
     }
     let mut m = serde_json::Map::new();
     m.insert("resourceType".into(), Value::String("Patient".into()));
+    // contained makes dom-3 walk all descendants with FHIRPath.
+    m.insert(
+        "contained".into(),
+        json!([{"resourceType": "Patient", "id": "c"}]),
+    );
     m.insert("extension".into(), Value::Array(vec![ext]));
     let sr = Value::Object(m);
     let issues = validate(&sr);
