@@ -105,17 +105,34 @@ impl<'v, 'r> Walker<'v, 'r> {
             terminology: None,
             now: None,
         };
-        if let Ok(false) = expr.evaluate_node_bool(node, &ctx) {
-            let severity = if c.severity_error {
-                Severity::Error
-            } else {
-                Severity::Warning
-            };
-            let msg = format!(
-                "{} does not meet constraint {}: {}",
-                self.path, c.key, c.human
-            );
-            self.report(severity, IssueCode::Invariant, c.key, msg, profile);
+        match expr.evaluate_node_bool(node, &ctx) {
+            Ok(true) => {}
+            Ok(false) => {
+                let severity = if c.severity_error {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
+                let msg = format!(
+                    "{} does not meet constraint {}: {}",
+                    self.path, c.key, c.human
+                );
+                self.report(severity, IssueCode::Invariant, c.key, msg, profile);
+            }
+            Err(e) => {
+                // Not a failure of the resource: say the rule was not checked.
+                let msg = format!(
+                    "{}: constraint {} could not be evaluated ({e}); it was not checked",
+                    self.path, c.key
+                );
+                self.report(
+                    Severity::Information,
+                    IssueCode::NotSupported,
+                    "invariant-not-evaluated",
+                    msg,
+                    profile,
+                );
+            }
         }
     }
 
