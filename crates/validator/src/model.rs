@@ -222,6 +222,9 @@ pub(crate) struct Sd {
     pub base_definition: Option<String>,
     /// `constraint` derivation: a profile whose elements overlay the base.
     pub is_profile: bool,
+    /// Extension definitions: where the extension may be used, as
+    /// (context type, expression), e.g. ("element", "Patient.name").
+    pub contexts: Vec<(String, String)>,
     /// Element tree; node 0 is the root.
     pub nodes: Vec<Node>,
 }
@@ -526,6 +529,20 @@ pub(crate) fn compile_sd(sd: &Value) -> Option<Sd> {
             .and_then(Value::as_str)
             .map(|s| strip_version(s).to_string()),
         is_profile,
+        contexts: sd
+            .get("context")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| {
+                        Some((
+                            c.get("type")?.as_str()?.to_string(),
+                            c.get("expression")?.as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
         nodes: Vec::new(),
     };
     let mut by_id: HashMap<String, NodeId> = HashMap::new();

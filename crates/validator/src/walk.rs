@@ -36,6 +36,7 @@ pub(crate) fn validate(v: &Validator, resource: &Value, opts: &Options) -> Vec<I
         bundle: native::bundle_entries(resource),
         resources: Vec::new(),
         root: resource,
+        def_path: String::new(),
     };
     w.resource(resource, true);
     w.finish()
@@ -71,6 +72,9 @@ pub(crate) struct Walker<'v, 'r> {
     resources: Vec<&'r Value>,
     /// The validated root (`%rootResource` for FHIRPath).
     root: &'r Value,
+    /// Definition path of the current element (`Patient.name`), for
+    /// extension contexts.
+    def_path: String,
 }
 
 pub(crate) fn json_kind_name(v: &Value) -> &'static str {
@@ -260,9 +264,11 @@ impl<'v, 'r> Walker<'v, 'r> {
         }
         let overlays = self.resource_profiles(rt, obj, is_root);
         self.resources.push(v);
+        let saved_def = std::mem::replace(&mut self.def_path, rt.to_string());
         let base = Ov { sd, node: 0 };
-        self.object(obj, base, &overlays, true);
+        self.object(obj, base, &overlays, true, None);
         self.constraints(v, None, rt, &[base], &overlays);
+        self.def_path = saved_def;
         self.resources.pop();
         self.pop(mark);
     }
@@ -374,6 +380,7 @@ impl<'v, 'r> Walker<'v, 'r> {
         base: Ov<'v>,
         ovs: &[Ov<'v>],
         is_resource: bool,
+        primitive_host: Option<&str>,
     ) {
         if self.depth >= MAX_DEPTH {
             let msg = format!("Nesting deeper than {MAX_DEPTH} levels is not accepted");
@@ -444,6 +451,12 @@ impl<'v, 'r> Walker<'v, 'r> {
         for ov in ovs {
             self.overlay_children(obj, *ov);
         }
+        let host_type = match primitive_host {
+            Some(p) => p,
+            None if is_resource || base.node == 0 => base.sd.type_name.as_str(),
+            None => "BackboneElement",
+        };
+        self.extension_contexts(obj, host_type, is_resource);
         self.depth -= 1;
     }
 
@@ -467,6 +480,22 @@ impl<'v, 'r> Walker<'v, 'r> {
     /// One property (with its `_name` sibling): array shape, cardinality,
     /// then each value.
     fn element(
+        &mut self,
+        child: Ov<'v>,
+        ti: usize,
+        json_name: &str,
+        value: Option<&'r Value>,
+        ext: Option<&'r Value>,
+        parent_ovs: &[Ov<'v>],
+    ) {
+        let dmark = self.def_path.len();
+        self.def_path.push('.');
+        self.def_path.push_str(&child.node().name);
+        self.element_values(child, ti, json_name, value, ext, parent_ovs);
+        self.def_path.truncate(dmark);
+    }
+
+    fn element_values(
         &mut self,
         child: Ov<'v>,
         ti: usize,
@@ -625,7 +654,7 @@ impl<'v, 'r> Walker<'v, 'r> {
             self.extension_url(obj);
         }
         let item_ovs = self.type_overlays(ovs, tref, tcode, obj);
-        self.object(obj, target, &item_ovs, false);
+        self.object(obj, target, &item_ovs, false, None);
         self.value_rules(child, tcode, val, ovs);
         // Rules of the element itself and, when the value is an instance of
         // a data type, of that type (ref-1, per-1, ext-1, ...).
@@ -689,7 +718,7 @@ impl<'v, 'r> Walker<'v, 'r> {
         match ext {
             Some(Value::Object(eobj)) => {
                 if let Some(el) = self.val.defs.base("Element") {
-                    self.object(eobj, Ov { sd: el, node: 0 }, &[], false);
+                    self.object(eobj, Ov { sd: el, node: 0 }, &[], false, Some(tcode));
                 }
             }
             Some(Value::Null) | None => {
@@ -789,6 +818,65 @@ impl<'v, 'r> Walker<'v, 'r> {
             }
         }
         true
+    }
+
+    /// Extensions whose definition we know must be used where their
+    /// `context` allows (element paths or types, or inside given extensions).
+    fn extension_contexts(&mut self, obj: &Map<String, Value>, host_type: &str, is_resource: bool) {
+        for key in ["extension", "modifierExtension"] {
+            let Some(Value::Array(items)) = obj.get(key) else {
+                continue;
+            };
+            for (i, e) in items.iter().enumerate() {
+                let Some(url) = e.get("url").and_then(Value::as_str) else {
+                    continue;
+                };
+                let Some(sd) = self.val.defs.sd(strip_version(url)) else {
+                    continue;
+                };
+                if sd.type_name != "Extension" || sd.contexts.is_empty() {
+                    continue;
+                }
+                let allowed = sd.contexts.iter().any(|(kind, expr)| match kind.as_str() {
+                    "element" => {
+                        let x = expr.trim_end_matches("[x]");
+                        x == self.def_path
+                            || x == host_type
+                            || x == "Element"
+                            || (is_resource && (x == "Resource" || x == "DomainResource"))
+                    }
+                    "extension" => {
+                        host_type == "Extension"
+                            && obj.get("url").and_then(Value::as_str) == Some(expr)
+                    }
+                    // A FHIRPath context is judged by its leading path
+                    // (`Patient.address.where(..)` -> `Patient.address`);
+                    // anything more complex is allowed.
+                    "fhirpath" => fhirpath_context_path(expr).is_none_or(|p| p == self.def_path),
+                    _ => true,
+                });
+                if !allowed {
+                    let mark = self.push(key);
+                    self.push_index(i);
+                    let places: Vec<&str> = sd.contexts.iter().map(|(_, e)| e.as_str()).collect();
+                    let msg = format!(
+                        "{}: extension {} is not allowed on {} ({host_type}); its definition allows it on: {}",
+                        self.path,
+                        quote(url),
+                        self.def_path,
+                        places.join(", ")
+                    );
+                    self.report(
+                        Severity::Error,
+                        IssueCode::Invalid,
+                        "extension-context",
+                        msg,
+                        Some(&sd.url),
+                    );
+                    self.pop(mark);
+                }
+            }
+        }
     }
 
     /// A top-level extension's url must be absolute (only sub-extensions
@@ -975,6 +1063,21 @@ impl<'v, 'r> Walker<'v, 'r> {
             Err(())
         }
     }
+}
+
+/// The plain element path a FHIRPath extension context starts with, when
+/// the expression is a path optionally followed by one function call.
+fn fhirpath_context_path(expr: &str) -> Option<&str> {
+    let head = match expr.find('(') {
+        Some(i) => expr[..i].rsplit_once('.')?.0,
+        None => expr,
+    };
+    let mut segs = head.split('.');
+    let first = segs.next()?;
+    let ok = first.starts_with(|c: char| c.is_ascii_uppercase())
+        && first.chars().all(|c| c.is_ascii_alphanumeric())
+        && segs.all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()));
+    ok.then_some(head)
 }
 
 pub(crate) fn is_id(s: &str) -> bool {
