@@ -322,3 +322,29 @@ fn meta_profile_and_root_profiles() {
         show(&issues)
     );
 }
+
+#[test]
+fn extension_context() {
+    let mut b = bundle();
+    b["entry"][1]["resource"]["extension"] = json!([{"url": "https://example.org/StructureDefinition/Test-Urgency", "valueCode": "routine"}]);
+    b["entry"][0]["resource"]["extension"] = json!([{"url": "https://example.org/StructureDefinition/Test-Urgency", "valueCode": "routine"}]);
+    let issues = check(&b);
+    assert!(
+        has(
+            &issues,
+            "Bundle.entry[1].resource.extension[0]",
+            "invalid",
+            "extension-context"
+        ),
+        "{}",
+        show(&issues)
+    );
+    assert!(
+        !issues
+            .iter()
+            .any(|i| i.message_id == "extension-context"
+                && i.expression.starts_with("Bundle.entry[0]")),
+        "{}",
+        show(&issues)
+    );
+}
