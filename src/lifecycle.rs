@@ -150,7 +150,7 @@ impl Lifecycle<'_> {
                     builder.change.status = Some(status.to_string());
                 }
                 builder.change.vcs_status = Some(update.status.as_str().to_string());
-                builder.audit(vcs.as_str(), "status-update", "Task", &task.id);
+                builder.audit(&format!("vcs:{vcs}"), "status-update", "Task", &task.id);
                 builder.notify(&subscriptions);
                 let body = json!({"referral_id": referral_id, "status": update.status.as_str(),
                                   "updated_at": now_text(now)});
@@ -189,7 +189,7 @@ impl Lifecycle<'_> {
                 for (id, observation) in ids.iter().zip(observations) {
                     let code = observation_code(&observation);
                     builder.version("Observation", id, 0, observation, code);
-                    builder.audit(vcs.as_str(), "outcome", "Observation", id);
+                    builder.audit(&format!("vcs:{vcs}"), "outcome", "Observation", id);
                 }
                 let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
                 let next_task = outcomes::with_outputs(&parse_content(&task.content), &ids);
@@ -439,7 +439,12 @@ impl<'s> ChangeBuilder<'s> {
         let issues: Vec<Issue> = self
             .changed
             .iter()
-            .flat_map(|resource| validation.validate(resource))
+            .flat_map(|resource| match resource["resourceType"].as_str() {
+                // Its profile held at intake and only `status` changes; its references may
+                // point at resources stored beside it, which a lone validation cannot resolve.
+                Some("ServiceRequest") => validation.validate_base(resource),
+                _ => validation.validate(resource),
+            })
             .filter(|issue| issue.severity.is_error())
             .collect();
         if !issues.is_empty() {

@@ -44,6 +44,25 @@ impl Validation {
             .collect()
     }
 
+    /// Validates against base R4 only, for a resource whose references point outside the tree
+    /// (a stored ServiceRequest whose status changed: its profile rules held at intake).
+    pub fn validate_base(&self, tree: &Value) -> Vec<Issue> {
+        let options = Options {
+            profiles_by_type: &[],
+            root_profiles: &[],
+        };
+        // Declared profiles would bring their resolution rules back in.
+        let mut base_only = tree.clone();
+        if let Some(meta) = base_only.get_mut("meta").and_then(Value::as_object_mut) {
+            meta.remove("profile");
+        }
+        self.validator
+            .validate(&base_only, &options)
+            .into_iter()
+            .map(convert)
+            .collect()
+    }
+
     pub fn knows_profile(&self, url: &str) -> bool {
         self.validator.knows_profile(url)
     }

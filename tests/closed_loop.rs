@@ -189,6 +189,73 @@ fn the_whole_loop() {
         );
         assert_eq!(notification.header("content-type"), "application/fhir+json");
     }
+    // Every action of the loop left an AuditEvent about this patient, valid FHIR R4.
+    let (code, audit) = send(
+        gateway
+            .http
+            .get(gateway.url(&format!(
+                    "/fhir/AuditEvent?{}",
+                    form_urlencoded::Serializer::new(String::new())
+                        .append_pair("patient", &patient)
+                        .finish()
+                )))
+            .bearer_auth(ADMIN_TOKEN),
+    );
+    assert_eq!(code, 200, "{audit}");
+    let events: Vec<&Value> = audit["entry"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    let subtypes: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["subtype"][0]["code"].as_str())
+        .collect();
+    assert!(
+        events.iter().any(|e| e["type"]["code"] == "110106"),
+        "the webhook disclosure is audited"
+    );
+    for expected in [
+        "create",
+        "read",
+        "search-type",
+        "update",
+        "history-instance",
+    ] {
+        assert!(
+            subtypes.contains(&expected),
+            "no {expected} in {subtypes:?}"
+        );
+    }
+    let actors: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e["agent"][0]["who"]["identifier"]["value"].as_str())
+        .collect();
+    assert!(
+        actors.contains(&"emis-demo") && actors.contains(&"vcs:carers-count"),
+        "{actors:?}"
+    );
+    let validator = sp_validator::Validator::bundled().unwrap();
+    for event in &events {
+        let errors: Vec<_> = validator
+            .validate(
+                event,
+                &sp_validator::Options {
+                    profiles_by_type: &[],
+                    root_profiles: &[],
+                },
+            )
+            .into_iter()
+            .filter(|i| i.is_error())
+            .collect();
+        assert!(errors.is_empty(), "{event}: {errors:?}");
+    }
+    assert_eq!(
+        send(gateway.get("/fhir/AuditEvent")).0,
+        401,
+        "GP clients cannot read the audit trail"
+    );
     let task_statuses: Vec<String> = heard
         .iter()
         .filter(|n| n.json()["resourceType"] == "Task")
@@ -521,5 +588,54 @@ fn trace_logs_carry_no_patient_data() {
         "Spoke on the phone",
     ] {
         assert!(!logs.contains(private), "the log contains {private:?}");
+    }
+}
+
+/// A referral that arrived as a transaction Bundle references stored resources by id; its status
+/// changes must still go through (they once failed the profile's resolution rules).
+#[test]
+fn bundled_referrals_complete_and_cancel() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s"]), &[]);
+    for (reference, last) in [("REF-TX-DONE", "completed"), ("REF-TX-CANCEL", "cancelled")] {
+        let mut bundle = transaction_referral(reference);
+        // A declared profile must not bring the bundle-only resolution rules back at a status change.
+        bundle["entry"][5]["resource"]["meta"] =
+            json!({"profile": [sp_validator::SP_SERVICE_REQUEST]});
+        let (code, response) = send(gateway.post_json("/fhir", &bundle));
+        assert_eq!(code, 200, "{response}");
+        let location = response["entry"][5]["response"]["location"]
+            .as_str()
+            .unwrap();
+        let referral = location.split('/').nth(1).unwrap().to_string();
+        assert_eq!(
+            vcs_post(
+                &gateway,
+                VCS_TOKEN,
+                &format!("/vcs/v1/referrals/{referral}/status"),
+                &status("accepted")
+            )
+            .0,
+            200
+        );
+        let mut finish = status(last);
+        finish["reason"] = json!("The person moved away");
+        let (code, body) = vcs_post(
+            &gateway,
+            VCS_TOKEN,
+            &format!("/vcs/v1/referrals/{referral}/status"),
+            &finish,
+        );
+        assert_eq!(code, 200, "{last}: {body}");
+        let (_, sr) = send(gateway.get(&format!("/fhir/ServiceRequest/{referral}")));
+        assert_eq!(
+            sr["status"],
+            if last == "completed" {
+                "completed"
+            } else {
+                "revoked"
+            }
+        );
     }
 }

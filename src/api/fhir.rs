@@ -71,7 +71,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(read_route("Patient"))
                     .default_service(web::to(method_not_allowed)),
             )
-            .configure(super::fhir_loop::routes),
+            .configure(super::fhir_loop::routes)
+            .configure(super::audit::routes),
     );
 }
 
@@ -570,8 +571,17 @@ async fn read(
                 .read_version(&client, resource_type, id.as_str(), version_id)
                 .await?
         }
-    }
-    .ok_or_else(not_found)?;
+    };
+    let accessed = super::audit::Accessed {
+        actor: client.as_str(),
+        action: if version.is_some() { "vread" } else { "read" },
+        resource_type,
+        resource_id: Some(id.as_str()),
+        patient_id: None,
+        found: found.is_some(),
+    };
+    super::audit::record(state, request, accessed).await?;
+    let found = found.ok_or_else(not_found)?;
     let body: Value = serde_json::from_str(&found.content).unwrap_or(Value::Null);
     Ok(version_headers(Reply::ok(body), &found))
 }
@@ -767,6 +777,15 @@ async fn search_service_requests(state: web::Data<AppState>, request: HttpReques
         let client = state.authenticate(&request)?;
         let (query, ignored, params, revincludes) = search_query(&request)?;
         let page = state.store.search_referrals(&client, &query).await?;
+        let accessed = super::audit::Accessed {
+            actor: client.as_str(),
+            action: "search",
+            resource_type: "ServiceRequest",
+            resource_id: None,
+            patient_id: query.patient_id.as_deref(),
+            found: page.total > 0,
+        };
+        super::audit::record(&state, &request, accessed).await?;
         let mut included = Vec::new();
         for referral in &page.resources {
             for resource_type in &revincludes {

@@ -127,6 +127,15 @@ async fn search(
         .store
         .search_resources(&client, resource_type, &query)
         .await?;
+    let accessed = super::audit::Accessed {
+        actor: client.as_str(),
+        action: "search",
+        resource_type,
+        resource_id: None,
+        patient_id: query.patient_id.as_deref(),
+        found: page.total > 0,
+    };
+    super::audit::record(state, request, accessed).await?;
     let base = state.config.base_url();
     Ok(Reply::ok(searchset(
         &base,
@@ -163,6 +172,15 @@ pub async fn service_request_history(
         let client = state.authenticate(&request)?;
         let id = parse_id(&path, "ServiceRequest")?;
         let versions = state.store.history(&client, "ServiceRequest", id.as_str()).await?;
+        let accessed = super::audit::Accessed {
+            actor: client.as_str(),
+            action: "history",
+            resource_type: "ServiceRequest",
+            resource_id: Some(id.as_str()),
+            patient_id: None,
+            found: !versions.is_empty(),
+        };
+        super::audit::record(&state, &request, accessed).await?;
         if versions.is_empty() {
             return Err(ApiError::NotFound(format!("There is no ServiceRequest with id {id} for this client.")));
         }

@@ -17,6 +17,7 @@ use crate::store::Store;
 use crate::validation::Validation;
 
 pub mod admin;
+pub mod audit;
 pub mod capability;
 pub mod errors;
 pub mod fhir;
@@ -69,7 +70,7 @@ impl AppState {
         self.wake.notify_one();
     }
 
-    /// The GP client a request's bearer token belongs to.
+    /// The GP client a request's bearer token belongs to (any scope).
     pub fn authenticate(&self, request: &HttpRequest) -> Result<ClientId, ApiError> {
         let token = request
             .headers()

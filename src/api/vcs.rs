@@ -71,6 +71,31 @@ fn authenticate(state: &AppState, request: &HttpRequest) -> Result<VcsId, Proble
         .ok_or(Problem::Unauthorized)
 }
 
+/// Audits what an organisation read; an audit failure fails the request.
+async fn audit_vcs_access(
+    state: &AppState,
+    request: &HttpRequest,
+    vcs: &VcsId,
+    action: &str,
+    referral_id: Option<&str>,
+) -> Result<(), Problem> {
+    let actor = format!("vcs:{vcs}");
+    let accessed = super::audit::Accessed {
+        actor: &actor,
+        action,
+        resource_type: "ServiceRequest",
+        resource_id: referral_id,
+        patient_id: None,
+        found: true,
+    };
+    super::audit::record(state, request, accessed)
+        .await
+        .map_err(|e| match e {
+            super::errors::ApiError::Store(e) => Problem::Store(e),
+            other => Problem::BadRequest(other.to_string()),
+        })
+}
+
 fn listed(referral: VcsReferral) -> Value {
     json!({
         "referral_id": referral.referral_id,
@@ -125,6 +150,7 @@ async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> Htt
                 .store
                 .list_vcs_referrals(&vcs, status.map(VcsStatus::as_str), since, limit, offset)
                 .await?;
+            audit_vcs_access(&state, &request, &vcs, "search", None).await?;
             let items: Vec<Value> = items.into_iter().map(listed).collect();
             Ok((StatusCode::OK, json_page(total, offset, items)))
         }
@@ -151,6 +177,7 @@ async fn read_referral(
                         path.as_str()
                     ))
                 })?;
+            audit_vcs_access(&state, &request, &vcs, "read", Some(&referral.referral_id)).await?;
             Ok((
                 StatusCode::OK,
                 listed(VcsReferral {

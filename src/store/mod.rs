@@ -126,6 +126,44 @@ pub struct AuditEntry {
     pub resource_id: String,
 }
 
+/// A read or search to audit. `patient_id` is found from the resource when not given.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    /// `read`, `vread`, `search`, `history`.
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<String>,
+    /// `success`, or why not (`not-found`).
+    pub outcome: String,
+    pub correlation_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditQuery {
+    pub patient_id: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub count: usize,
+    pub offset: usize,
+}
+
+/// One stored audit record.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub recorded_at: String,
+    pub actor: String,
+    pub action: String,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub patient_id: Option<String>,
+    pub outcome: String,
+    pub correlation_id: Option<String>,
+}
+
 /// A stored answer to a request with an Idempotency-Key.
 #[derive(Debug, Clone)]
 pub struct StoredResponse {
@@ -339,6 +377,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Switches a subscription off (the GP deleted it); returns whether it existed for `client`.
     async fn delete_subscription(&self, client: &ClientId, id: &str) -> Result<bool, StoreError>;
+
+    // --- Audit -----------------------------------------------------------------------------
+
+    /// Records a read, a search or a refused access (creates, changes and disclosures are
+    /// audited inside their own transactions).
+    async fn record_access(&self, access: Access) -> Result<(), StoreError>;
+
+    /// Audit records, oldest first, for `GET /fhir/AuditEvent`.
+    async fn audit_events(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(usize, Vec<AuditRecord>), StoreError>;
 
     // --- Delivery (the outbox) -------------------------------------------------------------
 

@@ -662,6 +662,75 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn record_access(&self, access: Access) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let at = timestamp(access.at);
+            conn.prepare_cached(
+                "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id, patient_id, outcome, correlation_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5,
+                         COALESCE(?6, (SELECT patient_id FROM resources WHERE resource_type = ?4 AND id = ?5 LIMIT 1)),
+                         ?7, ?8)",
+            )?
+            .execute(params![
+                at,
+                access.actor,
+                access.action,
+                access.resource_type,
+                access.resource_id,
+                access.patient_id,
+                access.outcome,
+                access.correlation_id
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_events(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(usize, Vec<AuditRecord>), StoreError> {
+        let query = query.clone();
+        self.read(move |conn| {
+            let (from, to) = (query.from.map(timestamp), query.to.map(timestamp));
+            let condition = "(?1 IS NULL OR patient_id = ?1) AND (?2 IS NULL OR recorded_at >= ?2) AND (?3 IS NULL OR recorded_at < ?3)";
+            let total: i64 = conn.query_row(
+                &format!("SELECT COUNT(*) FROM audit_log WHERE {condition}"),
+                params![query.patient_id, from, to],
+                |row| row.get(0),
+            )?;
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT id, recorded_at, actor, action, resource_type, resource_id, patient_id, outcome, correlation_id
+                 FROM audit_log WHERE {condition} ORDER BY id LIMIT ?4 OFFSET ?5"
+            ))?;
+            let rows = statement.query_map(
+                params![
+                    query.patient_id,
+                    from,
+                    to,
+                    i64::try_from(query.count).unwrap_or(i64::MAX),
+                    i64::try_from(query.offset).unwrap_or(i64::MAX)
+                ],
+                |row| {
+                    Ok(AuditRecord {
+                        id: row.get(0)?,
+                        recorded_at: row.get(1)?,
+                        actor: row.get(2)?,
+                        action: row.get(3)?,
+                        resource_type: row.get(4)?,
+                        resource_id: row.get(5)?,
+                        patient_id: row.get(6)?,
+                        outcome: row.get(7)?,
+                        correlation_id: row.get(8)?,
+                    })
+                },
+            )?;
+            let records = rows.collect::<Result<Vec<_>, _>>()?;
+            Ok((usize::try_from(total).unwrap_or(0), records))
+        })
+        .await
+    }
+
     async fn claim_due_messages(
         &self,
         now: DateTime<Utc>,
@@ -749,6 +818,16 @@ impl Store for SqliteStore {
                  WHERE id = ?1",
             )?
             .execute(params![message_id, state, next_at, delivered_at, attempt.error])?;
+            if next == NextStep::Delivered {
+                // A delivered message disclosed the patient's details to its recipient: audited
+                // in the same transaction that records the delivery.
+                conn.prepare_cached(
+                    "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id, patient_id, outcome, correlation_id)
+                     SELECT ?2, o.target_kind || ':' || o.vcs_id, 'disclose', 'ServiceRequest', o.referral_id, r.patient_id, 'success', o.id
+                     FROM outbox o JOIN referrals r ON r.id = o.referral_id WHERE o.id = ?1",
+                )?
+                .execute(params![message_id, at])?;
+            }
             if next == NextStep::EndpointGone {
                 conn.prepare_cached(
                     "INSERT INTO vcs_endpoints (vcs_id, disabled, disabled_reason, updated_at)

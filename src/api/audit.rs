@@ -1,0 +1,230 @@
+//! The audit trail as FHIR: `GET /fhir/AuditEvent?patient=…&date=…` for the operator, so a
+//! subject access request can be answered. Records are shaped after IHE Basic Audit Log Patterns
+//! (who, which patient, what action, outcome, correlation id).
+
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde_json::{json, Value};
+
+use super::errors::{ApiError, Reply};
+use super::fhir::{handle, method_not_allowed, query_pairs, DEFAULT_COUNT, MAX_COUNT};
+use super::{AppState, CorrelationId};
+use crate::store::{Access, AuditQuery, AuditRecord};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/AuditEvent")
+            .route(web::get().to(search_audit_events))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// A read or search to audit.
+pub struct Accessed<'a> {
+    pub actor: &'a str,
+    /// `read`, `vread`, `search`, `history`.
+    pub action: &'a str,
+    pub resource_type: &'a str,
+    pub resource_id: Option<&'a str>,
+    /// When the request names the patient (a search by patient); reads find it themselves.
+    pub patient_id: Option<&'a str>,
+    pub found: bool,
+}
+
+/// Records a read or search (creates, changes and disclosures are audited in their own
+/// transactions). Failing to audit fails the request: nothing is disclosed unaudited.
+pub async fn record(
+    state: &AppState,
+    request: &HttpRequest,
+    accessed: Accessed<'_>,
+) -> Result<(), ApiError> {
+    let access = Access {
+        at: Utc::now(),
+        actor: accessed.actor.to_string(),
+        action: accessed.action.to_string(),
+        resource_type: accessed.resource_type.to_string(),
+        resource_id: accessed.resource_id.map(str::to_string),
+        patient_id: accessed.patient_id.map(str::to_string),
+        outcome: if accessed.found {
+            "success"
+        } else {
+            "not-found"
+        }
+        .to_string(),
+        correlation_id: request
+            .extensions()
+            .get::<CorrelationId>()
+            .map(|c| c.0.clone()),
+    };
+    state.store.record_access(access).await?;
+    Ok(())
+}
+
+fn authorize_admin(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
+    let expected = state
+        .config
+        .admin
+        .token
+        .as_deref()
+        .ok_or(ApiError::Unauthorized)?;
+    let given = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if given == Some(expected) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+/// `date=ge2026-01-01`, `le…`, `lt…`, `gt…`, or a plain day; returns [from, to).
+fn date_bound(value: &str, query: &mut AuditQuery) -> Result<(), ApiError> {
+    let (prefix, rest) = match value.get(..2) {
+        Some(p @ ("ge" | "gt" | "le" | "lt" | "eq")) => (p, &value[2..]),
+        _ => ("eq", value),
+    };
+    let day = NaiveDate::parse_from_str(rest, "%Y-%m-%d").map_err(|_| {
+        ApiError::BadRequest(format!(
+            "date needs a day like ge2026-05-01; got {value:?}."
+        ))
+    })?;
+    let start: DateTime<Utc> = day
+        .and_hms_opt(0, 0, 0)
+        .map(|d| d.and_utc())
+        .unwrap_or_default();
+    let next = start + chrono::Duration::days(1);
+    match prefix {
+        "ge" => query.from = Some(start),
+        "gt" => query.from = Some(next),
+        "lt" => query.to = Some(start),
+        "le" => query.to = Some(next),
+        _ => {
+            query.from = Some(start);
+            query.to = Some(next);
+        }
+    }
+    Ok(())
+}
+
+async fn search_audit_events(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    handle(&request, |_| async {
+        authorize_admin(&state, &request)?;
+        let mut query = AuditQuery { count: DEFAULT_COUNT, ..AuditQuery::default() };
+        for (name, value) in query_pairs(&request) {
+            match name.as_str() {
+                "patient" => query.patient_id = Some(value.strip_prefix("Patient/").unwrap_or(&value).to_string()),
+                "date" => date_bound(&value, &mut query)?,
+                "_count" => {
+                    query.count = value
+                        .parse::<usize>()
+                        .map_err(|_| ApiError::BadRequest("_count must be a whole number.".into()))?
+                        .min(MAX_COUNT)
+                }
+                "_offset" => query.offset = value.parse().map_err(|_| ApiError::BadRequest("_offset must be a whole number.".into()))?,
+                "_format" => {}
+                other => return Err(ApiError::BadRequest(format!("AuditEvent supports patient, date, _count, _offset; not {other:?}."))),
+            }
+        }
+        let (total, records) = state.store.audit_events(&query).await?;
+        let base = state.config.base_url();
+        let entries: Vec<Value> = records
+            .iter()
+            .map(|r| json!({"fullUrl": format!("{base}/fhir/AuditEvent/{}", r.id), "resource": audit_event(r), "search": {"mode": "match"}}))
+            .collect();
+        Ok(Reply::ok(json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries})))
+    })
+    .await
+}
+
+/// The RESTful interaction and FHIR action code; `None` for a disclosure, which is no REST
+/// interaction of ours but a DICOM "Export" event (the BALP pattern for data leaving).
+fn interaction(action: &str) -> Option<(&'static str, &'static str)> {
+    match action {
+        "create" | "outcome" => Some(("create", "C")),
+        "read" => Some(("read", "R")),
+        "vread" => Some(("vread", "R")),
+        "search" => Some(("search-type", "E")),
+        "history" => Some(("history-instance", "R")),
+        "disclose" => None,
+        _ => Some(("update", "U")),
+    }
+}
+
+/// One audit record as an R4 AuditEvent.
+pub fn audit_event(record: &AuditRecord) -> Value {
+    let (event_type, subtype, action) = match interaction(&record.action) {
+        Some((code, action)) => (
+            json!({"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"}),
+            json!([{"system": "http://hl7.org/fhir/restful-interaction", "code": code}]),
+            action,
+        ),
+        None => (
+            json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110106", "display": "Export"}),
+            Value::Null,
+            "R",
+        ),
+    };
+    let mut entities = Vec::new();
+    if let Some(patient) = &record.patient_id {
+        entities.push(json!({
+            "what": {"reference": format!("Patient/{patient}")},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "1", "display": "Person"},
+            "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}
+        }));
+    }
+    if let (Some(kind), Some(id)) = (&record.resource_type, &record.resource_id) {
+        entities.push(json!({
+            "what": {"reference": format!("{kind}/{id}")},
+            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code": "2", "display": "System Object"}
+        }));
+    }
+    if let Some(correlation) = &record.correlation_id {
+        entities.push(json!({
+            "what": {"identifier": {"system": "https://fhir.sp-gateway.uk/Id/correlation-id", "value": correlation}},
+            "description": "correlation id of the request or message"
+        }));
+    }
+    let mut event = json!({
+        "resourceType": "AuditEvent",
+        "id": record.id.to_string(),
+        "type": event_type,
+        "action": action,
+        "recorded": record.recorded_at,
+        "outcome": if record.outcome == "success" { "0" } else { "4" },
+        "outcomeDesc": record.outcome,
+        "agent": [{
+            "who": {"identifier": {"system": "https://fhir.sp-gateway.uk/Id/actor", "value": record.actor}},
+            "requestor": true
+        }],
+        "source": {
+            "observer": {"display": "sp-gateway"},
+            "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4", "display": "Application Server"}]
+        },
+        "entity": entities
+    });
+    if !subtype.is_null() {
+        event["subtype"] = subtype;
+    }
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn date_prefixes() {
+        let mut query = AuditQuery::default();
+        date_bound("ge2026-05-01", &mut query).unwrap();
+        date_bound("le2026-05-31", &mut query).unwrap();
+        assert_eq!(
+            query.from.unwrap().to_rfc3339(),
+            "2026-05-01T00:00:00+00:00"
+        );
+        assert_eq!(query.to.unwrap().to_rfc3339(), "2026-06-01T00:00:00+00:00");
+        assert!(date_bound("yesterday", &mut query).is_err());
+    }
+}
