@@ -43,8 +43,14 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         .unwrap_or_default();
     // Links we hand out must carry the port actually bound (the config may say port 0).
     if config.server.base_url.is_none() {
-        config.server.base_url = Some(format!("http://{addr}"));
+        config.server.base_url = Some(format!("{}://{addr}", config.scheme()));
     }
+    let tls = match &config.server.tls {
+        Some(tls) => Some(
+            crate::auth::tls::server_config(tls).map_err(|e| StartError::Setup(e.to_string()))?,
+        ),
+        None => None,
+    };
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new().map_err(|e| StartError::Setup(e.to_string()))?);
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -64,13 +70,17 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         wake,
         schemas,
     ));
-    let server = HttpServer::new(move || api::app(state.clone()))
-        .listen(listener)
-        .map_err(|source| StartError::Listen {
-            addr: addr.clone(),
-            source,
-        })?
-        .run();
+    let server =
+        HttpServer::new(move || api::app(state.clone())).on_connect(crate::auth::tls::on_connect);
+    let server = match tls {
+        Some(tls) => server.listen_rustls_0_23(listener, tls),
+        None => server.listen(listener),
+    }
+    .map_err(|source| StartError::Listen {
+        addr: addr.clone(),
+        source,
+    })?
+    .run();
     tracing::info!(addr = %addr, "listening");
     server
         .await

@@ -51,6 +51,29 @@ pub struct ServerConfig {
     /// The absolute base URL clients see (for `Bundle.link` and `fullUrl`); defaults to
     /// `http://{listen}`.
     pub base_url: Option<String>,
+    /// `[server.tls]`: serve HTTPS (HTTP/1.1 and HTTP/2), optionally with client certificates.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[server.tls]`: PEM files for our certificate chain and key; `client_ca` turns on mutual TLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// CA certificates (PEM) client certificates must chain to.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Whether a client certificate is required (the default with `client_ca`) or optional.
+    #[serde(default)]
+    pub client_auth: Option<ClientAuth>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    Optional,
+    Required,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +83,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 64,
             base_url: None,
+            tls: None,
         }
     }
 }
@@ -143,10 +167,25 @@ impl Default for DeliveryConfig {
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     pub id: ClientId,
+    /// Static bearer token (labs); empty or absent when the client only uses `/oauth2/token`.
+    #[serde(default)]
     pub token: String,
     /// Standard Webhooks secret signing this client's Subscription notifications.
     #[serde(default)]
     pub notification_secret: Option<String>,
+    /// The TLS client certificate this client must present: subject in RFC 4514 form.
+    #[serde(default)]
+    pub cert_subject: Option<String>,
+    /// The TLS client certificate this client must present: SHA-256 of its DER, hex.
+    #[serde(default)]
+    pub cert_sha256: Option<String>,
+    /// The client's public keys for `private_key_jwt`: a JWK Set file path or inline JSON.
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Scopes the token endpoint may grant (`system/ServiceRequest.write`, `system/*.read`);
+    /// default all of ours.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// A record field a VCS organisation may receive beyond the minimal default.
@@ -239,6 +278,9 @@ impl Config {
             ));
         }
         check_storage_url(&self.storage.url)?;
+        if let Some(tls) = &self.server.tls {
+            check_tls(tls)?;
+        }
         if !(1..=1024).contains(&self.delivery.concurrency) {
             return Err(invalid(
                 "delivery.concurrency".into(),
@@ -254,7 +296,10 @@ impl Config {
             if !client_ids.insert(client.id.clone()) {
                 return Err(invalid(format!("clients[{i}].id"), "duplicate client id"));
             }
-            check_token(&client.token, &format!("clients[{i}].token"), &mut tokens)?;
+            if !client.token.is_empty() || client.jwks.is_none() {
+                check_token(&client.token, &format!("clients[{i}].token"), &mut tokens)?;
+            }
+            self.check_client_security(i, client)?;
             if let Some(secret) = &client.notification_secret {
                 check_webhook_secret(secret, &format!("clients[{i}].notification_secret"))?;
             }
@@ -292,6 +337,57 @@ impl Config {
         Ok(())
     }
 
+    /// `[[clients]]` keys of issue 6: certificate binding, JWKS and scopes.
+    fn check_client_security(&self, i: usize, client: &ClientConfig) -> Result<(), ConfigError> {
+        let mutual_tls = self
+            .server
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some());
+        if let Some(subject) = &client.cert_subject {
+            if !mutual_tls {
+                return Err(invalid(
+                    format!("clients[{i}].cert_subject"),
+                    "needs server.tls.client_ca (mutual TLS)",
+                ));
+            }
+            if !subject.contains('=') {
+                return Err(invalid(
+                    format!("clients[{i}].cert_subject"),
+                    "expected an RFC 4514 name such as CN=emis-demo",
+                ));
+            }
+        }
+        if let Some(fingerprint) = &client.cert_sha256 {
+            if !mutual_tls {
+                return Err(invalid(
+                    format!("clients[{i}].cert_sha256"),
+                    "needs server.tls.client_ca (mutual TLS)",
+                ));
+            }
+            let hex = crate::auth::tls::normalize_fingerprint(fingerprint);
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    format!("clients[{i}].cert_sha256"),
+                    "expected 64 hex digits (colons allowed)",
+                ));
+            }
+        }
+        if let Some(jwks) = &client.jwks {
+            crate::auth::jwt::load_keys(jwks)
+                .map_err(|e| invalid(format!("clients[{i}].jwks"), e.to_string()))?;
+        }
+        for (j, scope) in client.scopes.iter().flatten().enumerate() {
+            if crate::auth::scopes::expand(scope).is_empty() {
+                return Err(invalid(
+                    format!("clients[{i}].scopes[{j}]"),
+                    format!("unknown scope {scope:?}: expected system/<Type>.read|write"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn client(&self, id: &str) -> Option<&ClientConfig> {
         self.clients.iter().find(|c| c.id.as_str() == id)
     }
@@ -304,9 +400,33 @@ impl Config {
     pub fn base_url(&self) -> String {
         match &self.server.base_url {
             Some(url) => url.trim_end_matches('/').to_string(),
-            None => format!("http://{}", self.server.listen),
+            None => format!("{}://{}", self.scheme(), self.server.listen),
         }
     }
+}
+
+impl Config {
+    /// `https` when `[server.tls]` is set.
+    pub fn scheme(&self) -> &'static str {
+        if self.server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
+fn check_tls(tls: &TlsConfig) -> Result<(), ConfigError> {
+    if tls.client_auth.is_some() && tls.client_ca.is_none() {
+        return Err(invalid(
+            "server.tls.client_auth".into(),
+            "needs server.tls.client_ca",
+        ));
+    }
+    // Building the rustls configuration reads and checks every file now, not at first handshake.
+    crate::auth::tls::server_config(tls)
+        .map(|_| ())
+        .map_err(|e| invalid(e.key.into(), e.reason))
 }
 
 fn describe_figment_error(error: figment::Error) -> String {

@@ -224,7 +224,8 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
     };
     // Tests and scripts start us on port 0 and read the real address from this line.
     println!(
-        "sp-gateway listening on http://{}",
+        "sp-gateway listening on {}://{}",
+        config.scheme(),
         listener
             .local_addr()
             .map(|a| a.to_string())

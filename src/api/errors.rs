@@ -13,6 +13,9 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("authentication required")]
     Unauthorized,
+    /// The token is valid but lacks the scope named.
+    #[error("the token lacks the scope {0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -42,6 +45,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -77,6 +81,11 @@ impl ApiError {
                 "login",
                 "Send the client's token as Authorization: Bearer <token>.".into(),
                 "unauthorized",
+            ),
+            ApiError::Forbidden(scope) => single(
+                "forbidden",
+                format!("This token does not carry the scope {scope}; ask /oauth2/token for it."),
+                "forbidden",
             ),
             ApiError::NotFound(what) => single("not-found", what.clone(), "not-found"),
             ApiError::MethodNotAllowed => single(

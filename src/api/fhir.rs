@@ -293,7 +293,7 @@ async fn create_service_request(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/ServiceRequest.write")?;
         let condition = if_none_exist(&request)?;
         let prepared =
             prepare_write(&state, &request, payload, Endpoint::ServiceRequest, &client).await?;
@@ -362,7 +362,7 @@ async fn transaction(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/ServiceRequest.write")?;
         let prepared = prepare_write(&state, &request, payload, Endpoint::Transaction, &client).await?;
         let received: Value = serde_json::from_slice(&prepared.referral.received_body).unwrap_or(Value::Null);
         let entries = received.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
@@ -406,7 +406,7 @@ async fn process_message(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/ServiceRequest.write")?;
         let prepared = prepare_write(&state, &request, payload, Endpoint::Message, &client).await?;
         let message_id = prepared.referral.message_id.clone().unwrap_or_default();
         let referral_id = prepared.referral.referral_id.clone();
@@ -444,7 +444,7 @@ async fn validate(
     payload: web::Payload,
     kind: &str,
 ) -> Result<Reply, ApiError> {
-    let client = state.authenticate(request)?;
+    let client = state.authorize(request, "system/ServiceRequest.read")?;
     let (format, content_type, body) =
         read_body(request, payload, state.config.server.max_body_bytes).await?;
     let mut tree = parse_body(&body, format, state.config.server.max_json_depth)?;
@@ -546,7 +546,7 @@ async fn read(
     id: &str,
     version: Option<&str>,
 ) -> Result<Reply, ApiError> {
-    let client = state.authenticate(request)?;
+    let client = state.authorize(request, &crate::auth::scopes::read(resource_type))?;
     let id = parse_id(id, resource_type)?;
     let not_found = || {
         ApiError::NotFound(format!(
@@ -774,7 +774,7 @@ pub(super) fn searchset(
 
 async fn search_service_requests(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/ServiceRequest.read")?;
         let (query, ignored, params, revincludes) = search_query(&request)?;
         let page = state.store.search_referrals(&client, &query).await?;
         let accessed = super::audit::Accessed {

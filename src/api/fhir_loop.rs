@@ -121,7 +121,7 @@ async fn search(
     reference: &str,
     with_code: bool,
 ) -> Result<Reply, ApiError> {
-    let client = state.authenticate(request)?;
+    let client = state.authorize(request, &crate::auth::scopes::read(resource_type))?;
     let (query, ignored, params) = resource_query(request, reference, with_code)?;
     let page = state
         .store
@@ -169,7 +169,7 @@ pub async fn service_request_history(
     path: web::Path<String>,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/ServiceRequest.read")?;
         let id = parse_id(&path, "ServiceRequest")?;
         let versions = state.store.history(&client, "ServiceRequest", id.as_str()).await?;
         let accessed = super::audit::Accessed {
@@ -335,7 +335,7 @@ pub async fn put_service_request(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/ServiceRequest.write")?;
         let (format, _, body) =
             read_body(&request, payload, state.config.server.max_body_bytes).await?;
         let proposed = parse_body(&body, format, state.config.server.max_json_depth)?;
@@ -360,7 +360,7 @@ pub async fn patch_service_request(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/ServiceRequest.write")?;
         let content_type = request
             .headers()
             .get("content-type")
@@ -473,7 +473,7 @@ async fn create_subscription(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/Subscription.write")?;
         let (format, _, body) = read_body(&request, payload, state.config.server.max_body_bytes).await?;
         let mut resource = parse_body(&body, format, state.config.server.max_json_depth)?;
         if resource["resourceType"] != "Subscription" {
@@ -535,7 +535,7 @@ async fn read_subscription(
     path: web::Path<String>,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/Subscription.read")?;
         let row = own_subscription(&state, &client, &path).await?;
         let mut content: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
         content["status"] = json!(if row.status == "active" {
@@ -554,7 +554,7 @@ async fn delete_subscription(
     path: web::Path<String>,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authenticate(&request)?;
+        let client = state.authorize(&request, "system/Subscription.write")?;
         if !state.store.delete_subscription(&client, &path).await? {
             return Err(ApiError::NotFound(format!(
                 "There is no active Subscription with id {} for this client.",

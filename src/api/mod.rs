@@ -1,7 +1,6 @@
 //! HTTP: routes, authentication, correlation ids and request logs. Handlers only parse
 //! requests and render responses; the rules live in `intake`, `translate` and `store`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,6 +8,8 @@ use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpRequest};
 
+use crate::auth::tls::ClientCertificate;
+use crate::auth::{Auth, Principal};
 use crate::config::Config;
 use crate::delivery::Wake;
 use crate::domain::ClientId;
@@ -36,7 +37,8 @@ pub struct AppState {
     /// Wakes the delivery worker after a commit that added outbox messages.
     pub wake: Wake,
     pub vcs_schemas: vcs::VcsSchemas,
-    client_tokens: HashMap<String, ClientId>,
+    /// Bearer tokens (static and issued), certificate bindings, the token endpoint.
+    pub auth: Auth,
 }
 
 impl AppState {
@@ -48,11 +50,7 @@ impl AppState {
         wake: Wake,
         vcs_schemas: vcs::VcsSchemas,
     ) -> Self {
-        let client_tokens = config
-            .clients
-            .iter()
-            .map(|c| (c.token.clone(), c.id.clone()))
-            .collect();
+        let auth = Auth::new(&config);
         AppState {
             config,
             store,
@@ -60,7 +58,7 @@ impl AppState {
             metrics,
             wake,
             vcs_schemas,
-            client_tokens,
+            auth,
         }
     }
 
@@ -72,6 +70,21 @@ impl AppState {
 
     /// The GP client a request's bearer token belongs to (any scope).
     pub fn authenticate(&self, request: &HttpRequest) -> Result<ClientId, ApiError> {
+        self.principal(request).map(|p| p.client)
+    }
+
+    /// The GP client behind a request, which must hold `scope` (e.g. `system/Task.read`):
+    /// 401 without a valid token (or with the wrong client certificate), 403 without the scope.
+    pub fn authorize(&self, request: &HttpRequest, scope: &str) -> Result<ClientId, ApiError> {
+        let principal = self.principal(request)?;
+        if principal.allows(scope) {
+            Ok(principal.client)
+        } else {
+            Err(ApiError::Forbidden(scope.to_string()))
+        }
+    }
+
+    fn principal(&self, request: &HttpRequest) -> Result<Principal, ApiError> {
         let token = request
             .headers()
             .get("authorization")
@@ -81,10 +94,11 @@ impl AppState {
                 scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
             .ok_or(ApiError::Unauthorized)?;
-        self.client_tokens
-            .get(token)
-            .cloned()
-            .ok_or(ApiError::Unauthorized)
+        let certificate = request.conn_data::<ClientCertificate>();
+        self.auth.authenticate(token, certificate).map_err(|e| {
+            tracing::info!(reason = %e, "authentication refused");
+            ApiError::Unauthorized
+        })
     }
 }
 
@@ -113,6 +127,7 @@ fn incoming_correlation_id(request: &actix_web::dev::ServiceRequest) -> String {
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state);
+        cfg.route("/oauth2/token", web::post().to(crate::auth::jwt::token));
         fhir::routes(cfg);
         admin::routes(cfg);
         vcs::routes(cfg);
