@@ -149,6 +149,19 @@ fn good_assertions_get_tokens_and_tokens_carry_scopes() {
     let gateway = start(&es_jwks);
     let rs = Signer::rsa("lab-rs", "rs384-test-key.pem");
 
+    // SMART discovery names the endpoint the assertions' aud must be.
+    let (status, smart) = send(
+        gateway
+            .http
+            .get(gateway.url("/fhir/.well-known/smart-configuration")),
+    );
+    assert_eq!(status, 200, "{smart}");
+    assert_eq!(smart["token_endpoint"], audience(&gateway).as_str());
+    assert_eq!(
+        smart["token_endpoint_auth_methods_supported"][0],
+        "private_key_jwt"
+    );
+
     // RS384, no scope asked: every scope.
     let (status, body) = token_request(&gateway, &rs.sign(&rs.claims(&audience(&gateway))), None);
     assert_eq!(status, 200, "{body}");

@@ -128,6 +128,10 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state);
         cfg.route("/oauth2/token", web::post().to(crate::auth::jwt::token));
+        cfg.route(
+            "/fhir/.well-known/smart-configuration",
+            web::get().to(crate::auth::jwt::smart_configuration),
+        );
         fhir::routes(cfg);
         admin::routes(cfg);
         vcs::routes(cfg);

@@ -361,3 +361,16 @@ fn exchange(
             "scope": scope,
         })))
 }
+
+/// `GET /fhir/.well-known/smart-configuration`: SMART discovery, so a backend service finds the
+/// token endpoint and what it accepts without reading our documentation.
+pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "token_endpoint": state.auth.token_endpoint.audience,
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
+        "scopes_supported": scopes::all(),
+        "capabilities": ["client-confidential-asymmetric"],
+    }))
+}

@@ -235,4 +235,29 @@ mod tests {
         );
         assert_eq!(normalize_fingerprint("AB:cd"), "abcd");
     }
+
+    #[test]
+    fn presented_subjects_are_rfc_4514_last_rdn_first() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        // rcgen starts with a CN; start empty so the encoding order is exactly O, then CN.
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "EMIS Health, Leeds");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "emis-demo");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let presented = ClientCertificate::from_der(cert.der());
+        assert_eq!(
+            presented.subject.as_deref(),
+            Some("CN=emis-demo,O=EMIS Health\\, Leeds")
+        );
+        assert_eq!(
+            presented.subject,
+            Some(normalize_subject("cn=emis-demo, o=EMIS Health\\, Leeds"))
+        );
+        assert_eq!(presented.sha256.len(), 64);
+    }
 }
