@@ -62,6 +62,9 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     }
     let schemas = api::vcs::VcsSchemas::compile()
         .map_err(|e| StartError::Setup(format!("VCS request schemas: {e}")))?;
+    let limits = api::rate_limit::limits(&config.server)
+        .ok_or_else(|| StartError::Setup("rate limit settings are out of range".into()))?;
+    let header_timeout = config.server.header_timeout;
     let state = web::Data::new(AppState::new(
         config,
         store,
@@ -70,8 +73,9 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         wake,
         schemas,
     ));
-    let server =
-        HttpServer::new(move || api::app(state.clone())).on_connect(crate::auth::tls::on_connect);
+    let server = HttpServer::new(move || api::app(state.clone(), limits.clone()))
+        .client_request_timeout(header_timeout)
+        .on_connect(crate::auth::tls::on_connect);
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls),
         None => server.listen(listener),

@@ -53,6 +53,16 @@ pub struct ServerConfig {
     pub base_url: Option<String>,
     /// `[server.tls]`: serve HTTPS (HTTP/1.1 and HTTP/2), optionally with client certificates.
     pub tls: Option<TlsConfig>,
+    /// Requests per second allowed per client token (0 switches rate limiting off).
+    pub rate_limit_per_second: u64,
+    /// How many requests a client may send at once above the steady rate.
+    pub rate_limit_burst: u32,
+    /// Time allowed to receive a request's head; a slower client is cut off (`408`).
+    #[serde(with = "humantime_serde")]
+    pub header_timeout: Duration,
+    /// Time allowed to receive a request's body.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
 }
 
 /// `[server.tls]`: PEM files for our certificate chain and key; `client_ca` turns on mutual TLS.
@@ -83,6 +93,10 @@ impl Default for ServerConfig {
             max_body_bytes: 1024 * 1024,
             max_json_depth: 64,
             base_url: None,
+            rate_limit_per_second: 2000,
+            rate_limit_burst: 4000,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(30),
             tls: None,
         }
     }
@@ -193,6 +207,8 @@ pub struct ClientConfig {
 #[serde(rename_all = "snake_case")]
 pub enum ShareField {
     NhsNumber,
+    BirthDate,
+    Email,
 }
 
 /// A voluntary and community sector organisation we deliver referrals to.

@@ -257,6 +257,7 @@ fn dead_letters_can_be_retried_and_recovered() {
     let metrics = gateway
         .http
         .get(gateway.url("/metrics"))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .unwrap()
         .text()

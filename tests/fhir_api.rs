@@ -30,6 +30,23 @@ fn capability_statement_is_truthful_in_json_and_xml() {
         .collect();
     assert!(resources.contains(&"ServiceRequest") && resources.contains(&"Patient"));
     assert_eq!(body["rest"][0]["resource"][0]["conditionalCreate"], true);
+    let errors: Vec<String> = sp_validator::Validator::bundled()
+        .unwrap()
+        .validate(&body, &sp_validator::Options::default())
+        .into_iter()
+        .filter(|i| i.is_error())
+        .map(|i| format!("{}: {}", i.expression, i.diagnostics))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "our CapabilityStatement is valid R4: {errors:?}"
+    );
+    assert!(
+        body["rest"][0]["security"]["extension"][0]["extension"][0]["valueUri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/oauth2/token")
+    );
 
     let xml = gateway
         .http

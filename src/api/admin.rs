@@ -66,7 +66,11 @@ fn configured_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
         })
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus scrapes with the admin token (`authorization: credentials` in its scrape config).
+async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    if let Err(problem) = authorize(&state, &request) {
+        return problem.into_response();
+    }
     match state.store.outbox_stats(Utc::now()).await {
         Ok(stats) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")

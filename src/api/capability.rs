@@ -22,8 +22,10 @@ pub fn capability_statement(config: &Config) -> Value {
             "documentation": "GP systems send social-prescribing referrals; each is validated, routed to a community organisation and delivered to it.",
             "security": {
                 "cors": false,
-                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "OAuth"}],
-                    "text": "Authorization: Bearer <client token>"}]
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}],
+                    "text": "SMART Backend Services: a private_key_jwt client assertion at /oauth2/token gives a short-lived bearer token with system/ scopes; static lab tokens are accepted too"}],
+                "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                    "extension": [{"url": "token", "valueUri": format!("{base}/oauth2/token")}]}]
             },
             "resource": [
                 {

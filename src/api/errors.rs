@@ -33,6 +33,8 @@ pub enum ApiError {
     Invalid(Vec<Issue>),
     #[error("conflict")]
     Conflict(Vec<Issue>),
+    #[error("the request body was not received in time")]
+    RequestTimeout,
     #[error("precondition failed")]
     PreconditionFailed(Vec<Issue>),
     #[error(transparent)]
@@ -64,6 +66,7 @@ impl ApiError {
             }
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -107,6 +110,11 @@ impl ApiError {
                 "too-costly",
                 format!("The body is larger than the {limit} bytes this server accepts."),
                 "payload-too-large",
+            ),
+            ApiError::RequestTimeout => single(
+                "timeout",
+                "The request body did not arrive in time; send it again.".into(),
+                "request-timeout",
             ),
             ApiError::BadRequest(text) => single("invalid", text.clone(), "bad-request"),
             ApiError::Read(error) => single("structure", read_error_text(error), "unreadable-body"),

@@ -135,15 +135,26 @@ pub(super) async fn read_body(
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::PayloadTooLarge { limit });
     }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge { limit });
+    // A client that trickles its body holds a worker: it gets the configured time, then 408.
+    let allowed = request
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.config.server.body_timeout)
+        .unwrap_or(std::time::Duration::from_secs(30));
+    let receive = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
-    }
+        Ok(body)
+    };
+    let body = tokio::time::timeout(allowed, receive)
+        .await
+        .map_err(|_| ApiError::RequestTimeout)??;
     Ok((format, content_type, body))
 }
 

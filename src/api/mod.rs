@@ -24,6 +24,7 @@ pub mod errors;
 pub mod fhir;
 pub mod fhir_loop;
 pub mod problem;
+pub mod rate_limit;
 pub mod vcs;
 
 use errors::ApiError;
@@ -142,6 +143,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
 /// (method, path without query string, status, time; our ids appear in paths, never patient details).
 pub fn app(
     state: web::Data<AppState>,
+    (limited, limits): (bool, rate_limit::Limits),
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -154,6 +156,10 @@ pub fn app(
     actix_web::App::new()
         .configure(configure(state))
         .default_service(web::to(fhir::unknown_route))
+        .wrap(actix_web::middleware::Condition::new(
+            limited,
+            actix_governor::Governor::new(&limits),
+        ))
         .wrap_fn(|request, service| {
             let correlation_id = incoming_correlation_id(&request);
             request

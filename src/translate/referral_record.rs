@@ -60,8 +60,12 @@ pub struct Coded {
 pub struct PatientDetails {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
+    /// Only for organisations whose `share` includes `birth_date`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub birth_date: Option<String>,
     pub phone: Option<String>,
+    /// Only for organisations whose `share` includes `email`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     pub address: Option<AddressDetails>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,7 +136,7 @@ pub fn referral_record(
             .iter()
             .filter_map(|n| n.text.value.clone())
             .collect(),
-        patient: patient_details(&parts.patient, vcs.shares(ShareField::NhsNumber)),
+        patient: patient_details(&parts.patient, vcs),
         referrer: referrer(parts),
         consent: consent_details(parts.consent.as_ref()),
         recipient: Recipient {
@@ -205,7 +209,9 @@ fn contact(telecom: &[types::ContactPoint], system: &str) -> Option<String> {
         .and_then(|t| string(&t.value))
 }
 
-fn patient_details(patient: &Patient, share_nhs_number: bool) -> PatientDetails {
+/// The patient as the organisation may see them: a minimal default (name, phone, address) and
+/// the fields its `share` list adds.
+fn patient_details(patient: &Patient, vcs: &VcsConfig) -> PatientDetails {
     let name = preferred_name(&patient.name);
     let address = patient
         .address
@@ -217,15 +223,22 @@ fn patient_details(patient: &Patient, share_nhs_number: bool) -> PatientDetails 
             city: string(&a.city),
             postcode: string(&a.postal_code),
         });
-    let nhs_number = share_nhs_number
+    let nhs_number = vcs
+        .shares(ShareField::NhsNumber)
         .then(|| identifier_value(&patient.identifier, systems::NHS_NUMBER))
         .flatten();
     PatientDetails {
         given_name: name.and_then(given_names),
         family_name: name.and_then(|n| string(&n.family)),
-        birth_date: patient.birth_date.as_ref().and_then(|d| d.value.clone()),
+        birth_date: vcs
+            .shares(ShareField::BirthDate)
+            .then(|| patient.birth_date.as_ref().and_then(|d| d.value.clone()))
+            .flatten(),
         phone: contact(&patient.telecom, "phone"),
-        email: contact(&patient.telecom, "email"),
+        email: vcs
+            .shares(ShareField::Email)
+            .then(|| contact(&patient.telecom, "email"))
+            .flatten(),
         address,
         nhs_number,
     }
@@ -395,7 +408,16 @@ mod tests {
         let not_allowed = referral_record(&parts(), "a", &reference, Utc::now(), &config.vcs[1]);
         assert_eq!(not_allowed.patient.nhs_number, None);
         let json = serde_json::to_value(&not_allowed).unwrap();
-        assert!(json["patient"].get("nhs_number").is_none());
+        for field in ["nhs_number", "birth_date", "email"] {
+            assert!(
+                json["patient"].get(field).is_none(),
+                "{field} is not shared with this organisation"
+            );
+        }
+        assert_eq!(
+            json["patient"]["family_name"], "Llywelyn",
+            "the minimal default stays"
+        );
     }
 
     #[test]
