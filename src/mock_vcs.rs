@@ -33,7 +33,8 @@ impl MockVcs {
     }
 }
 
-fn to_http_headers(request: &HttpRequest) -> http::HeaderMap {
+/// actix's request headers as the `http` 1.x map the Standard Webhooks library reads.
+pub fn to_http_headers(request: &HttpRequest) -> http::HeaderMap {
     let mut headers = http::HeaderMap::new();
     for (name, value) in request.headers() {
         if let (Ok(name), Ok(value)) = (

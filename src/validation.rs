@@ -4,7 +4,7 @@
 use serde_json::Value;
 use sp_validator::{Options, Validator};
 
-use crate::fhir::outcome::{Issue, Severity};
+use crate::fhir::outcome::Issue;
 
 /// Our profiles, applied to every resource of their type anywhere in a submission.
 const PROFILES_BY_TYPE: &[(&str, &str)] = &[
@@ -69,14 +69,8 @@ impl Validation {
 }
 
 fn convert(issue: sp_validator::Issue) -> Issue {
-    let severity = match issue.severity {
-        sp_validator::Severity::Fatal => Severity::Fatal,
-        sp_validator::Severity::Error => Severity::Error,
-        sp_validator::Severity::Warning => Severity::Warning,
-        sp_validator::Severity::Information => Severity::Information,
-    };
     Issue {
-        severity,
+        severity: issue.severity,
         code: issue.code.as_str(),
         diagnostics: issue.diagnostics,
         expression: Some(issue.expression).filter(|e| !e.is_empty()),

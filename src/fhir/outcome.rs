@@ -9,28 +9,8 @@ pub const MESSAGE_SYSTEM: &str = "https://fhir.sp-gateway.uk/CodeSystem/validati
 const ISSUE_SOURCE_EXTENSION: &str =
     "http://hl7.org/fhir/StructureDefinition/operationoutcome-issue-source";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    Fatal,
-    Error,
-    Warning,
-    Information,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Fatal => "fatal",
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Information => "information",
-        }
-    }
-
-    pub fn is_error(self) -> bool {
-        matches!(self, Severity::Fatal | Severity::Error)
-    }
-}
+/// Issue severities: the validator's own type, so issues cross from it without conversion.
+pub use sp_validator::Severity;
 
 /// One issue, ready to render.
 #[derive(Debug, Clone, PartialEq)]

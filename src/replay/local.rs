@@ -198,26 +198,13 @@ fn probe() -> impl Fn(&str) -> bool {
     }
 }
 
-fn to_http_headers(request: &HttpRequest) -> http::HeaderMap {
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in request.headers() {
-        if let (Ok(name), Ok(value)) = (
-            http::HeaderName::from_bytes(name.as_str().as_bytes()),
-            http::HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            headers.append(name, value);
-        }
-    }
-    headers
-}
-
 async fn receive(inbox: web::Data<Inbox>, request: HttpRequest, body: web::Bytes) -> HttpResponse {
     let vcs_id = request
         .path()
         .trim_start_matches("/hooks/")
         .trim_matches('/')
         .to_string();
-    let verified = inbox.verify(&vcs_id, &body, &to_http_headers(&request));
+    let verified = inbox.verify(&vcs_id, &body, &crate::mock_vcs::to_http_headers(&request));
     let answer = if verified.is_ok() {
         HttpResponse::NoContent().finish()
     } else {
