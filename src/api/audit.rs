@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, Reply};
-use super::fhir::{handle, method_not_allowed, query_pairs, DEFAULT_COUNT, MAX_COUNT};
+use super::fhir_common::{handle, method_not_allowed, query_pairs, DEFAULT_COUNT, MAX_COUNT};
 use super::{AppState, CorrelationId};
 use crate::store::{Access, AuditQuery, AuditRecord};
 

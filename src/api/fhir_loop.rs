@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, Reply};
-use super::fhir::{
+use super::fhir_common::{
     correlation_id, handle, location, method_not_allowed, parse_id, query_pairs, read_body,
     read_route, searchset, version_headers, vread_route, DEFAULT_COUNT, MAX_COUNT,
 };

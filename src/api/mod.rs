@@ -22,6 +22,7 @@ pub mod audit;
 pub mod capability;
 pub mod errors;
 pub mod fhir;
+pub mod fhir_common;
 pub mod fhir_loop;
 pub mod problem;
 pub mod rate_limit;
@@ -155,7 +156,7 @@ pub fn app(
 > {
     actix_web::App::new()
         .configure(configure(state))
-        .default_service(web::to(fhir::unknown_route))
+        .default_service(web::to(fhir_common::unknown_route))
         .wrap(actix_web::middleware::Condition::new(
             limited,
             actix_governor::Governor::new(&limits),

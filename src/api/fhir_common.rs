@@ -1,0 +1,280 @@
+//! What every FHIR handler shares: format negotiation, reading bodies, reads by id, and
+//! searchset Bundles. Endpoint modules (`fhir`, `fhir_loop`, `audit`) build on this one and not on
+//! each other.
+
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use super::errors::{respond, ApiError, Reply};
+use super::{AppState, CorrelationId};
+use crate::domain::FhirId;
+use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::fhir::read::Format;
+use crate::store::StoredResource;
+
+/// The response format a request asks for (`_format`, then `Accept`).
+pub fn response_format(request: &HttpRequest) -> Result<Format, ApiError> {
+    let format_param = query_pairs(request)
+        .into_iter()
+        .find(|(k, _)| k == "_format")
+        .map(|(_, v)| v);
+    let accept = request
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok());
+    Format::negotiate(format_param.as_deref(), accept).map_err(ApiError::NotAcceptable)
+}
+
+/// Runs a handler body with the negotiated format; a format we cannot produce is answered in JSON.
+pub async fn handle<F>(request: &HttpRequest, body: impl FnOnce(Format) -> F) -> HttpResponse
+where
+    F: std::future::Future<Output = Result<Reply, ApiError>>,
+{
+    match response_format(request) {
+        Ok(format) => respond(format, body(format).await),
+        Err(error) => error.into_response(Format::Json),
+    }
+}
+
+pub fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
+    form_urlencoded::parse(request.query_string().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+pub fn correlation_id(request: &HttpRequest) -> Option<String> {
+    request
+        .extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+}
+
+/// Reads the body up to the configured limit, refusing early on a declared length above it.
+pub async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<(Format, String, web::BytesMut), ApiError> {
+    let content_type = request
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let format = Format::from_media_type(&content_type)
+        .ok_or_else(|| ApiError::UnsupportedMediaType(content_type.clone()))?;
+    let declared = request
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    // A client that trickles its body holds a worker: it gets the configured time, then 408.
+    let allowed = request
+        .app_data::<web::Data<AppState>>()
+        .map(|state| state.config.server.body_timeout)
+        .unwrap_or(std::time::Duration::from_secs(30));
+    let receive = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk
+                .map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    let body = tokio::time::timeout(allowed, receive)
+        .await
+        .map_err(|_| ApiError::RequestTimeout)??;
+    Ok((format, content_type, body))
+}
+
+pub async fn unknown_route(request: HttpRequest) -> HttpResponse {
+    let path = request.path().to_string();
+    handle(&request, |_| async move {
+        Err(ApiError::NotFound(format!(
+            "There is nothing at {path}; see /fhir/metadata for what this server offers."
+        )))
+    })
+    .await
+}
+
+pub async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    handle(&request, |_| async { Err(ApiError::MethodNotAllowed) }).await
+}
+
+pub fn version_headers(reply: Reply, resource: &StoredResource) -> Reply {
+    reply
+        .header("ETag", format!("W/\"{}\"", resource.version_id))
+        .header(
+            "Last-Modified",
+            resource
+                .last_updated
+                .format("%a, %d %b %Y %H:%M:%S GMT")
+                .to_string(),
+        )
+}
+
+pub fn location(resource_type: &str, id: &str, version: i64) -> String {
+    format!("/fhir/{resource_type}/{id}/_history/{version}")
+}
+
+pub fn parse_id(raw: &str, resource_type: &str) -> Result<FhirId, ApiError> {
+    raw.parse().map_err(|_| {
+        ApiError::NotFound(format!(
+            "There is no {resource_type} with id {raw:?} (not a valid FHIR id)."
+        ))
+    })
+}
+
+/// A GET route reading the current version of `resource_type` by id.
+pub fn read_route(resource_type: &'static str) -> actix_web::Route {
+    web::get().to(
+        move |state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>| async move {
+            handle(&request, |_| async {
+                read(&state, &request, resource_type, &path, None).await
+            })
+            .await
+        },
+    )
+}
+
+/// A GET route reading one version (`/{id}/_history/{vid}`) of `resource_type`.
+pub fn vread_route(resource_type: &'static str) -> actix_web::Route {
+    web::get().to(
+        move |state: web::Data<AppState>,
+              request: HttpRequest,
+              path: web::Path<(String, String)>| async move {
+            handle(&request, |_| async {
+                read(&state, &request, resource_type, &path.0, Some(&path.1)).await
+            })
+            .await
+        },
+    )
+}
+
+pub async fn read(
+    state: &AppState,
+    request: &HttpRequest,
+    resource_type: &str,
+    id: &str,
+    version: Option<&str>,
+) -> Result<Reply, ApiError> {
+    let client = state.authorize(request, &crate::auth::scopes::read(resource_type))?;
+    let id = parse_id(id, resource_type)?;
+    let not_found = || {
+        ApiError::NotFound(format!(
+            "There is no {resource_type} with id {id} for this client."
+        ))
+    };
+    let found = match version {
+        None => {
+            state
+                .store
+                .read_resource(&client, resource_type, id.as_str())
+                .await?
+        }
+        Some(version) => {
+            let Ok(version_id) = version.parse::<i64>() else {
+                return Err(ApiError::NotFound(format!(
+                    "{resource_type}/{id} has no version {version}."
+                )));
+            };
+            state
+                .store
+                .read_version(&client, resource_type, id.as_str(), version_id)
+                .await?
+        }
+    };
+    let accessed = super::audit::Accessed {
+        actor: client.as_str(),
+        action: if version.is_some() { "vread" } else { "read" },
+        resource_type,
+        resource_id: Some(id.as_str()),
+        patient_id: None,
+        found: found.is_some(),
+    };
+    super::audit::record(state, request, accessed).await?;
+    let found = found.ok_or_else(not_found)?;
+    let body: Value = serde_json::from_str(&found.content).unwrap_or(Value::Null);
+    Ok(version_headers(Reply::ok(body), &found))
+}
+
+pub const DEFAULT_COUNT: usize = 20;
+pub const MAX_COUNT: usize = 100;
+fn page_link(
+    base: &str,
+    resource_type: &str,
+    relation: &str,
+    params: &[(String, String)],
+    count: usize,
+    offset: usize,
+) -> Value {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in params {
+        query.append_pair(name, value);
+    }
+    query.append_pair("_count", &count.to_string());
+    query.append_pair("_offset", &offset.to_string());
+    json!({"relation": relation, "url": format!("{base}/fhir/{resource_type}?{}", query.finish())})
+}
+
+/// A `searchset` Bundle: matches, then included resources and an outcome for ignored parameters.
+pub fn searchset(
+    base: &str,
+    resource_type: &str,
+    page: &crate::store::SearchPage,
+    params: &[(String, String)],
+    (count, offset): (usize, usize),
+    included: &[StoredResource],
+    ignored: &[Issue],
+) -> Value {
+    let mut links = vec![page_link(
+        base,
+        resource_type,
+        "self",
+        params,
+        count,
+        offset,
+    )];
+    if count > 0 && offset + count < page.total {
+        links.push(page_link(
+            base,
+            resource_type,
+            "next",
+            params,
+            count,
+            offset + count,
+        ));
+    }
+    if offset > 0 {
+        links.push(page_link(
+            base,
+            resource_type,
+            "previous",
+            params,
+            count,
+            offset.saturating_sub(count),
+        ));
+    }
+    let entry = |r: &StoredResource, mode: &str| {
+        json!({
+            "fullUrl": format!("{base}/fhir/{}/{}", r.resource_type, r.id),
+            "resource": serde_json::from_str::<Value>(&r.content).unwrap_or(Value::Null),
+            "search": {"mode": mode}
+        })
+    };
+    let mut entries: Vec<Value> = page.resources.iter().map(|r| entry(r, "match")).collect();
+    entries.extend(included.iter().map(|r| entry(r, "include")));
+    if !ignored.is_empty() {
+        entries
+            .push(json!({"resource": operation_outcome(ignored), "search": {"mode": "outcome"}}));
+    }
+    json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries})
+}
