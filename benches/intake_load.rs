@@ -32,28 +32,27 @@
 //! delivery worker running; by default it is switched off so that intake alone is measured),
 //! `RUST_LOG` (the gateway's log level, default `info` as in production; logs go to a file).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const DEMO_CONFIG: &str = include_str!("../src/demo.toml");
+use common::{
+    clock_ticks_per_second, count_rows, cpu_use, env_number, machine_description, truncate, Conn,
+    CpuSample, CpuUse, Gateway, Response, Result, GP_TOKEN,
+};
+
 const BUNDLE: &str =
     include_str!("../fixtures/bundles/transaction-carer-support-carers-count.json");
 const BUNDLE_REFERENCE: &str = "EMIS-REF-2026-004230";
 const CONTAINED: &str = include_str!("../fixtures/referrals/valid/carer-support-carers-count.json");
 const CONTAINED_REFERENCE: &str = "EMIS-REF-2026-003981";
 const REFERRAL_SYSTEM: &str = "https://fhir.emis-demo.example/Id/referral";
-const GP_TOKEN: &str = "demo-gp-token";
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Threads serving the open loop: the most requests in flight at once.
 const OPEN_LOOP_WORKERS: usize = 64;
-
-type Result<T> = std::result::Result<T, String>;
 
 fn main() -> ExitCode {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs benches without it.
@@ -79,16 +78,6 @@ struct Settings {
     connections: Vec<usize>,
     rate: u64,
     delivery: bool,
-}
-
-fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={text:?} is not a number")),
-        Err(_) => Ok(default),
-    }
 }
 
 impl Settings {
@@ -118,124 +107,6 @@ impl Settings {
         }
         Ok(settings)
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The gateway process
-
-struct Gateway {
-    child: Child,
-    addr: String,
-    dir: tempfile::TempDir,
-}
-
-impl Gateway {
-    fn start(delivery: bool) -> Result<Gateway> {
-        let binary = PathBuf::from(env!("CARGO_BIN_EXE_sp-gateway"));
-        let dir = tempfile::tempdir().map_err(|e| format!("temporary directory: {e}"))?;
-        let db = dir.path().join("gateway.db");
-        let config = replace_once(
-            DEMO_CONFIG,
-            "listen = \"127.0.0.1:8080\"",
-            "listen = \"127.0.0.1:0\"",
-        )?;
-        let config = replace_once(
-            &config,
-            "url = \"sqlite://data/gateway.db\"",
-            &format!("url = \"sqlite://{}\"", db.display()),
-        )?;
-        let config_path = dir.path().join("gateway.toml");
-        std::fs::write(&config_path, config).map_err(|e| format!("write config: {e}"))?;
-        let log_path = dir.path().join("gateway.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| format!("log file: {e}"))?;
-        let mut command = Command::new(&binary);
-        command
-            .arg("serve")
-            .arg("--config")
-            .arg(&config_path)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log);
-        if !delivery && DEMO_CONFIG.contains("[delivery]") {
-            command.env("SP_GATEWAY_DELIVERY__WORKER", "false");
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut line = String::new();
-        let read = BufReader::new(stdout).read_line(&mut line);
-        let addr = line
-            .trim()
-            .strip_prefix("sp-gateway listening on http://")
-            .map(str::to_string);
-        let Some(addr) = addr.filter(|_| read.is_ok()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            return Err(format!(
-                "the gateway did not start: first stdout line {line:?}; its log:\n{log}"
-            ));
-        };
-        let gateway = Gateway { child, addr, dir };
-        gateway.wait_ready()?;
-        Ok(gateway)
-    }
-
-    fn wait_ready(&self) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let request = Kind::Metadata.request(&self.addr, 0);
-        while Instant::now() < deadline {
-            if let Ok(mut conn) = Conn::open(&self.addr) {
-                if let Ok(response) = conn.exchange(&request) {
-                    if response.status == 200 {
-                        return Ok(());
-                    }
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(format!("the gateway at {} did not become ready", self.addr))
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn db_path(&self) -> PathBuf {
-        self.dir.path().join("gateway.db")
-    }
-
-    /// SIGKILL: nothing is flushed on the way out, so what is on disk is what was committed.
-    fn kill(&mut self) -> Result<()> {
-        self.child
-            .kill()
-            .map_err(|e| format!("kill gateway: {e}"))?;
-        self.child
-            .wait()
-            .map_err(|e| format!("wait for gateway: {e}"))?;
-        Ok(())
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
-    if text.matches(from).count() != 1 {
-        return Err(format!(
-            "src/demo.toml no longer has exactly one `{from}`; update benches/intake_load.rs"
-        ));
-    }
-    Ok(text.replacen(from, to, 1))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -327,127 +198,6 @@ impl Kind {
     }
 }
 
-fn truncate(text: &str) -> String {
-    text.chars().take(600).collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// A minimal HTTP/1.1 client: keep-alive, Content-Length or chunked answers.
-
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-struct Response {
-    status: u16,
-    body: Vec<u8>,
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
-}
-
-impl Conn {
-    fn open(addr: &str) -> Result<Conn> {
-        let stream = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        stream
-            .set_read_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        stream
-            .set_write_timeout(Some(IO_TIMEOUT))
-            .map_err(|e| e.to_string())?;
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(64 * 1024),
-        })
-    }
-
-    fn fill(&mut self) -> Result<()> {
-        let mut chunk = [0u8; 32 * 1024];
-        let n = self
-            .stream
-            .read(&mut chunk)
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("the gateway closed the connection".into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    fn line(&mut self) -> Result<String> {
-        let end = loop {
-            if let Some(end) = find(&self.buf, b"\r\n") {
-                break end;
-            }
-            self.fill()?;
-        };
-        let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        self.buf.drain(..end + 2);
-        Ok(line)
-    }
-
-    fn take(&mut self, n: usize) -> Result<Vec<u8>> {
-        while self.buf.len() < n {
-            self.fill()?;
-        }
-        Ok(self.buf.drain(..n).collect())
-    }
-
-    /// Sends one request and reads its whole answer.
-    fn exchange(&mut self, request: &[u8]) -> Result<Response> {
-        self.stream
-            .write_all(request)
-            .map_err(|e| format!("write: {e}"))?;
-        let status_line = self.line()?;
-        let status = status_line
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse::<u16>().ok())
-            .ok_or_else(|| format!("not an HTTP status line: {status_line:?}"))?;
-        let mut length = 0usize;
-        let mut chunked = false;
-        loop {
-            let header = self.line()?;
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                let value = value.trim();
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value
-                        .parse()
-                        .map_err(|_| format!("bad Content-Length {value:?}"))?;
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = value.eq_ignore_ascii_case("chunked");
-                }
-            }
-        }
-        let body = if chunked {
-            let mut body = Vec::new();
-            loop {
-                let size_line = self.line()?;
-                let size_text = size_line.split(';').next().unwrap_or("").trim();
-                let size = usize::from_str_radix(size_text, 16)
-                    .map_err(|_| format!("bad chunk size {size_line:?}"))?;
-                if size == 0 {
-                    while !self.line()?.is_empty() {}
-                    break body;
-                }
-                body.extend(self.take(size)?);
-                self.take(2)?;
-            }
-        } else {
-            self.take(length)?
-        };
-        Ok(Response { status, body })
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Measuring
 
@@ -501,130 +251,6 @@ impl Tally {
         if self.first_failure.is_none() {
             self.first_failure = other.first_failure;
         }
-    }
-}
-
-/// CPU time of a process (all its threads), in clock ticks, from /proc/PID/stat.
-fn process_ticks(pid: &str) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    // After the command name: state is field 3, utime field 14, stime field 15.
-    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-}
-
-/// CPU ticks of each of a process's threads, summed by thread name with digits removed
-/// (`actix-rt|system:0|arbiter:1` and `…:2` count together), from /proc/PID/task/*/stat.
-fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
-    let mut groups = BTreeMap::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return groups;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name: String = stat[open + 1..close]
-            .chars()
-            .filter(|c| !c.is_ascii_digit())
-            .collect();
-        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = fields
-            .get(11)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            + fields
-                .get(12)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        *groups.entry(name).or_default() += ticks;
-    }
-    groups
-}
-
-/// (busy, total) clock ticks of the whole machine, from /proc/stat.
-fn machine_ticks() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?;
-    let values: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: u64 = values.iter().take(8).sum();
-    let idle = values.get(3)? + values.get(4)?;
-    Some((total - idle, total))
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-struct CpuSample {
-    at: Instant,
-    server: Option<u64>,
-    generator: Option<u64>,
-    machine: Option<(u64, u64)>,
-    threads: BTreeMap<String, u64>,
-}
-
-impl CpuSample {
-    fn take(server_pid: u32) -> CpuSample {
-        CpuSample {
-            at: Instant::now(),
-            server: process_ticks(&server_pid.to_string()),
-            generator: process_ticks("self"),
-            machine: machine_ticks(),
-            threads: thread_ticks(server_pid),
-        }
-    }
-}
-
-/// CPU used between two samples: cores busy in the server, in the generator, and the share of
-/// the whole machine that was busy.
-struct CpuUse {
-    server_cores: Option<f64>,
-    generator_cores: Option<f64>,
-    machine_busy: Option<f64>,
-    /// The gateway's busiest thread groups, in cores.
-    threads: Vec<(String, f64)>,
-}
-
-fn cpu_use(before: &CpuSample, after: &CpuSample, hz: f64) -> CpuUse {
-    let secs = after.at.duration_since(before.at).as_secs_f64();
-    let cores = |a: Option<u64>, b: Option<u64>| Some((b? - a?) as f64 / hz / secs);
-    let machine = match (before.machine, after.machine) {
-        (Some((busy0, total0)), Some((busy1, total1))) if total1 > total0 => {
-            Some((busy1 - busy0) as f64 / (total1 - total0) as f64)
-        }
-        _ => None,
-    };
-    let mut threads: Vec<(String, f64)> = after
-        .threads
-        .iter()
-        .map(|(name, ticks)| {
-            let earlier = before.threads.get(name).copied().unwrap_or(0);
-            (
-                name.clone(),
-                ticks.saturating_sub(earlier) as f64 / hz / secs,
-            )
-        })
-        .filter(|(_, cores)| *cores >= 0.01)
-        .collect();
-    threads.sort_by(|a, b| b.1.total_cmp(&a.1));
-    CpuUse {
-        threads,
-        server_cores: cores(before.server, after.server),
-        generator_cores: cores(before.generator, after.generator),
-        machine_busy: machine,
     }
 }
 
@@ -872,30 +498,6 @@ fn print_row(r: &PhaseResult) {
         "      gateway threads (cores): {}; other processes: {other} cores",
         threads.join(", ")
     );
-}
-
-fn count_rows(db: &Path, sql: &str) -> Result<u64> {
-    let conn = rusqlite::Connection::open(db).map_err(|e| format!("open {}: {e}", db.display()))?;
-    conn.query_row(sql, [], |row| row.get::<_, i64>(0))
-        .map(|n| n as u64)
-        .map_err(|e| format!("{sql}: {e}"))
-}
-
-fn machine_description() -> String {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name"))
-        .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
-        .unwrap_or_else(|| "unknown CPU".into());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let memory = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))
-        .map(|kb| kb.trim().to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("{cpus} CPUs, {model}, MemTotal {memory}")
 }
 
 fn run() -> Result<bool> {
