@@ -42,8 +42,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    clock_ticks_per_second, count_rows, cpu_use, env_number, machine_description, truncate, Conn,
-    CpuSample, CpuUse, Gateway, Result, GP_TOKEN,
+    clock_ticks_per_second, count_rows, cpu_use, env_counts, env_number, machine_description,
+    truncate, Conn, CpuSample, CpuUse, Gateway, Result, GP_TOKEN,
 };
 
 const CONTAINED: &str = include_str!("../fixtures/referrals/valid/carer-support-carers-count.json");
@@ -83,17 +83,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings> {
-        let concurrency = std::env::var("SP_BENCH_CONCURRENCY").unwrap_or_else(|_| "16,32".into());
-        let concurrency = concurrency
-            .split(',')
-            .map(|n| {
-                n.trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1024).contains(n))
-                    .ok_or_else(|| format!("SP_BENCH_CONCURRENCY: {n:?} is not 1..=1024"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let concurrency = env_counts("SP_BENCH_CONCURRENCY", "16,32")?;
         let settings = Settings {
             referrals: env_number("SP_BENCH_REFERRALS", 5000)?,
             connections: env_number("SP_BENCH_CONNECTIONS", 8)?,

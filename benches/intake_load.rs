@@ -41,8 +41,8 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{
-    clock_ticks_per_second, count_rows, cpu_use, env_number, machine_description, truncate, Conn,
-    CpuSample, CpuUse, Gateway, Response, Result, GP_TOKEN,
+    clock_ticks_per_second, count_rows, cpu_use, env_counts, env_number, machine_description,
+    truncate, Conn, CpuSample, CpuUse, Gateway, Response, Result, GP_TOKEN,
 };
 
 const BUNDLE: &str =
@@ -82,17 +82,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings> {
-        let connections = std::env::var("SP_BENCH_CONNECTIONS").unwrap_or_else(|_| "32,64".into());
-        let connections = connections
-            .split(',')
-            .map(|n| {
-                n.trim()
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=1024).contains(n))
-                    .ok_or_else(|| format!("SP_BENCH_CONNECTIONS: {n:?} is not 1..=1024"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let connections = env_counts("SP_BENCH_CONNECTIONS", "32,64")?;
         let settings = Settings {
             secs: env_number("SP_BENCH_SECS", 20)?,
             connections,

@@ -18,6 +18,20 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub type Result<T> = std::result::Result<T, String>;
 
+/// A comma-separated list of counts from the environment (each 1 to 1024), e.g. "16,32".
+pub fn env_counts(name: &str, default: &str) -> Result<Vec<usize>> {
+    let raw = std::env::var(name).unwrap_or_else(|_| default.into());
+    raw.split(',')
+        .map(|n| {
+            n.trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1024).contains(n))
+                .ok_or_else(|| format!("{name}: {n:?} is not 1..=1024"))
+        })
+        .collect()
+}
+
 pub fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T> {
     match std::env::var(name) {
         Ok(text) => text
