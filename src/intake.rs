@@ -44,6 +44,8 @@ pub struct Prepared {
     pub entry_locations: Vec<Option<String>>,
     /// Warnings and information from validation, returned with the result.
     pub warnings: Vec<Issue>,
+    /// The ServiceRequest entry's `request.ifNoneExist` (transactions), as written.
+    pub if_none_exist: Option<String>,
 }
 
 /// Why a submission was refused: the issues, all at once.
@@ -111,8 +113,11 @@ pub fn prepare(
             .map(str::to_string),
         _ => None,
     };
+    let if_none_exist = entry_if_none_exist(&request.tree);
     let assigned = assign_ids(&request, &located)?;
-    build(vcs, request, assigned, message_id, issues)
+    let mut prepared = build(vcs, request, assigned, message_id, issues)?;
+    prepared.if_none_exist = if_none_exist;
+    Ok(prepared)
 }
 
 /// The one check before validation: is this the kind of resource the endpoint takes?
@@ -791,5 +796,20 @@ fn build(
         service_request: assigned.service_request,
         entry_locations: assigned.entry_locations,
         warnings,
+        if_none_exist: None,
     })
+}
+
+/// The `request.ifNoneExist` of a Bundle's ServiceRequest entry: read from the parsed tree, so
+/// JSON and XML transactions both carry their condition.
+fn entry_if_none_exist(tree: &Value) -> Option<String> {
+    tree.get("entry")?
+        .as_array()?
+        .iter()
+        .find(|e| {
+            e.pointer("/resource/resourceType").and_then(Value::as_str) == Some("ServiceRequest")
+        })?
+        .pointer("/request/ifNoneExist")?
+        .as_str()
+        .map(str::to_string)
 }

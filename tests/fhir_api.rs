@@ -265,6 +265,30 @@ fn transaction_assigns_ids_and_rewrites_references() {
 }
 
 #[test]
+fn xml_transactions_keep_their_if_none_exist() {
+    let gateway = Gateway::start();
+    let mut bundle = transaction_referral("REF-TX-XML");
+    bundle["entry"][5]["request"]["ifNoneExist"] =
+        json!("identifier=https://fhir.emis-demo.example/Id/referral|REF-TX-XML");
+    let xml = fhir_model::json_to_xml(&bundle).expect("xml");
+    let post = || {
+        gateway
+            .post_bytes("/fhir", FHIR_XML, xml.clone())
+            .header("accept", FHIR_JSON)
+    };
+    let (status, first) = send(post());
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["entry"][5]["response"]["status"], "201 Created");
+    let (status, again) = send(post());
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["entry"][5]["response"]["status"], "200 OK", "{again}");
+    assert_eq!(
+        again["entry"][5]["response"]["location"],
+        first["entry"][5]["response"]["location"]
+    );
+}
+
+#[test]
 fn process_message_refuses_a_repeated_message_id() {
     let gateway = Gateway::start();
     let message = message_referral("REF-MSG", "6c1d5f1e-0d4b-4d8e-9a51-2f1f3c0b6a11");

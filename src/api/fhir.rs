@@ -246,18 +246,6 @@ fn created_outcome(warnings: &[Issue], referral_id: &str) -> Value {
     operation_outcome(&issues)
 }
 
-/// The ifNoneExist of the ServiceRequest entry of a transaction, if any.
-fn entry_condition(prepared_tree_entries: &[Value]) -> Result<Option<Identifier>, ApiError> {
-    prepared_tree_entries
-        .iter()
-        .find(|e| {
-            e.pointer("/resource/resourceType").and_then(Value::as_str) == Some("ServiceRequest")
-        })
-        .and_then(|e| e.pointer("/request/ifNoneExist").and_then(Value::as_str))
-        .map(parse_condition)
-        .transpose()
-}
-
 async fn transaction(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -266,10 +254,7 @@ async fn transaction(
     handle(&request, |_| async {
         let client = state.authorize(&request, "system/ServiceRequest.write")?;
         let prepared = prepare_write(&state, &request, payload, Endpoint::Transaction, &client).await?;
-        let received: Value = serde_json::from_slice(&prepared.referral.received_body).unwrap_or(Value::Null);
-        let entries = received.get("entry").and_then(Value::as_array).cloned().unwrap_or_default();
-        // XML bodies: the condition comes from the same tree the intake read.
-        let condition = if received.is_null() { None } else { entry_condition(&entries)? };
+        let condition = prepared.if_none_exist.as_deref().map(parse_condition).transpose()?;
         let locations = prepared.entry_locations.clone();
         let outcome = state.store.create_referral(prepared.referral, condition).await?;
         let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
