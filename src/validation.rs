@@ -31,6 +31,14 @@ impl Validation {
         self.validate_with(tree, &[])
     }
 
+    /// Only the errors (what refuses a resource) of `validate`.
+    pub fn errors(&self, tree: &Value) -> Vec<Issue> {
+        self.validate(tree)
+            .into_iter()
+            .filter(|issue| issue.severity.is_error())
+            .collect()
+    }
+
     /// Validates with extra profiles for the root resource (`validate --profile`).
     pub fn validate_with(&self, tree: &Value, root_profiles: &[&str]) -> Vec<Issue> {
         let options = Options {

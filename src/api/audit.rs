@@ -7,16 +7,12 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
 use super::errors::{ApiError, Reply};
-use super::fhir_common::{handle, method_not_allowed, query_pairs, DEFAULT_COUNT, MAX_COUNT};
+use super::fhir_common::{handle, query_pairs, resource, DEFAULT_COUNT, MAX_COUNT};
 use super::{AppState, CorrelationId};
 use crate::store::{Access, AuditQuery, AuditRecord};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/AuditEvent")
-            .route(web::get().to(search_audit_events))
-            .default_service(web::to(method_not_allowed)),
-    );
+    cfg.service(resource("/AuditEvent").route(web::get().to(search_audit_events)));
 }
 
 /// A read or search to audit.

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use super::errors::{ApiError, Reply};
 use super::fhir_common::{
-    correlation_id, handle, location, method_not_allowed, query_pairs, read_body, read_route,
-    searchset, version_headers, vread_route, DEFAULT_COUNT, MAX_COUNT,
+    correlation_id, handle, location, query_pairs, read_body, read_route, resource, searchset,
+    version_headers, vread_route, DEFAULT_COUNT, MAX_COUNT,
 };
 use super::{capability, AppState};
 use crate::domain::{ClientId, Identifier};
@@ -18,62 +18,36 @@ use crate::intake::{self, Endpoint, Prepared, Rejected, Request};
 use crate::store::{CreateOutcome, ReferralQuery, StoredResource};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let only = |route: actix_web::Route| {
-        web::resource("")
-            .route(route)
-            .default_service(web::to(method_not_allowed))
-    };
     cfg.service(
         web::scope("/fhir")
-            .service(only(web::post().to(transaction)))
+            .service(resource("").route(web::post().to(transaction)))
+            .service(resource("/metadata").route(web::get().to(metadata)))
+            .service(resource("/$process-message").route(web::post().to(process_message)))
             .service(
-                web::resource("/metadata")
-                    .route(web::get().to(metadata))
-                    .default_service(web::to(method_not_allowed)),
+                resource("/ServiceRequest/$validate")
+                    .route(web::post().to(validate_service_request)),
             )
+            .service(resource("/Bundle/$validate").route(web::post().to(validate_bundle)))
             .service(
-                web::resource("/$process-message")
-                    .route(web::post().to(process_message))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/ServiceRequest/$validate")
-                    .route(web::post().to(validate_service_request))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/Bundle/$validate")
-                    .route(web::post().to(validate_bundle))
-                    .default_service(web::to(method_not_allowed)),
-            )
-            .service(
-                web::resource("/ServiceRequest")
+                resource("/ServiceRequest")
                     .route(web::post().to(create_service_request))
-                    .route(web::get().to(search_service_requests))
-                    .default_service(web::to(method_not_allowed)),
+                    .route(web::get().to(search_service_requests)),
             )
             .service(
-                web::resource("/ServiceRequest/{id}/_history")
-                    .route(web::get().to(super::fhir_loop::service_request_history))
-                    .default_service(web::to(method_not_allowed)),
+                resource("/ServiceRequest/{id}/_history")
+                    .route(web::get().to(super::fhir_loop::service_request_history)),
             )
             .service(
-                web::resource("/ServiceRequest/{id}")
+                resource("/ServiceRequest/{id}")
                     .route(read_route("ServiceRequest"))
                     .route(web::put().to(super::fhir_loop::put_service_request))
-                    .route(web::patch().to(super::fhir_loop::patch_service_request))
-                    .default_service(web::to(method_not_allowed)),
+                    .route(web::patch().to(super::fhir_loop::patch_service_request)),
             )
             .service(
-                web::resource("/ServiceRequest/{id}/_history/{version}")
-                    .route(vread_route("ServiceRequest"))
-                    .default_service(web::to(method_not_allowed)),
+                resource("/ServiceRequest/{id}/_history/{version}")
+                    .route(vread_route("ServiceRequest")),
             )
-            .service(
-                web::resource("/Patient/{id}")
-                    .route(read_route("Patient"))
-                    .default_service(web::to(method_not_allowed)),
-            )
+            .service(resource("/Patient/{id}").route(read_route("Patient")))
             .configure(super::fhir_loop::routes)
             .configure(super::audit::routes),
     );

@@ -53,7 +53,7 @@ pub fn correlation_id(request: &HttpRequest) -> Option<String> {
 /// Reads the body up to the configured limit, refusing early on a declared length above it.
 pub async fn read_body(
     request: &HttpRequest,
-    mut payload: web::Payload,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<(Format, String, web::BytesMut), ApiError> {
     let content_type = request
@@ -64,6 +64,17 @@ pub async fn read_body(
         .to_string();
     let format = Format::from_media_type(&content_type)
         .ok_or_else(|| ApiError::UnsupportedMediaType(content_type.clone()))?;
+    let body = read_limited(request, payload, limit).await?;
+    Ok((format, content_type, body))
+}
+
+/// Reads a body of any media type up to `limit` bytes (refusing early on a declared length above
+/// it) within the configured body timeout.
+pub async fn read_limited(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let declared = request
         .headers()
         .get("content-length")
@@ -89,10 +100,14 @@ pub async fn read_body(
         }
         Ok(body)
     };
-    let body = tokio::time::timeout(allowed, receive)
+    tokio::time::timeout(allowed, receive)
         .await
-        .map_err(|_| ApiError::RequestTimeout)??;
-    Ok((format, content_type, body))
+        .map_err(|_| ApiError::RequestTimeout)?
+}
+
+/// A FHIR resource path that answers `405` with an OperationOutcome to methods it has no route for.
+pub fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path.to_string()).default_service(web::to(method_not_allowed))
 }
 
 pub async fn unknown_route(request: HttpRequest) -> HttpResponse {

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::errors::{ApiError, Reply};
 use super::fhir_common::{
-    correlation_id, handle, location, method_not_allowed, parse_id, query_pairs, read_body,
-    read_route, searchset, version_headers, vread_route, DEFAULT_COUNT, MAX_COUNT,
+    correlation_id, handle, location, parse_id, query_pairs, read_body, read_limited, read_route,
+    resource, searchset, version_headers, vread_route, DEFAULT_COUNT, MAX_COUNT,
 };
 use super::AppState;
 use crate::domain::ClientId;
@@ -19,8 +19,6 @@ use crate::lifecycle::{Lifecycle, LifecycleError, CRITERIA_PARAMETERS};
 use crate::store::{ResourceQuery, SubscriptionRow};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    let resource =
-        |path: &str| web::resource(path.to_string()).default_service(web::to(method_not_allowed));
     cfg.service(resource("/Task").route(web::get().to(search_tasks)))
         .service(resource("/Task/{id}").route(read_route("Task")))
         .service(resource("/Task/{id}/_history/{version}").route(vread_route("Task")))
@@ -339,12 +337,7 @@ pub async fn put_service_request(
         let (format, _, body) =
             read_body(&request, payload, state.config.server.max_body_bytes).await?;
         let proposed = parse_body(&body, format, state.config.server.max_json_depth)?;
-        let issues: Vec<Issue> = state
-            .validation
-            .validate(&proposed)
-            .into_iter()
-            .filter(|i| i.severity.is_error())
-            .collect();
+        let issues = state.validation.errors(&proposed);
         if !issues.is_empty() {
             return Err(ApiError::Invalid(issues));
         }
@@ -369,18 +362,7 @@ pub async fn patch_service_request(
         if !content_type.starts_with("application/json-patch+json") {
             return Err(ApiError::UnsupportedMediaType(content_type.to_string()));
         }
-        let mut limited = web::BytesMut::new();
-        let mut payload = payload;
-        while let Some(chunk) = futures_util::StreamExt::next(&mut payload).await {
-            let chunk = chunk
-                .map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
-            if limited.len() + chunk.len() > state.config.server.max_body_bytes {
-                return Err(ApiError::PayloadTooLarge {
-                    limit: state.config.server.max_body_bytes,
-                });
-            }
-            limited.extend_from_slice(&chunk);
-        }
+        let limited = read_limited(&request, payload, state.config.server.max_body_bytes).await?;
         let patch: json_patch::Patch = serde_json::from_slice(&limited).map_err(|e| {
             ApiError::BadRequest(format!("The body is not a JSON Patch document: {e}"))
         })?;
@@ -479,7 +461,7 @@ async fn create_subscription(
         if resource["resourceType"] != "Subscription" {
             return Err(ApiError::Invalid(vec![Issue::error("structure", "This endpoint takes a Subscription.").at("resourceType")]));
         }
-        let mut issues: Vec<Issue> = state.validation.validate(&resource).into_iter().filter(|i| i.severity.is_error()).collect();
+        let mut issues = state.validation.errors(&resource);
         let checked = check_subscription(&resource);
         if let Err(more) = &checked {
             issues.extend(more.iter().cloned());
