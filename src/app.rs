@@ -36,7 +36,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         elapsed_ms = started.elapsed().as_millis() as u64,
         "validator ready"
     );
-    let store = store::open(&config.storage.url).await?;
+    let store = store::open(&config.storage).await?;
     let addr = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -57,6 +57,8 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     let worker = DeliveryWorker::new(store.clone(), config.clone(), metrics.clone(), wake.clone())
         .map_err(|e| StartError::Setup(format!("webhook client: {e}")))?;
     worker.adopt_configured_secrets().await?;
+    // Other replicas' commits wake this one's worker too (PostgreSQL; nothing to do for SQLite).
+    store.watch_for_work(wake.clone());
     if config.delivery.worker {
         actix_web::rt::spawn(worker.run());
     }

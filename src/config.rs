@@ -105,14 +105,29 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// `sqlite://path/to/file.db` (relative paths are relative to the working directory).
+    /// `sqlite://path/to/file.db` (relative paths are relative to the working directory), or
+    /// `postgres://user@host:5432/database` for several replicas sharing one database.
     pub url: String,
+    /// PostgreSQL: the most connections this replica opens.
+    pub pool_size: u32,
+    /// PostgreSQL: how long a request waits for a free connection before it gets `503`.
+    #[serde(with = "humantime_serde")]
+    pub acquire_timeout: Duration,
+    /// PostgreSQL: how long start-up keeps retrying an unreachable database before giving up.
+    #[serde(with = "humantime_serde")]
+    pub start_timeout: Duration,
+    /// Apply pending migrations at start (off: run `sp-gateway migrate` first, or start fails).
+    pub migrate_on_start: bool,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             url: "sqlite://data/gateway.db".to_string(),
+            pool_size: 16,
+            acquire_timeout: Duration::from_secs(5),
+            start_timeout: Duration::from_secs(60),
+            migrate_on_start: true,
         }
     }
 }
@@ -138,6 +153,10 @@ pub struct DeliveryConfig {
     /// Whole-request timeout of one attempt.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// A claimed message is held for `timeout` plus this; if its worker dies, another worker
+    /// (on any replica) takes it once the lease has run out.
+    #[serde(with = "humantime_serde")]
+    pub lease_margin: Duration,
     /// Sends in flight at once.
     pub concurrency: usize,
     /// Opens the SSRF guard (plain http, loopback and private addresses) for tests and labs.
@@ -167,6 +186,7 @@ impl Default for DeliveryConfig {
                 minutes(600),
             ],
             timeout: Duration::from_secs(15),
+            lease_margin: Duration::from_secs(30),
             concurrency: 16,
             allow_private_targets: false,
             retain_delivered: Duration::from_secs(7 * 24 * 3600),
@@ -293,7 +313,7 @@ impl Config {
                 "must be between 4 and 512",
             ));
         }
-        check_storage_url(&self.storage.url)?;
+        check_storage(&self.storage)?;
         if let Some(tls) = &self.server.tls {
             check_tls(tls)?;
         }
@@ -454,13 +474,40 @@ fn describe_figment_error(error: figment::Error) -> String {
         .join("; ")
 }
 
-fn check_storage_url(url: &str) -> Result<(), ConfigError> {
-    match url.strip_prefix("sqlite://") {
-        Some(path) if !path.is_empty() => Ok(()),
-        _ => Err(invalid(
-            "storage.url".into(),
-            format!("expected sqlite://PATH, got {url:?}"),
-        )),
+fn check_storage(storage: &StorageConfig) -> Result<(), ConfigError> {
+    match crate::store::Backend::from_url(&storage.url) {
+        Some(_) => {}
+        None => {
+            return Err(invalid(
+                "storage.url".into(),
+                format!(
+                    "expected sqlite://PATH or postgres://[user@]host[:port]/database, got {:?}",
+                    redact_password(&storage.url)
+                ),
+            ))
+        }
+    }
+    if !(1..=1000).contains(&storage.pool_size) {
+        return Err(invalid(
+            "storage.pool_size".into(),
+            "must be between 1 and 1000",
+        ));
+    }
+    if storage.acquire_timeout.is_zero() {
+        return Err(invalid("storage.acquire_timeout".into(), "must be above 0"));
+    }
+    Ok(())
+}
+
+/// A database URL fit for an error message: a password in it is replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            // Only fails for URLs that cannot have a password, which this one has.
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_string(),
     }
 }
 

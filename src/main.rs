@@ -32,6 +32,12 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Apply pending database migrations and exit (for operators who turn
+    /// `storage.migrate_on_start` off). Exit 0 on success, 2 on failure.
+    Migrate {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Validate FHIR files against base R4 and our profiles. Exit 0 valid, 1 invalid, 2 unreadable.
     Validate {
         /// Also validate the root resource against this profile.
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => serve(config.as_deref()),
+        Command::Migrate { config } => migrate(config.as_deref()),
         Command::Validate {
             profile,
             format,
@@ -238,6 +245,36 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
         };
     eprintln!("sp-gateway: {runtime}");
     ExitCode::FAILURE
+}
+
+fn migrate(config_path: Option<&Path>) -> ExitCode {
+    init_logging();
+    let config = match Config::load(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sp-gateway migrate: configuration refused: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome =
+        actix_web::rt::System::new().block_on(sp_gateway::store::migrate(&config.storage));
+    let target = sp_gateway::config::redact_password(&config.storage.url);
+    match outcome {
+        Ok(applied) if applied.is_empty() => {
+            println!("{target}: up to date, nothing to apply");
+            ExitCode::SUCCESS
+        }
+        Ok(applied) => {
+            for migration in &applied {
+                println!("{target}: applied {migration}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sp-gateway migrate: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// Reads a FHIR file, guessing the format from its extension or first character.

@@ -13,6 +13,7 @@ pub struct Metrics {
     pub delivery_attempts: IntCounterVec,
     pub dead_lettered: IntCounter,
     pub delivery_latency: Histogram,
+    pub leases_reclaimed: IntCounter,
 }
 
 impl Metrics {
@@ -39,6 +40,11 @@ impl Metrics {
                     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
                 ]),
         )?;
+        let leases_reclaimed = IntCounter::new(
+            "sp_delivery_leases_reclaimed_total",
+            "Expired delivery leases (of a replica that died or hung) released by this process",
+        )?;
+        registry.register(Box::new(leases_reclaimed.clone()))?;
         registry.register(Box::new(referrals_accepted.clone()))?;
         registry.register(Box::new(delivery_attempts.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
@@ -49,6 +55,7 @@ impl Metrics {
             delivery_attempts,
             dead_lettered,
             delivery_latency,
+            leases_reclaimed,
         })
     }
 

@@ -20,11 +20,10 @@ pub type Wake = Arc<Notify>;
 
 /// How much of a receiver's answer we keep for operators.
 const RESPONSE_PREFIX_BYTES: usize = 512;
-/// The lease outlives the request timeout by this margin, so a slow but live send is never
-/// claimed twice.
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// The longest sleep without looking: also how soon a lease left by another replica is seen.
 const MAX_IDLE: Duration = Duration::from_secs(30);
+/// How often expired leases are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How often delivered payloads are pruned, and how many at a time.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_BATCH: usize = 500;
@@ -84,16 +83,24 @@ impl DeliveryWorker {
         Ok(())
     }
 
-    /// Runs forever: the claim-and-send loop and the retention pruner.
+    /// How long a claimed message is held: the request timeout plus a margin, so a slow but
+    /// live send is never claimed twice.
+    fn lease(&self) -> Duration {
+        self.config.delivery.timeout + self.config.delivery.lease_margin
+    }
+
+    /// Runs forever: the claim-and-send loop, the lease sweeper and the retention pruner.
     pub async fn run(self) {
         let pruner = self.clone();
         tokio::spawn(async move { pruner.prune_forever().await });
+        let sweeper = self.clone();
+        tokio::spawn(async move { sweeper.sweep_forever().await });
         let permits = Arc::new(Semaphore::new(self.config.delivery.concurrency));
         loop {
             let Ok(first) = permits.clone().acquire_owned().await else {
                 return;
             };
-            let lease = self.config.delivery.timeout + LEASE_MARGIN;
+            let lease = self.lease();
             let now = Utc::now();
             let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
             let wanted = 1 + permits.available_permits();
@@ -150,6 +157,23 @@ impl DeliveryWorker {
         tokio::select! {
             _ = self.wake.notified() => {}
             _ = tokio::time::sleep(idle) => {}
+        }
+    }
+
+    /// Releases leases whose holder died or hung (another replica killed mid-delivery), so
+    /// their messages go out again without waiting for anyone's restart.
+    async fn sweep_forever(&self) {
+        loop {
+            tokio::time::sleep(SWEEP_EVERY).await;
+            match self.store.release_expired_leases(Utc::now()).await {
+                Ok(0) => {}
+                Ok(released) => {
+                    self.metrics.leases_reclaimed.inc_by(released as u64);
+                    tracing::warn!(released, "released expired delivery leases");
+                    self.wake.notify_one();
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot sweep expired delivery leases"),
+            }
         }
     }
 
@@ -250,13 +274,42 @@ impl DeliveryWorker {
         };
         let next = self.next_step(&message, &verdict, started);
         self.observe(&message, &verdict, &next, &attempt);
-        if let Err(e) = self.store.record_attempt(&message.id, attempt, next).await {
-            // The lease will expire and the message will be sent again: at-least-once, never lost.
-            tracing::error!(message_id = %message.id, error = %e, "could not record a delivery attempt");
-        }
+        self.record(&message, attempt, next, clock).await;
         // The claim loop may be asleep until this message's lease ran out; its next due time (or
         // the next event of the same referral) is known only now.
         self.wake.notify_one();
+    }
+
+    /// Records an attempt, retrying while the store is briefly unavailable (a database
+    /// restart) for as long as the lease holds: recorded, the message is not sent again.
+    async fn record(
+        &self,
+        message: &OutboxMessage,
+        attempt: Attempt,
+        next: NextStep,
+        claimed: Instant,
+    ) {
+        let mut pause = Duration::from_millis(200);
+        loop {
+            match self
+                .store
+                .record_attempt(&message.id, attempt.clone(), next.clone())
+                .await
+            {
+                Ok(()) => return,
+                Err(StoreError::Unavailable(e)) if claimed.elapsed() + pause < self.lease() => {
+                    tracing::warn!(message_id = %message.id, error = %e, "storage unavailable; retrying to record a delivery attempt");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => {
+                    // The lease will expire and the message will be sent again: at-least-once,
+                    // never lost.
+                    tracing::error!(message_id = %message.id, error = %e, "could not record a delivery attempt");
+                    return;
+                }
+            }
+        }
     }
 
     fn next_step(

@@ -1,14 +1,19 @@
-//! Storage behind one trait, so SQLite (default) and later PostgreSQL share every rule above it.
+//! Storage behind one trait, so SQLite (default) and PostgreSQL share every rule above it.
 //!
 //! What to write is decided above the trait (ids, normalised resources, the record, the outbox
 //! message); a store only writes it atomically and answers the uniqueness questions that must
 //! be settled inside the transaction (conditional create, BaRS message ids).
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::Notify;
 
+use crate::config::StorageConfig;
 use crate::domain::{ClientId, FhirId, Identifier, ReferralId, VcsId};
 
+pub mod postgres;
 pub mod sqlite;
 
 /// A store failure. Client mistakes never arrive here; these are our own troubles.
@@ -405,6 +410,16 @@ pub trait Store: Send + Sync + 'static {
     /// When the next pending message falls due (None: nothing pending).
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
+    /// Ends leases that ran out (their holder died or hung), so any worker may claim those
+    /// messages again; returns how many were released.
+    async fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Wakes `wake` whenever another process commits outbox messages. A store that only one
+    /// process uses has nothing to do here: that process wakes its own worker.
+    fn watch_for_work(&self, wake: Arc<Notify>) {
+        let _ = wake;
+    }
+
     /// Records one attempt and what follows from it, releasing the lease.
     async fn record_attempt(
         &self,
@@ -561,6 +576,19 @@ pub struct RecoveryProgress {
     pub done: bool,
 }
 
+impl RecoveryProgress {
+    /// Counts `n` of the job's messages found in `state`.
+    pub fn add(&mut self, state: &str, n: usize) {
+        self.total += n;
+        match state {
+            "pending" => self.pending += n,
+            "delivered" => self.delivered += n,
+            _ => self.dead += n,
+        }
+        self.done = self.pending == 0;
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct OutboxStats {
     pub pending: usize,
@@ -568,14 +596,59 @@ pub struct OutboxStats {
     pub oldest_pending_age_seconds: f64,
 }
 
-/// Opens the store named by a `[storage] url`.
-pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    match url.strip_prefix("sqlite://") {
-        Some(path) => Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path).await?)),
-        None => Err(StoreError::Open {
-            url: url.to_string(),
-            reason: "only sqlite:// URLs are supported".into(),
-        }),
+/// Which database a `[storage] url` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// `sqlite://PATH`: one gateway process owns the file.
+    Sqlite,
+    /// `postgres://…` (or `postgresql://…`): any number of replicas share the database.
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Option<Backend> {
+        if url
+            .strip_prefix("sqlite://")
+            .is_some_and(|path| !path.is_empty())
+        {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+}
+
+fn unsupported(url: &str) -> StoreError {
+    StoreError::Open {
+        url: crate::config::redact_password(url),
+        reason: "expected sqlite://PATH or postgres://…".into(),
+    }
+}
+
+/// Opens the store `[storage]` names (migrating it, unless `migrate_on_start` is off).
+pub async fn open(config: &StorageConfig) -> Result<Arc<dyn Store>, StoreError> {
+    let url = config.url.as_str();
+    match Backend::from_url(url) {
+        Some(Backend::Sqlite) => {
+            let path = url.trim_start_matches("sqlite://");
+            Ok(Arc::new(
+                sqlite::SqliteStore::open(path, config.migrate_on_start).await?,
+            ))
+        }
+        Some(Backend::Postgres) => Ok(Arc::new(postgres::PostgresStore::open(url, config).await?)),
+        None => Err(unsupported(url)),
+    }
+}
+
+/// Applies pending migrations (`sp-gateway migrate`); returns what was applied now.
+pub async fn migrate(config: &StorageConfig) -> Result<Vec<String>, StoreError> {
+    let url = config.url.as_str();
+    match Backend::from_url(url) {
+        Some(Backend::Sqlite) => sqlite::migrate(url.trim_start_matches("sqlite://")),
+        Some(Backend::Postgres) => postgres::migrate(url, config).await,
+        None => Err(unsupported(url)),
     }
 }
 

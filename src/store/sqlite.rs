@@ -31,12 +31,63 @@ pub struct SqliteStore {
     writes: mpsc::Sender<Job>,
 }
 
+/// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
+const MIGRATIONS: [(&str, &str); 3] = [
+    ("init", include_str!("migrations/sqlite/001_init.sql")),
+    (
+        "delivery",
+        include_str!("migrations/sqlite/002_delivery.sql"),
+    ),
+    (
+        "closed_loop",
+        include_str!("migrations/sqlite/003_closed_loop.sql"),
+    ),
+];
+
 fn migrations() -> Migrations<'static> {
-    Migrations::new(vec![
-        M::up(include_str!("migrations/sqlite/001_init.sql")),
-        M::up(include_str!("migrations/sqlite/002_delivery.sql")),
-        M::up(include_str!("migrations/sqlite/003_closed_loop.sql")),
-    ])
+    Migrations::new(MIGRATIONS.iter().map(|(_, sql)| M::up(sql)).collect())
+}
+
+fn open_error(path: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Open {
+        url: format!("sqlite://{path}"),
+        reason: reason.to_string(),
+    }
+}
+
+fn create_parent_dir(path: &str) -> Result<(), StoreError> {
+    match Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => {
+            std::fs::create_dir_all(parent).map_err(|e| open_error(path, e))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// How many migrations the file has had.
+fn schema_version(conn: &Connection) -> Result<usize, StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    Ok(usize::try_from(version).unwrap_or(0))
+}
+
+fn apply_migrations(conn: &mut Connection, path: &str) -> Result<(), StoreError> {
+    migrations()
+        .to_latest(conn)
+        .map_err(|e| open_error(path, format!("migration failed: {e}")))
+}
+
+/// Applies pending migrations to the file (`sp-gateway migrate`); returns those applied now.
+pub fn migrate(path: &str) -> Result<Vec<String>, StoreError> {
+    create_parent_dir(path)?;
+    let mut conn = open_connection(path)?;
+    let before = schema_version(&conn)?;
+    apply_migrations(&mut conn, path)?;
+    Ok(MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(before)
+        .map(|(i, (name, _))| format!("{} {name}", i + 1))
+        .collect())
 }
 
 fn open_connection(path: &str) -> Result<Connection, StoreError> {
@@ -52,25 +103,22 @@ fn open_connection(path: &str) -> Result<Connection, StoreError> {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file, runs migrations, starts the writer.
-    pub async fn open(path: &str) -> Result<Self, StoreError> {
-        if let Some(parent) = Path::new(path).parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
-                    url: format!("sqlite://{path}"),
-                    reason: e.to_string(),
-                })?;
-            }
-        }
+    /// Opens (creating if needed) the database file, runs migrations (or, with `migrate` off,
+    /// checks that they ran), starts the writer.
+    pub async fn open(path: &str, migrate: bool) -> Result<Self, StoreError> {
+        create_parent_dir(path)?;
         let mut writer = open_connection(path)?;
         // Foreign keys go on after migrating: a migration that rebuilds a table must be able
         // to drop the old one while other tables still name it.
-        migrations()
-            .to_latest(&mut writer)
-            .map_err(|e| StoreError::Open {
-                url: format!("sqlite://{path}"),
-                reason: format!("migration failed: {e}"),
-            })?;
+        if migrate {
+            apply_migrations(&mut writer, path)?;
+        } else if schema_version(&writer)? < MIGRATIONS.len() {
+            return Err(open_error(
+                path,
+                "migrations are pending and storage.migrate_on_start is off: \
+                 run `sp-gateway migrate` first",
+            ));
+        }
         writer.execute_batch("PRAGMA foreign_keys = ON;")?;
         // One gateway owns an SQLite file, so leases left by a process that died are stale now:
         // releasing them lets its in-flight deliveries go again at once instead of after the lease.
@@ -785,6 +833,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let now = timestamp(now);
+        self.write(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "UPDATE outbox SET lease_until = NULL
+                     WHERE state = 'pending' AND lease_until IS NOT NULL AND lease_until < ?1",
+                )?
+                .execute(params![now])?)
+        })
+        .await
+    }
+
     async fn record_attempt(
         &self,
         message_id: &str,
@@ -1258,22 +1319,15 @@ fn recovery(conn: &Connection, job_id: &str) -> Result<Option<RecoveryProgress>,
         pending: 0,
         delivered: 0,
         dead: 0,
-        done: false,
+        done: true,
     };
     let rows = counts.query_map(params![job_id], |row| {
         Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
     })?;
     for row in rows {
         let (state, count) = row?;
-        let count = usize::try_from(count).unwrap_or(0);
-        progress.total += count;
-        match state.as_str() {
-            "pending" => progress.pending += count,
-            "delivered" => progress.delivered += count,
-            _ => progress.dead += count,
-        }
+        progress.add(&state, usize::try_from(count).unwrap_or(0));
     }
-    progress.done = progress.pending == 0;
     Ok(Some(progress))
 }
 

@@ -2,6 +2,7 @@
 //! and talks HTTP to it. Nothing here mocks the gateway's own code.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod receiver;
 
 use std::io::{BufRead, BufReader};
@@ -151,6 +152,17 @@ impl Gateway {
         let env = std::mem::take(&mut self.env);
         let log_path = self.log_path.take();
         Self::launch(original, config_path, env, log_path)
+    }
+
+    /// Kills the process with SIGKILL (nothing is flushed on the way out) and waits for it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -74,6 +74,8 @@ pub struct Receiver {
     received: Arc<Mutex<Vec<Received>>>,
     script: Arc<Mutex<Script>>,
     stop: Arc<AtomicBool>,
+    /// Requests that have arrived, answered or not yet.
+    arrivals: Arc<Mutex<usize>>,
 }
 
 impl Receiver {
@@ -145,12 +147,18 @@ impl Receiver {
             received,
             script,
             stop,
+            arrivals: counter,
         }
     }
 
     /// Scripts the answers: `script(n)` answers the n-th request (0-based).
     pub fn answer(&self, script: impl Fn(usize) -> Reply + Send + Sync + 'static) {
         *self.script.lock().unwrap() = Box::new(script);
+    }
+
+    /// How many requests have arrived so far, including those still waiting for their answer.
+    pub fn arrivals(&self) -> usize {
+        *self.arrivals.lock().unwrap()
     }
 
     pub fn received(&self) -> Vec<Received> {

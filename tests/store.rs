@@ -1,0 +1,1102 @@
+//! The store suite: every rule the `Store` trait promises, run against both backends (SQLite in a
+//! temporary file, PostgreSQL in a schema of its own), so the two cannot drift apart.
+
+#[path = "common/postgres.rs"]
+mod pg;
+
+use std::any::Any;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use sp_gateway::config::StorageConfig;
+use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
+use sp_gateway::store::{
+    self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
+    NewOutboxMessage, NewReferral, NewResource, NextStep, ReferralChange, ReferralQuery,
+    ResourceQuery, Store, StoredResponse, SubscriptionRow, TargetKind,
+};
+
+const SYSTEM: &str = "https://fhir.emis-demo.example/Id/referral";
+
+type Keep = Box<dyn Any + Send>;
+
+async fn sqlite_store() -> (Arc<dyn Store>, Keep) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = StorageConfig {
+        url: format!("sqlite://{}", dir.path().join("store.db").display()),
+        ..StorageConfig::default()
+    };
+    let store = store::open(&config).await.expect("open sqlite");
+    (store, Box::new(dir))
+}
+
+async fn postgres_store() -> (Arc<dyn Store>, Keep) {
+    let schema = pg::TestSchema::create();
+    let config = StorageConfig {
+        url: schema.url.clone(),
+        ..StorageConfig::default()
+    };
+    let store = store::open(&config).await.expect("open postgres");
+    (store, Box::new(schema))
+}
+
+/// Generates one test per scenario and backend: `sqlite::name` and `postgres::name`.
+macro_rules! store_suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _keep) = super::sqlite_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let (store, _keep) = super::postgres_store().await;
+                    super::$name(store).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    create_then_read_as_owner_only,
+    conditional_create_returns_the_existing_referral,
+    an_identifier_names_one_referral_per_client,
+    a_bars_message_id_is_processed_once,
+    racing_conditional_creates_make_one_referral,
+    racing_duplicate_messages_make_one_referral,
+    search_filters_and_pages,
+    changes_apply_once_per_revision,
+    racing_changes_apply_one,
+    history_versions_and_resource_search,
+    vcs_lists_its_referrals,
+    claims_hold_a_lease_and_keep_referral_order,
+    expired_leases_are_claimed_again,
+    concurrent_claims_never_share_a_message,
+    retries_dead_letters_and_recovery,
+    disabled_endpoints_wait,
+    secret_rotation_keeps_the_old_secret_for_the_grace,
+    delivered_payloads_are_pruned,
+    audit_records_reads_and_disclosures,
+    subscriptions_are_kept_per_client,
+);
+
+// --- Builders ------------------------------------------------------------------------------
+
+/// Now, to the microsecond (what both databases keep).
+fn now() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(Duration::microseconds(1))
+        .expect("truncate")
+}
+
+fn client(id: &str) -> ClientId {
+    id.parse().expect("client id")
+}
+
+fn vcs(id: &str) -> VcsId {
+    id.parse().expect("vcs id")
+}
+
+fn resource(resource_type: &str, id: &FhirId, version: i64, patient: &FhirId) -> NewResource {
+    NewResource {
+        resource_type: resource_type.into(),
+        id: id.clone(),
+        version_id: version,
+        content: format!(
+            r#"{{"resourceType":"{resource_type}","id":"{id}","meta":{{"versionId":"{version}"}}}}"#
+        ),
+        patient_id: Some(patient.to_string()),
+        code: (resource_type == "Observation")
+            .then(|| "http://loinc.org|ons4-happiness".to_string()),
+    }
+}
+
+/// A referral of `client_id` to `carers-count` with the GP reference `reference`.
+fn referral(client_id: &str, reference: &str) -> NewReferral {
+    let referral_id = FhirId::generate();
+    let patient_id = FhirId::generate();
+    let task_id = FhirId::generate();
+    NewReferral {
+        referral_id: referral_id.clone(),
+        client_id: client(client_id),
+        vcs_id: vcs("carers-count"),
+        identifiers: vec![Identifier::new(SYSTEM, reference)],
+        message_id: None,
+        patient_id: patient_id.clone(),
+        status: "active".into(),
+        received_content_type: "application/fhir+json".into(),
+        received_body: br#"{"resourceType":"ServiceRequest"}"#.to_vec(),
+        resources: vec![
+            resource("ServiceRequest", &referral_id, 1, &patient_id),
+            resource("Patient", &patient_id, 1, &patient_id),
+            resource("Task", &task_id, 1, &patient_id),
+        ],
+        task_id,
+        record: format!(r#"{{"schema":"referral-record/v1","referral_id":"{referral_id}"}}"#),
+        outbox: vec![message(
+            TargetKind::Vcs,
+            "carers-count",
+            "referral.created",
+            1,
+        )],
+        correlation_id: Some("corr-1".into()),
+        created_at: now(),
+    }
+}
+
+fn message(kind: TargetKind, target: &str, event: &str, sequence: i64) -> NewOutboxMessage {
+    NewOutboxMessage {
+        id: format!("msg_{}", uuid::Uuid::new_v4().simple()),
+        target_kind: kind,
+        target: target.into(),
+        event_type: event.into(),
+        sequence,
+        payload: format!(r#"{{"type":"{event}"}}"#),
+    }
+}
+
+async fn create(store: &Arc<dyn Store>, referral: NewReferral) -> NewReferral {
+    let outcome = store
+        .create_referral(referral.clone(), None)
+        .await
+        .expect("create");
+    assert!(matches!(outcome, CreateOutcome::Created), "{outcome:?}");
+    referral
+}
+
+fn attempt(at: DateTime<Utc>, status: Option<u16>) -> Attempt {
+    Attempt {
+        at,
+        status_code: status,
+        latency_ms: 12,
+        error: status.filter(|s| *s >= 400).map(|s| format!("HTTP {s}")),
+        response_prefix: Some("ok".into()),
+    }
+}
+
+/// A change to `referral` computed from `revision`: a new Task version and one outbox message.
+fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralChange {
+    ReferralChange {
+        referral_id: referral.referral_id.to_string(),
+        expected_revision: revision,
+        status: None,
+        vcs_status: Some("accepted".into()),
+        resources: vec![resource(
+            "Task",
+            &referral.task_id,
+            task_version,
+            &referral.patient_id,
+        )],
+        outbox: vec![],
+        audit: vec![AuditEntry {
+            actor: "vcs:carers-count".into(),
+            action: "update".into(),
+            resource_type: "Task".into(),
+            resource_id: referral.task_id.to_string(),
+        }],
+        idempotency: None,
+        correlation_id: None,
+        at: now(),
+    }
+}
+
+fn search(identifier: Option<(Option<&str>, &str)>) -> ReferralQuery {
+    ReferralQuery {
+        identifier: identifier.map(|(s, v)| (s.map(str::to_string), v.to_string())),
+        count: 50,
+        ..ReferralQuery::default()
+    }
+}
+
+// --- Creating and reading ------------------------------------------------------------------
+
+async fn create_then_read_as_owner_only(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-1")).await;
+    let owner = client("emis-demo");
+    let found = store
+        .read_resource(&owner, "ServiceRequest", r.referral_id.as_str())
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(found.version_id, 1);
+    assert!(found.content.contains(r.referral_id.as_str()));
+    assert_eq!(found.last_updated, r.created_at);
+    let patient = store
+        .read_resource(&owner, "Patient", r.patient_id.as_str())
+        .await
+        .expect("read patient");
+    assert!(patient.is_some());
+    let other = client("tpp-demo");
+    assert!(store
+        .read_resource(&other, "ServiceRequest", r.referral_id.as_str())
+        .await
+        .expect("read as other")
+        .is_none());
+    assert!(store
+        .read_resource(&owner, "ServiceRequest", "no-such-id")
+        .await
+        .expect("read missing")
+        .is_none());
+    let state = store
+        .load_referral(r.referral_id.as_str())
+        .await
+        .expect("load")
+        .expect("state");
+    assert_eq!(state.client_id, "emis-demo");
+    assert_eq!(state.vcs_id, "carers-count");
+    assert_eq!(state.revision, 1);
+    assert_eq!(state.vcs_status, "received");
+    assert_eq!(
+        state.task.as_ref().map(|t| t.id.as_str()),
+        Some(r.task_id.as_str())
+    );
+    assert_eq!(state.next_sequence(TargetKind::Vcs, "carers-count"), 2);
+    assert_eq!(state.next_sequence(TargetKind::Subscription, "sub-1"), 1);
+    assert_eq!(state.created_at, r.created_at);
+}
+
+async fn conditional_create_returns_the_existing_referral(store: Arc<dyn Store>) {
+    let first = create(&store, referral("emis-demo", "REF-2")).await;
+    let condition = Identifier::new(SYSTEM, "REF-2");
+    let retry = referral("emis-demo", "REF-2");
+    match store
+        .create_referral(retry, Some(condition.clone()))
+        .await
+        .expect("conditional create")
+    {
+        CreateOutcome::Existing(found) => assert_eq!(found.id, first.referral_id.as_str()),
+        other => panic!("expected the existing referral, got {other:?}"),
+    }
+    // Another client's identifiers are its own: the same value creates a new referral there.
+    let elsewhere = referral("tpp-demo", "REF-2");
+    let outcome = store
+        .create_referral(elsewhere, Some(condition))
+        .await
+        .expect("other client");
+    assert!(matches!(outcome, CreateOutcome::Created), "{outcome:?}");
+}
+
+async fn an_identifier_names_one_referral_per_client(store: Arc<dyn Store>) {
+    let first = create(&store, referral("emis-demo", "REF-3")).await;
+    match store
+        .create_referral(referral("emis-demo", "REF-3"), None)
+        .await
+        .expect("second create")
+    {
+        CreateOutcome::IdentifierTaken {
+            identifier,
+            existing,
+        } => {
+            assert_eq!(identifier.value, "REF-3");
+            assert_eq!(existing, first.referral_id.as_str());
+        }
+        other => panic!("expected IdentifierTaken, got {other:?}"),
+    }
+    let page = store
+        .search_referrals(&client("emis-demo"), &search(None))
+        .await
+        .expect("search");
+    assert_eq!(page.total, 1, "the refused create stored nothing");
+}
+
+async fn a_bars_message_id_is_processed_once(store: Arc<dyn Store>) {
+    let mut first = referral("emis-demo", "REF-4");
+    first.message_id = Some("msg-0001".into());
+    let first = create(&store, first).await;
+    let mut again = referral("emis-demo", "REF-4-again");
+    again.message_id = Some("msg-0001".into());
+    match store.create_referral(again, None).await.expect("again") {
+        CreateOutcome::DuplicateMessage { existing } => {
+            assert_eq!(existing, first.referral_id.as_str())
+        }
+        other => panic!("expected DuplicateMessage, got {other:?}"),
+    }
+}
+
+/// Many creates with one `If-None-Exist` at once (a vendor's retries reaching several replicas):
+/// exactly one referral, and every other answer names it.
+async fn racing_conditional_creates_make_one_referral(store: Arc<dyn Store>) {
+    let condition = Identifier::new(SYSTEM, "REF-RACE");
+    let racers: Vec<_> = (0..16)
+        .map(|_| {
+            let store = store.clone();
+            let condition = condition.clone();
+            tokio::spawn(async move {
+                store
+                    .create_referral(referral("emis-demo", "REF-RACE"), Some(condition))
+                    .await
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    let mut existing = HashSet::new();
+    for racer in racers {
+        match racer.await.expect("join").expect("create") {
+            CreateOutcome::Created => created.push(()),
+            CreateOutcome::Existing(found) => {
+                existing.insert(found.id);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created.len(), 1, "exactly one create wins");
+    assert!(existing.len() <= 1, "every loser names the same referral");
+    let page = store
+        .search_referrals(
+            &client("emis-demo"),
+            &search(Some((Some(SYSTEM), "REF-RACE"))),
+        )
+        .await
+        .expect("search");
+    assert_eq!(page.total, 1);
+    if let Some(id) = existing.iter().next() {
+        assert_eq!(&page.resources[0].id, id);
+    }
+}
+
+async fn racing_duplicate_messages_make_one_referral(store: Arc<dyn Store>) {
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut r = referral("emis-demo", &format!("REF-MSG-{i}"));
+                r.message_id = Some("msg-race".into());
+                store.create_referral(r, None).await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for racer in racers {
+        match racer.await.expect("join").expect("create") {
+            CreateOutcome::Created => created += 1,
+            CreateOutcome::DuplicateMessage { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+async fn search_filters_and_pages(store: Arc<dyn Store>) {
+    let mut made = Vec::new();
+    for i in 0..5 {
+        made.push(create(&store, referral("emis-demo", &format!("REF-S-{i}"))).await);
+    }
+    create(&store, referral("tpp-demo", "REF-S-0")).await;
+    let owner = client("emis-demo");
+    let all = store
+        .search_referrals(&owner, &search(None))
+        .await
+        .expect("all");
+    assert_eq!(all.total, 5);
+    let ids: Vec<_> = all.resources.iter().map(|r| r.id.clone()).collect();
+    let expected: Vec<_> = made.iter().map(|r| r.referral_id.to_string()).collect();
+    assert_eq!(ids, expected, "oldest first");
+    let page = store
+        .search_referrals(
+            &owner,
+            &ReferralQuery {
+                count: 2,
+                offset: 2,
+                ..ReferralQuery::default()
+            },
+        )
+        .await
+        .expect("page");
+    assert_eq!(page.total, 5);
+    assert_eq!(
+        page.resources
+            .iter()
+            .map(|r| r.id.clone())
+            .collect::<Vec<_>>(),
+        expected[2..4].to_vec()
+    );
+    let by_value = store
+        .search_referrals(&owner, &search(Some((None, "REF-S-3"))))
+        .await
+        .expect("by value");
+    assert_eq!(by_value.total, 1);
+    assert_eq!(by_value.resources[0].id, expected[3]);
+    let wrong_system = store
+        .search_referrals(&owner, &search(Some((Some("urn:other"), "REF-S-3"))))
+        .await
+        .expect("wrong system");
+    assert_eq!(wrong_system.total, 0);
+    let by_patient = store
+        .search_referrals(
+            &owner,
+            &ReferralQuery {
+                patient_id: Some(made[1].patient_id.to_string()),
+                count: 10,
+                ..ReferralQuery::default()
+            },
+        )
+        .await
+        .expect("by patient");
+    assert_eq!(by_patient.total, 1);
+    let by_status = store
+        .search_referrals(
+            &owner,
+            &ReferralQuery {
+                statuses: vec!["revoked".into(), "completed".into()],
+                count: 10,
+                ..ReferralQuery::default()
+            },
+        )
+        .await
+        .expect("by status");
+    assert_eq!(by_status.total, 0);
+    let active = store
+        .search_referrals(
+            &owner,
+            &ReferralQuery {
+                statuses: vec!["active".into()],
+                count: 10,
+                ..ReferralQuery::default()
+            },
+        )
+        .await
+        .expect("active");
+    assert_eq!(active.total, 5);
+}
+
+// --- Changes -------------------------------------------------------------------------------
+
+async fn changes_apply_once_per_revision(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-C")).await;
+    let mut first = change(&r, 1, 2);
+    first.outbox = vec![message(
+        TargetKind::Vcs,
+        "carers-count",
+        "referral.accepted",
+        2,
+    )];
+    first.idempotency = Some((
+        "carers-count".into(),
+        "key-1".into(),
+        StoredResponse {
+            request_hash: "hash".into(),
+            status: 200,
+            body: "{\"ok\":true}".into(),
+        },
+    ));
+    assert_eq!(
+        store.apply_change(first).await.expect("apply"),
+        ChangeOutcome::Applied
+    );
+    let stale = change(&r, 1, 2);
+    assert_eq!(
+        store.apply_change(stale).await.expect("stale"),
+        ChangeOutcome::Conflict
+    );
+    let state = store
+        .load_referral(r.referral_id.as_str())
+        .await
+        .expect("load")
+        .expect("state");
+    assert_eq!(state.revision, 2);
+    assert_eq!(state.vcs_status, "accepted");
+    assert_eq!(state.task.as_ref().map(|t| t.version_id), Some(2));
+    assert_eq!(state.next_sequence(TargetKind::Vcs, "carers-count"), 3);
+    let stored = store
+        .idempotent_response("carers-count", "key-1")
+        .await
+        .expect("idempotency")
+        .expect("stored response");
+    assert_eq!(
+        (stored.status, stored.body.as_str()),
+        (200, "{\"ok\":true}")
+    );
+    assert!(store
+        .idempotent_response("carers-count", "key-2")
+        .await
+        .expect("other key")
+        .is_none());
+}
+
+async fn racing_changes_apply_one(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-RC")).await;
+    let racers: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            let change = change(&r, 1, 2);
+            tokio::spawn(async move { store.apply_change(change).await })
+        })
+        .collect();
+    let mut applied = 0;
+    for racer in racers {
+        if racer.await.expect("join").expect("apply") == ChangeOutcome::Applied {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 1);
+    let history = store
+        .history(&client("emis-demo"), "Task", r.task_id.as_str())
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 2, "one new version, not six");
+}
+
+async fn history_versions_and_resource_search(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-H")).await;
+    let owner = client("emis-demo");
+    let observation = FhirId::generate();
+    let mut c = change(&r, 1, 2);
+    c.resources
+        .push(resource("Observation", &observation, 1, &r.patient_id));
+    store.apply_change(c).await.expect("apply");
+    let history = store
+        .history(&owner, "Task", r.task_id.as_str())
+        .await
+        .expect("history");
+    assert_eq!(
+        history.iter().map(|h| h.version_id).collect::<Vec<_>>(),
+        vec![2, 1],
+        "newest first"
+    );
+    let v1 = store
+        .read_version(&owner, "Task", r.task_id.as_str(), 1)
+        .await
+        .expect("vread")
+        .expect("v1");
+    assert!(v1.content.contains("\"versionId\":\"1\""));
+    assert!(store
+        .read_version(&owner, "Task", r.task_id.as_str(), 9)
+        .await
+        .expect("vread 9")
+        .is_none());
+    let current = store
+        .read_resource(&owner, "Task", r.task_id.as_str())
+        .await
+        .expect("read")
+        .expect("task");
+    assert_eq!(current.version_id, 2);
+    let tasks = store
+        .search_resources(
+            &owner,
+            "Task",
+            &ResourceQuery {
+                referral_id: Some(r.referral_id.to_string()),
+                count: 10,
+                ..ResourceQuery::default()
+            },
+        )
+        .await
+        .expect("tasks");
+    assert_eq!(tasks.total, 1, "only the current version");
+    assert_eq!(tasks.resources[0].version_id, 2);
+    for (code, expected) in [
+        (
+            Some((
+                Some("http://loinc.org".to_string()),
+                "ons4-happiness".to_string(),
+            )),
+            1,
+        ),
+        (Some((None, "ons4-happiness".to_string())), 1),
+        (
+            Some((Some("urn:other".to_string()), "ons4-happiness".to_string())),
+            0,
+        ),
+        (None, 1),
+    ] {
+        let found = store
+            .search_resources(
+                &owner,
+                "Observation",
+                &ResourceQuery {
+                    patient_id: Some(r.patient_id.to_string()),
+                    code: code.clone(),
+                    count: 10,
+                    ..ResourceQuery::default()
+                },
+            )
+            .await
+            .expect("observations");
+        assert_eq!(found.total, expected, "{code:?}");
+    }
+    let not_theirs = store
+        .search_resources(
+            &client("tpp-demo"),
+            "Observation",
+            &ResourceQuery {
+                count: 10,
+                ..ResourceQuery::default()
+            },
+        )
+        .await
+        .expect("other client");
+    assert_eq!(not_theirs.total, 0);
+}
+
+async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
+    let a = create(&store, referral("emis-demo", "REF-V-1")).await;
+    let b = create(&store, referral("emis-demo", "REF-V-2")).await;
+    let mut elsewhere = referral("emis-demo", "REF-V-3");
+    elsewhere.vcs_id = vcs("knit-natter");
+    create(&store, elsewhere).await;
+    store
+        .apply_change(change(&b, 1, 2))
+        .await
+        .expect("accept b");
+    let carers = vcs("carers-count");
+    let (total, items) = store
+        .list_vcs_referrals(&carers, None, None, 10, 0)
+        .await
+        .expect("list");
+    assert_eq!(total, 2);
+    assert_eq!(
+        items
+            .iter()
+            .map(|i| i.referral_id.clone())
+            .collect::<Vec<_>>(),
+        vec![a.referral_id.to_string(), b.referral_id.to_string()],
+        "oldest change first"
+    );
+    let (accepted, items) = store
+        .list_vcs_referrals(&carers, Some("accepted"), None, 10, 0)
+        .await
+        .expect("accepted");
+    assert_eq!(accepted, 1);
+    assert_eq!(items[0].referral_id, b.referral_id.as_str());
+    assert!(items[0].record.contains("referral-record/v1"));
+    let later = now() + Duration::seconds(60);
+    let (since_later, _) = store
+        .list_vcs_referrals(&carers, None, Some(later), 10, 0)
+        .await
+        .expect("since");
+    assert_eq!(since_later, 0);
+    let (_, second_page) = store
+        .list_vcs_referrals(&carers, None, None, 1, 1)
+        .await
+        .expect("page");
+    assert_eq!(second_page.len(), 1);
+    assert_eq!(second_page[0].referral_id, b.referral_id.as_str());
+}
+
+// --- The outbox ----------------------------------------------------------------------------
+
+async fn claims_hold_a_lease_and_keep_referral_order(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-O")).await;
+    let mut second = change(&r, 1, 2);
+    second.outbox = vec![message(
+        TargetKind::Vcs,
+        "carers-count",
+        "referral.accepted",
+        2,
+    )];
+    store.apply_change(second).await.expect("second event");
+    let t = now();
+    let lease = t + Duration::seconds(30);
+    let claimed = store.claim_due_messages(t, lease, 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1, "the second event waits for the first");
+    assert_eq!(claimed[0].sequence, 1);
+    assert_eq!(claimed[0].event_type, "referral.created");
+    assert_eq!(claimed[0].referral_id, r.referral_id.as_str());
+    assert_eq!(claimed[0].attempts, 0);
+    assert!(store
+        .claim_due_messages(t, lease, 10)
+        .await
+        .expect("claim again")
+        .is_empty());
+    store
+        .record_attempt(&claimed[0].id, attempt(t, Some(200)), NextStep::Delivered)
+        .await
+        .expect("record");
+    let next = store
+        .claim_due_messages(now(), lease, 10)
+        .await
+        .expect("claim 2");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].sequence, 2);
+    let deliveries = store
+        .referral_deliveries(r.referral_id.as_str())
+        .await
+        .expect("deliveries");
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0].0.state, "delivered");
+    assert_eq!(deliveries[0].0.attempts, 1);
+    assert!(deliveries[0].0.delivered_at.is_some());
+    assert_eq!(deliveries[0].1.len(), 1);
+    assert_eq!(deliveries[0].1[0].status_code, Some(200));
+    assert_eq!(deliveries[0].1[0].latency_ms, 12);
+}
+
+async fn expired_leases_are_claimed_again(store: Arc<dyn Store>) {
+    create(&store, referral("emis-demo", "REF-L")).await;
+    let t = now();
+    let claimed = store
+        .claim_due_messages(t, t + Duration::seconds(10), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        store.next_due_at().await.expect("next due"),
+        Some(t + Duration::seconds(10)),
+        "a leased message is due when its lease runs out"
+    );
+    // The holder died: nobody may take it before the lease ends, anyone may after.
+    assert!(store
+        .claim_due_messages(t + Duration::seconds(9), t + Duration::seconds(40), 10)
+        .await
+        .expect("before expiry")
+        .is_empty());
+    assert_eq!(
+        store
+            .release_expired_leases(t + Duration::seconds(5))
+            .await
+            .expect("sweep early"),
+        0
+    );
+    assert_eq!(
+        store
+            .release_expired_leases(t + Duration::seconds(11))
+            .await
+            .expect("sweep"),
+        1
+    );
+    let again = store
+        .claim_due_messages(t + Duration::seconds(11), t + Duration::seconds(40), 10)
+        .await
+        .expect("after expiry");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, claimed[0].id);
+}
+
+/// Several workers (replicas) claiming at once: every message is claimed exactly once.
+async fn concurrent_claims_never_share_a_message(store: Arc<dyn Store>) {
+    for i in 0..60 {
+        create(&store, referral("emis-demo", &format!("REF-CC-{i}"))).await;
+    }
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let t = now();
+                    let batch = store
+                        .claim_due_messages(t, t + Duration::seconds(60), 5)
+                        .await
+                        .expect("claim");
+                    if batch.is_empty() {
+                        return mine;
+                    }
+                    mine.extend(batch.into_iter().map(|m| m.id));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.expect("join"));
+    }
+    let distinct: HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 60, "every message claimed");
+    assert_eq!(distinct.len(), 60, "no message claimed twice");
+}
+
+async fn retries_dead_letters_and_recovery(store: Arc<dyn Store>) {
+    create(&store, referral("emis-demo", "REF-R")).await;
+    let t = now();
+    let lease = t + Duration::seconds(30);
+    let claimed = store.claim_due_messages(t, lease, 1).await.expect("claim");
+    let id = claimed[0].id.clone();
+    let retry_at = t + Duration::seconds(5);
+    store
+        .record_attempt(&id, attempt(t, Some(503)), NextStep::RetryAt(retry_at))
+        .await
+        .expect("retry");
+    assert_eq!(store.next_due_at().await.expect("due"), Some(retry_at));
+    assert!(store
+        .claim_due_messages(t, lease, 1)
+        .await
+        .expect("not yet")
+        .is_empty());
+    let again = store
+        .claim_due_messages(retry_at, lease, 1)
+        .await
+        .expect("due now");
+    assert_eq!(again[0].attempts, 1);
+    store
+        .record_attempt(&id, attempt(retry_at, Some(500)), NextStep::Dead)
+        .await
+        .expect("dead");
+    let stats = store.outbox_stats(now()).await.expect("stats");
+    assert_eq!((stats.pending, stats.dead), (0, 1));
+    let (dead, listed) = store
+        .list_deliveries(&DeliveryFilter {
+            state: Some("dead".into()),
+            count: 10,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("dead letters");
+    assert_eq!(dead, 1);
+    assert_eq!(listed[0].last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!(listed[0].next_attempt_at, None, "a dead message is not due");
+    let job = store
+        .start_recovery(&vcs("carers-count"), t - Duration::hours(1), now())
+        .await
+        .expect("recover");
+    assert_eq!((job.total, job.pending, job.done), (1, 1, false));
+    let recovered = store
+        .claim_due_messages(now(), now() + Duration::seconds(30), 1)
+        .await
+        .expect("claim recovered");
+    assert_eq!(recovered.len(), 1);
+    assert_eq!(
+        recovered[0].attempts, 0,
+        "a recovered message starts afresh"
+    );
+    store
+        .record_attempt(&id, attempt(now(), Some(200)), NextStep::Delivered)
+        .await
+        .expect("delivered");
+    let progress = store
+        .recovery_progress(&job.job_id)
+        .await
+        .expect("progress")
+        .expect("job");
+    assert_eq!((progress.delivered, progress.done), (1, true));
+    assert!(store
+        .retry_message(&id, now())
+        .await
+        .expect("operator retry"));
+    assert!(!store
+        .retry_message("msg_unknown", now())
+        .await
+        .expect("unknown"));
+    assert_eq!(store.outbox_stats(now()).await.expect("stats").pending, 1);
+}
+
+async fn disabled_endpoints_wait(store: Arc<dyn Store>) {
+    create(&store, referral("emis-demo", "REF-D")).await;
+    let carers = vcs("carers-count");
+    store
+        .set_endpoint_enabled(&carers, false, Some("maintenance".into()), now())
+        .await
+        .expect("disable");
+    assert_eq!(
+        store.disabled_endpoints().await.expect("disabled"),
+        vec![("carers-count".to_string(), Some("maintenance".to_string()))]
+    );
+    let t = now();
+    assert!(store
+        .claim_due_messages(t, t + Duration::seconds(30), 10)
+        .await
+        .expect("claim while disabled")
+        .is_empty());
+    assert_eq!(store.next_due_at().await.expect("due"), None);
+    store
+        .set_endpoint_enabled(&carers, true, None, now())
+        .await
+        .expect("enable");
+    let claimed = store
+        .claim_due_messages(now(), now() + Duration::seconds(30), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    // A 410 Gone switches the endpoint off and keeps the message waiting for it.
+    store
+        .record_attempt(
+            &claimed[0].id,
+            attempt(now(), Some(410)),
+            NextStep::EndpointGone,
+        )
+        .await
+        .expect("gone");
+    let disabled = store.disabled_endpoints().await.expect("disabled again");
+    assert_eq!(disabled.len(), 1);
+    assert_eq!(store.outbox_stats(now()).await.expect("stats").pending, 1);
+}
+
+async fn secret_rotation_keeps_the_old_secret_for_the_grace(store: Arc<dyn Store>) {
+    let carers = vcs("carers-count");
+    let t = now();
+    let grace = t + Duration::hours(24);
+    store
+        .adopt_secret(&carers, "whsec_old", t, grace)
+        .await
+        .expect("adopt");
+    store
+        .adopt_secret(&carers, "whsec_old", t, grace)
+        .await
+        .expect("adopt again is a no-op");
+    assert_eq!(
+        store.signing_secrets(&carers, t).await.expect("secrets"),
+        vec!["whsec_old".to_string()]
+    );
+    let later = t + Duration::seconds(1);
+    store
+        .adopt_secret(&carers, "whsec_new", later, later + Duration::hours(24))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        store.signing_secrets(&carers, later).await.expect("both"),
+        vec!["whsec_new".to_string(), "whsec_old".to_string()],
+        "newest first, the old one still signing"
+    );
+    assert_eq!(
+        store
+            .signing_secrets(&carers, later + Duration::hours(25))
+            .await
+            .expect("after grace"),
+        vec!["whsec_new".to_string()]
+    );
+}
+
+async fn delivered_payloads_are_pruned(store: Arc<dyn Store>) {
+    for i in 0..3 {
+        create(&store, referral("emis-demo", &format!("REF-P-{i}"))).await;
+    }
+    let t = now();
+    let claimed = store
+        .claim_due_messages(t, t + Duration::seconds(30), 10)
+        .await
+        .expect("claim");
+    for message in &claimed[..2] {
+        store
+            .record_attempt(&message.id, attempt(t, Some(204)), NextStep::Delivered)
+            .await
+            .expect("delivered");
+    }
+    assert_eq!(
+        store
+            .prune_delivered_payloads(t - Duration::seconds(1), 10)
+            .await
+            .expect("nothing old enough"),
+        0
+    );
+    assert_eq!(
+        store
+            .prune_delivered_payloads(t + Duration::seconds(1), 1)
+            .await
+            .expect("batch of one"),
+        1
+    );
+    assert_eq!(
+        store
+            .prune_delivered_payloads(t + Duration::seconds(1), 10)
+            .await
+            .expect("the rest"),
+        1
+    );
+    // A pruned message has nothing left to send again.
+    assert!(!store
+        .retry_message(&claimed[0].id, now())
+        .await
+        .expect("retry pruned"));
+}
+
+// --- Audit and subscriptions ---------------------------------------------------------------
+
+async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-A")).await;
+    store
+        .record_access(Access {
+            at: now(),
+            actor: "emis-demo".into(),
+            action: "read".into(),
+            resource_type: "ServiceRequest".into(),
+            resource_id: Some(r.referral_id.to_string()),
+            patient_id: None,
+            outcome: "success".into(),
+            correlation_id: Some("corr-read".into()),
+        })
+        .await
+        .expect("read audited");
+    let t = now();
+    let claimed = store
+        .claim_due_messages(t, t + Duration::seconds(30), 1)
+        .await
+        .expect("claim");
+    store
+        .record_attempt(&claimed[0].id, attempt(t, Some(200)), NextStep::Delivered)
+        .await
+        .expect("delivered");
+    let (total, records) = store
+        .audit_events(&AuditQuery {
+            patient_id: Some(r.patient_id.to_string()),
+            count: 50,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    let actions: Vec<_> = records.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(total, 3);
+    assert_eq!(actions, vec!["create", "read", "disclose"]);
+    assert_eq!(records[1].correlation_id.as_deref(), Some("corr-read"));
+    assert_eq!(
+        records[1].patient_id.as_deref(),
+        Some(r.patient_id.as_str()),
+        "the patient is found from the resource read"
+    );
+    assert_eq!(records[2].actor, "vcs:carers-count");
+    let (none, _) = store
+        .audit_events(&AuditQuery {
+            from: Some(now() + Duration::seconds(60)),
+            count: 50,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit from later");
+    assert_eq!(none, 0);
+}
+
+async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
+    let subscription = SubscriptionRow {
+        id: "sub-1".into(),
+        client_id: "emis-demo".into(),
+        resource_type: "Task".into(),
+        criteria: "Task?status=completed".into(),
+        endpoint: "https://gp.example/notify".into(),
+        status: "active".into(),
+        content: "{}".into(),
+    };
+    store
+        .create_subscription(subscription, now())
+        .await
+        .expect("create");
+    assert_eq!(
+        store
+            .subscriptions_for("emis-demo", "Task")
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+    assert!(store
+        .subscriptions_for("tpp-demo", "Task")
+        .await
+        .expect("other")
+        .is_empty());
+    assert!(!store
+        .delete_subscription(&client("tpp-demo"), "sub-1")
+        .await
+        .expect("not theirs"));
+    assert!(store
+        .delete_subscription(&client("emis-demo"), "sub-1")
+        .await
+        .expect("delete"));
+    assert_eq!(
+        store
+            .subscription("sub-1")
+            .await
+            .expect("read")
+            .map(|s| s.status),
+        Some("off".to_string())
+    );
+    assert!(store
+        .subscriptions_for("emis-demo", "Task")
+        .await
+        .expect("after delete")
+        .is_empty());
+}
