@@ -141,6 +141,10 @@ impl ApiError {
         if matches!(self, ApiError::Unauthorized) {
             response = response.header("WWW-Authenticate", "Bearer");
         }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // A database restart or failover takes seconds: say when to come back.
+            response = response.header("Retry-After", "2");
+        }
         response.render(format)
     }
 }

@@ -42,6 +42,11 @@ impl Problem {
     pub fn into_response(self) -> HttpResponse {
         let status = self.status();
         let detail = match &self {
+            Problem::Store(StoreError::Unavailable(_)) => {
+                tracing::warn!(error = %self, "storage unavailable");
+                "Storage is briefly unavailable; nothing was changed. Try again shortly."
+                    .to_string()
+            }
             Problem::Store(_) => {
                 tracing::error!(error = %self, "request failed");
                 "The server could not complete this; nothing was changed.".to_string()
@@ -51,6 +56,9 @@ impl Problem {
         let mut builder = HttpResponse::build(status);
         if matches!(self, Problem::Unauthorized) {
             builder.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            builder.insert_header(("Retry-After", "2"));
         }
         let mut body = json!({
             "type": "about:blank",

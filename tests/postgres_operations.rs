@@ -1,0 +1,177 @@
+//! Running the gateway on PostgreSQL the way operators do: `sp-gateway migrate` before starting
+//! with `migrate_on_start = false`, and a start while the database is not reachable yet.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::postgres::TestSchema;
+use common::*;
+
+/// The demo configuration with its storage URL replaced by `url`.
+fn config_with_storage(dir: &Path, url: &str) -> String {
+    demo_config_in(dir)
+        .lines()
+        .map(|line| {
+            if line.starts_with("url = \"sqlite://") {
+                format!("url = \"{url}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs the gateway binary with `args` and the demo configuration on `url`, to completion.
+fn run(args: &[&str], url: &str, env: &[(&str, &str)]) -> Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, config_with_storage(dir.path(), url)).expect("config");
+    Command::new(env!("CARGO_BIN_EXE_sp-gateway"))
+        .args(args)
+        .arg("--config")
+        .arg(&config)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run sp-gateway")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn migrate_prepares_the_database_for_a_gateway_that_does_not_migrate() {
+    let schema = TestSchema::create();
+    let no_migrations = [("SP_GATEWAY_STORAGE__MIGRATE_ON_START", "false")];
+
+    // Unmigrated and told not to migrate: the gateway refuses to start and says what to do.
+    let refused = run(&["serve"], &schema.url, &no_migrations);
+    assert!(!refused.status.success());
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("sp-gateway migrate"), "{stderr}");
+
+    let migrated = run(&["migrate"], &schema.url, &[]);
+    assert!(migrated.status.success(), "{}", text(&migrated.stderr));
+    assert!(
+        text(&migrated.stdout).contains("applied 1 init"),
+        "{}",
+        text(&migrated.stdout)
+    );
+    let again = run(&["migrate"], &schema.url, &[]);
+    assert!(again.status.success());
+    assert!(
+        text(&again.stdout).contains("up to date"),
+        "{}",
+        text(&again.stdout)
+    );
+
+    let gateway = Gateway::start_with(
+        |config| config,
+        &[
+            ("SP_GATEWAY_STORAGE__URL", &schema.url),
+            ("SP_GATEWAY_STORAGE__MIGRATE_ON_START", "false"),
+        ],
+    );
+    let id = gateway.refer("REF-MIGRATED");
+    let (status, _) = send(gateway.get(&format!("/fhir/ServiceRequest/{id}")));
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn migrate_on_sqlite_reports_what_it_applied() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("ops.db").display());
+    let first = run(&["migrate"], &url, &[]);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let stdout = text(&first.stdout);
+    for name in ["1 init", "2 delivery", "3 closed_loop"] {
+        assert!(stdout.contains(&format!("applied {name}")), "{stdout}");
+    }
+    let again = run(&["migrate"], &url, &[]);
+    assert!(text(&again.stdout).contains("up to date"));
+}
+
+#[test]
+fn a_bad_database_url_is_refused_naming_the_key_without_the_password() {
+    let output = run(&["serve"], "mysql://admin:s3cret@127.0.0.1/gateway", &[]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("storage.url"), "{stderr}");
+    assert!(
+        !stderr.contains("s3cret"),
+        "the password is not printed: {stderr}"
+    );
+}
+
+/// Forwards every connection on `listener` to PostgreSQL at `target`, byte for byte.
+fn forward(listener: TcpListener, target: String) {
+    for client in listener.incoming() {
+        let Ok(client) = client else { continue };
+        let Ok(server) = TcpStream::connect(&target) else {
+            continue;
+        };
+        let pipe = |mut from: TcpStream, mut to: TcpStream| {
+            std::thread::spawn(move || {
+                let mut buffer = [0u8; 16 * 1024];
+                while let Ok(n) = from.read(&mut buffer) {
+                    if n == 0 || to.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to.shutdown(std::net::Shutdown::Both);
+            });
+        };
+        pipe(
+            client.try_clone().expect("clone"),
+            server.try_clone().expect("clone"),
+        );
+        pipe(server, client);
+    }
+}
+
+#[test]
+fn the_gateway_waits_for_a_database_that_is_not_up_yet() {
+    let schema = TestSchema::create();
+    let target = url::Url::parse(&schema.url).expect("database url");
+    let target_addr = format!(
+        "{}:{}",
+        target.host_str().unwrap_or("127.0.0.1"),
+        target.port().unwrap_or(5432)
+    );
+    // A port where nothing listens yet: the database "comes up" there two seconds later.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut late = target.clone();
+    late.set_port(Some(port)).expect("port");
+    let comes_up = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the late port");
+        std::thread::spawn(move || forward(listener, target_addr));
+    });
+    let started = Instant::now();
+    let late_url = late.to_string();
+    let gateway = Gateway::start_with(
+        |config| config,
+        &[
+            ("SP_GATEWAY_STORAGE__URL", &late_url),
+            ("SP_GATEWAY_STORAGE__START_TIMEOUT", "30s"),
+        ],
+    );
+    comes_up.join().expect("proxy");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "ready only once the database was"
+    );
+    let id = gateway.refer("REF-LATE-DATABASE");
+    let (status, _) = send(gateway.get(&format!("/fhir/ServiceRequest/{id}")));
+    assert_eq!(status, 200);
+}
