@@ -81,6 +81,11 @@ fn es384(client: &'static str) -> (Signer, String) {
 /// The demo configuration plus two private_key_jwt clients: `lab-rs` (RS384, JWKS file, every
 /// scope) and `lab-es` (ES384, inline JWKS, read-only ServiceRequest plus Task).
 fn start(es_jwks: &str) -> Gateway {
+    start_with_env(es_jwks, &[])
+}
+
+/// As [`start`], with extra environment settings (another database, a public base URL).
+fn start_with_env(es_jwks: &str, env: &[(&str, &str)]) -> Gateway {
     let extra = format!(
         "\n[[clients]]\nid = \"lab-rs\"\njwks = {:?}\n\n[[clients]]\nid = \"lab-es\"\njwks = '{es_jwks}'\nscopes = [\"system/ServiceRequest.*\", \"system/Task.read\"]\n",
         key_path("rs384-test.jwks.json")
@@ -93,7 +98,7 @@ fn start(es_jwks: &str) -> Gateway {
             edited.insert_str(at, &extra);
             edited
         },
-        &[],
+        env,
     )
 }
 
@@ -356,4 +361,68 @@ fn bad_security_keys_are_refused_at_start_naming_the_key() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(key), "{line}: {stderr}");
     }
+}
+
+/// Behind a load balancer a token issued by one replica is used at another, and an assertion
+/// replayed at another replica is still a replay: both live in the shared database.
+#[test]
+fn replicas_share_issued_tokens_and_used_assertions() {
+    let schema = common::postgres::TestSchema::create();
+    // Every replica has the public address the assertions are made out to.
+    let env = [
+        ("SP_GATEWAY_STORAGE__URL", schema.url.as_str()),
+        ("SP_GATEWAY_SERVER__BASE_URL", "https://sp.example.org"),
+    ];
+    let (_, es_jwks) = es384("lab-es");
+    let first = start_with_env(&es_jwks, &env);
+    let second = start_with_env(&es_jwks, &env);
+    let rs = Signer::rsa("lab-rs", "rs384-test-key.pem");
+    let assertion = rs.sign(&rs.claims("https://sp.example.org/oauth2/token"));
+
+    let (status, body) = token_request(&first, &assertion, Some("system/ServiceRequest.read"));
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().expect("token").to_string();
+    for gateway in [&first, &second] {
+        let (status, body) = send(
+            gateway
+                .http
+                .get(gateway.url("/fhir/ServiceRequest?_count=1"))
+                .bearer_auth(&token),
+        );
+        assert_eq!(status, 200, "the token works on every replica: {body}");
+    }
+    // Read-only: the scope travels with the token to the other replica.
+    let (status, _) = send(
+        second
+            .http
+            .post(second.url("/fhir/ServiceRequest"))
+            .bearer_auth(&token)
+            .header("content-type", common::FHIR_JSON)
+            .body(common::contained_referral("JWT-REPLICA").to_string()),
+    );
+    assert_eq!(status, 403);
+    assert_oauth_error(
+        token_request(&second, &assertion, None),
+        401,
+        "invalid_client",
+    );
+}
+
+/// Issued tokens are stored: a gateway restarted on its SQLite file still accepts them.
+#[test]
+fn issued_tokens_survive_a_restart() {
+    let (_, es_jwks) = es384("lab-es");
+    let gateway = start(&es_jwks);
+    let rs = Signer::rsa("lab-rs", "rs384-test-key.pem");
+    let (status, body) = token_request(&gateway, &rs.sign(&rs.claims(&audience(&gateway))), None);
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().expect("token").to_string();
+    let gateway = gateway.restart();
+    let (status, body) = send(
+        gateway
+            .http
+            .get(gateway.url("/fhir/ServiceRequest?_count=1"))
+            .bearer_auth(&token),
+    );
+    assert_eq!(status, 200, "{body}");
 }

@@ -13,8 +13,8 @@ use sp_gateway::config::StorageConfig;
 use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
 use sp_gateway::store::{
     self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
-    NewOutboxMessage, NewReferral, NewResource, NextStep, ReferralChange, ReferralQuery,
-    ResourceQuery, Store, StoredResponse, SubscriptionRow, TargetKind,
+    IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep, ReferralChange,
+    ReferralQuery, ResourceQuery, Store, StoredResponse, SubscriptionRow, TargetKind,
 };
 
 const SYSTEM: &str = "https://fhir.emis-demo.example/Id/referral";
@@ -86,6 +86,7 @@ store_suite!(
     delivered_payloads_are_pruned,
     audit_records_reads_and_disclosures,
     subscriptions_are_kept_per_client,
+    issued_tokens_and_used_assertions_are_kept,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -1099,4 +1100,61 @@ async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
         .await
         .expect("after delete")
         .is_empty());
+}
+
+// --- Tokens --------------------------------------------------------------------------------
+
+async fn issued_tokens_and_used_assertions_are_kept(store: Arc<dyn Store>) {
+    let t = now();
+    let token = IssuedToken {
+        digest: "ab12".repeat(16),
+        client_id: "lab-rs".into(),
+        scopes: vec![
+            "system/ServiceRequest.read".into(),
+            "system/Task.read".into(),
+        ],
+        expires_at: t + Duration::seconds(300),
+    };
+    store
+        .save_access_token(token.clone())
+        .await
+        .expect("save token");
+    assert_eq!(
+        store.access_token(&token.digest, t).await.expect("lookup"),
+        Some(token.clone())
+    );
+    assert!(store
+        .access_token(&token.digest, t + Duration::seconds(301))
+        .await
+        .expect("expired")
+        .is_none());
+    assert!(store
+        .access_token(&"cd34".repeat(16), t)
+        .await
+        .expect("unknown")
+        .is_none());
+
+    let window = t + Duration::seconds(60);
+    assert!(store
+        .use_assertion("lab-rs", "jti-1", window, t)
+        .await
+        .expect("first use"));
+    assert!(!store
+        .use_assertion("lab-rs", "jti-1", window, t)
+        .await
+        .expect("replay"));
+    assert!(store
+        .use_assertion("lab-es", "jti-1", window, t)
+        .await
+        .expect("another client's jti"));
+    // Once the window has passed the row is forgotten (the assertion's exp refuses it anyway).
+    assert!(store
+        .use_assertion(
+            "lab-rs",
+            "jti-1",
+            window + Duration::seconds(60),
+            window + Duration::seconds(1)
+        )
+        .await
+        .expect("after the window"));
 }

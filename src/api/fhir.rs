@@ -169,7 +169,9 @@ async fn create_service_request(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/ServiceRequest.write")?;
+        let client = state
+            .authorize(&request, "system/ServiceRequest.write")
+            .await?;
         let condition = if_none_exist(&request)?;
         let prepared =
             prepare_write(&state, &request, payload, Endpoint::ServiceRequest, &client).await?;
@@ -226,7 +228,7 @@ async fn transaction(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/ServiceRequest.write")?;
+        let client = state.authorize(&request, "system/ServiceRequest.write").await?;
         let prepared = prepare_write(&state, &request, payload, Endpoint::Transaction, &client).await?;
         let condition = prepared.if_none_exist.as_deref().map(parse_condition).transpose()?;
         let locations = prepared.entry_locations.clone();
@@ -267,7 +269,7 @@ async fn process_message(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/ServiceRequest.write")?;
+        let client = state.authorize(&request, "system/ServiceRequest.write").await?;
         let prepared = prepare_write(&state, &request, payload, Endpoint::Message, &client).await?;
         let message_id = prepared.referral.message_id.clone().unwrap_or_default();
         let referral_id = prepared.referral.referral_id.clone();
@@ -305,7 +307,9 @@ async fn validate(
     payload: web::Payload,
     kind: &str,
 ) -> Result<Reply, ApiError> {
-    let client = state.authorize(request, "system/ServiceRequest.read")?;
+    let client = state
+        .authorize(request, "system/ServiceRequest.read")
+        .await?;
     let (format, content_type, body) =
         read_body(request, payload, state.config.server.max_body_bytes).await?;
     let mut tree = parse_body(&body, format, state.config.server.max_json_depth)?;
@@ -481,7 +485,9 @@ fn search_query(request: &HttpRequest) -> Result<ParsedSearch, ApiError> {
 
 async fn search_service_requests(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/ServiceRequest.read")?;
+        let client = state
+            .authorize(&request, "system/ServiceRequest.read")
+            .await?;
         let (query, ignored, params, revincludes) = search_query(&request)?;
         let page = state.store.search_referrals(&client, &query).await?;
         let accessed = super::audit::Accessed {

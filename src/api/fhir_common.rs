@@ -181,7 +181,9 @@ pub async fn read(
     id: &str,
     version: Option<&str>,
 ) -> Result<Reply, ApiError> {
-    let client = state.authorize(request, &crate::auth::scopes::read(resource_type))?;
+    let client = state
+        .authorize(request, &crate::auth::scopes::read(resource_type))
+        .await?;
     let id = parse_id(id, resource_type)?;
     let not_found = || {
         ApiError::NotFound(format!(

@@ -119,7 +119,9 @@ async fn search(
     reference: &str,
     with_code: bool,
 ) -> Result<Reply, ApiError> {
-    let client = state.authorize(request, &crate::auth::scopes::read(resource_type))?;
+    let client = state
+        .authorize(request, &crate::auth::scopes::read(resource_type))
+        .await?;
     let (query, ignored, params) = resource_query(request, reference, with_code)?;
     let page = state
         .store
@@ -167,7 +169,7 @@ pub async fn service_request_history(
     path: web::Path<String>,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/ServiceRequest.read")?;
+        let client = state.authorize(&request, "system/ServiceRequest.read").await?;
         let id = parse_id(&path, "ServiceRequest")?;
         let versions = state.store.history(&client, "ServiceRequest", id.as_str()).await?;
         let accessed = super::audit::Accessed {
@@ -333,7 +335,9 @@ pub async fn put_service_request(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/ServiceRequest.write")?;
+        let client = state
+            .authorize(&request, "system/ServiceRequest.write")
+            .await?;
         let (format, _, body) =
             read_body(&request, payload, state.config.server.max_body_bytes).await?;
         let proposed = parse_body(&body, format, state.config.server.max_json_depth)?;
@@ -353,7 +357,9 @@ pub async fn patch_service_request(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/ServiceRequest.write")?;
+        let client = state
+            .authorize(&request, "system/ServiceRequest.write")
+            .await?;
         let content_type = request
             .headers()
             .get("content-type")
@@ -455,7 +461,7 @@ async fn create_subscription(
     payload: web::Payload,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/Subscription.write")?;
+        let client = state.authorize(&request, "system/Subscription.write").await?;
         let (format, _, body) = read_body(&request, payload, state.config.server.max_body_bytes).await?;
         let mut resource = parse_body(&body, format, state.config.server.max_json_depth)?;
         if resource["resourceType"] != "Subscription" {
@@ -517,7 +523,9 @@ async fn read_subscription(
     path: web::Path<String>,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/Subscription.read")?;
+        let client = state
+            .authorize(&request, "system/Subscription.read")
+            .await?;
         let row = own_subscription(&state, &client, &path).await?;
         let mut content: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
         content["status"] = json!(if row.status == "active" {
@@ -536,7 +544,9 @@ async fn delete_subscription(
     path: web::Path<String>,
 ) -> HttpResponse {
     handle(&request, |_| async {
-        let client = state.authorize(&request, "system/Subscription.write")?;
+        let client = state
+            .authorize(&request, "system/Subscription.write")
+            .await?;
         if !state.store.delete_subscription(&client, &path).await? {
             return Err(ApiError::NotFound(format!(
                 "There is no active Subscription with id {} for this client.",

@@ -9,7 +9,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpRequest};
 
 use crate::auth::tls::ClientCertificate;
-use crate::auth::{Auth, Principal};
+use crate::auth::{Auth, AuthError, Principal};
 use crate::config::Config;
 use crate::delivery::Wake;
 use crate::domain::ClientId;
@@ -71,14 +71,18 @@ impl AppState {
     }
 
     /// The GP client a request's bearer token belongs to (any scope).
-    pub fn authenticate(&self, request: &HttpRequest) -> Result<ClientId, ApiError> {
-        self.principal(request).map(|p| p.client)
+    pub async fn authenticate(&self, request: &HttpRequest) -> Result<ClientId, ApiError> {
+        self.principal(request).await.map(|p| p.client)
     }
 
     /// The GP client behind a request, which must hold `scope` (e.g. `system/Task.read`):
     /// 401 without a valid token (or with the wrong client certificate), 403 without the scope.
-    pub fn authorize(&self, request: &HttpRequest, scope: &str) -> Result<ClientId, ApiError> {
-        let principal = self.principal(request)?;
+    pub async fn authorize(
+        &self,
+        request: &HttpRequest,
+        scope: &str,
+    ) -> Result<ClientId, ApiError> {
+        let principal = self.principal(request).await?;
         if principal.allows(scope) {
             Ok(principal.client)
         } else {
@@ -86,7 +90,7 @@ impl AppState {
         }
     }
 
-    fn principal(&self, request: &HttpRequest) -> Result<Principal, ApiError> {
+    async fn principal(&self, request: &HttpRequest) -> Result<Principal, ApiError> {
         let token = request
             .headers()
             .get("authorization")
@@ -97,10 +101,18 @@ impl AppState {
             })
             .ok_or(ApiError::Unauthorized)?;
         let certificate = request.conn_data::<ClientCertificate>();
-        self.auth.authenticate(token, certificate).map_err(|e| {
-            tracing::info!(reason = %e, "authentication refused");
-            ApiError::Unauthorized
-        })
+        match self
+            .auth
+            .authenticate(self.store.as_ref(), token, certificate)
+            .await
+        {
+            Ok(principal) => Ok(principal),
+            Err(AuthError::Store(e)) => Err(ApiError::Store(e)),
+            Err(e) => {
+                tracing::info!(reason = %e, "authentication refused");
+                Err(ApiError::Unauthorized)
+            }
+        }
     }
 }
 

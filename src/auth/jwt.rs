@@ -3,11 +3,11 @@
 //! jwks`), and gets a short-lived opaque access token carrying `system/…` scopes.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -20,6 +20,7 @@ use super::tokens::ACCESS_TOKEN_LIFETIME;
 use crate::api::AppState;
 use crate::config::Config;
 use crate::domain::ClientId;
+use crate::store::StoreError;
 
 /// The only assertion type RFC 7523 defines for client authentication.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -104,6 +105,9 @@ pub enum OAuthError {
     InvalidClient(String),
     #[error("{0}")]
     InvalidScope(String),
+    /// The store that keeps tokens and used assertions cannot be reached: try again shortly.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 impl OAuthError {
@@ -113,12 +117,18 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::InvalidClient(_) => "invalid_client",
             OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::Unavailable(_) => "temporarily_unavailable",
         }
     }
 
     fn response(&self) -> HttpResponse {
         let mut builder = match self {
             OAuthError::InvalidClient(_) => HttpResponse::Unauthorized(),
+            OAuthError::Unavailable(_) => {
+                let mut builder = HttpResponse::ServiceUnavailable();
+                builder.insert_header(("Retry-After", "2"));
+                builder
+            }
             _ => HttpResponse::BadRequest(),
         };
         builder
@@ -133,14 +143,19 @@ struct RegisteredClient {
     allowed: Vec<String>,
 }
 
-/// What the token endpoint knows: clients' keys and scopes, our audience, and the `jti`s seen.
+/// What the token endpoint knows: clients' keys and scopes, and our audience. The `jti`s already
+/// used are in the store, so a replay is refused by every replica.
 pub struct TokenEndpoint {
     audience: String,
     clients: HashMap<ClientId, RegisteredClient>,
-    /// `(client, jti)` → the assertion's `exp`: a replay is refused until then, after which the
-    /// `exp` check refuses it anyway. In memory, so per process: with several replicas a shared
-    /// store (PostgreSQL) must hold these, or a jti could be replayed against another replica.
-    seen: Mutex<HashMap<(ClientId, String), u64>>,
+}
+
+/// A verified client assertion: who it authenticates, and the id that must not be used again.
+struct VerifiedAssertion<'a> {
+    client: &'a ClientId,
+    jti: String,
+    /// Until when a replay must be refused (after that, the `exp` check refuses it anyway).
+    replay_window_ends: DateTime<Utc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,12 +196,11 @@ impl TokenEndpoint {
         TokenEndpoint {
             audience: format!("{}/oauth2/token", config.base_url()),
             clients,
-            seen: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Checks a client assertion; returns the client it authenticates.
-    fn verify_assertion(&self, assertion: &str) -> Result<&ClientId, OAuthError> {
+    /// Checks a client assertion's signature, claims and lifetime.
+    fn verify_assertion(&self, assertion: &str) -> Result<VerifiedAssertion<'_>, OAuthError> {
         let invalid = |why: &str| OAuthError::InvalidClient(why.to_string());
         let header = jsonwebtoken::decode_header(assertion)
             .map_err(|_| invalid("client_assertion is not a JWT"))?;
@@ -215,44 +229,11 @@ impl TokenEndpoint {
                 && (header.kid.is_none() || k.kid.is_none() || header.kid == k.kid)
         }) {
             match jsonwebtoken::decode::<AssertionClaims>(assertion, &key.key, &validation) {
-                Ok(data) => {
-                    self.check_lifetime_and_replay(client, &data.claims)?;
-                    return Ok(client);
-                }
+                Ok(data) => return check_lifetime(client, data.claims),
                 Err(e) => last_error = describe(e.kind()),
             }
         }
         Err(last_error)
-    }
-
-    fn check_lifetime_and_replay(
-        &self,
-        client: &ClientId,
-        claims: &AssertionClaims,
-    ) -> Result<(), OAuthError> {
-        let now = now_secs();
-        if claims.exp > now + MAX_ASSERTION_LIFETIME_SECS + CLOCK_SKEW_SECS {
-            return Err(OAuthError::InvalidClient(
-                "exp is more than 5 minutes ahead".into(),
-            ));
-        }
-        debug_assert_eq!(claims.iss, client.as_str());
-        let jti = claims
-            .jti
-            .as_deref()
-            .filter(|j| !j.is_empty())
-            .ok_or_else(|| OAuthError::InvalidClient("jti is missing".into()))?;
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, exp| *exp + CLOCK_SKEW_SECS >= now);
-        if seen
-            .insert((client.clone(), jti.to_string()), claims.exp)
-            .is_some()
-        {
-            return Err(OAuthError::InvalidClient(
-                "this jti has been used already".into(),
-            ));
-        }
-        Ok(())
     }
 
     /// The scopes to grant: what was asked (patterns allowed), limited to the client's scopes.
@@ -285,6 +266,36 @@ impl TokenEndpoint {
     }
 }
 
+/// An assertion may live five minutes at most and must carry a `jti`.
+fn check_lifetime(
+    client: &ClientId,
+    claims: AssertionClaims,
+) -> Result<VerifiedAssertion<'_>, OAuthError> {
+    if claims.exp > now_secs() + MAX_ASSERTION_LIFETIME_SECS + CLOCK_SKEW_SECS {
+        return Err(OAuthError::InvalidClient(
+            "exp is more than 5 minutes ahead".into(),
+        ));
+    }
+    debug_assert_eq!(claims.iss, client.as_str());
+    let jti = claims
+        .jti
+        .filter(|j| !j.is_empty())
+        .ok_or_else(|| OAuthError::InvalidClient("jti is missing".into()))?;
+    let replay_window_ends = i64::try_from(claims.exp + CLOCK_SKEW_SECS)
+        .ok()
+        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+        .ok_or_else(|| OAuthError::InvalidClient("exp is out of range".into()))?;
+    Ok(VerifiedAssertion {
+        client,
+        jti,
+        replay_window_ends,
+    })
+}
+
+fn unavailable(error: StoreError) -> OAuthError {
+    OAuthError::Unavailable(format!("try again shortly ({error})"))
+}
+
 fn describe(kind: &ErrorKind) -> OAuthError {
     let why = match kind {
         ErrorKind::ExpiredSignature => "the assertion has expired",
@@ -315,7 +326,7 @@ pub async fn token(
 ) -> HttpResponse {
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let certificate = request.conn_data::<ClientCertificate>();
-    match exchange(&state, &form, certificate) {
+    match exchange(&state, &form, certificate).await {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(error = error.code(), reason = %error, "token request refused");
@@ -324,7 +335,7 @@ pub async fn token(
     }
 }
 
-fn exchange(
+async fn exchange(
     state: &AppState,
     form: &HashMap<String, String>,
     certificate: Option<&ClientCertificate>,
@@ -343,21 +354,42 @@ fn exchange(
     let assertion = field("client_assertion")
         .ok_or_else(|| OAuthError::InvalidRequest("client_assertion is missing".into()))?;
     let endpoint = &state.auth.token_endpoint;
-    let client = endpoint.verify_assertion(assertion)?;
+    let verified = endpoint.verify_assertion(assertion)?;
+    let client = verified.client;
+    let first_use = state
+        .store
+        .use_assertion(
+            client.as_str(),
+            &verified.jti,
+            verified.replay_window_ends,
+            Utc::now(),
+        )
+        .await
+        .map_err(unavailable)?;
+    if !first_use {
+        return Err(OAuthError::InvalidClient(
+            "this jti has been used already".into(),
+        ));
+    }
     state
         .auth
         .check_certificate(client, certificate)
         .map_err(|e| OAuthError::InvalidClient(e.to_string()))?;
     let granted = endpoint.grant(client, field("scope"))?;
     let scope = granted.join(" ");
-    let access_token = state.auth.issued().issue(client, granted);
+    let access_token = state
+        .auth
+        .issued()
+        .issue(state.store.as_ref(), client, granted)
+        .await
+        .map_err(unavailable)?;
     tracing::info!(client = %client.as_str(), scope = %scope, "access token issued");
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(json!({
             "access_token": access_token,
             "token_type": "bearer",
-            "expires_in": ACCESS_TOKEN_LIFETIME.as_secs(),
+            "expires_in": ACCESS_TOKEN_LIFETIME.num_seconds(),
             "scope": scope,
         })))
 }

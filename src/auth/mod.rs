@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use crate::config::{ClientConfig, Config};
 use crate::domain::ClientId;
+use crate::store::{Store, StoreError};
 
 pub mod jwt;
 pub mod scopes;
@@ -23,6 +24,10 @@ pub enum AuthError {
     UnknownToken,
     #[error("the client certificate does not match the one registered for {0}")]
     CertificateMismatch(ClientId),
+    /// Issued tokens live in the store: when it cannot answer, the caller is told to retry
+    /// (503), not that its token is bad.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// An authenticated caller and what it may do.
@@ -102,8 +107,9 @@ impl Auth {
 
     /// The caller behind a bearer token, with the TLS client certificate checked against the
     /// client's registered one.
-    pub fn authenticate(
+    pub async fn authenticate(
         &self,
+        store: &dyn Store,
         bearer: &str,
         certificate: Option<&ClientCertificate>,
     ) -> Result<Principal, AuthError> {
@@ -112,7 +118,11 @@ impl Auth {
                 client: client.clone(),
                 scopes: None,
             },
-            None => self.issued.lookup(bearer).ok_or(AuthError::UnknownToken)?,
+            None => self
+                .issued
+                .lookup(store, bearer)
+                .await?
+                .ok_or(AuthError::UnknownToken)?,
         };
         self.check_certificate(&principal.client, certificate)?;
         Ok(principal)

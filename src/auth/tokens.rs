@@ -9,18 +9,19 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use super::Principal;
 use crate::config::ClientConfig;
 use crate::domain::ClientId;
+use crate::store::{IssuedToken, Store, StoreError};
 
 /// How long an issued access token is valid.
-pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
+pub const ACCESS_TOKEN_LIFETIME: Duration = Duration::seconds(300);
 
 type TokenHash = [u8; 32];
 
@@ -52,43 +53,100 @@ impl StaticTokens {
 struct Grant {
     client: ClientId,
     scopes: Vec<String>,
-    expires: Instant,
+    expires: DateTime<Utc>,
 }
 
-/// Access tokens issued by the token endpoint, in memory: a restart or another replica does not
-/// know them, and clients simply ask for a new one (a PostgreSQL-backed store is the replica story).
+/// Access tokens issued by the token endpoint. The store keeps them (as digests), so a restart or
+/// another replica knows them; a token seen once is then remembered in memory until it expires,
+/// because an issued token cannot be revoked early and every request carries one.
 #[derive(Default)]
 pub struct IssuedTokens {
-    grants: Mutex<HashMap<TokenHash, Grant>>,
+    known: Mutex<HashMap<TokenHash, Grant>>,
+}
+
+fn hex(digest: &TokenHash) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl IssuedTokens {
-    /// Issues a new random token for `client` with `scopes`; returns the token text.
-    pub fn issue(&self, client: &ClientId, scopes: Vec<String>) -> String {
+    /// Issues a new random token for `client` with `scopes`; returns the token text once stored.
+    pub async fn issue(
+        &self,
+        store: &dyn Store,
+        client: &ClientId,
+        scopes: Vec<String>,
+    ) -> Result<String, StoreError> {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        let now = Instant::now();
-        let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
-        grants.retain(|_, g| g.expires > now);
-        grants.insert(
-            hash(&token),
+        let digest = hash(&token);
+        let expires = Utc::now() + ACCESS_TOKEN_LIFETIME;
+        store
+            .save_access_token(IssuedToken {
+                digest: hex(&digest),
+                client_id: client.to_string(),
+                scopes: scopes.clone(),
+                expires_at: expires,
+            })
+            .await?;
+        self.remember(
+            digest,
             Grant {
                 client: client.clone(),
                 scopes,
-                expires: now + ACCESS_TOKEN_LIFETIME,
+                expires,
             },
         );
-        token
+        Ok(token)
     }
 
     /// The caller behind an issued token that has not expired.
-    pub fn lookup(&self, token: &str) -> Option<Principal> {
-        let grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
-        let grant = grants.get(&hash(token))?;
-        (grant.expires > Instant::now()).then(|| Principal {
-            client: grant.client.clone(),
-            scopes: Some(grant.scopes.clone()),
-        })
+    pub async fn lookup(
+        &self,
+        store: &dyn Store,
+        token: &str,
+    ) -> Result<Option<Principal>, StoreError> {
+        let digest = hash(token);
+        let now = Utc::now();
+        if let Some(principal) = self.known_principal(&digest, now) {
+            return Ok(Some(principal));
+        }
+        let Some(stored) = store.access_token(&hex(&digest), now).await? else {
+            return Ok(None);
+        };
+        // A stored client id that no longer parses names no configured client.
+        let Ok(client) = stored.client_id.parse::<ClientId>() else {
+            return Ok(None);
+        };
+        let grant = Grant {
+            client,
+            scopes: stored.scopes,
+            expires: stored.expires_at,
+        };
+        let principal = principal(&grant);
+        self.remember(digest, grant);
+        Ok(Some(principal))
+    }
+
+    fn known_principal(&self, digest: &TokenHash, now: DateTime<Utc>) -> Option<Principal> {
+        let known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known
+            .get(digest)
+            .filter(|grant| grant.expires > now)
+            .map(principal)
+    }
+
+    fn remember(&self, digest: TokenHash, grant: Grant) {
+        let now = Utc::now();
+        let mut known = self.known.lock().unwrap_or_else(|p| p.into_inner());
+        known.retain(|_, g| g.expires > now);
+        known.insert(digest, grant);
+    }
+}
+
+fn principal(grant: &Grant) -> Principal {
+    Principal {
+        client: grant.client.clone(),
+        scopes: Some(grant.scopes.clone()),
     }
 }

@@ -395,6 +395,28 @@ pub trait Store: Send + Sync + 'static {
         query: &AuditQuery,
     ) -> Result<(usize, Vec<AuditRecord>), StoreError>;
 
+    // --- Tokens (shared by every replica) ---------------------------------------------------
+
+    /// Keeps an access token the token endpoint issued (its digest), and forgets expired ones.
+    async fn save_access_token(&self, token: IssuedToken) -> Result<(), StoreError>;
+
+    /// The unexpired access token with this digest.
+    async fn access_token(
+        &self,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IssuedToken>, StoreError>;
+
+    /// Records a client assertion id until `expires_at`; `false` when it was used before (a
+    /// replay, whichever replica saw it first).
+    async fn use_assertion(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     // --- Delivery (the outbox) -------------------------------------------------------------
 
     /// Claims up to `limit` due messages for sending until `lease_until`. A message waits while
@@ -494,6 +516,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Figures for `/metrics`.
     async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
+}
+
+/// An access token the token endpoint issued, known by its SHA-256 digest (hex).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IssuedToken {
+    pub digest: String,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A message claimed for sending.

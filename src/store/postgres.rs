@@ -40,13 +40,23 @@ pub struct PostgresStore {
 /// The schema, in order. Applied under an advisory lock, so replicas starting together take
 /// turns, and recorded in `_sqlx_migrations`.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "init".into(),
-        MigrationType::Simple,
-        include_str!("migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    let migration = |version, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        migration(1, "init", include_str!("migrations/postgres/0001_init.sql")),
+        migration(
+            2,
+            "tokens",
+            include_str!("migrations/postgres/0002_tokens.sql"),
+        ),
+    ])
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -1085,6 +1095,78 @@ impl Store for PostgresStore {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok((count(total), records))
+    }
+
+    async fn save_access_token(&self, token: IssuedToken) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM access_tokens WHERE expires_at < now()")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO access_tokens (digest, client_id, scopes, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&token.digest)
+        .bind(&token.client_id)
+        .bind(token.scopes.join(" "))
+        .bind(token.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn access_token(
+        &self,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IssuedToken>, StoreError> {
+        let row = sqlx::query(
+            "SELECT client_id, scopes, expires_at FROM access_tokens
+             WHERE digest = $1 AND expires_at > $2",
+        )
+        .bind(digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(|row| {
+                Ok::<_, sqlx::Error>(IssuedToken {
+                    digest: digest.to_string(),
+                    client_id: row.try_get(0)?,
+                    scopes: row
+                        .try_get::<String, _>(1)?
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
+                    expires_at: row.try_get(2)?,
+                })
+            })
+            .transpose()?)
+    }
+
+    async fn use_assertion(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM used_assertions WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        // The primary key decides between replicas that see the same assertion at once.
+        let inserted = sqlx::query(
+            "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (client_id, jti) DO NOTHING",
+        )
+        .bind(client)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 
     async fn claim_due_messages(

@@ -32,7 +32,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 3] = [
+const MIGRATIONS: [(&str, &str); 4] = [
     ("init", include_str!("migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -42,6 +42,7 @@ const MIGRATIONS: [(&str, &str); 3] = [
         "closed_loop",
         include_str!("migrations/sqlite/003_closed_loop.sql"),
     ),
+    ("tokens", include_str!("migrations/sqlite/004_tokens.sql")),
 ];
 
 fn migrations() -> Migrations<'static> {
@@ -775,6 +776,73 @@ impl Store for SqliteStore {
             )?;
             let records = rows.collect::<Result<Vec<_>, _>>()?;
             Ok((usize::try_from(total).unwrap_or(0), records))
+        })
+        .await
+    }
+
+    async fn save_access_token(&self, token: IssuedToken) -> Result<(), StoreError> {
+        let expires_at = timestamp(token.expires_at);
+        let now = timestamp(Utc::now());
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM access_tokens WHERE expires_at < ?1")?
+                .execute(params![now])?;
+            conn.prepare_cached(
+                "INSERT INTO access_tokens (digest, client_id, scopes, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![token.digest, token.client_id, token.scopes.join(" "), expires_at])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn access_token(
+        &self,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IssuedToken>, StoreError> {
+        let (digest, now) = (digest.to_string(), timestamp(now));
+        self.read(move |conn| {
+            let row: Option<(String, String, String)> = conn
+                .prepare_cached(
+                    "SELECT client_id, scopes, expires_at FROM access_tokens
+                     WHERE digest = ?1 AND expires_at > ?2",
+                )?
+                .query_row(params![digest, now], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()?;
+            row.map(|(client_id, scopes, expires_at)| {
+                Ok(IssuedToken {
+                    digest: digest.clone(),
+                    client_id,
+                    scopes: scopes.split_whitespace().map(str::to_string).collect(),
+                    expires_at: parse_timestamp(&expires_at)?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    async fn use_assertion(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (client, jti) = (client.to_string(), jti.to_string());
+        let (expires_at, now) = (timestamp(expires_at), timestamp(now));
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM used_assertions WHERE expires_at < ?1")?
+                .execute(params![now])?;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (client_id, jti) DO NOTHING",
+                )?
+                .execute(params![client, jti, expires_at])?;
+            Ok(inserted == 1)
         })
         .await
     }
