@@ -118,6 +118,10 @@ pub struct StorageConfig {
     pub start_timeout: Duration,
     /// Apply pending migrations at start (off: run `sp-gateway migrate` first, or start fails).
     pub migrate_on_start: bool,
+    /// PostgreSQL: a statement running longer is cancelled (the request gets `503`), so a stuck
+    /// database cannot hold requests and connections for ever.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
 }
 
 impl Default for StorageConfig {
@@ -128,6 +132,7 @@ impl Default for StorageConfig {
             acquire_timeout: Duration::from_secs(5),
             start_timeout: Duration::from_secs(60),
             migrate_on_start: true,
+            statement_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -175,3 +175,53 @@ fn the_gateway_waits_for_a_database_that_is_not_up_yet() {
     let (status, _) = send(gateway.get(&format!("/fhir/ServiceRequest/{id}")));
     assert_eq!(status, 200);
 }
+
+/// A database that holds a statement (here: a lock another session keeps) cannot hold the
+/// request for ever: after `statement_timeout` the answer is `503`, and nothing was stored.
+#[test]
+fn a_stuck_database_gives_503_after_the_statement_timeout() {
+    let schema = TestSchema::create();
+    let gateway = Gateway::start_with(
+        |config| config,
+        &[
+            ("SP_GATEWAY_STORAGE__URL", &schema.url),
+            ("SP_GATEWAY_STORAGE__STATEMENT_TIMEOUT", "1s"),
+        ],
+    );
+    gateway.refer("REF-BEFORE-THE-LOCK");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut locker: sqlx::PgConnection = runtime
+        .block_on(<sqlx::PgConnection as sqlx::Connection>::connect(
+            &schema.url,
+        ))
+        .expect("connect");
+    runtime
+        .block_on(sqlx::Executor::execute(
+            &mut locker,
+            "BEGIN; LOCK TABLE referrals IN ACCESS EXCLUSIVE MODE",
+        ))
+        .expect("lock");
+    let started = Instant::now();
+    let (status, body) = send(gateway.post_json(
+        "/fhir/ServiceRequest",
+        &contained_referral("REF-WHILE-LOCKED"),
+    ));
+    let waited = started.elapsed();
+    assert_eq!(status, 503, "{body}");
+    assert_outcome(&body);
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+    runtime
+        .block_on(sqlx::Executor::execute(&mut locker, "ROLLBACK"))
+        .expect("unlock");
+    let (_, bundle) = send(gateway.get(
+        "/fhir/ServiceRequest?identifier=https://fhir.emis-demo.example/Id/referral|REF-WHILE-LOCKED",
+    ));
+    assert_eq!(bundle["total"], 0, "nothing stored: {bundle}");
+    gateway.refer("REF-AFTER-THE-LOCK");
+}

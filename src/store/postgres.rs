@@ -82,11 +82,12 @@ fn is_transient(e: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed
         | sqlx::Error::BeginFailed => true,
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 57P0x: shutting down / starting up; 53300: too many
-            // connections; 40001/40P01: serialization failure, deadlock (retry the request).
+            // 08: connection exception; 57P0x: shutting down / starting up; 57014: cancelled
+            // by statement_timeout; 53300: too many connections; 40001/40P01: serialization
+            // failure, deadlock (retry the request).
             code.starts_with("08")
                 || code.starts_with("57P")
-                || matches!(code.as_ref(), "53300" | "40001" | "40P01")
+                || matches!(code.as_ref(), "57014" | "53300" | "40001" | "40P01")
         }),
         _ => false,
     }
@@ -103,9 +104,17 @@ fn open_error(url: &str, reason: impl std::fmt::Display) -> StoreError {
     }
 }
 
-/// Connects to the database, waiting up to `start_timeout` for it to come up.
-async fn connect(url: &str, settings: &StorageConfig) -> Result<PgPool, StoreError> {
-    let options = PgConnectOptions::from_str(url).map_err(|e| open_error(url, e))?;
+/// Connects to the database, waiting up to `start_timeout` for it to come up. Requests run
+/// under `statement_timeout`; migrations (`None`) may take as long as they need.
+async fn connect(
+    url: &str,
+    settings: &StorageConfig,
+    statement_timeout: Option<Duration>,
+) -> Result<PgPool, StoreError> {
+    let mut options = PgConnectOptions::from_str(url).map_err(|e| open_error(url, e))?;
+    if let Some(timeout) = statement_timeout {
+        options = options.options([("statement_timeout", timeout.as_millis().to_string())]);
+    }
     let pool = PgPoolOptions::new()
         .max_connections(settings.pool_size)
         .acquire_timeout(settings.acquire_timeout)
@@ -125,7 +134,7 @@ async fn connect(url: &str, settings: &StorageConfig) -> Result<PgPool, StoreErr
 
 /// Applies pending migrations; returns the descriptions of those applied now.
 pub async fn migrate(url: &str, settings: &StorageConfig) -> Result<Vec<String>, StoreError> {
-    let pool = connect(url, settings).await?;
+    let pool = connect(url, settings, None).await?;
     let before = applied_versions(&pool).await?;
     migrator()
         .run(&pool)
@@ -158,13 +167,13 @@ async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
 impl PostgresStore {
     /// Connects (waiting for the database at start), then migrates or checks the schema.
     pub async fn open(url: &str, settings: &StorageConfig) -> Result<Self, StoreError> {
-        let pool = connect(url, settings).await?;
         if settings.migrate_on_start {
-            migrator()
-                .run(&pool)
-                .await
-                .map_err(|e| open_error(url, format!("migration failed: {e}")))?;
-        } else {
+            for migration in migrate(url, settings).await? {
+                tracing::info!(migration = %migration, "applied a database migration");
+            }
+        }
+        let pool = connect(url, settings, Some(settings.statement_timeout)).await?;
+        if !settings.migrate_on_start {
             let applied = applied_versions(&pool).await?;
             let missing: Vec<i64> = migrator()
                 .iter()
