@@ -243,39 +243,47 @@ async fn referral_with_identifier(
     .await
 }
 
-/// Inserts a resource version; with `replaces_older`, the previous version stops being current.
-async fn insert_resource(
+/// Inserts resource versions in one statement (one round trip however many resources a
+/// referral brings); with `replaces_older`, their previous versions stop being current.
+async fn insert_resources(
     conn: &mut Tx,
-    resource: &NewResource,
+    resources: &[NewResource],
     client: &str,
     referral_id: &str,
     at: DateTime<Utc>,
     replaces_older: bool,
 ) -> Result<(), sqlx::Error> {
+    if resources.is_empty() {
+        return Ok(());
+    }
+    let types: Vec<&str> = resources.iter().map(|r| r.resource_type.as_str()).collect();
+    let ids: Vec<&str> = resources.iter().map(|r| r.id.as_str()).collect();
     if replaces_older {
         sqlx::query(
             "UPDATE resources SET is_current = FALSE
-             WHERE resource_type = $1 AND id = $2 AND is_current",
+             WHERE is_current AND (resource_type, id) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))",
         )
-        .bind(&resource.resource_type)
-        .bind(resource.id.as_str())
+        .bind(&types)
+        .bind(&ids)
         .execute(&mut *conn)
         .await?;
     }
     sqlx::query(
         "INSERT INTO resources (resource_type, id, version_id, client_id, referral_id,
                                 last_updated, content, patient_id, code, is_current)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, TRUE)",
+         SELECT t.resource_type, t.id, t.version_id, $4, $5, $6, t.content, t.patient_id, t.code, TRUE
+         FROM UNNEST($1::text[], $2::text[], $3::bigint[], $7::text[], $8::text[], $9::text[])
+              AS t (resource_type, id, version_id, content, patient_id, code)",
     )
-    .bind(&resource.resource_type)
-    .bind(resource.id.as_str())
-    .bind(resource.version_id)
+    .bind(&types)
+    .bind(&ids)
+    .bind(resources.iter().map(|r| r.version_id).collect::<Vec<i64>>())
     .bind(client)
     .bind(referral_id)
     .bind(at)
-    .bind(&resource.content)
-    .bind(&resource.patient_id)
-    .bind(&resource.code)
+    .bind(resources.iter().map(|r| r.content.as_str()).collect::<Vec<&str>>())
+    .bind(resources.iter().map(|r| r.patient_id.as_deref()).collect::<Vec<Option<&str>>>())
+    .bind(resources.iter().map(|r| r.code.as_deref()).collect::<Vec<Option<&str>>>())
     .execute(conn)
     .await?;
     Ok(())
@@ -453,9 +461,7 @@ async fn insert_referral(conn: &mut Tx, r: &NewReferral) -> Result<CreateOutcome
         .await?;
     }
     // The ids are ours and new: no older versions to retire.
-    for resource in &r.resources {
-        insert_resource(conn, resource, client, id, r.created_at, false).await?;
-    }
+    insert_resources(conn, &r.resources, client, id, r.created_at, false).await?;
     for message in &r.outbox {
         insert_outbox(conn, message, id, r.created_at).await?;
     }
@@ -499,17 +505,15 @@ async fn apply_change_in(
         return Ok(ChangeOutcome::Conflict);
     };
     let (client, patient_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
-    for resource in &change.resources {
-        insert_resource(
-            conn,
-            resource,
-            &client,
-            &change.referral_id,
-            change.at,
-            true,
-        )
-        .await?;
-    }
+    insert_resources(
+        conn,
+        &change.resources,
+        &client,
+        &change.referral_id,
+        change.at,
+        true,
+    )
+    .await?;
     for message in &change.outbox {
         insert_outbox(conn, message, &change.referral_id, change.at).await?;
     }
