@@ -56,6 +56,11 @@ fn migrator() -> Migrator {
             "tokens",
             include_str!("migrations/postgres/0002_tokens.sql"),
         ),
+        migration(
+            3,
+            "outbox_claim_index",
+            include_str!("migrations/postgres/0003_outbox_claim_index.sql"),
+        ),
     ])
 }
 
