@@ -254,3 +254,25 @@ fn a_replica_killed_mid_delivery_leaves_its_messages_to_the_other() {
     let (_, dead) = survivor.admin_get("/admin/v1/deliveries?state=dead");
     assert_eq!(dead["total"], 0, "{dead}");
 }
+
+/// An API-only replica takes the referral; the other replica's idle worker is woken by the
+/// database's NOTIFY at commit, long before it would look again by itself (30 s).
+#[test]
+fn an_idle_worker_is_woken_by_another_replicas_commit() {
+    let schema = TestSchema::create();
+    let receiver = Receiver::start();
+    let api_only = replica(
+        &schema,
+        &receiver,
+        &[("SP_GATEWAY_DELIVERY__WORKER", "false")],
+    );
+    let _worker = replica(&schema, &receiver, &[]);
+    // Let the worker finish its first look and go to sleep.
+    std::thread::sleep(Duration::from_secs(1));
+    let sent = std::time::Instant::now();
+    let id = api_only.refer("REF-WAKE-UP");
+    receiver.wait_for(Duration::from_secs(5), "the woken worker's delivery", |r| {
+        r.iter().any(|r| referral_id_of(r) == id)
+    });
+    assert!(sent.elapsed() < Duration::from_secs(5));
+}

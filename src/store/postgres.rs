@@ -28,8 +28,9 @@ use tokio::sync::Notify;
 use super::*;
 use crate::config::{redact_password, StorageConfig};
 
-/// The channel `NOTIFY` uses when outbox messages are committed.
-const WORK_CHANNEL: &str = "sp_gateway_outbox";
+/// The channel `NOTIFY` uses when outbox messages are committed, followed by the schema's name:
+/// gateways on other schemas of the same database are not woken for nothing.
+const WORK_CHANNEL: &str = "sp_gateway_outbox:";
 /// How often a create is tried when concurrent creates keep colliding on a unique key.
 const CREATE_ATTEMPTS: usize = 3;
 
@@ -321,7 +322,7 @@ async fn insert_outbox(
 /// Tells every replica's worker that messages are waiting (delivered when the transaction
 /// commits; nothing is sent if it rolls back).
 async fn notify_work(conn: &mut Tx) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, '')")
+    sqlx::query("SELECT pg_notify($1 || current_schema(), '')")
         .bind(WORK_CHANNEL)
         .execute(conn)
         .await?;
@@ -731,7 +732,15 @@ async fn listen_for_work(pool: PgPool, wake: Arc<Notify>) {
                 continue;
             }
         };
-        if let Err(e) = listener.listen(WORK_CHANNEL).await {
+        let channel: Result<String, _> = sqlx::query_scalar("SELECT $1 || current_schema()")
+            .bind(WORK_CHANNEL)
+            .fetch_one(&pool)
+            .await;
+        let listening = match channel {
+            Ok(channel) => listener.listen(&channel).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = listening {
             tracing::warn!(error = %e, "cannot listen for outbox work yet; retrying");
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
