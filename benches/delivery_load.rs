@@ -2,13 +2,14 @@
 //!
 //! Cargo builds the package in release mode and hands this program the `sp-gateway` binary it
 //! built (`CARGO_BIN_EXE_sp-gateway`). The program starts a webhook receiver on `127.0.0.1:0`
-//! inside this process (blocking, one thread per connection, answering `204` at once and
-//! timestamping each receipt), then starts the gateway with the demo configuration
-//! (`src/demo.toml`) edited so that every organisation's `webhook_url` points at that receiver,
-//! `[delivery] allow_private_targets = true`, the delivery `concurrency` under test and a fresh
-//! SQLite database in a temporary directory. Referrals are the contained ServiceRequest from
-//! `fixtures/`, each with a GP reference (identifier and `If-None-Exist`) no other request uses,
-//! sent with the same minimal HTTP/1.1 client as `benches/intake_load.rs` (`benches/common`).
+//! inside this process (`benches/common/receiver.rs`: blocking, one thread per connection,
+//! answering `204` at once and timestamping each receipt), then starts the gateway with the demo
+//! configuration (`src/demo.toml`) edited so that every organisation's `webhook_url` points at
+//! that receiver, `[delivery] allow_private_targets = true`, the delivery `concurrency` under test
+//! and a fresh SQLite database in a temporary directory. Referrals are the contained
+//! ServiceRequest from `fixtures/`, each with a GP reference (identifier and `If-None-Exist`) no
+//! other request uses (`benches/common/referral.rs`), sent with the same minimal HTTP/1.1 client
+//! as `benches/intake_load.rs` (`benches/common`).
 //!
 //! Phases:
 //! - 1, throughput over a backlog: N referrals are created with the delivery worker switched off,
@@ -34,21 +35,18 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write;
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::receiver::{inspect, receiver_config, start_receiver, Inbox};
+use common::referral::{create, join_all, Created, CONTAINED};
 use common::{
-    clock_ticks_per_second, count_rows, cpu_use, env_counts, env_number, machine_description,
-    truncate, Conn, CpuSample, CpuUse, Gateway, Result, GP_TOKEN,
+    clock_ticks_per_second, count_rows, cpu_use, env_counts, env_number, load_average,
+    machine_description, percentile, signed_ms, Conn, CpuSample, CpuUse, Gateway, Result,
 };
 
-const CONTAINED: &str = include_str!("../fixtures/referrals/valid/carer-support-carers-count.json");
-const CONTAINED_REFERENCE: &str = "EMIS-REF-2026-003981";
-const REFERRAL_SYSTEM: &str = "https://fhir.emis-demo.example/Id/referral";
 /// Threads serving the open loop: the most requests in flight at once.
 const OPEN_LOOP_WORKERS: usize = 16;
 
@@ -108,261 +106,7 @@ impl Settings {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The receiver
-
-/// One request received by the webhook receiver.
-struct Receipt {
-    at: Instant,
-    path: String,
-    webhook_id: String,
-    timestamp: String,
-    signature: String,
-    body: Vec<u8>,
-}
-
-#[derive(Default)]
-struct Inbox {
-    receipts: Mutex<Vec<Receipt>>,
-    count: AtomicU64,
-    errors: Mutex<Vec<String>>,
-}
-
-impl Inbox {
-    fn take(&self) -> Vec<Receipt> {
-        self.receipts
-            .lock()
-            .map(|mut r| std::mem::take(&mut *r))
-            .unwrap_or_default()
-    }
-
-    fn error(&self, error: String) {
-        if let Ok(mut errors) = self.errors.lock() {
-            errors.push(error);
-        }
-    }
-}
-
-/// Listens on 127.0.0.1:0; every connection gets a thread that reads requests, records them
-/// and answers `204 No Content` at once.
-fn start_receiver(inbox: Arc<Inbox>) -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("receiver bind: {e}"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("receiver address: {e}"))?
-        .to_string();
-    std::thread::Builder::new()
-        .name("receiver-accept".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let inbox = inbox.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("receiver-conn".into())
-                    .spawn(move || serve(stream, &inbox));
-                if let Err(e) = spawned {
-                    eprintln!("receiver: cannot start a connection thread: {e}");
-                }
-            }
-        })
-        .map_err(|e| format!("receiver thread: {e}"))?;
-    Ok(addr)
-}
-
-fn serve(stream: std::net::TcpStream, inbox: &Inbox) {
-    let Ok(mut conn) = Conn::from_stream(stream) else {
-        return;
-    };
-    loop {
-        // The gateway closing an idle keep-alive connection ends the loop here.
-        let Ok(request_line) = conn.line() else {
-            return;
-        };
-        if request_line.is_empty() {
-            continue;
-        }
-        let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
-        let mut length = 0usize;
-        let mut chunked = false;
-        let (mut webhook_id, mut timestamp, mut signature) =
-            (String::new(), String::new(), String::new());
-        loop {
-            let Ok(header) = conn.line() else {
-                inbox.error(format!("{path}: connection closed inside the headers"));
-                return;
-            };
-            if header.is_empty() {
-                break;
-            }
-            let Some((name, value)) = header.split_once(':') else {
-                continue;
-            };
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_string());
-            match name.as_str() {
-                "content-length" => length = value.parse().unwrap_or(0),
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                "webhook-id" => webhook_id = value,
-                "webhook-timestamp" => timestamp = value,
-                "webhook-signature" => signature = value,
-                _ => {}
-            }
-        }
-        let body = if chunked {
-            conn.chunked_body()
-        } else {
-            conn.take(length)
-        };
-        let body = match body {
-            Ok(body) => body,
-            Err(e) => {
-                inbox.error(format!("{path}: body: {e}"));
-                return;
-            }
-        };
-        let at = Instant::now();
-        if let Ok(mut receipts) = inbox.receipts.lock() {
-            receipts.push(Receipt {
-                at,
-                path,
-                webhook_id,
-                timestamp,
-                signature,
-                body,
-            });
-        }
-        inbox.count.fetch_add(1, Ordering::Release);
-        if conn
-            .stream
-            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// What a receipt says, once checked.
-struct Delivered {
-    at: Instant,
-    referral_id: String,
-    reference: String,
-    webhook_id: String,
-}
-
-/// Checks the signature with the organisation's secret (by the receiver path) and reads the
-/// referral id and GP reference from the payload.
-fn inspect(receipt: &Receipt, secrets: &HashMap<String, String>) -> Result<Delivered> {
-    let secret = secrets
-        .get(&receipt.path)
-        .ok_or_else(|| format!("a delivery to an unknown path {:?}", receipt.path))?;
-    let verifier = standardwebhooks::Webhook::new(secret).map_err(|e| format!("secret: {e}"))?;
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in [
-        ("webhook-id", &receipt.webhook_id),
-        ("webhook-timestamp", &receipt.timestamp),
-        ("webhook-signature", &receipt.signature),
-    ] {
-        let value = http::HeaderValue::from_str(value)
-            .map_err(|_| format!("{name} header {value:?} is not a header value"))?;
-        headers.insert(name, value);
-    }
-    verifier
-        .verify(&receipt.body, &headers)
-        .map_err(|e| format!("signature of {} does not verify: {e}", receipt.webhook_id))?;
-    let payload: serde_json::Value = serde_json::from_slice(&receipt.body).map_err(|e| {
-        format!(
-            "payload of {} is not JSON ({e}): {}",
-            receipt.webhook_id,
-            truncate(&String::from_utf8_lossy(&receipt.body))
-        )
-    })?;
-    if payload["type"] != "referral.created" {
-        return Err(format!(
-            "{}: unexpected event type {}",
-            receipt.webhook_id, payload["type"]
-        ));
-    }
-    let text = |value: &serde_json::Value| value.as_str().unwrap_or("").to_string();
-    Ok(Delivered {
-        at: receipt.at,
-        referral_id: text(&payload["data"]["referral_id"]),
-        reference: text(&payload["data"]["gp_reference"]["value"]),
-        webhook_id: receipt.webhook_id.clone(),
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
 // Sending referrals
-
-fn referral_request(addr: &str, reference: &str) -> Vec<u8> {
-    let body = CONTAINED.replace(CONTAINED_REFERENCE, reference);
-    let mut bytes = format!(
-        "POST /fhir/ServiceRequest HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {GP_TOKEN}\r\n\
-         Accept: application/fhir+json\r\nIf-None-Exist: identifier={REFERRAL_SYSTEM}|{reference}\r\n\
-         Content-Type: application/fhir+json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    bytes.extend_from_slice(body.as_bytes());
-    bytes
-}
-
-/// A referral the gateway answered `201`.
-struct Created {
-    reference: String,
-    referral_id: String,
-    /// When the whole `201` answer had been read.
-    answered: Instant,
-    /// From the (scheduled) send to the whole answer.
-    latency: Duration,
-}
-
-/// Sends one referral and checks its `201`.
-fn create(conn: &mut Conn, addr: &str, reference: String, since: Instant) -> Result<Created> {
-    let response = conn.exchange(&referral_request(addr, &reference))?;
-    let answered = Instant::now();
-    if response.status != 201 {
-        return Err(format!(
-            "{reference}: HTTP {} instead of 201: {}",
-            response.status,
-            truncate(&String::from_utf8_lossy(&response.body))
-        ));
-    }
-    let location = response.location.unwrap_or_default();
-    let referral_id = location
-        .split('/')
-        .skip_while(|segment| *segment != "ServiceRequest")
-        .nth(1)
-        .unwrap_or("")
-        .to_string();
-    if referral_id.is_empty() {
-        return Err(format!(
-            "{reference}: 201 without a ServiceRequest Location ({location:?})"
-        ));
-    }
-    Ok(Created {
-        reference,
-        referral_id,
-        answered,
-        latency: answered.duration_since(since),
-    })
-}
-
-fn join_all(threads: Vec<std::thread::JoinHandle<Result<Vec<Created>>>>) -> Result<Vec<Created>> {
-    let mut all = Vec::new();
-    let mut first_error = None;
-    for thread in threads {
-        match thread.join().map_err(|_| "a sending thread panicked")? {
-            Ok(created) => all.extend(created),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(all),
-    }
-}
 
 /// `count` referrals over `connections` keep-alive connections, each sending its next one when
 /// the answer arrives.
@@ -385,13 +129,7 @@ fn send_closed(
                     if seq >= count {
                         return Ok(created);
                     }
-                    let sent = Instant::now();
-                    created.push(create(
-                        &mut conn,
-                        &addr,
-                        format!("{prefix}-{seq:07}"),
-                        sent,
-                    )?);
+                    created.push(create(&mut conn, &addr, format!("{prefix}-{seq:07}"))?);
                 }
             })
         })
@@ -415,12 +153,11 @@ fn send_open(addr: &str, prefix: &str, rate: u64, secs: u64) -> Result<(Vec<Crea
                     let Ok((seq, scheduled)) = next else {
                         return Ok(created);
                     };
-                    created.push(create(
-                        &mut conn,
-                        &addr,
-                        format!("{prefix}-{seq:07}"),
-                        scheduled,
-                    )?);
+                    let mut referral = create(&mut conn, &addr, format!("{prefix}-{seq:07}"))?;
+                    // Counted from the scheduled time, so that a worker late to its ticket
+                    // shows in the latency.
+                    referral.sent = scheduled;
+                    created.push(referral);
                 }
             })
         })
@@ -485,13 +222,7 @@ impl Checker {
         let done = CpuSample::take(pid);
         // A moment for retries or duplicates that would follow.
         std::thread::sleep(Duration::from_millis(300));
-        if let Some(error) = self
-            .inbox
-            .errors
-            .lock()
-            .ok()
-            .and_then(|e| e.first().cloned())
-        {
+        if let Some(error) = self.inbox.first_error() {
             return Err(format!("the receiver saw a broken request: {error}"));
         }
         let receipts = self.inbox.take();
@@ -571,14 +302,6 @@ impl Checker {
 // ---------------------------------------------------------------------------------------------
 // Reporting
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
 fn summary(values: &mut [f64]) -> String {
     values.sort_by(f64::total_cmp);
     format!(
@@ -622,57 +345,7 @@ fn print_cpu(cpu: &CpuUse, deliveries: u64, secs: f64) {
     }
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
-}
-
 // ---------------------------------------------------------------------------------------------
-
-fn receiver_config(config: String, receiver: &str) -> Result<(String, HashMap<String, String>)> {
-    let organisations = config.matches("[[vcs]]").count();
-    let mut out = String::new();
-    let mut urls = 0;
-    let mut secrets = HashMap::new();
-    let mut pending_path = None;
-    for line in config.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("webhook_url") {
-            let path = format!("/hooks/org{urls}");
-            out.push_str(&format!("webhook_url = \"http://{receiver}{path}\"\n"));
-            pending_path = Some(path);
-            urls += 1;
-            continue;
-        }
-        if trimmed.starts_with("webhook_secret") {
-            let secret = trimmed
-                .split_once('=')
-                .map(|(_, v)| v.trim().trim_matches('"').to_string())
-                .unwrap_or_default();
-            if let Some(path) = pending_path.take() {
-                secrets.insert(path, secret);
-            }
-        }
-        if trimmed.starts_with("allow_private_targets") {
-            out.push_str("allow_private_targets = true\n");
-            continue;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    if urls != organisations || secrets.len() != organisations || organisations == 0 {
-        return Err(format!(
-            "src/demo.toml: expected one webhook_url and a webhook_secret after it per [[vcs]] \
-             ({organisations} organisations, {urls} URLs, {} secrets); update benches/delivery_load.rs",
-            secrets.len()
-        ));
-    }
-    if !out.contains("allow_private_targets = true") {
-        return Err("src/demo.toml has no [delivery] allow_private_targets line".into());
-    }
-    Ok((out, secrets))
-}
 
 fn concurrency_env(concurrency: usize) -> Vec<(String, String)> {
     vec![
@@ -816,13 +489,13 @@ fn run() -> Result<bool> {
         .collect();
     let mut intake: Vec<f64> = created
         .iter()
-        .map(|c| c.latency.as_secs_f64() * 1e3)
+        .map(|c| c.latency().as_secs_f64() * 1e3)
         .collect();
     let mut end_to_end: Vec<f64> = matched
         .pairs
         .iter()
         .map(|(i, at)| {
-            signed_ms(*at, created[*i].answered) + created[*i].latency.as_secs_f64() * 1e3
+            signed_ms(*at, created[*i].answered) + created[*i].latency().as_secs_f64() * 1e3
         })
         .collect();
     println!(
@@ -883,13 +556,4 @@ fn run() -> Result<bool> {
         verdict(p50 < 20.0)
     );
     Ok(ok)
-}
-
-/// `a - b` in milliseconds, negative when `a` came first.
-fn signed_ms(a: Instant, b: Instant) -> f64 {
-    if a >= b {
-        a.duration_since(b).as_secs_f64() * 1e3
-    } else {
-        -(b.duration_since(a).as_secs_f64() * 1e3)
-    }
 }

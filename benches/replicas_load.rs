@@ -14,8 +14,9 @@
 //! dropped at the end. The gateways are the release binary Cargo built, on the demo configuration
 //! (`benches/common`) with the delivery worker on (demo `concurrency`) and every organisation's
 //! `webhook_url` pointing at a receiver inside this process (a thread per connection, `204` at
-//! once, each receipt timestamped), as in `benches/delivery_load.rs`. Referrals are the contained
-//! ServiceRequest from `fixtures/`, each with a GP reference no other request uses.
+//! once, each receipt timestamped; `benches/common/receiver.rs`), as in `benches/delivery_load.rs`.
+//! Referrals are the contained ServiceRequest from `fixtures/`, each with a GP reference no other
+//! request uses (`benches/common/referral.rs`).
 //!
 //! Per set-up: a closed loop of N connections, each sending its next referral when the answer to
 //! the previous one is in, for T seconds; then a wait until every accepted referral has been
@@ -36,22 +37,20 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::net::TcpListener;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::receiver::{inspect, receiver_config, start_receiver, Inbox};
+use common::referral::{create, join_all, Created, CONTAINED};
 use common::{
-    env_number, machine_description, process_ticks, truncate, Conn, Gateway, Result, GP_TOKEN,
+    env_number, load_average, machine_description, percentile, process_ticks, signed_ms, Conn,
+    Gateway, Result,
 };
 use sqlx::postgres::PgPoolOptions;
 use sqlx::Executor;
 
-const CONTAINED: &str = include_str!("../fixtures/referrals/valid/carer-support-carers-count.json");
-const CONTAINED_REFERENCE: &str = "EMIS-REF-2026-003981";
-const REFERRAL_SYSTEM: &str = "https://fhir.emis-demo.example/Id/referral";
 const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 fn main() -> ExitCode {
@@ -96,255 +95,7 @@ impl Settings {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The webhook receiver (as in benches/delivery_load.rs)
-
-struct Receipt {
-    at: Instant,
-    path: String,
-    webhook_id: String,
-    timestamp: String,
-    signature: String,
-    body: Vec<u8>,
-}
-
-#[derive(Default)]
-struct Inbox {
-    receipts: Mutex<Vec<Receipt>>,
-    count: AtomicU64,
-    errors: Mutex<Vec<String>>,
-}
-
-impl Inbox {
-    fn error(&self, error: String) {
-        if let Ok(mut errors) = self.errors.lock() {
-            errors.push(error);
-        }
-    }
-}
-
-/// Listens on 127.0.0.1:0; a thread per connection records each request and answers `204`.
-fn start_receiver(inbox: Arc<Inbox>) -> Result<String> {
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("receiver bind: {e}"))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| format!("receiver address: {e}"))?
-        .to_string();
-    std::thread::Builder::new()
-        .name("receiver-accept".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(stream) = stream else { continue };
-                let inbox = inbox.clone();
-                let spawned = std::thread::Builder::new()
-                    .name("receiver-conn".into())
-                    .spawn(move || serve(stream, &inbox));
-                if let Err(e) = spawned {
-                    eprintln!("receiver: cannot start a connection thread: {e}");
-                }
-            }
-        })
-        .map_err(|e| format!("receiver thread: {e}"))?;
-    Ok(addr)
-}
-
-fn serve(stream: std::net::TcpStream, inbox: &Inbox) {
-    let Ok(mut conn) = Conn::from_stream(stream) else {
-        return;
-    };
-    // The gateway closing an idle keep-alive connection ends the loop.
-    while let Ok(request_line) = conn.line() {
-        if request_line.is_empty() {
-            continue;
-        }
-        let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
-        let (mut length, mut chunked) = (0usize, false);
-        let (mut webhook_id, mut timestamp, mut signature) =
-            (String::new(), String::new(), String::new());
-        loop {
-            let Ok(header) = conn.line() else {
-                inbox.error(format!("{path}: connection closed inside the headers"));
-                return;
-            };
-            if header.is_empty() {
-                break;
-            }
-            let Some((name, value)) = header.split_once(':') else {
-                continue;
-            };
-            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim().to_string());
-            match name.as_str() {
-                "content-length" => length = value.parse().unwrap_or(0),
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                "webhook-id" => webhook_id = value,
-                "webhook-timestamp" => timestamp = value,
-                "webhook-signature" => signature = value,
-                _ => {}
-            }
-        }
-        let body = if chunked {
-            conn.chunked_body()
-        } else {
-            conn.take(length)
-        };
-        let body = match body {
-            Ok(body) => body,
-            Err(e) => {
-                inbox.error(format!("{path}: body: {e}"));
-                return;
-            }
-        };
-        let at = Instant::now();
-        if let Ok(mut receipts) = inbox.receipts.lock() {
-            receipts.push(Receipt {
-                at,
-                path,
-                webhook_id,
-                timestamp,
-                signature,
-                body,
-            });
-        }
-        inbox.count.fetch_add(1, Ordering::Release);
-        if conn
-            .stream
-            .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
-/// Points every organisation's `webhook_url` at the receiver (`/hooks/org<i>`) and returns the
-/// configuration with each path's signing secret.
-fn receiver_config(config: String, receiver: &str) -> Result<(String, HashMap<String, String>)> {
-    let organisations = config.matches("[[vcs]]").count();
-    let mut out = String::new();
-    let mut secrets = HashMap::new();
-    let mut pending_path = None;
-    let mut urls = 0;
-    for line in config.lines() {
-        let trimmed = line.trim_start();
-        if trimmed.starts_with("webhook_url") {
-            let path = format!("/hooks/org{urls}");
-            urls += 1;
-            out.push_str(&format!("webhook_url = \"http://{receiver}{path}\"\n"));
-            pending_path = Some(path);
-            continue;
-        }
-        if trimmed.starts_with("webhook_secret") {
-            let secret = trimmed
-                .split_once('=')
-                .map(|(_, v)| v.trim().trim_matches('"').to_string())
-                .unwrap_or_default();
-            if let Some(path) = pending_path.take() {
-                secrets.insert(path, secret);
-            }
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    if organisations == 0 || urls != organisations || secrets.len() != organisations {
-        return Err(format!(
-            "src/demo.toml: expected a webhook_url and then a webhook_secret per [[vcs]] \
-             ({organisations} organisations, {} pairs); update benches/replicas_load.rs",
-            secrets.len()
-        ));
-    }
-    Ok((out, secrets))
-}
-
-/// Verifies a receipt's signature with its organisation's secret and returns the referral id
-/// and GP reference of its `referral.created` payload.
-fn inspect(receipt: &Receipt, secrets: &HashMap<String, String>) -> Result<(String, String)> {
-    let secret = secrets
-        .get(&receipt.path)
-        .ok_or_else(|| format!("a delivery to an unknown path {:?}", receipt.path))?;
-    let verifier = standardwebhooks::Webhook::new(secret).map_err(|e| format!("secret: {e}"))?;
-    let mut headers = http::HeaderMap::new();
-    for (name, value) in [
-        ("webhook-id", &receipt.webhook_id),
-        ("webhook-timestamp", &receipt.timestamp),
-        ("webhook-signature", &receipt.signature),
-    ] {
-        let value = http::HeaderValue::from_str(value)
-            .map_err(|_| format!("{name} header {value:?} is not a header value"))?;
-        headers.insert(name, value);
-    }
-    verifier
-        .verify(&receipt.body, &headers)
-        .map_err(|e| format!("signature of {} does not verify: {e}", receipt.webhook_id))?;
-    let payload: serde_json::Value = serde_json::from_slice(&receipt.body).map_err(|e| {
-        format!(
-            "payload of {} is not JSON ({e}): {}",
-            receipt.webhook_id,
-            truncate(&String::from_utf8_lossy(&receipt.body))
-        )
-    })?;
-    if payload["type"] != "referral.created" {
-        return Err(format!(
-            "{}: unexpected event type {}",
-            receipt.webhook_id, payload["type"]
-        ));
-    }
-    let text = |value: &serde_json::Value| value.as_str().unwrap_or("").to_string();
-    Ok((
-        text(&payload["data"]["referral_id"]),
-        text(&payload["data"]["gp_reference"]["value"]),
-    ))
-}
-
-// ---------------------------------------------------------------------------------------------
 // Sending referrals
-
-/// A referral the gateway answered `201`.
-struct Created {
-    reference: String,
-    referral_id: String,
-    sent: Instant,
-    /// When the whole `201` answer had been read.
-    answered: Instant,
-}
-
-fn create(conn: &mut Conn, addr: &str, reference: String) -> Result<Created> {
-    let body = CONTAINED.replace(CONTAINED_REFERENCE, &reference);
-    let mut request = format!(
-        "POST /fhir/ServiceRequest HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {GP_TOKEN}\r\n\
-         Accept: application/fhir+json\r\nIf-None-Exist: identifier={REFERRAL_SYSTEM}|{reference}\r\n\
-         Content-Type: application/fhir+json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body.as_bytes());
-    let sent = Instant::now();
-    let response = conn.exchange(&request)?;
-    let answered = Instant::now();
-    if response.status != 201 {
-        return Err(format!(
-            "{reference} to {addr}: HTTP {} instead of 201: {}",
-            response.status,
-            truncate(&String::from_utf8_lossy(&response.body))
-        ));
-    }
-    let location = response.location.unwrap_or_default();
-    let referral_id = location
-        .split('/')
-        .skip_while(|segment| *segment != "ServiceRequest")
-        .nth(1)
-        .unwrap_or("")
-        .to_string();
-    if referral_id.is_empty() {
-        return Err(format!(
-            "{reference}: 201 without a ServiceRequest Location ({location:?})"
-        ));
-    }
-    Ok(Created {
-        reference,
-        referral_id,
-        sent,
-        answered,
-    })
-}
 
 /// The closed loop: `connections` threads send referrals until `secs` have passed, request k going
 /// to gateway k mod (number of gateways). The first error stops every thread.
@@ -377,17 +128,7 @@ fn closed_loop(addrs: &[String], tag: &str, connections: usize, secs: u64) -> Re
             })
         })
         .collect();
-    let mut all = Vec::new();
-    let mut first_error = None;
-    for thread in threads {
-        match thread.join().map_err(|_| "a sending thread panicked")? {
-            Ok(created) => all.extend(created),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    first_error.map_or(Ok(all), Err)
+    join_all(threads)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -588,7 +329,7 @@ fn run_setup(
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_secs(1));
-    if let Some(error) = inbox.errors.lock().ok().and_then(|e| e.first().cloned()) {
+    if let Some(error) = inbox.first_error() {
         return Err(format!(
             "{name}: the receiver saw a broken request: {error}"
         ));
@@ -607,7 +348,8 @@ fn run_setup(
     let mut webhook_ids = HashMap::new();
     let mut problems = Vec::new();
     for receipt in &receipts {
-        let (referral_id, reference) = inspect(receipt, &secrets)?;
+        let delivered = inspect(receipt, &secrets)?;
+        let (referral_id, reference) = (delivered.referral_id, delivered.reference);
         if let Some(earlier) = webhook_ids.insert(receipt.webhook_id.clone(), referral_id.clone()) {
             problems.push(format!(
                 "webhook-id {} received twice (referrals {earlier} and {referral_id})",
@@ -655,13 +397,13 @@ fn run_setup(
         accepted: created.len(),
         load_secs,
         end_to_end: created.len() as f64 / last_receipt.duration_since(first_sent).as_secs_f64(),
-        post_ms: sorted(created.iter().map(|c| ms(c.answered, c.sent))),
+        post_ms: sorted(created.iter().map(|c| signed_ms(c.answered, c.sent))),
         lag_ms: sorted(created.iter().zip(&received).map(|(c, r)| {
             // Can be negative: the worker, woken by the commit, may deliver before the client has
             // read the 201.
-            r.map_or(f64::NAN, |at| ms(at, c.answered))
+            r.map_or(f64::NAN, |at| signed_ms(at, c.answered))
         })),
-        tail_ms: ms(last_receipt, last_answer),
+        tail_ms: signed_ms(last_receipt, last_answer),
         cpu: match (cores(&before, &after, hz), postgres) {
             ((gateways, pg, bench, other), Some(_)) => (gateways, Some(pg), bench, other),
             // Without PostgreSQL in the set-up, whatever it does is someone else's load.
@@ -672,33 +414,10 @@ fn run_setup(
     Ok(outcome)
 }
 
-/// `a - b` in milliseconds, negative when `a` came first.
-fn ms(a: Instant, b: Instant) -> f64 {
-    if a >= b {
-        a.duration_since(b).as_secs_f64() * 1e3
-    } else {
-        -(b.duration_since(a).as_secs_f64() * 1e3)
-    }
-}
-
 fn sorted(values: impl Iterator<Item = f64>) -> Vec<f64> {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     values
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "n/a".into())
 }
 
 fn print_outcome(o: &Outcome) {

@@ -1,9 +1,15 @@
-//! Helpers shared by the load benchmarks (`benches/intake_load.rs`, `benches/delivery_load.rs`):
-//! starting the release gateway with an edited demo configuration, a minimal blocking HTTP/1.1
-//! connection (no HTTP library, to leave the CPU to the server), and CPU accounting from `/proc`.
+//! Helpers shared by the load benchmarks (`benches/intake_load.rs`, `benches/delivery_load.rs`,
+//! `benches/replicas_load.rs`): starting the release gateway with an edited demo configuration, a
+//! minimal blocking HTTP/1.1 connection (no HTTP library, to leave the CPU to the server), CPU
+//! accounting from `/proc` and a few reporting helpers. The benches that follow a referral to
+//! its webhook also share [`referral`] (sending referrals) and [`receiver`] (the webhook
+//! receiver in the bench process).
 //!
 //! Each bench uses a different part of it, hence `dead_code` is allowed here.
 #![allow(dead_code)]
+
+pub mod receiver;
+pub mod referral;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -516,4 +522,32 @@ pub fn machine_description() -> String {
         .unwrap_or_else(|| "unknown".into());
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cpus} CPUs, {model}, MemTotal {memory}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reporting
+
+/// The `q` quantile (0 to 1) of sorted values, by nearest rank; NaN when there are none.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// `a - b` in milliseconds, negative when `a` came first.
+pub fn signed_ms(a: Instant, b: Instant) -> f64 {
+    if a >= b {
+        a.duration_since(b).as_secs_f64() * 1e3
+    } else {
+        -(b.duration_since(a).as_secs_f64() * 1e3)
+    }
+}
+
+/// The 1, 5 and 15 minute load averages (the machine is shared: other builds may run).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
 }
