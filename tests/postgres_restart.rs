@@ -4,7 +4,7 @@
 //!
 //! This restarts the machine's PostgreSQL cluster, so it lives in a test binary of its own:
 //! `cargo test` runs test binaries one after another, and no other test uses PostgreSQL while
-//! this one runs. The restart command is `SP_GATEWAY_TEST_POSTGRES_RESTART` (a shell command), by
+//! this one runs. The restart command is `SP_TEST_POSTGRES_RESTART` (a shell command), by
 //! default the machine's `pg_ctlcluster … restart`.
 
 mod common;
@@ -23,7 +23,7 @@ const SENDERS: usize = 4;
 const PER_SENDER: usize = 60;
 
 fn restart_postgres() {
-    let command = std::env::var("SP_GATEWAY_TEST_POSTGRES_RESTART").unwrap_or_else(|_| {
+    let command = std::env::var("SP_TEST_POSTGRES_RESTART").unwrap_or_else(|_| {
         "pg_ctlcluster --skip-systemctl-redirect \"$(ls /etc/postgresql | head -n 1)\" main restart"
             .to_string()
     });

@@ -1,7 +1,7 @@
 //! PostgreSQL for tests: every test gets a schema of its own in the run's database, so tests run
 //! in parallel without seeing each other's rows, and the schema is dropped afterwards.
 //!
-//! The database is `SP_GATEWAY_TEST_POSTGRES` (`.ci/run` creates a fresh one per run and sets it),
+//! The database is `SP_TEST_POSTGRES` (`.ci/run` creates a fresh one per run and sets it),
 //! or `postgres://postgres@127.0.0.1:5432/test`, the machine's database, when unset.
 #![allow(dead_code)]
 
@@ -14,7 +14,7 @@ pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 /// The database tests use.
 pub fn server_url() -> String {
-    std::env::var("SP_GATEWAY_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_string())
+    std::env::var("SP_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_URL.to_string())
 }
 
 /// A schema of its own; dropped (with everything in it) when this goes out of scope.
@@ -43,7 +43,7 @@ async fn execute(sql: String) {
             panic!(
                 "cannot reach PostgreSQL at {server}: {e}. Start it with \
                  `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`, or \
-                 point SP_GATEWAY_TEST_POSTGRES at a database"
+                 point SP_TEST_POSTGRES at a database"
             )
         });
     pool.execute(sqlx::AssertSqlSafe(sql))
