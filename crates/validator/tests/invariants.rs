@@ -63,6 +63,56 @@ fn bundle_rules() {
     assert!(fails(&issues, "bdl-7", "Bundle"), "{}", show(&issues));
 }
 
+/// The Bundle rules have native shortcuts for the plain case; every way of breaking them still
+/// reaches the FHIRPath and fails as before.
+#[test]
+fn bundle_rules_with_shortcuts_still_fail() {
+    let bundle = load("bundles/referral-transaction.json");
+    assert!(base(&bundle)
+        .iter()
+        .all(|i| !i.message_id.starts_with("bdl-")));
+
+    let mut b = bundle.clone();
+    b["entry"][1].as_object_mut().map(|e| e.remove("request"));
+    assert!(fails(&base(&b), "bdl-3", "Bundle"), "{}", show(&base(&b)));
+
+    let mut b = bundle.clone();
+    b["entry"][1]["response"] = json!({"status": "201 Created"});
+    assert!(fails(&base(&b), "bdl-4", "Bundle"), "{}", show(&base(&b)));
+
+    let mut b = bundle.clone();
+    b["type"] = json!("collection");
+    assert!(fails(&base(&b), "bdl-3", "Bundle"), "{}", show(&base(&b)));
+
+    let mut b = bundle.clone();
+    b["entry"][1] = json!({"fullUrl": "urn:uuid:6d1f6cbb-5c6a-4e4f-9e55-9d4f2f1e7a01"});
+    b["type"] = json!("collection");
+    let issues = base(&b);
+    assert!(
+        fails(&issues, "bdl-5", "Bundle.entry[1]"),
+        "{}",
+        show(&issues)
+    );
+
+    let mut b = bundle.clone();
+    b["entry"][1]["fullUrl"] = json!("https://gp.example/fhir/Patient/p/_history/2");
+    let issues = base(&b);
+    assert!(
+        fails(&issues, "bdl-8", "Bundle.entry[1]"),
+        "{}",
+        show(&issues)
+    );
+
+    // `fullUrl & resource.meta.versionId` is a concatenation: these two are the same.
+    let mut b = bundle;
+    b["entry"][0]["fullUrl"] = json!("https://gp.example/fhir/X/a1");
+    b["entry"][0]["resource"]["meta"] = json!({"versionId": "2"});
+    b["entry"][1]["fullUrl"] = json!("https://gp.example/fhir/X/a");
+    b["entry"][1]["resource"]["meta"] = json!({"versionId": "12"});
+    let issues = base(&b);
+    assert!(fails(&issues, "bdl-7", "Bundle"), "{}", show(&issues));
+}
+
 #[test]
 fn sp_profile_invariants() {
     let mut pat = load("bundles/referral-transaction.json")["entry"][1]["resource"].clone();

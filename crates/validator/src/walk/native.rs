@@ -1,6 +1,8 @@
 //! Constraints run as native code (docs/CONTRACTS.md "Native constraints"),
 //! and reference resolution inside the Bundle and `contained`.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::{Ov, Walker};
@@ -399,8 +401,102 @@ fn trivially_holds(key: &str, v: &Value) -> bool {
         "per-1" => v.get("start").is_none() || v.get("end").is_none(),
         // orderDetail.empty() or code.exists()
         "prr-1" => v.get("orderDetail").is_none(),
+        // The Bundle rules below run on every transaction; each walks all entries in FHIRPath.
+        // On a Bundle (the root of these constraints, so `%resource` is `v`):
+        // entry.all(request.exists() = (%resource.type = 'batch' or .. 'transaction' or .. 'history'))
+        "bdl-3" => entries_all_have(v, "request", &["batch", "transaction", "history"]),
+        // entry.all(response.exists() = (%resource.type = 'batch-response' or .. or .. 'history'))
+        "bdl-4" => entries_all_have(
+            v,
+            "response",
+            &["batch-response", "transaction-response", "history"],
+        ),
+        // (type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()
+        "bdl-7" => full_urls_distinct(v),
+        // On an entry: resource.exists() or request.exists() or response.exists()
+        "bdl-5" => is_filled(v.get("resource")),
+        // On an entry: fullUrl.exists() implies fullUrl.contains('/_history/').not()
+        "bdl-8" => match (v.get("fullUrl"), v.get("_fullUrl")) {
+            (Some(Value::String(url)), _) => !url.contains("/_history/"),
+            (None, None) => true,
+            _ => false,
+        },
         _ => false,
     }
+}
+
+/// A JSON object with at least one member: FHIRPath `exists()` is certainly true for it.
+fn is_filled(element: Option<&Value>) -> bool {
+    element
+        .and_then(Value::as_object)
+        .is_some_and(|o| !o.is_empty())
+}
+
+/// Whether every entry of Bundle `v` has `element` exactly when its `type` is one of `types`.
+/// `false` (evaluate the FHIRPath) whenever the answer is not plain: no `type` string, an
+/// entry that is not an object, or an `element` that is present but empty or not an object.
+fn entries_all_have(v: &Value, element: &str, types: &[&str]) -> bool {
+    let Some(bundle_type) = v.get("type").and_then(Value::as_str) else {
+        return false;
+    };
+    let wanted = types.contains(&bundle_type);
+    let entries = match v.get("entry") {
+        None => return true,
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return false,
+    };
+    entries.iter().all(|entry| {
+        let Some(entry) = entry.as_object() else {
+            return false;
+        };
+        match entry.get(element) {
+            None => !wanted,
+            present => wanted && is_filled(present),
+        }
+    })
+}
+
+/// Whether the `fullUrl & resource.meta.versionId` of the entries with a `fullUrl` are all
+/// different (or the Bundle is a history). `false` (evaluate the FHIRPath) for anything not
+/// plain: a `fullUrl` or `versionId` that is not a string or has a primitive extension.
+fn full_urls_distinct(v: &Value) -> bool {
+    if v.get("type").and_then(Value::as_str) == Some("history") {
+        return true;
+    }
+    let entries = match v.get("entry") {
+        None => return true,
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return false,
+    };
+    let mut seen = HashSet::with_capacity(entries.len());
+    for entry in entries {
+        let Some(entry) = entry.as_object() else {
+            return false;
+        };
+        if entry.contains_key("_fullUrl") {
+            return false;
+        }
+        let Some(full_url) = entry.get("fullUrl") else {
+            continue;
+        };
+        let Some(full_url) = full_url.as_str() else {
+            return false;
+        };
+        let meta = entry.get("resource").and_then(|r| r.get("meta"));
+        if meta.is_some_and(|m| !m.is_object() || m.get("_versionId").is_some()) {
+            return false;
+        }
+        let version = match meta.and_then(|m| m.get("versionId")) {
+            None => "",
+            Some(Value::String(version)) => version.as_str(),
+            Some(_) => return false,
+        };
+        // FHIRPath compares the concatenation, so ("a", "bc") and ("ab", "c") are the same.
+        if !seen.insert(format!("{full_url}{version}")) {
+            return false;
+        }
+    }
+    true
 }
 
 fn is_type(v: &Value, t: &str) -> bool {
