@@ -20,8 +20,6 @@ use super::*;
 const MAX_BATCH: usize = 512;
 /// Statements the writer keeps prepared.
 const WRITER_STATEMENTS: usize = 64;
-/// The writer's page cache, in KiB (SQLite's default is 2 MiB).
-const WRITER_CACHE_KIB: u32 = 64 * 1024;
 /// Writes queued beyond this wait (back-pressure on request handlers rather than memory growth).
 const QUEUE_CAPACITY: usize = 8192;
 
@@ -79,9 +77,6 @@ impl SqliteStore {
         // Every statement the writer runs stays prepared (rusqlite keeps 16 by default; intake,
         // delivery and the closed loop together use more, and evicting one means parsing it again).
         writer.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
-        // Each referral adds entries at random places in several indexes (its ids are random):
-        // a page cache that holds them saves reading the same pages back from the file.
-        writer.execute_batch(&format!("PRAGMA cache_size = -{WRITER_CACHE_KIB};"))?;
         // Each job's SAVEPOINT journals the pages it changes; past 64 KiB SQLite spills that
         // statement journal to a temporary file (created, written page by page, deleted, every
         // batch), which cost the writer more system time than all its other work. In memory it
