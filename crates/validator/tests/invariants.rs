@@ -54,6 +54,48 @@ fn domain_resource_rules() {
     );
 }
 
+/// dom-3 has a native shortcut when every contained resource is referenced; anything else still
+/// reaches the FHIRPath.
+#[test]
+fn contained_resources_must_be_referenced() {
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["contained"] = json!([{"resourceType": "Patient", "id": "p"}]);
+    sr["subject"] = json!({"reference": "#p"});
+    assert!(
+        base(&sr).iter().all(|i| i.message_id != "dom-3"),
+        "{}",
+        show(&base(&sr))
+    );
+    // Referenced from inside another contained resource: still referenced.
+    sr["contained"] = json!([
+        {"resourceType": "Patient", "id": "p", "generalPractitioner": [{"reference": "#o"}]},
+        {"resourceType": "Organization", "id": "o", "name": "Practice"}
+    ]);
+    assert!(
+        base(&sr).iter().all(|i| i.message_id != "dom-3"),
+        "{}",
+        show(&base(&sr))
+    );
+    // One referenced, one orphan.
+    sr["contained"] = json!([
+        {"resourceType": "Patient", "id": "p"},
+        {"resourceType": "Organization", "id": "o", "name": "Practice"}
+    ]);
+    assert!(
+        fails(&base(&sr), "dom-3", "ServiceRequest"),
+        "{}",
+        show(&base(&sr))
+    );
+    // A `#` reference in the container names the container, not the contained Patient.
+    sr["contained"] = json!([{"resourceType": "Patient", "id": "p"}]);
+    sr["subject"] = json!({"reference": "#"});
+    assert!(
+        fails(&base(&sr), "dom-3", "ServiceRequest"),
+        "{}",
+        show(&base(&sr))
+    );
+}
+
 #[test]
 fn bundle_rules() {
     let mut b = load("bundles/referral-transaction.json");
