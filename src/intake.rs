@@ -82,7 +82,7 @@ pub fn has_errors(issues: &[Issue]) -> bool {
 pub fn prepare(
     config: &Config,
     validation: &Validation,
-    request: Request<'_>,
+    mut request: Request<'_>,
 ) -> Result<Prepared, Rejected> {
     let mut issues = check(validation, request.endpoint, &request.tree);
     if has_errors(&issues) {
@@ -114,7 +114,10 @@ pub fn prepare(
         _ => None,
     };
     let if_none_exist = entry_if_none_exist(&request.tree);
-    let assigned = assign_ids(&request, &located)?;
+    let plan = plan_ids(&request, &located)?;
+    let now = request.now.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let tree = std::mem::take(&mut request.tree);
+    let assigned = assign_ids(request.endpoint, tree, plan, &now);
     let mut prepared = build(vcs, request, assigned, message_id, issues)?;
     prepared.if_none_exist = if_none_exist;
     Ok(prepared)
@@ -454,8 +457,8 @@ struct Assigned {
     referral_id: FhirId,
     patient_id: FhirId,
     service_request: Value,
-    /// Every stored resource (the ServiceRequest first), normalised.
-    resources: Vec<(String, FhirId, Value)>,
+    /// Every stored resource (the ServiceRequest first), normalised and serialised.
+    resources: Vec<(String, FhirId, String)>,
     entry_locations: Vec<Option<String>>,
     parts: ReferralParts,
     gp_identifiers: Vec<Identifier>,
@@ -484,96 +487,142 @@ pub fn stamp(mut resource: Value, id: &str, version: i64, now: &str) -> Value {
     resource
 }
 
+/// Compact JSON text of a tree, as stored. Serialising a `Value` cannot fail (its keys are
+/// strings and the writer is a `Vec`), so the empty fallback is never taken.
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+/// What is decided while the submission is still borrowed by the located referral: the typed
+/// parts, the GP identifiers, and (for Bundles) each entry's new id. Storing then consumes the
+/// tree, so no resource is copied just to be stamped.
+struct Plan {
+    referral_id: FhirId,
+    parts: ReferralParts,
+    gp_identifiers: Vec<Identifier>,
+    /// Per Bundle entry, the type and new id of its resource (`None`: nothing stored).
+    entries: Vec<Option<(String, FhirId)>>,
+    /// Old reference (`fullUrl` or `Type/id`) → new `Type/id`.
+    rewrites: HashMap<String, String>,
+    /// The Bundle entry that is the referral's Patient, if it is one.
+    patient_entry: Option<usize>,
+    /// The Patient when it is contained rather than an entry: stored as its own resource too.
+    contained_patient: Option<Value>,
+}
+
 /// Assigns our ids. In Bundles every entry gets a new id and references between entries are
 /// rewritten to `Type/id` (the FHIR transaction rule). A contained Patient is also stored as a
 /// Patient of its own, so `GET /fhir/Patient/{id}` and `patient=` searches work for every referral.
-fn assign_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<Assigned, Rejected> {
-    let now = request.now.to_rfc3339_opts(SecondsFormat::Millis, true);
+fn plan_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<Plan, Rejected> {
     let referral_id = FhirId::generate();
     let parts = typed_parts(located)?;
     let gp_identifiers = gp_identifiers(located.service_request.resource);
-    if request.endpoint == Endpoint::ServiceRequest {
-        let patient_id = FhirId::generate();
-        let sr = with_version(request.tree.clone(), &referral_id, &now);
-        let patient = with_version(located.patient.resource.clone(), &patient_id, &now);
-        return Ok(Assigned {
-            referral_id: referral_id.clone(),
-            patient_id: patient_id.clone(),
-            service_request: sr.clone(),
-            resources: vec![
-                ("ServiceRequest".into(), referral_id, sr),
-                ("Patient".into(), patient_id, patient),
-            ],
-            entry_locations: vec![],
-            parts,
-            gp_identifiers,
-        });
+    let mut plan = Plan {
+        referral_id,
+        parts,
+        gp_identifiers,
+        entries: Vec::new(),
+        rewrites: HashMap::new(),
+        patient_entry: None,
+        contained_patient: None,
+    };
+    if request.endpoint != Endpoint::ServiceRequest {
+        let entries = request
+            .tree
+            .get("entry")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        for (i, entry) in entries.iter().enumerate() {
+            let planned = plan_entry(entry, &plan.referral_id, &mut plan.rewrites);
+            if planned.is_some() && entry.get("resource") == Some(located.patient.resource) {
+                plan.patient_entry = Some(i);
+            }
+            plan.entries.push(planned);
+        }
     }
-    let entries = request
-        .tree
-        .get("entry")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut rewrites = HashMap::new();
-    let mut planned = Vec::new();
-    for entry in &entries {
-        let Some(resource) = entry.get("resource") else {
-            planned.push(None);
-            continue;
-        };
-        let resource_type = resource
-            .get("resourceType")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        if resource_type == "MessageHeader" {
-            planned.push(None);
-            continue;
-        }
-        let id = if resource_type == "ServiceRequest" {
-            referral_id.clone()
-        } else {
-            FhirId::generate()
-        };
-        let target = format!("{resource_type}/{}", id.as_str());
-        if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
-            rewrites.insert(full_url.to_string(), target.clone());
-        }
-        if let Some(old_id) = resource.get("id").and_then(Value::as_str) {
-            rewrites.insert(format!("{resource_type}/{old_id}"), target.clone());
-        }
-        planned.push(Some((resource_type, id)));
+    if plan.patient_entry.is_none() {
+        plan.contained_patient = Some(located.patient.resource.clone());
     }
+    Ok(plan)
+}
+
+/// The type and new id of one Bundle entry's resource, recording how references to it change.
+fn plan_entry(
+    entry: &Value,
+    referral_id: &FhirId,
+    rewrites: &mut HashMap<String, String>,
+) -> Option<(String, FhirId)> {
+    let resource = entry.get("resource")?;
+    let resource_type = resource
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if resource_type == "MessageHeader" {
+        return None;
+    }
+    let id = if resource_type == "ServiceRequest" {
+        referral_id.clone()
+    } else {
+        FhirId::generate()
+    };
+    let target = format!("{resource_type}/{}", id.as_str());
+    if let Some(full_url) = entry.get("fullUrl").and_then(Value::as_str) {
+        rewrites.insert(full_url.to_string(), target.clone());
+    }
+    if let Some(old_id) = resource.get("id").and_then(Value::as_str) {
+        rewrites.insert(format!("{resource_type}/{old_id}"), target);
+    }
+    Some((resource_type, id))
+}
+
+/// Stamps and serialises the resources a plan names, taking them out of the submitted tree.
+fn assign_ids(endpoint: Endpoint, tree: Value, plan: Plan, now: &str) -> Assigned {
+    let Plan {
+        referral_id,
+        parts,
+        gp_identifiers,
+        entries: planned,
+        rewrites,
+        patient_entry,
+        contained_patient,
+    } = plan;
     let mut resources = Vec::new();
     let mut patient_id = None;
     let mut service_request = Value::Null;
-    for (entry, plan) in entries.iter().zip(&planned) {
-        let (Some(resource), Some((resource_type, id))) = (entry.get("resource"), plan) else {
-            continue;
-        };
-        let mut resource = with_version(resource.clone(), id, &now);
-        rewrite_references(&mut resource, &rewrites);
-        if located.patient.resource == entry.get("resource").unwrap_or(&Value::Null) {
-            patient_id = Some(id.clone());
+    if endpoint == Endpoint::ServiceRequest {
+        let sr = with_version(tree, &referral_id, now);
+        resources.push(("ServiceRequest".into(), referral_id.clone(), json_text(&sr)));
+        service_request = sr;
+    } else {
+        for (i, (entry, plan)) in bundle_entries(tree).into_iter().zip(&planned).enumerate() {
+            let (Value::Object(mut entry), Some((resource_type, id))) = (entry, plan) else {
+                continue;
+            };
+            let Some(resource) = entry.remove("resource") else {
+                continue;
+            };
+            let mut resource = with_version(resource, id, now);
+            rewrite_references(&mut resource, &rewrites);
+            if patient_entry == Some(i) {
+                patient_id = Some(id.clone());
+            }
+            resources.push((resource_type.clone(), id.clone(), json_text(&resource)));
+            if resource_type == "ServiceRequest" {
+                service_request = resource;
+            }
         }
-        if resource_type == "ServiceRequest" {
-            service_request = resource.clone();
-        }
-        resources.push((resource_type.clone(), id.clone(), resource));
+        // The ServiceRequest first: it is what responses and searches return.
+        resources.sort_by_key(|(t, _, _)| t != "ServiceRequest");
     }
-    // The ServiceRequest first: it is what responses and searches return.
-    resources.sort_by_key(|(t, _, _)| t != "ServiceRequest");
-    let patient_id = match patient_id {
-        Some(id) => id,
-        None => {
-            // A Patient contained in a bundled ServiceRequest: store it as its own resource too.
+    let patient_id = match (patient_id, contained_patient) {
+        (Some(id), _) => id,
+        (None, patient) => {
+            // A contained Patient: store it as its own resource too.
             let id = FhirId::generate();
-            resources.push((
-                "Patient".into(),
-                id.clone(),
-                with_version(located.patient.resource.clone(), &id, &now),
-            ));
+            let patient = with_version(patient.unwrap_or(Value::Null), &id, now);
+            resources.push(("Patient".into(), id.clone(), json_text(&patient)));
             id
         }
     };
@@ -581,7 +630,7 @@ fn assign_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<As
         .iter()
         .map(|p| p.as_ref().map(|(t, id)| format!("{t}/{}", id.as_str())))
         .collect();
-    Ok(Assigned {
+    Assigned {
         referral_id,
         patient_id,
         service_request,
@@ -589,7 +638,18 @@ fn assign_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<As
         entry_locations,
         parts,
         gp_identifiers,
-    })
+    }
+}
+
+/// A Bundle's entries, moved out of its tree.
+fn bundle_entries(tree: Value) -> Vec<Value> {
+    match tree {
+        Value::Object(mut root) => match root.remove("entry") {
+            Some(Value::Array(entries)) => entries,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
 }
 
 fn gp_identifiers(service_request: &Value) -> Vec<Identifier> {
@@ -673,13 +733,19 @@ fn practice_reference(
         .cloned()
 }
 
-/// Contained resources are typed on their own; their container's `contained` is not needed.
+/// Contained resources are typed on their own; their container's `contained` is not needed
+/// (and not copied: in a contained referral it is most of the resource).
 fn strip_contained(resource: &Value) -> Value {
-    let mut copy = resource.clone();
-    if let Value::Object(object) = &mut copy {
-        object.remove("contained");
+    match resource {
+        Value::Object(object) => Value::Object(
+            object
+                .iter()
+                .filter(|(key, _)| key.as_str() != "contained")
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
     }
-    copy
 }
 
 fn typed<T>(
@@ -700,6 +766,16 @@ fn typed<T>(
             .at(located.path.clone())
             .with_message_id("model-mismatch")])
         })
+}
+
+/// The `referral.created` outbox payload: the record in its envelope.
+#[derive(serde::Serialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    timestamp: String,
+    sequence: i64,
+    data: &'a crate::translate::referral_record::ReferralRecord,
 }
 
 fn build(
@@ -724,12 +800,12 @@ fn build(
         request.now,
         vcs,
     );
-    let record_json = serde_json::to_value(&record).unwrap_or(Value::Null);
-    let envelope = json!({
-        "type": "referral.created",
-        "timestamp": request.now.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "sequence": 1,
-        "data": record_json,
+    let record_text = json_text(&record);
+    let envelope = json_text(&Envelope {
+        kind: "referral.created",
+        timestamp: request.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        sequence: 1,
+        data: &record,
     });
     let status = assigned
         .service_request
@@ -749,12 +825,12 @@ fn build(
     let stamp = request.now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let mut resources: Vec<NewResource> = assigned
         .resources
-        .iter()
+        .into_iter()
         .map(|(resource_type, id, content)| NewResource {
-            resource_type: resource_type.clone(),
-            id: id.clone(),
+            resource_type,
+            id,
             version_id: 1,
-            content: content.to_string(),
+            content,
             patient_id: Some(patient_id.clone()),
             code: None,
         })
@@ -763,7 +839,7 @@ fn build(
         resource_type: "Task".into(),
         id: task_id.clone(),
         version_id: 1,
-        content: with_version(task, &task_id, &stamp).to_string(),
+        content: json_text(&with_version(task, &task_id, &stamp)),
         patient_id: Some(patient_id.clone()),
         code: None,
     });
@@ -779,14 +855,14 @@ fn build(
         received_body: request.received_body.to_vec(),
         resources,
         task_id,
-        record: record_json.to_string(),
+        record: record_text,
         outbox: vec![NewOutboxMessage {
             id: new_message_id(),
             target_kind: TargetKind::Vcs,
             target: vcs.id.to_string(),
             event_type: "referral.created".into(),
             sequence: 1,
-            payload: envelope.to_string(),
+            payload: envelope,
         }],
         correlation_id: request.correlation_id,
         created_at: request.now,

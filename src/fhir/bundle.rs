@@ -90,12 +90,20 @@ impl<'a> Submission<'a> {
             return resolve_contained(from, local);
         }
         self.entries.iter().find_map(|(full_url, located)| {
-            let matches = full_url
-                .is_some_and(|url| url == reference || url.ends_with(&format!("/{reference}")))
-                || type_and_id(located.resource).is_some_and(|t| t == reference);
+            let matches = full_url.is_some_and(|url| names(url, reference))
+                || is_type_and_id(located.resource, reference);
             matches.then(|| located.clone())
         })
     }
+}
+
+/// Whether a `fullUrl` is `reference` or ends with `/reference` (compared in place: resolution
+/// runs for every reference of every referral).
+fn names(full_url: &str, reference: &str) -> bool {
+    full_url == reference
+        || full_url
+            .strip_suffix(reference)
+            .is_some_and(|rest| rest.ends_with('/'))
 }
 
 /// `#id` points into the container's `contained` list, also when written inside a contained resource.
@@ -111,10 +119,16 @@ fn resolve_contained<'a>(from: &Located<'a>, local: &str) -> Option<Located<'a>>
     })
 }
 
-fn type_and_id(resource: &Value) -> Option<String> {
-    let resource_type = resource.get("resourceType")?.as_str()?;
-    let id = resource.get("id")?.as_str()?;
-    Some(format!("{resource_type}/{id}"))
+/// Whether `reference` is `Type/id` of `resource`.
+fn is_type_and_id(resource: &Value, reference: &str) -> bool {
+    let field = |name| resource.get(name).and_then(Value::as_str);
+    let (Some(resource_type), Some(id)) = (field("resourceType"), field("id")) else {
+        return false;
+    };
+    reference
+        .strip_prefix(resource_type)
+        .and_then(|rest| rest.strip_prefix('/'))
+        == Some(id)
 }
 
 /// Rewrites every `reference` in `value` found in `map` (old reference → new `Type/id`), as a
@@ -169,6 +183,11 @@ mod tests {
         let again = submission.resolve(&consent, "#c1").unwrap();
         assert_eq!(again.path, "Bundle.entry[1].resource.contained[0]");
         assert!(submission.resolve(&sr, "Patient/elsewhere").is_none());
+        assert!(submission.resolve(&sr, "Patient/pp").is_none());
+        assert!(submission.resolve(&sr, "Patientp").is_none());
+        assert!(submission.resolve(&sr, "aaa").is_none());
+        assert!(names("https://x.example/fhir/Patient/p", "Patient/p"));
+        assert!(!names("https://x.example/fhir/XPatient/p", "Patient/p"));
     }
 
     #[test]

@@ -18,6 +18,8 @@ use super::*;
 
 /// The most writes one commit carries; bounds the time a batch holds the write lock.
 const MAX_BATCH: usize = 512;
+/// Statements the writer keeps prepared.
+const WRITER_STATEMENTS: usize = 64;
 /// Writes queued beyond this wait (back-pressure on request handlers rather than memory growth).
 const QUEUE_CAPACITY: usize = 8192;
 
@@ -121,6 +123,14 @@ impl SqliteStore {
             ));
         }
         writer.execute_batch("PRAGMA foreign_keys = ON;")?;
+        // Every statement the writer runs stays prepared (rusqlite keeps 16 by default; intake,
+        // delivery and the closed loop together use more, and evicting one means parsing it again).
+        writer.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
+        // Each job's SAVEPOINT journals the pages it changes; past 64 KiB SQLite spills that
+        // statement journal to a temporary file (created, written page by page, deleted, every
+        // batch), which cost the writer more system time than all its other work. In memory it
+        // holds at most the pages of one batch, and it is never needed after a crash.
+        writer.execute_batch("PRAGMA temp_store = MEMORY;")?;
         // One gateway owns an SQLite file, so leases left by a process that died are stale now:
         // releasing them lets its in-flight deliveries go again at once instead of after the lease.
         writer.execute(
@@ -215,12 +225,12 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
     }
     let mut completions = Vec::with_capacity(batch.len());
     for job in batch {
-        let savepoint = conn.execute_batch("SAVEPOINT job");
+        let savepoint = run_cached(conn, "SAVEPOINT job");
         let (ok, completion) = job(conn);
         let closed = if ok {
-            conn.execute_batch("RELEASE job")
+            run_cached(conn, "RELEASE job")
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            run_cached(conn, "ROLLBACK TO job").and_then(|()| run_cached(conn, "RELEASE job"))
         };
         let outcome = savepoint.and(closed).map_err(|e| e.to_string());
         completions.push((completion, outcome));
@@ -232,6 +242,12 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
     for (completion, savepoint) in completions {
         completion(savepoint.and(commit.clone()));
     }
+}
+
+/// Runs a statement without parameters or rows from the statement cache: savepoints open and
+/// close once per job, and parsing them each time costs more than running them.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn stored_resource(
@@ -292,6 +308,7 @@ fn referral_with_identifier(
         .optional()?)
 }
 
+/// Adds a version of a resource, making it the current one.
 fn insert_resource(
     conn: &Connection,
     resource: &NewResource,
@@ -303,6 +320,18 @@ fn insert_resource(
         "UPDATE resources SET is_current = 0 WHERE resource_type = ?1 AND id = ?2 AND is_current = 1",
     )?
     .execute(params![resource.resource_type, resource.id.as_str()])?;
+    insert_first_version(conn, resource, client, referral_id, at)
+}
+
+/// Adds a resource that has no earlier version (a new referral's resources all have fresh ids),
+/// so there is no current version to retire first.
+fn insert_first_version(
+    conn: &Connection,
+    resource: &NewResource,
+    client: &str,
+    referral_id: &str,
+    at: &str,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "INSERT INTO resources (resource_type, id, version_id, client_id, referral_id, last_updated, content,
                                 patient_id, code, is_current)
@@ -414,7 +443,7 @@ fn insert_referral(conn: &Connection, r: &NewReferral) -> Result<CreateOutcome, 
         .execute(params![client, message_id, id, created_at])?;
     }
     for resource in &r.resources {
-        insert_resource(conn, resource, client, id, &created_at)?;
+        insert_first_version(conn, resource, client, id, &created_at)?;
     }
     for message in &r.outbox {
         insert_outbox(conn, message, id, &created_at)?;

@@ -54,11 +54,103 @@ fn domain_resource_rules() {
     );
 }
 
+/// dom-3 has a native shortcut when every contained resource is referenced; anything else still
+/// reaches the FHIRPath.
+#[test]
+fn contained_resources_must_be_referenced() {
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["contained"] = json!([{"resourceType": "Patient", "id": "p"}]);
+    sr["subject"] = json!({"reference": "#p"});
+    assert!(
+        base(&sr).iter().all(|i| i.message_id != "dom-3"),
+        "{}",
+        show(&base(&sr))
+    );
+    // Referenced from inside another contained resource: still referenced.
+    sr["contained"] = json!([
+        {"resourceType": "Patient", "id": "p", "generalPractitioner": [{"reference": "#o"}]},
+        {"resourceType": "Organization", "id": "o", "name": "Practice"}
+    ]);
+    assert!(
+        base(&sr).iter().all(|i| i.message_id != "dom-3"),
+        "{}",
+        show(&base(&sr))
+    );
+    // One referenced, one orphan.
+    sr["contained"] = json!([
+        {"resourceType": "Patient", "id": "p"},
+        {"resourceType": "Organization", "id": "o", "name": "Practice"}
+    ]);
+    assert!(
+        fails(&base(&sr), "dom-3", "ServiceRequest"),
+        "{}",
+        show(&base(&sr))
+    );
+    // A `#` reference in the container names the container, not the contained Patient.
+    sr["contained"] = json!([{"resourceType": "Patient", "id": "p"}]);
+    sr["subject"] = json!({"reference": "#"});
+    assert!(
+        fails(&base(&sr), "dom-3", "ServiceRequest"),
+        "{}",
+        show(&base(&sr))
+    );
+}
+
 #[test]
 fn bundle_rules() {
     let mut b = load("bundles/referral-transaction.json");
     let url = b["entry"][0]["fullUrl"].clone();
     b["entry"][1]["fullUrl"] = url;
+    let issues = base(&b);
+    assert!(fails(&issues, "bdl-7", "Bundle"), "{}", show(&issues));
+}
+
+/// The Bundle rules have native shortcuts for the plain case; every way of breaking them still
+/// reaches the FHIRPath and fails as before.
+#[test]
+fn bundle_rules_with_shortcuts_still_fail() {
+    let bundle = load("bundles/referral-transaction.json");
+    assert!(base(&bundle)
+        .iter()
+        .all(|i| !i.message_id.starts_with("bdl-")));
+
+    let mut b = bundle.clone();
+    b["entry"][1].as_object_mut().map(|e| e.remove("request"));
+    assert!(fails(&base(&b), "bdl-3", "Bundle"), "{}", show(&base(&b)));
+
+    let mut b = bundle.clone();
+    b["entry"][1]["response"] = json!({"status": "201 Created"});
+    assert!(fails(&base(&b), "bdl-4", "Bundle"), "{}", show(&base(&b)));
+
+    let mut b = bundle.clone();
+    b["type"] = json!("collection");
+    assert!(fails(&base(&b), "bdl-3", "Bundle"), "{}", show(&base(&b)));
+
+    let mut b = bundle.clone();
+    b["entry"][1] = json!({"fullUrl": "urn:uuid:6d1f6cbb-5c6a-4e4f-9e55-9d4f2f1e7a01"});
+    b["type"] = json!("collection");
+    let issues = base(&b);
+    assert!(
+        fails(&issues, "bdl-5", "Bundle.entry[1]"),
+        "{}",
+        show(&issues)
+    );
+
+    let mut b = bundle.clone();
+    b["entry"][1]["fullUrl"] = json!("https://gp.example/fhir/Patient/p/_history/2");
+    let issues = base(&b);
+    assert!(
+        fails(&issues, "bdl-8", "Bundle.entry[1]"),
+        "{}",
+        show(&issues)
+    );
+
+    // `fullUrl & resource.meta.versionId` is a concatenation: these two are the same.
+    let mut b = bundle;
+    b["entry"][0]["fullUrl"] = json!("https://gp.example/fhir/X/a1");
+    b["entry"][0]["resource"]["meta"] = json!({"versionId": "2"});
+    b["entry"][1]["fullUrl"] = json!("https://gp.example/fhir/X/a");
+    b["entry"][1]["resource"]["meta"] = json!({"versionId": "12"});
     let issues = base(&b);
     assert!(fails(&issues, "bdl-7", "Bundle"), "{}", show(&issues));
 }

@@ -1,6 +1,8 @@
 //! Constraints run as native code (docs/CONTRACTS.md "Native constraints"),
 //! and reference resolution inside the Bundle and `contained`.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::{Ov, Walker};
@@ -387,7 +389,12 @@ fn trivially_holds(key: &str, v: &Value) -> bool {
     match key {
         // contained.contained.empty(), contained.where(..).empty(),
         // contained.meta.versionId.empty() and .., contained.meta.security.empty()
-        "dom-2" | "dom-3" | "dom-4" | "dom-5" => v.get("contained").is_none(),
+        "dom-2" | "dom-4" | "dom-5" => v.get("contained").is_none(),
+        // contained.where((('#'+id in (%resource.descendants().reference | ..)) or ..).not()).empty()
+        // When every contained resource's `#id` is the `reference` of something in the
+        // resource, the first test holds for each. Walking all descendants four times in
+        // FHIRPath was most of the cost of validating a referral with contained resources.
+        "dom-3" => v.get("contained").is_none() || contained_all_referenced(v),
         // text.`div`.exists()
         "dom-6" => v.get("text").and_then(|t| t.get("div")).is_some(),
         // reference.startsWith('#').not() or (..)
@@ -399,8 +406,170 @@ fn trivially_holds(key: &str, v: &Value) -> bool {
         "per-1" => v.get("start").is_none() || v.get("end").is_none(),
         // orderDetail.empty() or code.exists()
         "prr-1" => v.get("orderDetail").is_none(),
+        // The Bundle rules below run on every transaction; each walks all entries in FHIRPath.
+        // On a Bundle (the root of these constraints, so `%resource` is `v`):
+        // entry.all(request.exists() = (%resource.type = 'batch' or .. 'transaction' or .. 'history'))
+        "bdl-3" => entries_all_have(v, "request", &["batch", "transaction", "history"]),
+        // entry.all(response.exists() = (%resource.type = 'batch-response' or .. or .. 'history'))
+        "bdl-4" => entries_all_have(
+            v,
+            "response",
+            &["batch-response", "transaction-response", "history"],
+        ),
+        // (type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()
+        "bdl-7" => full_urls_distinct(v),
+        // On an entry: resource.exists() or request.exists() or response.exists()
+        "bdl-5" => is_filled(v.get("resource")),
+        // On an entry: fullUrl.exists() implies fullUrl.contains('/_history/').not()
+        "bdl-8" => match (v.get("fullUrl"), v.get("_fullUrl")) {
+            (Some(Value::String(url)), _) => !url.contains("/_history/"),
+            (None, None) => true,
+            _ => false,
+        },
         _ => false,
     }
+}
+
+/// Descendants [`contained_all_referenced`] looks through before leaving the answer to the
+/// FHIRPath (far below the engine's own collection limits, so it never errs where we answer).
+const LOCAL_REFERENCE_NODES: usize = 5_000;
+
+/// Whether every contained resource of `v` has a plain `id` that some `reference` inside `v`
+/// names as `#id`. `false` (evaluate the FHIRPath) when the tree is large or unusual.
+fn contained_all_referenced(v: &Value) -> bool {
+    let Some(contained) = v.get("contained").and_then(Value::as_array) else {
+        return false;
+    };
+    let mut local = HashSet::new();
+    if !local_references(v, &mut local) {
+        return false;
+    }
+    contained.iter().all(|resource| {
+        resource.get("_id").is_none()
+            && resource
+                .get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| local.contains(id))
+    })
+}
+
+/// Collects the targets of `#id` references among the descendants of `resource` (not the
+/// resource itself), where FHIRPath's `descendants().reference` certainly finds them: element
+/// keys only (no `_` extension keys). `false` for anything the engine might read differently
+/// (a `reference` that is not a string, nested arrays) or a tree over the node limit.
+fn local_references<'v>(resource: &'v Value, local: &mut HashSet<&'v str>) -> bool {
+    let elements = |map: &'v serde_json::Map<String, Value>| {
+        map.iter()
+            .filter(|(key, _)| !key.starts_with('_'))
+            .map(|(_, value)| value)
+    };
+    let Some(root) = resource.as_object() else {
+        return false;
+    };
+    let mut pending: Vec<&Value> = elements(root).collect();
+    let mut budget = LOCAL_REFERENCE_NODES;
+    while let Some(value) = pending.pop() {
+        let Some(left) = budget.checked_sub(1) else {
+            return false;
+        };
+        budget = left;
+        match value {
+            Value::Object(map) => {
+                match map.get("reference") {
+                    Some(Value::String(reference)) => {
+                        if let Some(id) = reference.strip_prefix('#') {
+                            local.insert(id);
+                        }
+                    }
+                    Some(_) => return false,
+                    None => {}
+                }
+                pending.extend(elements(map));
+            }
+            Value::Array(items) => {
+                if items.iter().any(Value::is_array) {
+                    return false;
+                }
+                pending.extend(items);
+            }
+            _ => {}
+        }
+    }
+    true
+}
+
+/// A JSON object with at least one member: FHIRPath `exists()` is certainly true for it.
+fn is_filled(element: Option<&Value>) -> bool {
+    element
+        .and_then(Value::as_object)
+        .is_some_and(|o| !o.is_empty())
+}
+
+/// Whether every entry of Bundle `v` has `element` exactly when its `type` is one of `types`.
+/// `false` (evaluate the FHIRPath) whenever the answer is not plain: no `type` string, an
+/// entry that is not an object, or an `element` that is present but empty or not an object.
+fn entries_all_have(v: &Value, element: &str, types: &[&str]) -> bool {
+    let Some(bundle_type) = v.get("type").and_then(Value::as_str) else {
+        return false;
+    };
+    let wanted = types.contains(&bundle_type);
+    let entries = match v.get("entry") {
+        None => return true,
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return false,
+    };
+    entries.iter().all(|entry| {
+        let Some(entry) = entry.as_object() else {
+            return false;
+        };
+        match entry.get(element) {
+            None => !wanted,
+            present => wanted && is_filled(present),
+        }
+    })
+}
+
+/// Whether the `fullUrl & resource.meta.versionId` of the entries with a `fullUrl` are all
+/// different (or the Bundle is a history). `false` (evaluate the FHIRPath) for anything not
+/// plain: a `fullUrl` or `versionId` that is not a string or has a primitive extension.
+fn full_urls_distinct(v: &Value) -> bool {
+    if v.get("type").and_then(Value::as_str) == Some("history") {
+        return true;
+    }
+    let entries = match v.get("entry") {
+        None => return true,
+        Some(Value::Array(entries)) => entries,
+        Some(_) => return false,
+    };
+    let mut seen = HashSet::with_capacity(entries.len());
+    for entry in entries {
+        let Some(entry) = entry.as_object() else {
+            return false;
+        };
+        if entry.contains_key("_fullUrl") {
+            return false;
+        }
+        let Some(full_url) = entry.get("fullUrl") else {
+            continue;
+        };
+        let Some(full_url) = full_url.as_str() else {
+            return false;
+        };
+        let meta = entry.get("resource").and_then(|r| r.get("meta"));
+        if meta.is_some_and(|m| !m.is_object() || m.get("_versionId").is_some()) {
+            return false;
+        }
+        let version = match meta.and_then(|m| m.get("versionId")) {
+            None => "",
+            Some(Value::String(version)) => version.as_str(),
+            Some(_) => return false,
+        };
+        // FHIRPath compares the concatenation, so ("a", "bc") and ("ab", "c") are the same.
+        if !seen.insert(format!("{full_url}{version}")) {
+            return false;
+        }
+    }
+    true
 }
 
 fn is_type(v: &Value, t: &str) -> bool {
