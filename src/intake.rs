@@ -464,9 +464,10 @@ struct Assigned {
     gp_identifiers: Vec<Identifier>,
 }
 
-/// Outbox message ids double as Standard Webhooks `webhook-id`s.
+/// Outbox message ids double as Standard Webhooks `webhook-id`s. Time-ordered, like resource
+/// ids (see `FhirId::generate`): the outbox's primary key grows at its end.
 pub fn new_message_id() -> String {
-    format!("msg_{}", uuid::Uuid::new_v4().simple())
+    format!("msg_{}", uuid::Uuid::now_v7().simple())
 }
 
 /// Sets a resource's id and `meta.versionId`/`lastUpdated` (version 1).
