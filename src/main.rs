@@ -14,6 +14,11 @@ use sp_gateway::fhir::read::{parse_body, Format};
 use sp_gateway::intake::{self, Endpoint, Rejected, Request};
 use sp_gateway::validation::Validation;
 
+/// mimalloc: a quarter of the instructions of a referral were malloc and free in the system
+/// allocator (many small JSON values); mimalloc's thread-local free lists make those cheaper.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sp-gateway",
