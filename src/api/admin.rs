@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::problem::{json_page, json_result, Problem};
+use super::problem::{json_page, json_result, Page, Problem};
 use super::AppState;
 use crate::delivery::signing::generate_secret;
 use crate::domain::VcsId;
@@ -83,10 +83,8 @@ async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> Ht
     json_result(
         async {
             authorize(&state, &request)?;
-            let mut filter = DeliveryFilter {
-                count: 50,
-                ..DeliveryFilter::default()
-            };
+            let mut filter = DeliveryFilter::default();
+            let mut page = Page::new(50, 500);
             for (name, value) in query(&request) {
                 match name.as_str() {
                     "state" if ["pending", "delivered", "dead"].contains(&value.as_str()) => {
@@ -98,17 +96,7 @@ async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> Ht
                         ))
                     }
                     "vcs" => filter.vcs = Some(value),
-                    "limit" => {
-                        filter.count = value
-                            .parse::<usize>()
-                            .map_err(|_| Problem::BadRequest("limit is a whole number.".into()))?
-                            .min(500)
-                    }
-                    "offset" => {
-                        filter.offset = value
-                            .parse()
-                            .map_err(|_| Problem::BadRequest("offset is a whole number.".into()))?
-                    }
+                    name if page.take(name, &value)? => {}
                     other => {
                         return Err(Problem::BadRequest(format!(
                             "Unknown parameter {other:?}; use state, vcs, limit, offset."
@@ -116,6 +104,7 @@ async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> Ht
                     }
                 }
             }
+            (filter.count, filter.offset) = (page.limit, page.offset);
             let (total, items) = state.store.list_deliveries(&filter).await?;
             let items: Vec<Value> = items
                 .iter()

@@ -70,11 +70,6 @@ impl AppState {
         self.wake.notify_one();
     }
 
-    /// The GP client a request's bearer token belongs to (any scope).
-    pub async fn authenticate(&self, request: &HttpRequest) -> Result<ClientId, ApiError> {
-        self.principal(request).await.map(|p| p.client)
-    }
-
     /// The GP client behind a request, which must hold `scope` (e.g. `system/Task.read`):
     /// 401 without a valid token (or with the wrong client certificate), 403 without the scope.
     pub async fn authorize(

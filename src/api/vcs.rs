@@ -7,7 +7,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::problem::{json_page, json_result, Problem};
+use super::problem::{json_page, json_result, Page, Problem};
 use super::{AppState, CorrelationId};
 use crate::domain::VcsId;
 use crate::lifecycle::{IdempotencyKey, Lifecycle, LifecycleError};
@@ -109,7 +109,7 @@ async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> Htt
     json_result(
         async {
             let vcs = authenticate(&state, &request)?;
-            let (mut status, mut since, mut limit, mut offset) = (None, None, 50usize, 0usize);
+            let (mut status, mut since, mut page) = (None, None, Page::new(50, 200));
             for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
                 match name.as_ref() {
                     "status" => {
@@ -128,17 +128,7 @@ async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> Htt
                                 .with_timezone(&Utc),
                         )
                     }
-                    "limit" => {
-                        limit = value
-                            .parse::<usize>()
-                            .map_err(|_| Problem::BadRequest("limit is a whole number.".into()))?
-                            .min(200)
-                    }
-                    "offset" => {
-                        offset = value
-                            .parse()
-                            .map_err(|_| Problem::BadRequest("offset is a whole number.".into()))?
-                    }
+                    name if page.take(name, &value)? => {}
                     other => {
                         return Err(Problem::BadRequest(format!(
                             "Unknown parameter {other:?}; use status, since, limit, offset."
@@ -148,11 +138,17 @@ async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> Htt
             }
             let (total, items) = state
                 .store
-                .list_vcs_referrals(&vcs, status.map(VcsStatus::as_str), since, limit, offset)
+                .list_vcs_referrals(
+                    &vcs,
+                    status.map(VcsStatus::as_str),
+                    since,
+                    page.limit,
+                    page.offset,
+                )
                 .await?;
             audit_vcs_access(&state, &request, &vcs, "search", None).await?;
             let items: Vec<Value> = items.into_iter().map(listed).collect();
-            Ok((StatusCode::OK, json_page(total, offset, items)))
+            Ok((StatusCode::OK, json_page(total, page.offset, items)))
         }
         .await,
     )
