@@ -25,6 +25,19 @@ fn replica(schema: &TestSchema, receiver: &Receiver, env: &[(&str, &str)]) -> Ga
     Gateway::start_with(move |c| deliver_to(c, &base, &["1s", "1s", "1s"]), &env)
 }
 
+/// Two replicas started at the same moment on an empty schema: both migrate at start, and the
+/// migrator's advisory lock makes them take turns (neither fails on the other's half-made tables).
+fn start_together(schema: &TestSchema, receiver: &Receiver) -> [Gateway; 2] {
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| replica(schema, receiver, &[]));
+        let second = scope.spawn(|| replica(schema, receiver, &[]));
+        [
+            first.join().expect("first replica"),
+            second.join().expect("second replica"),
+        ]
+    })
+}
+
 fn referral_id_of(received: &common::receiver::Received) -> String {
     received.json()["data"]["referral_id"]
         .as_str()
@@ -68,10 +81,7 @@ fn two_replicas_deliver_every_referral_once() {
     const SENDERS: usize = 8;
     let schema = TestSchema::create();
     let receiver = Receiver::start();
-    let replicas = Arc::new([
-        replica(&schema, &receiver, &[]),
-        replica(&schema, &receiver, &[]),
-    ]);
+    let replicas = Arc::new(start_together(&schema, &receiver));
     let created = Arc::new(Mutex::new(Vec::new()));
     let senders: Vec<_> = (0..SENDERS)
         .map(|sender| {
@@ -137,10 +147,7 @@ fn two_replicas_deliver_every_referral_once() {
 fn conditional_creates_racing_on_two_replicas_make_one_referral() {
     let schema = TestSchema::create();
     let receiver = Receiver::start();
-    let replicas = Arc::new([
-        replica(&schema, &receiver, &[]),
-        replica(&schema, &receiver, &[]),
-    ]);
+    let replicas = Arc::new(start_together(&schema, &receiver));
     let condition = format!("identifier={REFERRAL_SYSTEM}|REF-RACING");
     let racers: Vec<_> = (0..24)
         .map(|n| {
