@@ -662,16 +662,24 @@ fn accepted_referral_is_stored_with_its_outbox_row_and_survives_a_kill() {
         .map(|e| e.to_string())
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
-    let received: Vec<u8> = db
+    let (received, encoding): (Vec<u8>, String) = db
         .query_row(
-            "SELECT received_body FROM referrals WHERE id = ?1",
+            "SELECT received_body, received_body_encoding FROM referrals WHERE id = ?1",
             [&id],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .unwrap();
+    // Kept LZ4-compressed (frame format): byte for byte what the client sent once unpacked.
+    assert_eq!(encoding, "lz4");
+    let mut unpacked = Vec::new();
+    std::io::Read::read_to_end(
+        &mut lz4_flex::frame::FrameDecoder::new(received.as_slice()),
+        &mut unpacked,
+    )
+    .unwrap();
     assert_eq!(
-        serde_json::from_slice::<Value>(&received).unwrap()["identifier"][0]["value"],
-        "REF-DUR"
+        unpacked,
+        serde_json::to_vec(&contained_referral("REF-DUR")).unwrap()
     );
     let audits: i64 = db
         .query_row(

@@ -90,7 +90,13 @@ fn migrate_on_sqlite_reports_what_it_applied() {
     let first = run(&["migrate"], &url, &[]);
     assert!(first.status.success(), "{}", text(&first.stderr));
     let stdout = text(&first.stdout);
-    for name in ["1 init", "2 delivery", "3 closed_loop"] {
+    for name in [
+        "1 init",
+        "2 delivery",
+        "3 closed_loop",
+        "4 tokens",
+        "5 lean_intake",
+    ] {
         assert!(stdout.contains(&format!("applied {name}")), "{stdout}");
     }
     let again = run(&["migrate"], &url, &[]);
