@@ -27,7 +27,9 @@
 //! transport error or count mismatch makes the program exit non-zero.
 //!
 //! Settings (environment): `SP_BENCH_SECS` (seconds per measured phase, default 20),
-//! `SP_BENCH_CONNECTIONS` (closed-loop connection counts, default `32,64`), `SP_BENCH_RATE`
+//! `SP_BENCH_CONNECTIONS` (closed-loop connection counts, default `32,64,256`: with few
+//! connections every client waits for the same group commit and the CPUs idle in between, many
+//! GP systems at once keep them busy), `SP_BENCH_RATE`
 //! (open-loop referrals per second, default 1000), `SP_BENCH_DELIVERY=on` (keep the webhook
 //! delivery worker running; by default it is switched off so that intake alone is measured),
 //! `RUST_LOG` (the gateway's log level, default `info` as in production; logs go to a file).
@@ -82,7 +84,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Result<Settings> {
-        let connections = env_counts("SP_BENCH_CONNECTIONS", "32,64")?;
+        let connections = env_counts("SP_BENCH_CONNECTIONS", "32,64,256")?;
         let settings = Settings {
             secs: env_number("SP_BENCH_SECS", 20)?,
             connections,

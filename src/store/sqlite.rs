@@ -1,9 +1,11 @@
-//! SQLite store: WAL, `synchronous = FULL`, one writer thread that group-commits.
+//! SQLite store: WAL, one writer thread that group-commits, fsync and checkpoints beside it.
 //!
 //! SQLite allows one writer at a time, and a durable commit costs an fsync. The writer thread
 //! takes every write waiting in its queue, applies each inside its own SAVEPOINT (so one
 //! failure undoes only its own rows), and commits them together: one fsync for many referrals.
-//! Nobody is answered before the commit returns, so a `201` still means "on disk".
+//! The fsync itself runs on a syncer thread while the writer goes on with the next batch, and
+//! nobody is answered before the fsync covering their commit has returned, so a `201` still
+//! means "on disk". A third thread copies committed pages into the database file (checkpoints).
 //! Reads go through a small pool of connections and never wait for the writer.
 
 use std::path::Path;
@@ -110,7 +112,8 @@ fn open_connection(path: &str) -> Result<Connection, StoreError> {
         url: format!("sqlite://{path}"),
         reason: e.to_string(),
     })?;
-    // FULL: with WAL, every commit is fsynced before it returns, which is what a 201 promises.
+    // FULL: with WAL, every commit is fsynced before it returns, which is what a 201 promises
+    // (the writer alone commits with NORMAL and leaves the fsync to the syncer thread).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
     )?;
@@ -164,9 +167,14 @@ impl SqliteStore {
         spawn_thread(path, "sqlite-checkpoint", move || {
             run_checkpointer(checkpointer, commits)
         })?;
+        // Commits write the WAL; the syncer thread fsyncs it before anyone is answered.
+        writer.execute_batch("PRAGMA synchronous = NORMAL;")?;
+        let (to_syncer, batches) = std::sync::mpsc::channel();
+        let wal_path = std::path::PathBuf::from(format!("{path}-wal"));
+        spawn_thread(path, "sqlite-syncer", move || run_syncer(wal_path, batches))?;
         let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
         spawn_thread(path, "sqlite-writer", move || {
-            run_writer(writer, queue, committed)
+            run_writer(writer, queue, to_syncer, committed)
         })?;
         let reads = PoolConfig::new(path)
             .create_pool(Runtime::Tokio1)
@@ -235,11 +243,12 @@ fn spawn_thread(
         .map_err(|e| open_error(path, e))
 }
 
-/// Commits batches until the store is dropped, telling the checkpointer after each (a full
-/// mailbox means it already knows there is work).
+/// Commits batches until the store is dropped, handing each to the syncer and telling the
+/// checkpointer (a full mailbox means it already knows there is work).
 fn run_writer(
     conn: Connection,
     mut queue: mpsc::Receiver<Job>,
+    syncer: std::sync::mpsc::Sender<Outcomes>,
     committed: std::sync::mpsc::SyncSender<()>,
 ) {
     while let Some(first) = queue.blocking_recv() {
@@ -250,7 +259,13 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, batch);
+        let outcomes = commit_batch(&conn, batch);
+        if let Err(unsent) = syncer.send(outcomes) {
+            // The syncer has gone (only while the process ends): nothing can be promised.
+            for (completion, _) in unsent.0 {
+                completion(Err("the WAL syncer has stopped".into()));
+            }
+        }
         let _ = committed.try_send(());
     }
 }
@@ -267,15 +282,17 @@ fn run_checkpointer(conn: Connection, commits: std::sync::mpsc::Receiver<()>) {
     }
 }
 
-fn commit_batch(conn: &Connection, batch: Vec<Job>) {
+/// Each job's completion with how its part of the batch went (before the WAL is synced).
+type Outcomes = Vec<(Completion, Result<(), String>)>;
+
+fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Outcomes {
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         // Nothing ran: every job hears why.
         let reason = e.to_string();
-        for job in batch {
-            let (_, completion) = job(conn);
-            completion(Err(reason.clone()));
-        }
-        return;
+        return batch
+            .into_iter()
+            .map(|job| (job(conn).1, Err(reason.clone())))
+            .collect();
     }
     let mut completions = Vec::with_capacity(batch.len());
     for job in batch {
@@ -293,9 +310,43 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>) {
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    for (completion, savepoint) in completions {
-        completion(savepoint.and(commit.clone()));
+    completions
+        .into_iter()
+        .map(|(completion, savepoint)| (completion, savepoint.and(commit.clone())))
+        .collect()
+}
+
+/// Makes committed batches durable and only then answers their jobs, in commit order.
+///
+/// The writer commits with `synchronous = NORMAL`, which writes the WAL without syncing it, and
+/// hands the batch over here: one fsync of the WAL file covers every batch committed so far,
+/// while the writer already runs the next one instead of waiting for the disk. No job hears
+/// "done" before the fsync that covers it has returned, so a `201` still means "on disk"; a batch
+/// committed but not yet synced when the machine fails is rolled back by SQLite's recovery
+/// (its frames fail the WAL checksums), and nobody was told it was stored. Checkpoints sync the
+/// WAL before copying from it, so unsynced pages never reach the database file.
+fn run_syncer(wal_path: std::path::PathBuf, batches: std::sync::mpsc::Receiver<Outcomes>) {
+    let mut wal = None;
+    while let Ok(first) = batches.recv() {
+        let mut ready = vec![first];
+        ready.extend(batches.try_iter());
+        let synced = sync_wal(&mut wal, &wal_path);
+        for (completion, outcome) in ready.into_iter().flatten() {
+            completion(outcome.and(synced.clone()));
+        }
     }
+}
+
+/// fsync of the WAL file, as SQLite's own `synchronous = FULL` does (SQLite creates the file with
+/// the first connection in WAL mode and keeps it while any connection is open; the writer's
+/// always is).
+fn sync_wal(wal: &mut Option<std::fs::File>, path: &Path) -> Result<(), String> {
+    let file = match wal {
+        Some(file) => file,
+        None => wal.insert(std::fs::File::open(path).map_err(|e| e.to_string())?),
+    };
+    file.sync_all()
+        .map_err(|e| format!("syncing the WAL failed: {e}"))
 }
 
 /// Runs a statement without parameters or rows from the statement cache: savepoints open and
@@ -1628,6 +1679,27 @@ mod tests {
             (body.as_slice(), encoding.as_str()),
             (b"{}".as_slice(), "identity")
         );
+    }
+
+    /// Jobs hear the outcome of the WAL fsync that covers them, not just of their commit.
+    #[test]
+    fn batches_are_answered_with_the_outcome_of_their_wal_sync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let present = dir.path().join("gateway.db-wal");
+        std::fs::write(&present, b"frames").expect("a WAL file");
+        for (wal, synced) in [(present, true), (dir.path().join("gone-wal"), false)] {
+            let (to_syncer, batches) = std::sync::mpsc::channel();
+            let (told, heard) = std::sync::mpsc::channel();
+            let completion: Completion = Box::new(move |outcome| {
+                let _ = told.send(outcome);
+            });
+            to_syncer
+                .send(vec![(completion, Ok(()))])
+                .expect("syncer queue");
+            drop(to_syncer);
+            run_syncer(wal, batches);
+            assert_eq!(heard.recv().expect("an answer").is_ok(), synced);
+        }
     }
 
     #[test]
