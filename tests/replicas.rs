@@ -223,19 +223,20 @@ fn a_replica_killed_mid_delivery_leaves_its_messages_to_the_other() {
     // B joins while A holds every message; then A is killed mid-send.
     let survivor = replica(&schema, &receiver, &settings);
     doomed.kill();
-    let killed_at = std::time::Instant::now();
 
+    // Each message twice: A's cut-off send, then B's. (On a loaded machine B can take a few
+    // of them before the kill, once A's leases have run out while B was starting: that is the
+    // lease working, and the timing check below still holds.)
     receiver.wait_for(
         Duration::from_secs(60),
         "the survivor to deliver A's messages",
         |r| {
-            let delivered: HashSet<String> = r
-                .iter()
-                .filter(|r| r.at >= killed_at)
-                .map(referral_id_of)
-                .collect();
-            // A's cut-off requests are recorded once their (long) answer is given.
-            sent.is_subset(&delivered) && r.len() >= 2 * HELD
+            let mut sends: HashMap<String, usize> = HashMap::new();
+            for request in r {
+                *sends.entry(referral_id_of(request)).or_default() += 1;
+            }
+            sent.iter()
+                .all(|id| sends.get(id).copied().unwrap_or(0) >= 2)
         },
     );
     wait_until_nothing_pending(&survivor);
