@@ -153,8 +153,8 @@ impl SqliteStore {
             [],
         )?;
         // Checkpoints (copying committed pages from the WAL into the database file, and syncing
-        // it) took a third of the writer's time, inside the commits that crossed SQLite's default
-        // threshold, while every request waiting for that commit waited too. A thread of their
+        // it) took a fifth to a third of the writer's time, inside the commits that crossed
+        // SQLite's default threshold, while every request waiting for that commit waited too. A thread of their
         // own runs them beside the writer instead (SQLite's "application-initiated checkpoints").
         // The WAL file keeps its largest size (SQLite's default): cutting it back when the log
         // starts over stalled the writer for 60 ms at a time, and reuse overwrites blocks the
