@@ -10,8 +10,9 @@ ALTER TABLE referrals ADD COLUMN received_body_encoding TEXT NOT NULL DEFAULT 'i
 DROP INDEX outbox_by_referral;
 
 -- Resources are keyed and indexed by their time-ordered ids (UUIDv7) first, no longer by type
--- first. With the type first, the seven resources of a referral landed in seven places of each
--- of three B-trees: 21 pages rewritten per commit where 3 now do. Reads by type and id, by
+-- first. With the type first, the seven resources of a referral went to seven insertion points
+-- in each of three B-trees, each a leaf page the commit rewrites (21); now one each (3), as all
+-- seven ids come from the same millisecond. Reads by type and id, by
 -- referral and by patient use these keys as before; a search by type alone scans.
 CREATE TABLE resources_v5 (
     id            TEXT NOT NULL,
