@@ -108,10 +108,7 @@ pub fn migrate(path: &str) -> Result<Vec<String>, StoreError> {
 }
 
 fn open_connection(path: &str) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|e| StoreError::Open {
-        url: format!("sqlite://{path}"),
-        reason: e.to_string(),
-    })?;
+    let conn = Connection::open(path).map_err(|e| open_error(path, e))?;
     // FULL: with WAL, every commit is fsynced before it returns, which is what a 201 promises
     // (the writer alone commits with NORMAL and leaves the fsync to the syncer thread).
     conn.execute_batch(
@@ -178,10 +175,7 @@ impl SqliteStore {
         })?;
         let reads = PoolConfig::new(path)
             .create_pool(Runtime::Tokio1)
-            .map_err(|e| StoreError::Open {
-                url: format!("sqlite://{path}"),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| open_error(path, e))?;
         Ok(SqliteStore { reads, writes })
     }
 
@@ -596,11 +590,10 @@ fn insert_referral(
 impl Store for SqliteStore {
     async fn create_referral(
         &self,
-        referral: NewReferral,
+        mut referral: NewReferral,
         condition: Option<Identifier>,
     ) -> Result<CreateOutcome, StoreError> {
         // Compressed here, on the request's thread: the writer's time is the scarce one.
-        let mut referral = referral;
         let received = compress(&std::mem::take(&mut referral.received_body));
         self.write(move |conn| {
             if let Some(condition) = &condition {
