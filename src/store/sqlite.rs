@@ -33,10 +33,50 @@ const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(5
 /// copied nearly all of it by then, so the writer copies a short tail.
 const WRITER_CHECKPOINT_PAGES: u32 = 4096;
 
-/// A write: runs inside a savepoint, says whether it succeeded, and hands back what to do once
-/// the batch's commit is known.
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+/// A write waiting for the writer thread.
+type Job = Box<dyn WriteJob>;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+/// What the writer can do with a queued write: run it inside the batch's transaction, or, when
+/// no transaction could be opened, tell its requester without running it (run outside a
+/// transaction, its rows would be committed on their own while the requester heard "failed").
+trait WriteJob: Send {
+    /// Runs inside a savepoint; says whether it succeeded, and hands back what to do once the
+    /// batch's commit (and the fsync covering it) is known.
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Completion);
+    fn abandon(self: Box<Self>, reason: String);
+}
+
+/// A store operation and the requester waiting for its result.
+struct PendingWrite<T, F> {
+    op: F,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> WriteJob for PendingWrite<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> (bool, Completion) {
+        let PendingWrite { op, reply } = *self;
+        let result = op(conn);
+        let ok = result.is_ok();
+        let completion: Completion = Box::new(move |commit| {
+            let outcome = match commit {
+                Ok(()) => result,
+                Err(reason) => Err(StoreError::Unavailable(reason)),
+            };
+            // The requester may have gone away (client hung up); nothing to tell then.
+            let _ = reply.send(outcome);
+        });
+        (ok, completion)
+    }
+
+    fn abandon(self: Box<Self>, reason: String) {
+        let _ = self.reply.send(Err(StoreError::Unavailable(reason)));
+    }
+}
 
 pub struct SqliteStore {
     reads: Pool,
@@ -186,19 +226,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = op(conn);
-            let ok = result.is_ok();
-            let completion: Completion = Box::new(move |commit| {
-                let outcome = match commit {
-                    Ok(()) => result,
-                    Err(reason) => Err(StoreError::Unavailable(reason)),
-                };
-                // The requester may have gone away (client hung up); nothing to tell then.
-                let _ = reply.send(outcome);
-            });
-            (ok, completion)
-        });
+        let job: Job = Box::new(PendingWrite { op, reply });
         self.writes
             .send(job)
             .await
@@ -280,18 +308,23 @@ fn run_checkpointer(conn: Connection, commits: std::sync::mpsc::Receiver<()>) {
 type Outcomes = Vec<(Completion, Result<(), String>)>;
 
 fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Outcomes {
+    if !conn.is_autocommit() {
+        // A transaction left open by a batch whose COMMIT and ROLLBACK both failed: its jobs
+        // were told they failed, so it must not be committed along with this batch.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        // Nothing ran: every job hears why.
+        // Nothing runs: every job hears why, and nothing it would have written is kept.
         let reason = e.to_string();
-        return batch
-            .into_iter()
-            .map(|job| (job(conn).1, Err(reason.clone())))
-            .collect();
+        for job in batch {
+            job.abandon(reason.clone());
+        }
+        return Vec::new();
     }
     let mut completions = Vec::with_capacity(batch.len());
     for job in batch {
         let savepoint = run_cached(conn, "SAVEPOINT job");
-        let (ok, completion) = job(conn);
+        let (ok, completion) = job.run(conn);
         let closed = if ok {
             run_cached(conn, "RELEASE job")
         } else {
@@ -1693,6 +1726,64 @@ mod tests {
             run_syncer(wal, batches);
             assert_eq!(heard.recv().expect("an answer").is_ok(), synced);
         }
+    }
+
+    /// A batch whose transaction cannot begin (another process holds the write lock) runs none
+    /// of its jobs: each requester hears why, and no row it would have written is there.
+    #[test]
+    fn a_batch_that_cannot_begin_writes_nothing_and_says_so() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("gateway.db");
+        let writer = Connection::open(&path).expect("writer");
+        writer
+            .busy_timeout(std::time::Duration::ZERO)
+            .expect("no waiting");
+        writer
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER);")
+            .expect("schema");
+        let other = Connection::open(&path).expect("another connection");
+        other.execute_batch("BEGIN IMMEDIATE").expect("lock held");
+        let (job, answer) = insert_job(1);
+        let outcomes = commit_batch(&writer, vec![job]);
+        assert!(outcomes.is_empty(), "nothing to sync");
+        let heard = answer.blocking_recv().expect("an answer");
+        assert!(
+            matches!(&heard, Err(StoreError::Unavailable(reason)) if reason.contains("locked")),
+            "{heard:?}"
+        );
+        other.execute_batch("ROLLBACK").expect("lock released");
+        let rows: i64 = writer
+            .query_row("SELECT count(*) FROM t", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(rows, 0);
+    }
+
+    fn insert_job(x: i64) -> (Job, oneshot::Receiver<Result<(), StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        let op = move |conn: &Connection| {
+            conn.execute("INSERT INTO t (x) VALUES (?1)", [x])?;
+            Ok(())
+        };
+        (Box::new(PendingWrite { op, reply }), answer)
+    }
+
+    /// A transaction some failed batch left open is rolled back, not committed with the next.
+    #[test]
+    fn a_transaction_left_open_is_rolled_back_before_the_next_batch() {
+        let writer = Connection::open_in_memory().expect("writer");
+        writer
+            .execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t (x) VALUES (1);")
+            .expect("a stale transaction");
+        let (job, answer) = insert_job(2);
+        for (completion, outcome) in commit_batch(&writer, vec![job]) {
+            completion(outcome);
+        }
+        assert!(answer.blocking_recv().expect("an answer").is_ok());
+        let rows: Vec<i64> = writer
+            .prepare("SELECT x FROM t")
+            .and_then(|mut rows| rows.query_map([], |row| row.get(0))?.collect())
+            .expect("rows");
+        assert_eq!(rows, vec![2]);
     }
 
     #[test]
