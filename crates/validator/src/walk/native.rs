@@ -94,20 +94,12 @@ impl<'v, 'r> Walker<'v, 'r> {
         if trivially_holds(c.key, value) {
             return;
         }
-        let node = fhirpath::Node {
-            value: Some(value),
-            extension: ext,
-            type_name: Some(type_name),
+        let verdict = if plainly_fails(c.key, value) {
+            Ok(false)
+        } else {
+            self.evaluate(expr, value, ext, type_name)
         };
-        let ctx = fhirpath::Context {
-            resource: self.resources.last().copied(),
-            root_resource: Some(self.root),
-            resolver: None,
-            model: Some(&self.val.defs.model),
-            terminology: None,
-            now: None,
-        };
-        match expr.evaluate_node_bool(node, &ctx) {
+        match verdict {
             Ok(true) => {}
             Ok(false) => {
                 let severity = if c.severity_error {
@@ -136,6 +128,30 @@ impl<'v, 'r> Walker<'v, 'r> {
                 );
             }
         }
+    }
+
+    /// Runs the compiled FHIRPath of an invariant on `value`.
+    fn evaluate(
+        &self,
+        expr: &fhirpath::Expression,
+        value: &'r Value,
+        ext: Option<&'r Value>,
+        type_name: &str,
+    ) -> Result<bool, fhirpath::EvalError> {
+        let node = fhirpath::Node {
+            value: Some(value),
+            extension: ext,
+            type_name: Some(type_name),
+        };
+        let ctx = fhirpath::Context {
+            resource: self.resources.last().copied(),
+            root_resource: Some(self.root),
+            resolver: None,
+            model: Some(&self.val.defs.model),
+            terminology: None,
+            now: None,
+        };
+        expr.evaluate_node_bool(node, &ctx)
     }
 
     fn native(&mut self, c: &Constraint, value: &'r Value, profile: &str) {
@@ -406,6 +422,26 @@ fn trivially_holds(key: &str, v: &Value) -> bool {
         "per-1" => v.get("start").is_none() || v.get("end").is_none(),
         // orderDetail.empty() or code.exists()
         "prr-1" => v.get("orderDetail").is_none(),
+        // ContactPoint: value.empty() or system.exists()
+        "cpt-2" => {
+            !(v.get("value").is_some() || v.get("_value").is_some())
+                || v.get("system").is_some_and(Value::is_string)
+        }
+        // Organization: (identifier.count() + name.count()) > 0
+        "org-1" => {
+            v.get("name").is_some_and(Value::is_string)
+                || v.get("identifier")
+                    .is_some_and(is_non_empty_array_of_objects)
+        }
+        // Organization.address and .telecom: where(use = 'home').empty()
+        "org-2" | "org-3" => v.get("use").is_some_and(|u| u.is_string() && u != "home"),
+        // Consent: policy.exists() or policyRule.exists()
+        "ppc-1" => {
+            v.get("policy").is_some_and(is_non_empty_array_of_objects)
+                || is_filled(v.get("policyRule"))
+        }
+        // Consent: patient.exists() or scope.coding.where(system='something' and code='..').exists().not()
+        "ppc-2" | "ppc-3" | "ppc-4" | "ppc-5" => is_filled(v.get("patient")),
         // The Bundle rules below run on every transaction; each walks all entries in FHIRPath.
         // On a Bundle (the root of these constraints, so `%resource` is `v`):
         // entry.all(request.exists() = (%resource.type = 'batch' or .. 'transaction' or .. 'history'))
@@ -418,6 +454,20 @@ fn trivially_holds(key: &str, v: &Value) -> bool {
         ),
         // (type = 'history') or entry.where(fullUrl.exists()).select(fullUrl&resource.meta.versionId).isDistinct()
         "bdl-7" => full_urls_distinct(v),
+        // total.empty() or (type = 'searchset') or (type = 'history')
+        "bdl-1" => v.get("total").is_none() && v.get("_total").is_none(),
+        // entry.search.empty() or (type = 'searchset')
+        "bdl-2" => match v.get("entry") {
+            None => true,
+            Some(Value::Array(entries)) => entries
+                .iter()
+                .all(|e| e.as_object().is_some_and(|e| !e.contains_key("search"))),
+            Some(_) => false,
+        },
+        // type = 'document' implies (..), three rules that only documents can break
+        "bdl-9" | "bdl-10" | "bdl-11" => bundle_type_is_not(v, "document"),
+        // type = 'message' implies entry.first().resource.is(MessageHeader)
+        "bdl-12" => bundle_type_is_not(v, "message"),
         // On an entry: resource.exists() or request.exists() or response.exists()
         "bdl-5" => is_filled(v.get("resource")),
         // On an entry: fullUrl.exists() implies fullUrl.contains('/_history/').not()
@@ -428,6 +478,29 @@ fn trivially_holds(key: &str, v: &Value) -> bool {
         },
         _ => false,
     }
+}
+
+/// Common base constraints that certainly fail for this value, without running the FHIRPath.
+/// Only for rules that most valid resources break (a warning each), where the FHIRPath would
+/// run every time only to say so.
+fn plainly_fails(key: &str, v: &Value) -> bool {
+    match key {
+        // DomainResource: text.`div`.exists() (a warning: "should have a narrative")
+        "dom-6" => v.get("text").is_none(),
+        _ => false,
+    }
+}
+
+fn is_non_empty_array_of_objects(v: &Value) -> bool {
+    v.as_array()
+        .is_some_and(|items| !items.is_empty() && items.iter().all(|i| is_filled(Some(i))))
+}
+
+/// Whether Bundle `v` has a plain `type` that is not `kind` (so `type = kind implies ..` holds).
+fn bundle_type_is_not(v: &Value, kind: &str) -> bool {
+    v.get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t != kind)
 }
 
 /// Descendants [`contained_all_referenced`] looks through before leaving the answer to the
@@ -649,6 +722,7 @@ fn earliest_epoch_seconds(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn nhs_numbers() {
@@ -657,6 +731,101 @@ mod tests {
         assert!(!nhs_number_valid("9434765918"));
         assert!(!nhs_number_valid("943476591"));
         assert!(!nhs_number_valid("94347659１9"));
+    }
+
+    /// Each shortcut gives the FHIRPath's own answer on values it answers for, and leaves the
+    /// rest (the cases that break the rule, and anything unusual) to the FHIRPath.
+    #[test]
+    fn shortcuts_agree_with_the_fhirpath() {
+        let cases: &[(&str, &str, Value, Value)] = &[
+            // (key, R4 expression, a value the shortcut answers, one it must leave alone)
+            (
+                "cpt-2",
+                "value.empty() or system.exists()",
+                json!({"system": "phone", "value": "01234 567890"}),
+                json!({"value": "01234 567890"}),
+            ),
+            (
+                "cpt-2",
+                "value.empty() or system.exists()",
+                json!({"use": "home"}),
+                json!({"_value": {"extension": []}, "_system": {"id": "s"}}),
+            ),
+            (
+                "org-1",
+                "(identifier.count() + name.count()) > 0",
+                json!({"resourceType": "Organization", "name": "Carers Count"}),
+                json!({"resourceType": "Organization", "identifier": []}),
+            ),
+            (
+                "org-1",
+                "(identifier.count() + name.count()) > 0",
+                json!({"resourceType": "Organization", "identifier": [{"value": "X1A2B"}]}),
+                json!({"resourceType": "Organization", "active": true}),
+            ),
+            (
+                "org-2",
+                "where(use = 'home').empty()",
+                json!({"use": "work", "city": "Cardiff"}),
+                json!({"use": "home"}),
+            ),
+            (
+                "ppc-1",
+                "policy.exists() or policyRule.exists()",
+                json!({"resourceType": "Consent", "policyRule": {"text": "opt-in"}}),
+                json!({"resourceType": "Consent", "policy": []}),
+            ),
+            (
+                "ppc-2",
+                "patient.exists() or scope.coding.where(system='something' and code='patient-privacy').exists().not()",
+                json!({"resourceType": "Consent", "patient": {"reference": "Patient/p"}}),
+                json!({"resourceType": "Consent", "scope": {"coding": [{"system": "something", "code": "patient-privacy"}]}}),
+            ),
+            (
+                "bdl-1",
+                "total.empty() or (type = 'searchset') or (type = 'history')",
+                json!({"resourceType": "Bundle", "type": "transaction"}),
+                json!({"resourceType": "Bundle", "type": "transaction", "total": 1}),
+            ),
+            (
+                "bdl-2",
+                "entry.search.empty() or (type = 'searchset')",
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"fullUrl": "urn:uuid:1"}]}),
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": [{"search": {"mode": "match"}}]}),
+            ),
+            (
+                "bdl-9",
+                "type = 'document' implies (identifier.system.exists() and identifier.value.exists())",
+                json!({"resourceType": "Bundle", "type": "transaction"}),
+                json!({"resourceType": "Bundle", "type": "document"}),
+            ),
+            (
+                "bdl-12",
+                "type = 'message' implies entry.first().resource.is(MessageHeader)",
+                json!({"resourceType": "Bundle", "type": "transaction"}),
+                json!({"resourceType": "Bundle", "type": "message", "entry": [{"resource": {"resourceType": "Patient"}}]}),
+            ),
+        ];
+        for (key, source, answered, left) in cases {
+            let expr = fhirpath::compile(source).expect("an R4 expression");
+            let fhirpath = |v: &Value| {
+                expr.evaluate_bool(v, &fhirpath::Context::default())
+                    .expect("evaluates")
+            };
+            assert!(trivially_holds(key, answered), "{key}: {answered}");
+            assert!(fhirpath(answered), "{key}: FHIRPath on {answered}");
+            assert!(!trivially_holds(key, left), "{key} must leave {left}");
+        }
+        let narrative = fhirpath::compile("text.`div`.exists()").expect("dom-6");
+        let bare = json!({"resourceType": "Patient", "id": "p"});
+        assert!(plainly_fails("dom-6", &bare));
+        assert!(!narrative
+            .evaluate_bool(&bare, &fhirpath::Context::default())
+            .expect("evaluates"));
+        let told =
+            json!({"resourceType": "Patient", "text": {"status": "generated", "div": "<div/>"}});
+        assert!(!plainly_fails("dom-6", &told));
+        assert!(!plainly_fails("dom-5", &bare));
     }
 
     #[test]
