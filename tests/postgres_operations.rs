@@ -96,6 +96,7 @@ fn migrate_on_sqlite_reports_what_it_applied() {
         "3 closed_loop",
         "4 tokens",
         "5 lean_intake",
+        "6 type_search",
     ] {
         assert!(stdout.contains(&format!("applied {name}")), "{stdout}");
     }

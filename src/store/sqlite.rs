@@ -84,7 +84,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 5] = [
+const MIGRATIONS: [(&str, &str); 6] = [
     ("init", include_str!("migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -98,6 +98,10 @@ const MIGRATIONS: [(&str, &str); 5] = [
     (
         "lean_intake",
         include_str!("migrations/sqlite/005_lean_intake.sql"),
+    ),
+    (
+        "type_search",
+        include_str!("migrations/sqlite/006_type_search.sql"),
     ),
 ];
 
@@ -757,14 +761,7 @@ impl Store for SqliteStore {
                 Some((None, value)) => (None, Some(format!("%|{value}"))),
                 None => (None, None),
             };
-            // The referral and patient filters are written out only when given, so that SQLite
-            // can use the index that starts with them (`?n IS NULL OR …` hides it).
-            let referral = if query.referral_id.is_some() { "referral_id = ?3" } else { "?3 IS NULL" };
-            let patient = if query.patient_id.is_some() { "patient_id = ?4" } else { "?4 IS NULL" };
-            let condition = format!(
-                "client_id = ?1 AND resource_type = ?2 AND is_current = 1 AND {referral} AND {patient}
-                 AND (?5 IS NULL OR code = ?5) AND (?6 IS NULL OR code LIKE ?6)"
-            );
+            let condition = resource_search_condition(&resource_type, &query);
             let filters = params![client, resource_type, query.referral_id, query.patient_id, code_system, code_value];
             let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM resources WHERE {condition}"), filters, |row| row.get(0))?;
             let mut statement = conn.prepare_cached(&format!(
@@ -1409,6 +1406,37 @@ impl Store for SqliteStore {
 const SUBSCRIPTION_COLUMNS: &str =
     "id, client_id, resource_type, criteria, endpoint, status, content";
 
+/// The WHERE clause of a resource search; parameters ?1 client, ?2 type, ?3 referral,
+/// ?4 patient, ?5 code as `system|value`, ?6 code as a LIKE pattern.
+fn resource_search_condition(resource_type: &str, query: &ResourceQuery) -> String {
+    // The referral and patient filters are written out only when given, so that SQLite can use
+    // the index that starts with them (`?n IS NULL OR …` hides it).
+    let referral = if query.referral_id.is_some() {
+        "referral_id = ?3"
+    } else {
+        "?3 IS NULL"
+    };
+    let patient = if query.patient_id.is_some() {
+        "patient_id = ?4"
+    } else {
+        "?4 IS NULL"
+    };
+    // For a search by type alone, what the partial index `resources_by_type` covers, said in the
+    // query so that SQLite can use it (it cannot see that the bound type is one of these). Not
+    // with a referral or patient: their own indexes find a few rows, where this one would read
+    // all of the client's Tasks.
+    let by_type_alone = query.referral_id.is_none() && query.patient_id.is_none();
+    let typed = if by_type_alone && matches!(resource_type, "Task" | "Observation") {
+        "AND resource_type IN ('Task', 'Observation')"
+    } else {
+        ""
+    };
+    format!(
+        "client_id = ?1 AND resource_type = ?2 AND is_current = 1 AND {referral} AND {patient} {typed}
+         AND (?5 IS NULL OR code = ?5) AND (?6 IS NULL OR code LIKE ?6)"
+    )
+}
+
 fn subscription_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SubscriptionRow> {
     Ok(SubscriptionRow {
         id: row.get(0)?,
@@ -1726,6 +1754,56 @@ mod tests {
             run_syncer(wal, batches);
             assert_eq!(heard.recv().expect("an answer").is_ok(), synced);
         }
+    }
+
+    /// Task and Observation searches by type alone read the partial index in page order; with
+    /// a referral they still use the referral index.
+    #[test]
+    fn type_only_task_searches_use_the_type_index() {
+        let mut conn = Connection::open_in_memory().expect("memory database");
+        apply_migrations(&mut conn, ":memory:").expect("migrated");
+        let plan = |resource_type: &str, query: &ResourceQuery| -> String {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN SELECT id FROM resources WHERE {}
+                 ORDER BY last_updated, id LIMIT 10",
+                resource_search_condition(resource_type, query)
+            );
+            let mut statement = conn.prepare(&sql).expect("a plan");
+            let rows = statement
+                .query_map(
+                    params![
+                        "c1",
+                        resource_type,
+                        query.referral_id,
+                        None::<String>,
+                        None::<String>,
+                        None::<String>
+                    ],
+                    |row| row.get::<_, String>(3),
+                )
+                .expect("rows");
+            rows.map(|row| row.expect("a step"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let everything = ResourceQuery::default();
+        for resource_type in ["Task", "Observation"] {
+            let steps = plan(resource_type, &everything);
+            assert!(steps.contains("resources_by_type"), "{steps}");
+            assert!(!steps.contains("TEMP B-TREE"), "{steps}");
+        }
+        let by_referral = ResourceQuery {
+            referral_id: Some("r1".into()),
+            ..ResourceQuery::default()
+        };
+        let steps = plan("Task", &by_referral);
+        assert!(steps.contains("resources_by_referral"), "{steps}");
+        let by_patient = ResourceQuery {
+            patient_id: Some("p1".into()),
+            ..ResourceQuery::default()
+        };
+        let steps = plan("Observation", &by_patient);
+        assert!(!steps.contains("resources_by_type"), "{steps}");
     }
 
     /// A batch whose transaction cannot begin (another process holds the write lock) runs none
