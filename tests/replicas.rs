@@ -195,7 +195,8 @@ fn conditional_creates_racing_on_two_replicas_make_one_referral() {
 fn a_replica_killed_mid_delivery_leaves_its_messages_to_the_other() {
     const HELD: usize = 6;
     // Lease = timeout + margin = 11 s: how long the survivor must wait for the dead one's claims.
-    // The timeout is long enough that A is killed (after B has started) before it gives up.
+    // A is killed as soon as every message is in flight, long before its own timeout would make
+    // it give up (and release them) by itself.
     const LEASE: Duration = Duration::from_secs(11);
     let settings = [
         ("SP_GATEWAY_DELIVERY__TIMEOUT", "10s"),
@@ -225,13 +226,13 @@ fn a_replica_killed_mid_delivery_leaves_its_messages_to_the_other() {
         assert!(std::time::Instant::now() < deadline, "A never sent");
         std::thread::sleep(Duration::from_millis(20));
     }
-    // B joins while A holds every message; then A is killed mid-send.
-    let survivor = replica(&schema, &receiver, &settings);
+    // A is killed mid-send, holding every message; then B joins. (B started first, and on a
+    // loaded machine its start took as long as A's timeout: A gave up, released the messages
+    // and they went again before the lease, which is right but not what this test checks.)
     doomed.kill();
+    let survivor = replica(&schema, &receiver, &settings);
 
-    // Each message twice: A's cut-off send, then B's. (On a loaded machine B can take a few
-    // of them before the kill, once A's leases have run out while B was starting: that is the
-    // lease working, and the timing check below still holds.)
+    // Each message twice: A's cut-off send, then B's.
     receiver.wait_for(
         Duration::from_secs(60),
         "the survivor to deliver A's messages",
