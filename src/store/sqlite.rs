@@ -1762,9 +1762,9 @@ mod tests {
     fn type_only_task_searches_use_the_type_index() {
         let mut conn = Connection::open_in_memory().expect("memory database");
         apply_migrations(&mut conn, ":memory:").expect("migrated");
-        let plan = |resource_type: &str, query: &ResourceQuery| -> String {
+        let plan_of = |select: &str, resource_type: &str, query: &ResourceQuery| -> String {
             let sql = format!(
-                "EXPLAIN QUERY PLAN SELECT id FROM resources WHERE {}
+                "EXPLAIN QUERY PLAN {select} FROM resources WHERE {}
                  ORDER BY last_updated, id LIMIT 10",
                 resource_search_condition(resource_type, query)
             );
@@ -1786,11 +1786,20 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let plan = |resource_type: &str, query: &ResourceQuery| {
+            plan_of("SELECT content", resource_type, query)
+        };
         let everything = ResourceQuery::default();
         for resource_type in ["Task", "Observation"] {
             let steps = plan(resource_type, &everything);
             assert!(steps.contains("resources_by_type"), "{steps}");
             assert!(!steps.contains("TEMP B-TREE"), "{steps}");
+            // The search's total is counted from the index alone.
+            let steps = plan_of("SELECT COUNT(*)", resource_type, &everything);
+            assert!(
+                steps.contains("COVERING INDEX resources_by_type"),
+                "{steps}"
+            );
         }
         let by_referral = ResourceQuery {
             referral_id: Some("r1".into()),
