@@ -1831,8 +1831,18 @@ mod tests {
         let other = Connection::open(&path).expect("another connection");
         other.execute_batch("BEGIN IMMEDIATE").expect("lock held");
         let (job, answer) = insert_job(1);
-        let outcomes = commit_batch(&writer, vec![job]);
+        // A job that would not need the lock: it must not run either.
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (reply, _) = oneshot::channel();
+        let marker = ran.clone();
+        let op = move |_: &Connection| {
+            marker.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        };
+        let reader: Job = Box::new(PendingWrite { op, reply });
+        let outcomes = commit_batch(&writer, vec![job, reader]);
         assert!(outcomes.is_empty(), "nothing to sync");
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "a job ran");
         let heard = answer.blocking_recv().expect("an answer");
         assert!(
             matches!(&heard, Err(StoreError::Unavailable(reason)) if reason.contains("locked")),
