@@ -9,12 +9,14 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use fhir_model::r4::{self, types};
+use fhir_model::FromJson;
 use serde_json::{json, Value};
 
 use crate::config::{Config, VcsConfig};
 use crate::domain::{systems, ClientId, FhirId, Identifier};
 use crate::fhir::bundle::{rewrite_references, Located, Submission};
 use crate::fhir::outcome::Issue;
+use crate::fhir::value_at;
 use crate::store::{NewOutboxMessage, NewReferral, NewResource, TargetKind};
 use crate::translate::outcomes;
 use crate::translate::referral_record::{referral_record, ReferralParts};
@@ -117,7 +119,7 @@ pub fn prepare(
     let plan = plan_ids(&request, &located)?;
     let now = request.now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let tree = std::mem::take(&mut request.tree);
-    let assigned = assign_ids(request.endpoint, tree, plan, &now);
+    let assigned = assign_ids(request.endpoint, tree, plan, &now)?;
     let mut prepared = build(vcs, request, assigned, message_id, issues)?;
     prepared.if_none_exist = if_none_exist;
     Ok(prepared)
@@ -187,7 +189,7 @@ fn envelope_issues(endpoint: Endpoint, tree: &Value) -> Vec<Issue> {
         Endpoint::ServiceRequest => {}
         Endpoint::Transaction => {
             for (i, entry) in entries.iter().enumerate() {
-                let method = entry.pointer("/request/method").and_then(Value::as_str);
+                let method = value_at(entry, &["request", "method"]).and_then(Value::as_str);
                 if method != Some("POST") {
                     issues.push(
                         Issue::error(
@@ -208,7 +210,8 @@ fn envelope_issues(endpoint: Endpoint, tree: &Value) -> Vec<Issue> {
     let service_requests = entries
         .iter()
         .filter(|e| {
-            e.pointer("/resource/resourceType").and_then(Value::as_str) == Some("ServiceRequest")
+            value_at(e, &["resource", "resourceType"]).and_then(Value::as_str)
+                == Some("ServiceRequest")
         })
         .count();
     if endpoint != Endpoint::ServiceRequest && service_requests != 1 {
@@ -251,7 +254,7 @@ fn message_header_issues(tree: &Value, entries: &[Value]) -> Vec<Issue> {
         );
         return issues;
     };
-    let event = header.pointer("/eventCoding/code").and_then(Value::as_str);
+    let event = value_at(header, &["eventCoding", "code"]).and_then(Value::as_str);
     if event != Some(REFERRAL_EVENT) {
         issues.push(
             Issue::error(
@@ -317,8 +320,8 @@ struct LocatedReferral<'a> {
     consent: Option<Located<'a>>,
 }
 
-fn reference_of<'a>(resource: &'a Value, pointer: &str) -> Option<&'a str> {
-    resource.pointer(pointer).and_then(Value::as_str)
+fn reference_of<'a>(resource: &'a Value, element: &str) -> Option<&'a str> {
+    value_at(resource, &[element, "reference"]).and_then(Value::as_str)
 }
 
 fn locate_referral<'a>(submission: &Submission<'a>) -> Result<LocatedReferral<'a>, Issue> {
@@ -330,10 +333,10 @@ fn locate_referral<'a>(submission: &Submission<'a>) -> Result<LocatedReferral<'a
             Issue::error("required", "The submission carries no ServiceRequest.").at("Bundle.entry")
         })?;
     let sr = service_request.resource;
-    let resolve = |from: &Located<'a>, pointer: &str| {
-        reference_of(from.resource, pointer).and_then(|r| submission.resolve(from, r))
+    let resolve = |from: &Located<'a>, element: &str| {
+        reference_of(from.resource, element).and_then(|r| submission.resolve(from, r))
     };
-    let patient = resolve(&service_request, "/subject/reference")
+    let patient = resolve(&service_request, "subject")
         .filter(|p| p.resource_type() == "Patient")
         .ok_or_else(|| {
             Issue::error(
@@ -343,12 +346,11 @@ fn locate_referral<'a>(submission: &Submission<'a>) -> Result<LocatedReferral<'a
             .at(format!("{}.subject", service_request.path))
             .with_message_id("subject-unresolved")
         })?;
-    let requester = resolve(&service_request, "/requester/reference");
+    let requester = resolve(&service_request, "requester");
     let (practitioner, practice) = match requester.as_ref().map(|r| (r.resource_type(), r)) {
-        Some(("PractitionerRole", role)) => (
-            resolve(role, "/practitioner/reference"),
-            resolve(role, "/organization/reference"),
-        ),
+        Some(("PractitionerRole", role)) => {
+            (resolve(role, "practitioner"), resolve(role, "organization"))
+        }
         Some(("Organization", org)) => (None, Some(org.clone())),
         Some(("Practitioner", person)) => (Some(person.clone()), None),
         _ => (None, None),
@@ -499,7 +501,7 @@ fn json_text(value: &impl serde::Serialize) -> String {
 /// tree, so no resource is copied just to be stamped.
 struct Plan {
     referral_id: FhirId,
-    parts: ReferralParts,
+    parts: PartSources,
     gp_identifiers: Vec<Identifier>,
     /// Per Bundle entry, the type and new id of its resource (`None`: nothing stored).
     entries: Vec<Option<(String, FhirId)>>,
@@ -516,7 +518,16 @@ struct Plan {
 /// Patient of its own, so `GET /fhir/Patient/{id}` and `patient=` searches work for every referral.
 fn plan_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<Plan, Rejected> {
     let referral_id = FhirId::generate();
-    let parts = typed_parts(located)?;
+    let entries = match request.endpoint {
+        Endpoint::ServiceRequest => &[][..],
+        _ => request
+            .tree
+            .get("entry")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]),
+    };
+    let parts = PartSources::of(located, entries);
     let gp_identifiers = gp_identifiers(located.service_request.resource);
     let mut plan = Plan {
         referral_id,
@@ -527,20 +538,12 @@ fn plan_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<Plan
         patient_entry: None,
         contained_patient: None,
     };
-    if request.endpoint != Endpoint::ServiceRequest {
-        let entries = request
-            .tree
-            .get("entry")
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        for (i, entry) in entries.iter().enumerate() {
-            let planned = plan_entry(entry, &plan.referral_id, &mut plan.rewrites);
-            if planned.is_some() && entry.get("resource") == Some(located.patient.resource) {
-                plan.patient_entry = Some(i);
-            }
-            plan.entries.push(planned);
+    for (i, entry) in entries.iter().enumerate() {
+        let planned = plan_entry(entry, &plan.referral_id, &mut plan.rewrites);
+        if planned.is_some() && is_resource_of(entry, located.patient.resource) {
+            plan.patient_entry = Some(i);
         }
+        plan.entries.push(planned);
     }
     if plan.patient_entry.is_none() {
         plan.contained_patient = Some(located.patient.resource.clone());
@@ -579,7 +582,12 @@ fn plan_entry(
 }
 
 /// Stamps and serialises the resources a plan names, taking them out of the submitted tree.
-fn assign_ids(endpoint: Endpoint, tree: Value, plan: Plan, now: &str) -> Assigned {
+fn assign_ids(
+    endpoint: Endpoint,
+    tree: Value,
+    plan: Plan,
+    now: &str,
+) -> Result<Assigned, Rejected> {
     let Plan {
         referral_id,
         parts,
@@ -592,6 +600,8 @@ fn assign_ids(endpoint: Endpoint, tree: Value, plan: Plan, now: &str) -> Assigne
     let mut resources = Vec::new();
     let mut patient_id = None;
     let mut service_request = Value::Null;
+    // Entry resources the record is read from, moved here once they are stored.
+    let mut kept = Vec::new();
     if endpoint == Endpoint::ServiceRequest {
         let sr = with_version(tree, &referral_id, now);
         resources.push(("ServiceRequest".into(), referral_id.clone(), json_text(&sr)));
@@ -610,8 +620,8 @@ fn assign_ids(endpoint: Endpoint, tree: Value, plan: Plan, now: &str) -> Assigne
                 patient_id = Some(id.clone());
             }
             resources.push((resource_type.clone(), id.clone(), json_text(&resource)));
-            if resource_type == "ServiceRequest" {
-                service_request = resource;
+            if parts.reads_entry(i) {
+                kept.push((i, resource));
             }
         }
         // The ServiceRequest first: it is what responses and searches return.
@@ -631,15 +641,15 @@ fn assign_ids(endpoint: Endpoint, tree: Value, plan: Plan, now: &str) -> Assigne
         .iter()
         .map(|p| p.as_ref().map(|(t, id)| format!("{t}/{}", id.as_str())))
         .collect();
-    Assigned {
+    Ok(Assigned {
         referral_id,
         patient_id,
         service_request,
         resources,
         entry_locations,
-        parts,
+        parts: parts.read(kept)?,
         gp_identifiers,
-    }
+    })
 }
 
 /// A Bundle's entries, moved out of its tree.
@@ -668,49 +678,6 @@ fn gp_identifiers(service_request: &Value) -> Vec<Identifier> {
         .collect()
 }
 
-/// Reads the located resources into fhirbolt's typed model for translation.
-fn typed_parts(located: &LocatedReferral<'_>) -> Result<ReferralParts, Rejected> {
-    let service_request = typed(&located.service_request, |r| match r {
-        r4::Resource::ServiceRequest(sr) => Some(*sr),
-        _ => None,
-    })?;
-    let patient = typed(&located.patient, |r| match r {
-        r4::Resource::Patient(p) => Some(*p),
-        _ => None,
-    })?;
-    let optional = |l: &Option<Located<'_>>| {
-        l.as_ref()
-            .and_then(|l| fhir_model::json_to_resource(strip_contained(l.resource)).ok())
-    };
-    let practice = match optional(&located.practice) {
-        Some(r4::Resource::Organization(o)) => Some(*o),
-        _ => None,
-    };
-    let practitioner = match optional(&located.practitioner) {
-        Some(r4::Resource::Practitioner(p)) => Some(*p),
-        _ => None,
-    };
-    let practitioner_role = match optional(&located.requester) {
-        Some(r4::Resource::PractitionerRole(r)) => Some(*r),
-        _ => None,
-    };
-    let consent = match optional(&located.consent) {
-        Some(r4::Resource::Consent(c)) => Some(*c),
-        _ => None,
-    };
-    let practice_reference =
-        practice_reference(&service_request, &practitioner_role, practice.is_some());
-    Ok(ReferralParts {
-        service_request,
-        patient,
-        practice,
-        practice_reference,
-        practitioner,
-        practitioner_role,
-        consent,
-    })
-}
-
 /// The practice when only a logical reference names it (requester or role.organization with an ODS identifier).
 fn practice_reference(
     sr: &r4::resources::ServiceRequest,
@@ -734,9 +701,144 @@ fn practice_reference(
         .cloned()
 }
 
+/// Is this Bundle entry's resource the one located? (The same node of the tree, not an equal one.)
+fn is_resource_of(entry: &Value, resource: &Value) -> bool {
+    entry
+        .get("resource")
+        .is_some_and(|r| std::ptr::eq(r, resource))
+}
+
+/// Where each resource the referral record is read from will come from once the submission
+/// has been taken apart for storing: a Bundle entry's own resource, moved out after it is
+/// stored (no copy), or a copy taken now (a contained resource, or a single ServiceRequest,
+/// whose tree is also the response).
+struct PartSources {
+    service_request: PartSource,
+    patient: PartSource,
+    practice: Option<PartSource>,
+    practitioner: Option<PartSource>,
+    practitioner_role: Option<PartSource>,
+    consent: Option<PartSource>,
+}
+
+struct PartSource {
+    /// Where the submission has it (`Bundle.entry[2].resource`), for an error.
+    path: String,
+    resource_type: String,
+    from: Source,
+}
+
+enum Source {
+    Entry(usize),
+    Copy(Value),
+}
+
+impl PartSources {
+    fn of(located: &LocatedReferral<'_>, entries: &[Value]) -> Self {
+        // The record needs these only when they are of the type expected: a requester may be a
+        // Practitioner rather than a PractitionerRole.
+        let expected = |l: &Option<Located<'_>>, resource_type: &str| {
+            l.as_ref()
+                .filter(|l| l.resource_type() == resource_type)
+                .map(|l| PartSource::of(l, entries))
+        };
+        PartSources {
+            service_request: PartSource::of(&located.service_request, entries),
+            patient: PartSource::of(&located.patient, entries),
+            practice: expected(&located.practice, "Organization"),
+            practitioner: expected(&located.practitioner, "Practitioner"),
+            practitioner_role: expected(&located.requester, "PractitionerRole"),
+            consent: expected(&located.consent, "Consent"),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PartSource> {
+        [&self.service_request, &self.patient]
+            .into_iter()
+            .chain(self.practice.as_ref())
+            .chain(self.practitioner.as_ref())
+            .chain(self.practitioner_role.as_ref())
+            .chain(self.consent.as_ref())
+    }
+
+    fn reads_entry(&self, entry: usize) -> bool {
+        self.all()
+            .any(|p| matches!(p.from, Source::Entry(i) if i == entry))
+    }
+
+    /// The typed parts, from the copies and the entries kept (`(entry index, resource)`).
+    fn read(self, mut kept: Vec<(usize, Value)>) -> Result<ReferralParts, Rejected> {
+        let service_request: r4::resources::ServiceRequest =
+            self.service_request.read(&mut kept)?;
+        let patient: r4::resources::Patient = self.patient.read(&mut kept)?;
+        // The record can do without these; one that does not fit the model is left out.
+        let practice = optional(self.practice, &mut kept);
+        let practitioner = optional(self.practitioner, &mut kept);
+        let practitioner_role = optional(self.practitioner_role, &mut kept);
+        let consent = optional(self.consent, &mut kept);
+        let practice_reference =
+            practice_reference(&service_request, &practitioner_role, practice.is_some());
+        Ok(ReferralParts {
+            service_request,
+            patient,
+            practice,
+            practice_reference,
+            practitioner,
+            practitioner_role,
+            consent,
+        })
+    }
+}
+
+fn optional<T: FromJson>(source: Option<PartSource>, kept: &mut Vec<(usize, Value)>) -> Option<T> {
+    source.and_then(|p| p.read(kept).ok())
+}
+
+impl PartSource {
+    fn of(located: &Located<'_>, entries: &[Value]) -> Self {
+        let from = match entries
+            .iter()
+            .position(|e| is_resource_of(e, located.resource))
+        {
+            Some(i) => Source::Entry(i),
+            None => Source::Copy(without_contained(located.resource)),
+        };
+        PartSource {
+            path: located.path.clone(),
+            resource_type: located.resource_type().to_string(),
+            from,
+        }
+    }
+
+    fn read<T: FromJson>(self, kept: &mut Vec<(usize, Value)>) -> Result<T, Rejected> {
+        let resource = match self.from {
+            Source::Copy(resource) => Some(resource),
+            Source::Entry(i) => kept
+                .iter()
+                .position(|(entry, _)| *entry == i)
+                .map(|at| kept.swap_remove(at).1)
+                .map(drop_contained),
+        };
+        resource
+            .filter(|_| self.resource_type == T::RESOURCE_TYPE)
+            .and_then(|resource| T::from_json(resource).ok())
+            .ok_or_else(|| {
+                Rejected(vec![Issue::error(
+                    "structure",
+                    format!(
+                        "{} could not be read into the FHIR R4 model.",
+                        self.resource_type
+                    ),
+                )
+                .at(self.path)
+                .with_message_id("model-mismatch")])
+            })
+    }
+}
+
 /// Contained resources are typed on their own; their container's `contained` is not needed
 /// (and not copied: in a contained referral it is most of the resource).
-fn strip_contained(resource: &Value) -> Value {
+fn without_contained(resource: &Value) -> Value {
     match resource {
         Value::Object(object) => Value::Object(
             object
@@ -749,24 +851,11 @@ fn strip_contained(resource: &Value) -> Value {
     }
 }
 
-fn typed<T>(
-    located: &Located<'_>,
-    pick: impl FnOnce(r4::Resource) -> Option<T>,
-) -> Result<T, Rejected> {
-    fhir_model::json_to_resource(strip_contained(located.resource))
-        .ok()
-        .and_then(pick)
-        .ok_or_else(|| {
-            Rejected(vec![Issue::error(
-                "structure",
-                format!(
-                    "{} could not be read into the FHIR R4 model.",
-                    located.resource_type()
-                ),
-            )
-            .at(located.path.clone())
-            .with_message_id("model-mismatch")])
-        })
+fn drop_contained(mut resource: Value) -> Value {
+    if let Value::Object(object) = &mut resource {
+        object.swap_remove("contained");
+    }
+    resource
 }
 
 /// The `referral.created` outbox payload: the record in its envelope.
@@ -809,11 +898,12 @@ fn build(
         data: &record,
     });
     let status = assigned
+        .parts
         .service_request
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("active")
-        .to_string();
+        .status
+        .value
+        .clone()
+        .unwrap_or_else(|| "active".to_string());
     let patient_id = assigned.patient_id.as_str().to_string();
     let task_id = FhirId::generate();
     let task = outcomes::new_task(
@@ -884,9 +974,10 @@ fn entry_if_none_exist(tree: &Value) -> Option<String> {
         .as_array()?
         .iter()
         .find(|e| {
-            e.pointer("/resource/resourceType").and_then(Value::as_str) == Some("ServiceRequest")
-        })?
-        .pointer("/request/ifNoneExist")?
+            value_at(e, &["resource", "resourceType"]).and_then(Value::as_str)
+                == Some("ServiceRequest")
+        })
+        .and_then(|e| value_at(e, &["request", "ifNoneExist"]))?
         .as_str()
         .map(str::to_string)
 }

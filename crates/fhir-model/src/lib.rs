@@ -65,6 +65,43 @@ pub fn json_to_resource(json: Value) -> Result<r4::Resource, ModelError> {
         .map_err(|e| ModelError::Json(e.to_string()))
 }
 
+/// A resource type read straight into its typed struct.
+///
+/// Reading into [`r4::Resource`] makes fhirbolt copy the whole tree into its generic element
+/// model first (it cannot know the variant until it has seen `resourceType`, which JSON may
+/// put last); that copy was nearly two thirds of the typing time. When the caller already knows
+/// the type, the concrete struct reads the tree directly. The impls are concrete, so fhirbolt's
+/// generics are still instantiated here and not in the caller.
+pub trait FromJson: Sized {
+    /// The FHIR `resourceType` this struct holds.
+    const RESOURCE_TYPE: &'static str;
+
+    /// Reads a (validated) JSON tree of this resource type; a tree of another type is refused.
+    fn from_json(json: Value) -> Result<Self, ModelError>;
+}
+
+macro_rules! from_json {
+    ($($name:ident),* $(,)?) => {$(
+        impl FromJson for r4::resources::$name {
+            const RESOURCE_TYPE: &'static str = stringify!($name);
+
+            fn from_json(json: Value) -> Result<Self, ModelError> {
+                fhirbolt::serde::json::from_json_value(json, strict())
+                    .map_err(|e| ModelError::Json(e.to_string()))
+            }
+        }
+    )*};
+}
+
+from_json!(
+    ServiceRequest,
+    Patient,
+    Organization,
+    Practitioner,
+    PractitionerRole,
+    Consent,
+);
+
 /// Turns a typed resource back into a JSON tree.
 pub fn resource_to_json(resource: &r4::Resource) -> Result<Value, ModelError> {
     let bytes = fhirbolt::serde::json::to_vec(resource, None)
@@ -113,6 +150,19 @@ mod tests {
     fn malformed_xml_is_refused_without_panic() {
         assert!(xml_to_json("<Patient xmlns=\"http://hl7.org/fhir\"><id value=").is_err());
         assert!(xml_to_json("").is_err());
+    }
+
+    #[test]
+    fn a_known_type_reads_straight_into_its_struct() {
+        let json = serde_json::json!({
+            "status": "active", "intent": "order",
+            "subject": {"reference": "Patient/p1"},
+            "resourceType": "ServiceRequest"
+        });
+        let sr = r4::resources::ServiceRequest::from_json(json).unwrap();
+        assert_eq!(sr.intent.value.as_deref(), Some("order"));
+        let patient = serde_json::json!({"resourceType": "Patient", "gender": "female"});
+        assert!(r4::resources::ServiceRequest::from_json(patient).is_err());
     }
 
     #[test]
