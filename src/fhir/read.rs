@@ -123,7 +123,14 @@ pub fn parse_body(bytes: &[u8], format: Format, max_depth: usize) -> Result<Valu
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ReadError> {
     // serde_json stops at 128 levels of nesting on its own, so hostile input cannot overflow the stack.
-    serde_json::from_slice(bytes).map_err(|e| ReadError::Json {
+    // Parsed as text once the whole body is known to be UTF-8: from bytes, serde_json checks every
+    // string on its own, which cost more than this one pass. Bytes that are not UTF-8 still go
+    // to serde_json, so its error (with line and column) is what the client hears.
+    let parsed = match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    };
+    parsed.map_err(|e| ReadError::Json {
         line: e.line(),
         column: e.column(),
         message: e.to_string(),
@@ -191,6 +198,18 @@ mod tests {
         );
         assert_eq!(Format::negotiate(None, Some("*/*")), Ok(Format::Json));
         assert!(Format::negotiate(None, Some("text/html")).is_err());
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_refused_with_serde_jsons_position() {
+        let body = b"{\"resourceType\":\"Patient\",\n \"gender\":\"\xFF\"}";
+        match parse_body(body, Format::Json, 64) {
+            Err(ReadError::Json { line, column, .. }) => assert_eq!((line, column), (2, 12)),
+            other => panic!("expected a JSON error, got {other:?}"),
+        }
+        let accented = "{\"resourceType\":\"Patient\",\"name\":[{\"family\":\"Siân\"}]}";
+        let tree = parse_body(accented.as_bytes(), Format::Json, 64).unwrap();
+        assert_eq!(tree["name"][0]["family"], "Siân");
     }
 
     #[test]
