@@ -191,6 +191,9 @@ impl PrimitiveRegexes {
             Prim::String | Prim::Markdown => return check_text(s),
             Prim::Code => is_code(s),
             Prim::Id => is_id(s),
+            Prim::Uri | Prim::Url | Prim::Canonical if s.is_ascii() => {
+                !s.as_bytes().iter().any(is_space)
+            }
             Prim::Uri | Prim::Url | Prim::Canonical => !s.chars().any(char::is_whitespace),
             Prim::Oid => self.oid.is_match(s),
             Prim::Uuid => self.uuid.is_match(s),
@@ -256,6 +259,24 @@ fn is_id(s: &str) -> bool {
 
 /// R4 `code`: `[^\s]+(\s[^\s]+)*` — no leading/trailing or doubled whitespace.
 fn is_code(s: &str) -> bool {
+    if s.is_ascii() {
+        // Bytes, not chars: most codes are short ASCII, and decoding each char cost more than
+        // the test.
+        let bytes = s.as_bytes();
+        return !bytes.is_empty()
+            && !bytes.first().is_some_and(is_space)
+            && !bytes.last().is_some_and(is_space)
+            && !bytes.windows(2).any(|w| is_space(&w[0]) && is_space(&w[1]));
+    }
+    is_code_chars(s)
+}
+
+/// What `char::is_whitespace` says of an ASCII byte (`u8::is_ascii_whitespace` leaves out VT).
+fn is_space(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0B | 0x0C | b'\r')
+}
+
+fn is_code_chars(s: &str) -> bool {
     let mut prev_ws = true;
     for c in s.chars() {
         let ws = c.is_whitespace();
@@ -267,12 +288,35 @@ fn is_code(s: &str) -> bool {
     !prev_ws
 }
 
+/// `check_text` for ASCII: byte tests the compiler can run many at a time. `is_whitespace` and
+/// `is_control` agree with these on ASCII (space, tab, LF, VT, FF, CR are whitespace; below 0x20
+/// and 0x7F are control).
+fn check_ascii_text(bytes: &[u8]) -> Result<(), PrimError> {
+    let allowed = |b: u8| matches!(b, b' ' | b'\r' | b'\n' | b'\t') || !b.is_ascii_control();
+    if !bytes.iter().all(|&b| allowed(b)) {
+        return Err(PrimError::Format("text without control characters"));
+    }
+    if bytes.iter().all(is_space) {
+        return Err(PrimError::Empty);
+    }
+    if bytes.first().is_some_and(is_space) || bytes.last().is_some_and(is_space) {
+        return Err(PrimError::Whitespace);
+    }
+    Ok(())
+}
+
 /// R4 `string`: `[ \r\n\t\S]+`; control characters are not allowed, and
 /// leading/trailing whitespace is suspicious (a warning, as the reference
 /// validator does).
 fn check_text(s: &str) -> Result<(), PrimError> {
-    // One pass; plain ASCII text (the usual case) never reaches the
-    // Unicode classification.
+    if s.is_ascii() {
+        return check_ascii_text(s.as_bytes());
+    }
+    check_text_chars(s)
+}
+
+/// One pass over the chars, for text with other letters (Siân, Llŷr).
+fn check_text_chars(s: &str) -> Result<(), PrimError> {
     let mut only_space = true;
     for c in s.chars() {
         let allowed = match c {
@@ -318,6 +362,34 @@ fn valid_day(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    /// The byte paths for ASCII say what the char paths say, for every string of up to four
+    /// bytes over the characters that decide (spaces, controls, a letter).
+    #[test]
+    fn ascii_shortcuts_agree_with_the_char_rules() {
+        let alphabet = [
+            b' ', b'\t', b'\n', b'\r', 0x0B, 0x0C, 0x01, 0x7F, b'a', b'#',
+        ];
+        let mut strings = vec![String::new()];
+        for _ in 0..4 {
+            let longer: Vec<String> = strings
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |&b| format!("{s}{}", b as char)))
+                .collect();
+            strings.extend(longer);
+        }
+        for s in &strings {
+            let text = |r: Result<(), PrimError>| format!("{r:?}");
+            assert_eq!(
+                text(check_ascii_text(s.as_bytes())),
+                text(check_text_chars(s)),
+                "{s:?}"
+            );
+            assert_eq!(is_code(s), is_code_chars(s), "{s:?}");
+            let uri_ascii = !s.as_bytes().iter().any(is_space);
+            assert_eq!(uri_ascii, !s.chars().any(char::is_whitespace), "{s:?}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 
