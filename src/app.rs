@@ -67,6 +67,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     let limits = api::rate_limit::limits(&config.server)
         .ok_or_else(|| StartError::Setup("rate limit settings are out of range".into()))?;
     let header_timeout = config.server.header_timeout;
+    let workers = config.server.workers;
     let state = web::Data::new(AppState::new(
         config,
         store,
@@ -78,6 +79,10 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     let server = HttpServer::new(move || api::app(state.clone(), limits.clone()))
         .client_request_timeout(header_timeout)
         .on_connect(crate::auth::tls::on_connect);
+    let server = match workers {
+        Some(workers) => server.workers(workers),
+        None => server,
+    };
     let server = match tls {
         Some(tls) => server.listen_rustls_0_23(listener, tls),
         None => server.listen(listener),

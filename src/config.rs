@@ -63,6 +63,8 @@ pub struct ServerConfig {
     /// Time allowed to receive a request's body.
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// HTTP worker threads (each an event loop); unset, one per CPU.
+    pub workers: Option<usize>,
 }
 
 /// `[server.tls]`: PEM files for our certificate chain and key; `client_ca` turns on mutual TLS.
@@ -98,6 +100,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
             tls: None,
+            workers: None,
         }
     }
 }
@@ -316,6 +319,12 @@ impl Config {
             return Err(invalid(
                 "server.max_json_depth".into(),
                 "must be between 4 and 512",
+            ));
+        }
+        if self.server.workers.is_some_and(|w| !(1..=256).contains(&w)) {
+            return Err(invalid(
+                "server.workers".into(),
+                "must be between 1 and 256",
             ));
         }
         check_storage(&self.storage)?;
@@ -569,6 +578,21 @@ mod tests {
         let text = DEMO_CONFIG.replace("listen = \"127.0.0.1:8080\"", "listen = \"nowhere\"");
         let err = Config::from_toml_with_env(&text).unwrap_err().to_string();
         assert!(err.contains("server.listen"), "{err}");
+    }
+
+    #[test]
+    fn http_workers_are_one_per_cpu_unless_set_and_a_bad_count_is_named() {
+        let config = Config::from_toml_with_env(DEMO_CONFIG).unwrap();
+        assert_eq!(config.server.workers, None);
+        let listen = "listen = \"127.0.0.1:8080\"";
+        let three = DEMO_CONFIG.replace(listen, &format!("{listen}\nworkers = 3"));
+        assert_eq!(
+            Config::from_toml_with_env(&three).unwrap().server.workers,
+            Some(3)
+        );
+        let none = DEMO_CONFIG.replace(listen, &format!("{listen}\nworkers = 0"));
+        let err = Config::from_toml_with_env(&none).unwrap_err().to_string();
+        assert!(err.contains("server.workers"), "{err}");
     }
 
     #[test]
