@@ -40,8 +40,9 @@ pub const REFERRAL_EVENT: &str = "servicerequest-request";
 #[derive(Debug)]
 pub struct Prepared {
     pub referral: NewReferral,
-    /// The normalised ServiceRequest, as stored (version 1).
-    pub service_request: Value,
+    /// A single ServiceRequest's create: the normalised ServiceRequest, as stored (version 1),
+    /// for `Prefer: return=representation`. Bundles answer with their entries' locations instead.
+    pub service_request: Option<Value>,
     /// For transaction responses: each request entry's new `Type/id`, in request order.
     pub entry_locations: Vec<Option<String>>,
     /// Warnings and information from validation, returned with the result.
@@ -116,7 +117,7 @@ pub fn prepare(
         _ => None,
     };
     let if_none_exist = entry_if_none_exist(&request.tree);
-    let plan = plan_ids(&request, &located)?;
+    let plan = plan_ids(&request, &located);
     let now = request.now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let tree = std::mem::take(&mut request.tree);
     let assigned = assign_ids(request.endpoint, tree, plan, &now)?;
@@ -458,7 +459,7 @@ fn route<'c>(
 struct Assigned {
     referral_id: FhirId,
     patient_id: FhirId,
-    service_request: Value,
+    service_request: Option<Value>,
     /// Every stored resource (the ServiceRequest first), normalised and serialised.
     resources: Vec<(String, FhirId, String)>,
     entry_locations: Vec<Option<String>>,
@@ -507,18 +508,14 @@ struct Plan {
     entries: Vec<Option<(String, FhirId)>>,
     /// Old reference (`fullUrl` or `Type/id`) → new `Type/id`.
     rewrites: HashMap<String, String>,
-    /// The Bundle entry that is the referral's Patient, if it is one.
-    patient_entry: Option<usize>,
-    /// The Patient when it is contained rather than an entry: stored as its own resource too.
-    contained_patient: Option<Value>,
 }
 
 /// Assigns our ids. In Bundles every entry gets a new id and references between entries are
 /// rewritten to `Type/id` (the FHIR transaction rule). A contained Patient is also stored as a
 /// Patient of its own, so `GET /fhir/Patient/{id}` and `patient=` searches work for every referral.
-fn plan_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<Plan, Rejected> {
+fn plan_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Plan {
     let referral_id = FhirId::generate();
-    let entries = match request.endpoint {
+    let submitted = match request.endpoint {
         Endpoint::ServiceRequest => &[][..],
         _ => request
             .tree
@@ -527,28 +524,18 @@ fn plan_ids(request: &Request<'_>, located: &LocatedReferral<'_>) -> Result<Plan
             .map(Vec::as_slice)
             .unwrap_or(&[]),
     };
-    let parts = PartSources::of(located, entries);
-    let gp_identifiers = gp_identifiers(located.service_request.resource);
-    let mut plan = Plan {
+    let mut rewrites = HashMap::new();
+    let entries = submitted
+        .iter()
+        .map(|entry| plan_entry(entry, &referral_id, &mut rewrites))
+        .collect();
+    Plan {
+        parts: PartSources::of(located, submitted),
+        gp_identifiers: gp_identifiers(located.service_request.resource),
         referral_id,
-        parts,
-        gp_identifiers,
-        entries: Vec::new(),
-        rewrites: HashMap::new(),
-        patient_entry: None,
-        contained_patient: None,
-    };
-    for (i, entry) in entries.iter().enumerate() {
-        let planned = plan_entry(entry, &plan.referral_id, &mut plan.rewrites);
-        if planned.is_some() && is_resource_of(entry, located.patient.resource) {
-            plan.patient_entry = Some(i);
-        }
-        plan.entries.push(planned);
+        entries,
+        rewrites,
     }
-    if plan.patient_entry.is_none() {
-        plan.contained_patient = Some(located.patient.resource.clone());
-    }
-    Ok(plan)
 }
 
 /// The type and new id of one Bundle entry's resource, recording how references to it change.
@@ -590,22 +577,21 @@ fn assign_ids(
 ) -> Result<Assigned, Rejected> {
     let Plan {
         referral_id,
-        parts,
+        mut parts,
         gp_identifiers,
         entries: planned,
         rewrites,
-        patient_entry,
-        contained_patient,
     } = plan;
     let mut resources = Vec::new();
     let mut patient_id = None;
-    let mut service_request = Value::Null;
+    let patient_entry = parts.patient.entry();
+    let mut service_request = None;
     // Entry resources the record is read from, moved here once they are stored.
     let mut kept = Vec::new();
     if endpoint == Endpoint::ServiceRequest {
         let sr = with_version(tree, &referral_id, now);
         resources.push(("ServiceRequest".into(), referral_id.clone(), json_text(&sr)));
-        service_request = sr;
+        service_request = Some(sr);
     } else {
         for (i, (entry, plan)) in bundle_entries(tree).into_iter().zip(&planned).enumerate() {
             let (Value::Object(mut entry), Some((resource_type, id))) = (entry, plan) else {
@@ -627,13 +613,14 @@ fn assign_ids(
         // The ServiceRequest first: it is what responses and searches return.
         resources.sort_by_key(|(t, _, _)| t != "ServiceRequest");
     }
-    let patient_id = match (patient_id, contained_patient) {
-        (Some(id), _) => id,
-        (None, patient) => {
-            // A contained Patient: store it as its own resource too.
+    let patient_id = match patient_id {
+        Some(id) => id,
+        None => {
+            // A contained Patient: stored as its own resource too.
             let id = FhirId::generate();
-            let patient = with_version(patient.unwrap_or(Value::Null), &id, now);
-            resources.push(("Patient".into(), id.clone(), json_text(&patient)));
+            if let Some(text) = parts.patient.stamp_copy(&id, now) {
+                resources.push(("Patient".into(), id.clone(), text));
+            }
             id
         }
     };
@@ -762,8 +749,7 @@ impl PartSources {
     }
 
     fn reads_entry(&self, entry: usize) -> bool {
-        self.all()
-            .any(|p| matches!(p.from, Source::Entry(i) if i == entry))
+        self.all().any(|p| p.entry() == Some(entry))
     }
 
     /// The typed parts, from the copies and the entries kept (`(entry index, resource)`).
@@ -795,6 +781,24 @@ fn optional<T: FromJson>(source: Option<PartSource>, kept: &mut Vec<(usize, Valu
 }
 
 impl PartSource {
+    /// The Bundle entry that is this resource, if it is one.
+    fn entry(&self) -> Option<usize> {
+        match self.from {
+            Source::Entry(i) => Some(i),
+            Source::Copy(_) => None,
+        }
+    }
+
+    /// Gives the copy (a contained resource) an id and version of its own, as stored, and
+    /// returns its text; typing then reads that same copy. `None` for an entry.
+    fn stamp_copy(&mut self, id: &FhirId, now: &str) -> Option<String> {
+        let Source::Copy(resource) = &mut self.from else {
+            return None;
+        };
+        *resource = with_version(std::mem::take(resource), id, now);
+        Some(json_text(resource))
+    }
+
     fn of(located: &Located<'_>, entries: &[Value]) -> Self {
         let from = match entries
             .iter()

@@ -191,7 +191,7 @@ async fn create_service_request(
         tracing::info!(referral_id = %referral_id, client = %client, "referral accepted");
         let body = match return_preference(&request) {
             ReturnPreference::Minimal => None,
-            ReturnPreference::Representation => Some(prepared.service_request),
+            ReturnPreference::Representation => prepared.service_request,
             ReturnPreference::OperationOutcome => {
                 Some(created_outcome(&prepared.warnings, referral_id.as_str()))
             }
