@@ -308,11 +308,8 @@ mod tests {
     use crate::config::Config;
     use serde_json::json;
 
-    fn typed<T>(
-        value: serde_json::Value,
-        pick: impl FnOnce(fhir_model::r4::Resource) -> Option<T>,
-    ) -> T {
-        pick(fhir_model::json_to_resource(value).unwrap()).unwrap()
+    fn typed<T: fhir_model::FromJson>(value: serde_json::Value) -> T {
+        T::from_json(value).unwrap()
     }
 
     fn parts() -> ReferralParts {
@@ -325,49 +322,31 @@ mod tests {
                     {"coding": [{"system": "http://snomed.info/sct", "code": "1", "display": "Coded need"}]}],
                 "subject": {"reference": "#pat"}, "authoredOn": "2026-05-01T09:30:00+01:00",
                 "note": [{"text": "Prefers afternoon calls"}]}),
-            |r| match r {
-                fhir_model::r4::Resource::ServiceRequest(sr) => Some(*sr),
-                _ => None,
-            },
         );
-        let patient = typed(
-            json!({"resourceType": "Patient",
+        let patient = typed(json!({"resourceType": "Patient",
                 "identifier": [{"system": "https://fhir.nhs.uk/Id/nhs-number", "value": "9000000009"}],
                 "name": [{"use": "official", "family": "Llywelyn", "given": ["Siân", "Mair"]}],
                 "telecom": [{"system": "phone", "value": "029 2018 0001", "use": "home"},
                     {"system": "phone", "value": "07700 900123", "use": "mobile"},
                     {"system": "email", "value": "sian@example.org"}],
                 "birthDate": "1948-03-02",
-                "address": [{"use": "home", "line": ["1 Heol y Frenhines"], "city": "Caerdydd", "postalCode": "CF10 1AA"}]}),
-            |r| match r {
-                fhir_model::r4::Resource::Patient(p) => Some(*p),
-                _ => None,
-            },
-        );
-        let consent = typed(
-            json!({"resourceType": "Consent", "status": "active",
+                "address": [{"use": "home", "line": ["1 Heol y Frenhines"], "city": "Caerdydd", "postalCode": "CF10 1AA"}]}));
+        let consent = typed(json!({"resourceType": "Consent", "status": "active",
                 "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]},
                 "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-                "dateTime": "2026-05-01"}),
-            |r| match r {
-                fhir_model::r4::Resource::Consent(c) => Some(*c),
-                _ => None,
-            },
-        );
+                "dateTime": "2026-05-01"}));
         ReferralParts {
             service_request,
             patient,
             consent: Some(consent),
-            practice_reference: Some(typed(
+            practice_reference: typed::<ServiceRequest>(
                 json!({"resourceType": "ServiceRequest", "status": "active", "intent": "order",
                     "subject": {"reference": "x"},
                     "requester": {"identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "W97001"},
                         "display": "Meddygfa'r Bont"}}),
-                |r| match r {
-                    fhir_model::r4::Resource::ServiceRequest(sr) => sr.requester.map(|b| *b),
-                    _ => None,
-                },
-            )),
+            )
+            .requester
+            .map(|b| *b),
             ..ReferralParts::default()
         }
     }
