@@ -84,7 +84,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 6] = [
+const MIGRATIONS: [(&str, &str); 7] = [
     ("init", include_str!("migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -102,6 +102,10 @@ const MIGRATIONS: [(&str, &str); 6] = [
     (
         "type_search",
         include_str!("migrations/sqlite/006_type_search.sql"),
+    ),
+    (
+        "patient_search",
+        include_str!("migrations/sqlite/007_patient_search.sql"),
     ),
 ];
 
@@ -761,11 +765,21 @@ impl Store for SqliteStore {
                 Some((None, value)) => (None, Some(format!("%|{value}"))),
                 None => (None, None),
             };
-            let condition = resource_search_condition(&resource_type, &query);
-            let filters = params![client, resource_type, query.referral_id, query.patient_id, code_system, code_value];
-            let total: i64 = conn.query_row(&format!("SELECT COUNT(*) FROM resources WHERE {condition}"), filters, |row| row.get(0))?;
+            let clauses = resource_search_clauses(&resource_type, &query);
+            let filters = params![
+                client,
+                resource_type,
+                query.referral_id,
+                query.patient_id,
+                code_system,
+                code_value
+            ];
+            let total: i64 =
+                conn.query_row(&format!("SELECT COUNT(*) {clauses}"), filters, |row| {
+                    row.get(0)
+                })?;
             let mut statement = conn.prepare_cached(&format!(
-                "SELECT resource_type, id, version_id, last_updated, content FROM resources WHERE {condition}
+                "SELECT resource_type, id, version_id, last_updated, content {clauses}
                  ORDER BY last_updated, id LIMIT ?7 OFFSET ?8"
             ))?;
             let rows = statement.query_map(
@@ -785,7 +799,10 @@ impl Store for SqliteStore {
             for row in rows {
                 resources.push(into_stored(row?)?);
             }
-            Ok(SearchPage { total: usize::try_from(total).unwrap_or(0), resources })
+            Ok(SearchPage {
+                total: usize::try_from(total).unwrap_or(0),
+                resources,
+            })
         })
         .await
     }
@@ -1406,9 +1423,9 @@ impl Store for SqliteStore {
 const SUBSCRIPTION_COLUMNS: &str =
     "id, client_id, resource_type, criteria, endpoint, status, content";
 
-/// The WHERE clause of a resource search; parameters ?1 client, ?2 type, ?3 referral,
+/// The FROM and WHERE clauses of a resource search; parameters ?1 client, ?2 type, ?3 referral,
 /// ?4 patient, ?5 code as `system|value`, ?6 code as a LIKE pattern.
-fn resource_search_condition(resource_type: &str, query: &ResourceQuery) -> String {
+fn resource_search_clauses(resource_type: &str, query: &ResourceQuery) -> String {
     // The referral and patient filters are written out only when given, so that SQLite can use
     // the index that starts with them (`?n IS NULL OR …` hides it).
     let referral = if query.referral_id.is_some() {
@@ -1421,18 +1438,24 @@ fn resource_search_condition(resource_type: &str, query: &ResourceQuery) -> Stri
     } else {
         "?4 IS NULL"
     };
-    // For a search by type alone, what the partial index `resources_by_type` covers, said in the
-    // query so that SQLite can use it (it cannot see that the bound type is one of these). Not
-    // with a referral or patient: their own indexes find a few rows, where this one would read
-    // all of the client's Tasks.
-    let by_type_alone = query.referral_id.is_none() && query.patient_id.is_none();
-    let typed = if by_type_alone && matches!(resource_type, "Task" | "Observation") {
-        "AND resource_type IN ('Task', 'Observation')"
-    } else {
-        ""
+    // The partial indexes `resources_by_type` (a search by type alone) and `resources_by_patient`
+    // (a search by patient) hold only Tasks and Observations. The query says so, or SQLite could
+    // not use them (it cannot see that the bound type is one of these). By patient, it is also
+    // told which index to use: the type index would serve the page order without a sort, and
+    // SQLite prefers it, but it reads all of the client's Tasks to find one patient's. With a
+    // referral, neither: the referral index finds a referral's few rows, for any type.
+    let covered = matches!(resource_type, "Task" | "Observation") && query.referral_id.is_none();
+    let (table, typed) = match (covered, query.patient_id.is_some()) {
+        (true, false) => ("resources", "AND resource_type IN ('Task', 'Observation')"),
+        (true, true) => (
+            "resources INDEXED BY resources_by_patient",
+            "AND resource_type IN ('Task', 'Observation')",
+        ),
+        (false, _) => ("resources", ""),
     };
     format!(
-        "client_id = ?1 AND resource_type = ?2 AND is_current = 1 AND {referral} AND {patient} {typed}
+        "FROM {table} WHERE client_id = ?1 AND resource_type = ?2 AND is_current = 1
+         AND {referral} AND {patient} {typed}
          AND (?5 IS NULL OR code = ?5) AND (?6 IS NULL OR code LIKE ?6)"
     )
 }
@@ -1756,17 +1779,17 @@ mod tests {
         }
     }
 
-    /// Task and Observation searches by type alone read the partial index in page order; with
-    /// a referral they still use the referral index.
+    /// Task and Observation searches by type alone read the partial type index in page order,
+    /// by patient the partial patient index; with a referral they use the referral index.
     #[test]
-    fn type_only_task_searches_use_the_type_index() {
+    fn task_and_observation_searches_use_the_partial_indexes() {
         let mut conn = Connection::open_in_memory().expect("memory database");
         apply_migrations(&mut conn, ":memory:").expect("migrated");
         let plan_of = |select: &str, resource_type: &str, query: &ResourceQuery| -> String {
             let sql = format!(
-                "EXPLAIN QUERY PLAN {select} FROM resources WHERE {}
+                "EXPLAIN QUERY PLAN {select} {}
                  ORDER BY last_updated, id LIMIT 10",
-                resource_search_condition(resource_type, query)
+                resource_search_clauses(resource_type, query)
             );
             let mut statement = conn.prepare(&sql).expect("a plan");
             let rows = statement
@@ -1811,8 +1834,14 @@ mod tests {
             patient_id: Some("p1".into()),
             ..ResourceQuery::default()
         };
-        let steps = plan("Observation", &by_patient);
-        assert!(!steps.contains("resources_by_type"), "{steps}");
+        for resource_type in ["Task", "Observation"] {
+            let steps = plan(resource_type, &by_patient);
+            assert!(steps.contains("resources_by_patient"), "{steps}");
+        }
+        // Other types are not in the patient index: a search for them by patient must still
+        // find them (by reading the table), not come back empty through the partial index.
+        let steps = plan("Consent", &by_patient);
+        assert!(!steps.contains("resources_by_patient"), "{steps}");
     }
 
     /// A batch whose transaction cannot begin (another process holds the write lock) runs none
