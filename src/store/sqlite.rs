@@ -27,11 +27,15 @@ const QUEUE_CAPACITY: usize = 8192;
 /// The checkpointer's rest between passes: under load, each pass then copies about this much of
 /// the writer's work, and a page changed by many commits meanwhile is copied once.
 const CHECKPOINT_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
-/// WAL pages (16 MiB) after which the writer finishes a checkpoint itself, right after a commit.
+/// WAL pages (256 MiB) after which the writer finishes a checkpoint itself, right after a commit.
 /// Under steady load the checkpointer never catches up with the last commit, and the WAL starts
 /// over (instead of growing) only when a checkpoint has copied everything: the checkpointer has
-/// copied nearly all of it by then, so the writer copies a short tail.
-const WRITER_CHECKPOINT_PAGES: u32 = 4096;
+/// copied nearly all of it by then, so the writer copies a short tail. That checkpoint, and the
+/// WAL's restart after it, each fsync while intake waits, so they should be rare: at 16 MiB they
+/// came ten times a second at full load, and the writer spent a fifth of its time blocked on the
+/// disk (BENCHMARKS.md, 2026-12-03). Only the part of the WAL not yet copied is ever searched
+/// for a page, so a longer WAL costs readers nothing while the checkpointer keeps up.
+const WRITER_CHECKPOINT_PAGES: u32 = 65536;
 
 /// A write waiting for the writer thread.
 type Job = Box<dyn WriteJob>;
@@ -208,9 +212,10 @@ impl SqliteStore {
             "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
         ))?;
         let checkpointer = open_connection(path)?;
+        let database_file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
         let (committed, commits) = std::sync::mpsc::sync_channel(1);
         spawn_thread(path, "sqlite-checkpoint", move || {
-            run_checkpointer(checkpointer, commits)
+            run_checkpointer(checkpointer, database_file, commits)
         })?;
         // Commits write the WAL; the syncer thread fsyncs it before anyone is answered.
         writer.execute_batch("PRAGMA synchronous = NORMAL;")?;
@@ -303,10 +308,24 @@ fn run_writer(
 /// Copies committed WAL pages into the database file while the writer goes on; stops with the
 /// writer. PASSIVE checkpoints never wait for, or block, the writer or readers (one that finds
 /// the writer finishing a checkpoint just returns).
-fn run_checkpointer(conn: Connection, commits: std::sync::mpsc::Receiver<()>) {
+///
+/// After each pass it also flushes the pages it copied to disk. SQLite syncs the database file
+/// only when a checkpoint has copied the whole WAL, which under load is the writer's own
+/// checkpoint (`WRITER_CHECKPOINT_PAGES`): without this flush, that one fsync had to write
+/// everything every pass had copied since the last one, and all intake waited for it (the writer
+/// spent a fifth of its time blocked on the disk). The flush is only for speed: what a `201`
+/// promises rests on the syncer's WAL fsync, and SQLite's own checkpoint syncs stay as they are.
+fn run_checkpointer(
+    conn: Connection,
+    database_file: std::fs::File,
+    commits: std::sync::mpsc::Receiver<()>,
+) {
     while commits.recv().is_ok() {
         if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
             tracing::warn!(error = %e, "SQLite checkpoint failed; the writer's own checkpoints go on");
+        }
+        if let Err(e) = database_file.sync_data() {
+            tracing::warn!(error = %e, "flushing checkpointed pages failed; the writer's checkpoint will sync them");
         }
         std::thread::sleep(CHECKPOINT_PAUSE);
     }
