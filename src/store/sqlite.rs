@@ -312,9 +312,9 @@ fn run_writer(
 /// After each pass it also flushes the pages it copied to disk. SQLite syncs the database file
 /// only when a checkpoint has copied the whole WAL, which under load is the writer's own
 /// checkpoint (`WRITER_CHECKPOINT_PAGES`): without this flush, that one fsync had to write
-/// everything every pass had copied since the last one, and all intake waited for it (the writer
-/// spent a fifth of its time blocked on the disk). The flush is only for speed: what a `201`
-/// promises rests on the syncer's WAL fsync, and SQLite's own checkpoint syncs stay as they are.
+/// everything every pass had copied since the last one, while all intake waited for it. The
+/// flush is only for speed: what a `201` promises rests on the syncer's WAL fsync, and SQLite's
+/// own checkpoint syncs stay as they are.
 fn run_checkpointer(
     conn: Connection,
     database_file: std::fs::File,
@@ -1464,13 +1464,15 @@ fn resource_search_clauses(resource_type: &str, query: &ResourceQuery) -> String
     // SQLite prefers it, but it reads all of the client's Tasks to find one patient's. With a
     // referral, neither: the referral index finds a referral's few rows, for any type.
     let covered = matches!(resource_type, "Task" | "Observation") && query.referral_id.is_none();
-    let (table, typed) = match (covered, query.patient_id.is_some()) {
-        (true, false) => ("resources", "AND resource_type IN ('Task', 'Observation')"),
-        (true, true) => (
-            "resources INDEXED BY resources_by_patient",
-            "AND resource_type IN ('Task', 'Observation')",
-        ),
-        (false, _) => ("resources", ""),
+    let typed = if covered {
+        "AND resource_type IN ('Task', 'Observation')"
+    } else {
+        ""
+    };
+    let table = if covered && query.patient_id.is_some() {
+        "resources INDEXED BY resources_by_patient"
+    } else {
+        "resources"
     };
     format!(
         "FROM {table} WHERE client_id = ?1 AND resource_type = ?2 AND is_current = 1
