@@ -99,11 +99,6 @@ impl Expansion {
         }
     }
 
-    /// Whether the value set draws on `system` at all.
-    pub fn covers_system(&self, system: &str) -> bool {
-        self.codes.contains_key(system) || self.unknown_systems.contains(system)
-    }
-
     fn union(&mut self, other: &Expansion) {
         for (s, codes) in &other.codes {
             self.codes

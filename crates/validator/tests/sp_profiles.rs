@@ -67,3 +67,57 @@ fn print_all_issues() {
     let issues = validator().validate(&load("bundles/referral-transaction.json"), &opts());
     println!("{}", show(&issues));
 }
+
+/// Extensible binding (FHIR R4 terminologies.html): an ordinary SNOMED CT need outside
+/// `sp-referral-need` is a warning naming the value set, never an error; a coding without a
+/// system or a code is still an error (SP-ServiceRequest makes both 1..1).
+#[test]
+fn a_need_outside_the_value_set_is_a_warning_and_a_malformed_one_an_error() {
+    let mut b = load("bundles/referral-transaction.json");
+    b["entry"][0]["resource"]["reasonCode"] = json!([{"coding": [{
+        "system": "http://snomed.info/sct", "code": "1290000", "display": "Not a need we list"}]}]);
+    let issues = validator().validate(&b, &opts());
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    let warning = issues
+        .iter()
+        .find(|i| i.message_id == "binding-extensible")
+        .unwrap_or_else(|| panic!("no binding warning: {}", show(&issues)));
+    assert_eq!(warning.severity, sp_validator::Severity::Warning);
+    assert_eq!(warning.expression, "Bundle.entry[0].resource.reasonCode[0]");
+    assert!(
+        warning.diagnostics.contains("sp-referral-need"),
+        "{}",
+        warning.diagnostics
+    );
+
+    b["entry"][0]["resource"]["reasonCode"] = json!([{"coding": [{"code": "422650009"}]}]);
+    let issues = validator().validate(&b, &opts());
+    assert!(
+        errors(&issues).iter().any(|i| i.code.as_str() == "required"
+            && i.expression == "Bundle.entry[0].resource.reasonCode[0].coding[0].system"),
+        "{}",
+        show(&issues)
+    );
+}
+
+/// `dom-6` (a narrative) is a warning on the resource a person would read, information on
+/// Bundle entries; an impossible date is one error, not also "in the future".
+#[test]
+fn narrative_advice_on_entries_is_information_and_an_impossible_date_one_error() {
+    let mut b = load("bundles/referral-transaction.json");
+    let issues = validator().validate(&b, &opts());
+    let dom6: Vec<_> = issues.iter().filter(|i| i.message_id == "dom-6").collect();
+    assert!(!dom6.is_empty(), "{}", show(&issues));
+    assert!(
+        dom6.iter()
+            .all(|i| i.severity == sp_validator::Severity::Information),
+        "{}",
+        show(&issues)
+    );
+
+    b["entry"][0]["resource"]["authoredOn"] = json!("2099-02-30");
+    let issues = validator().validate(&b, &opts());
+    let errs = errors(&issues);
+    assert_eq!(errs.len(), 1, "{}", show(&issues));
+    assert_eq!(errs[0].expression, "Bundle.entry[0].resource.authoredOn");
+}

@@ -104,6 +104,11 @@ impl<'v, 'r> Walker<'v, 'r> {
             Ok(false) => {
                 let severity = if c.severity_error {
                     Severity::Error
+                } else if c.key == "dom-6" && self.resources.len() > 1 {
+                    // "Should have a narrative" is advice for resources a person reads on
+                    // their own; a contained resource or a Bundle entry is shown (if ever)
+                    // through the resource that holds it, so there it is information.
+                    Severity::Information
                 } else {
                     Severity::Warning
                 };
@@ -208,7 +213,14 @@ impl<'v, 'r> Walker<'v, 'r> {
         let Some(s) = sr.get("authoredOn").and_then(Value::as_str) else {
             return;
         };
-        let Some(t) = earliest_epoch_seconds(s) else {
+        // A value that is not a dateTime at all (2026-02-30) already has its error; saying it
+        // is also in the future would be a second, misleading one.
+        let well_formed = self
+            .val
+            .regexes
+            .check(crate::primitives::Prim::DateTime, &sr["authoredOn"])
+            .is_ok();
+        let Some(t) = earliest_epoch_seconds(s).filter(|_| well_formed) else {
             return;
         };
         let now = std::time::SystemTime::now()

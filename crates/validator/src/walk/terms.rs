@@ -83,9 +83,12 @@ impl<'v, 'r> Walker<'v, 'r> {
             .collect();
         let shown = shown.join(", ");
         let unknown = results.contains(&Membership::Unknown);
-        let covered = cs
-            .iter()
-            .any(|(s, _)| s.is_none_or(|s| exp.covers_system(s)));
+        // FHIR R4 terminologies.html: a required binding admits only its codes (error); an
+        // extensible one asks for a code from the set *if one fits* and allows any other code
+        // otherwise, so a code outside it is a warning (as the HL7 validator reports it), even
+        // from a system the set draws on; preferred is advice (information). A malformed coding
+        // (no system, a system that is not a URI, an empty code) is caught by the type and
+        // profile rules, not here.
         match b.strength {
             Strength::Required if unknown => {
                 let msg = format!(
@@ -115,25 +118,12 @@ impl<'v, 'r> Walker<'v, 'r> {
                     profile,
                 );
             }
-            Strength::Extensible if covered && !unknown => {
+            Strength::Extensible => {
                 let msg = format!(
-                    "{} code {shown} is from a code system the extensible value set {} uses, but is not in it{}",
+                    "{} code {shown} is not in the extensible value set {}; a code from it should be used when one fits{}",
                     self.path,
                     b.value_set,
                     allowed_list(exp)
-                );
-                self.report(
-                    Severity::Error,
-                    IssueCode::CodeInvalid,
-                    "binding-extensible",
-                    msg,
-                    profile,
-                );
-            }
-            Strength::Extensible => {
-                let msg = format!(
-                    "{} code {shown} is not in the extensible value set {}; use a code from it when one fits",
-                    self.path, b.value_set
                 );
                 self.report(
                     Severity::Warning,
