@@ -23,6 +23,19 @@ static R4_VALUESETS: &str = include_str!(concat!(
     "/../../profiles/r4/valuesets.json"
 ));
 
+/// The embedded base R4 StructureDefinition Bundles (datatypes, resources): (file, JSON).
+pub(crate) fn base_definition_texts() -> [(&'static str, &'static str); 2] {
+    [
+        ("r4/profiles-types.json", R4_TYPES),
+        ("r4/profiles-resources.json", R4_RESOURCES),
+    ]
+}
+
+/// The embedded `profiles/sp` files: (file, JSON).
+pub(crate) fn sp_texts() -> &'static [(&'static str, &'static str)] {
+    SP_FILES
+}
+
 const CORE_SD_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
 const RESOURCE_TYPES_CS: &str = "http://hl7.org/fhir/resource-types";
 

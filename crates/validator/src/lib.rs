@@ -12,6 +12,7 @@ mod invariants;
 mod issue;
 mod model;
 mod primitives;
+mod snapshot;
 mod terminology;
 mod walk;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 pub use defs::LoadError;
 pub use issue::{Issue, IssueCode, Severity};
+pub use snapshot::{BaseDefinitions, SnapshotError};
 
 use defs::Defs;
 use primitives::PrimitiveRegexes;
@@ -29,6 +31,20 @@ pub const SP_PATIENT: &str = "https://fhir.sp-gateway.uk/StructureDefinition/SP-
 pub const SP_OUTCOME_OBSERVATION: &str =
     "https://fhir.sp-gateway.uk/StructureDefinition/SP-OutcomeObservation";
 pub const SP_REFERRAL_TASK: &str = "https://fhir.sp-gateway.uk/StructureDefinition/SP-ReferralTask";
+
+/// Our conformance resources as embedded (`profiles/sp`: StructureDefinitions as
+/// differentials, ValueSets, CodeSystems, ConceptMaps), parsed, in file-name order.
+pub fn bundled_conformance_resources() -> Result<Vec<Value>, LoadError> {
+    defs::sp_texts()
+        .iter()
+        .map(|(file, text)| {
+            serde_json::from_str(text).map_err(|source| LoadError::Json {
+                file: (*file).to_string(),
+                source,
+            })
+        })
+        .collect()
+}
 
 /// Which profiles to apply besides base R4.
 #[derive(Debug, Clone, Copy, Default)]

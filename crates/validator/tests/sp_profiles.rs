@@ -121,3 +121,46 @@ fn narrative_advice_on_entries_is_information_and_an_impossible_date_one_error()
     assert_eq!(errs.len(), 1, "{}", show(&issues));
     assert_eq!(errs[0].expression, "Bundle.entry[0].resource.authoredOn");
 }
+
+/// Every SP profile gets a snapshot (for validators that need one): each differential element
+/// is in it, and the StructureDefinition with its snapshot is valid R4.
+#[test]
+fn every_sp_profile_has_a_valid_snapshot() {
+    let base = sp_validator::BaseDefinitions::bundled().expect("base definitions");
+    let all = sp_validator::bundled_conformance_resources().expect("bundled resources");
+    let profiles: Vec<_> = all
+        .iter()
+        .filter(|r| r["resourceType"] == "StructureDefinition")
+        .collect();
+    assert!(profiles.len() >= 4);
+    for p in profiles {
+        let with = base.with_snapshot(p, &all).expect("snapshot");
+        let snapshot = with["snapshot"]["element"].as_array().expect("elements");
+        for d in p["differential"]["element"]
+            .as_array()
+            .expect("differential")
+        {
+            let id = d["id"].as_str().expect("id");
+            let id = if id.starts_with("Observation.component.valueCodeableConcept") {
+                id.replace("valueCodeableConcept", "value[x]:valueCodeableConcept")
+            } else {
+                id.to_string()
+            };
+            let found = snapshot.iter().find(|e| e["id"] == id.as_str());
+            let found = found.unwrap_or_else(|| panic!("{} lacks {id}", p["id"]));
+            for key in [
+                "min",
+                "max",
+                "binding",
+                "fixedUri",
+                "patternCodeableConcept",
+            ] {
+                if let Some(v) = d.get(key) {
+                    assert_eq!(&found[key], v, "{} {id} {key}", p["id"]);
+                }
+            }
+        }
+        let issues = validator().validate(&with, &Options::default());
+        assert!(errors(&issues).is_empty(), "{}: {}", p["id"], show(&issues));
+    }
+}
