@@ -320,32 +320,23 @@ fn merge(target: &mut Value, diff: &Value, profile: &str) {
     for (k, v) in diff {
         match k.as_str() {
             "id" | "path" => {}
-            "constraint" => {
-                let list = t
-                    .entry("constraint")
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                if let (Some(list), Some(new)) = (list.as_array_mut(), v.as_array()) {
-                    for c in new {
-                        let mut c = c.clone();
-                        if c.get("source").is_none() {
-                            c["source"] = json!(profile);
-                        }
-                        let key = c.get("key").cloned();
-                        list.retain(|old| old.get("key") != key.as_ref());
-                        list.push(c);
+            // Lists the differential adds to: a constraint replaces one with its key, a
+            // condition is added once.
+            "constraint" | "condition" => {
+                let list = t.entry(k.clone()).or_insert_with(|| json!([]));
+                let (Some(list), Some(new)) = (list.as_array_mut(), v.as_array()) else {
+                    continue;
+                };
+                for item in new {
+                    let mut item = item.clone();
+                    if k == "constraint" && item.get("source").is_none() {
+                        item["source"] = json!(profile);
                     }
-                }
-            }
-            "condition" => {
-                let list = t
-                    .entry("condition")
-                    .or_insert_with(|| Value::Array(Vec::new()));
-                if let (Some(list), Some(new)) = (list.as_array_mut(), v.as_array()) {
-                    for c in new {
-                        if !list.contains(c) {
-                            list.push(c.clone());
-                        }
-                    }
+                    let key = item.get("key").cloned();
+                    list.retain(|old| {
+                        *old != item && (key.is_none() || old.get("key") != key.as_ref())
+                    });
+                    list.push(item);
                 }
             }
             _ => {
