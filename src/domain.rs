@@ -10,6 +10,8 @@ pub mod systems {
     pub const NHS_NUMBER: &str = "https://fhir.nhs.uk/Id/nhs-number";
     pub const ODS_CODE: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
     pub const SNOMED: &str = "http://snomed.info/sct";
+    /// Our need categories (`profiles/sp/CodeSystem-need-category.json`).
+    pub const NEED_CATEGORY: &str = "https://fhir.sp-gateway.uk/CodeSystem/need-category";
 }
 
 /// Why a domain value was refused.
@@ -27,6 +29,72 @@ pub enum DomainError {
     FhirId(String),
     #[error("an identifier is written system|value with both parts present; {0:?} is not")]
     Identifier(String),
+    #[error("{0:?} is not a need category (social-connection, mental-wellbeing, physical-activity, money-and-debt, housing, work-and-learning, carers, food, safety, practical-support)")]
+    NeedCategory(String),
+}
+
+/// The ten broad kinds of need (CodeSystem `need-category`): every need code we know maps to
+/// one, and the directory, routing and reports group by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NeedCategory {
+    SocialConnection,
+    MentalWellbeing,
+    PhysicalActivity,
+    MoneyAndDebt,
+    Housing,
+    WorkAndLearning,
+    Carers,
+    Food,
+    Safety,
+    PracticalSupport,
+}
+
+impl NeedCategory {
+    pub const ALL: [NeedCategory; 10] = [
+        NeedCategory::SocialConnection,
+        NeedCategory::MentalWellbeing,
+        NeedCategory::PhysicalActivity,
+        NeedCategory::MoneyAndDebt,
+        NeedCategory::Housing,
+        NeedCategory::WorkAndLearning,
+        NeedCategory::Carers,
+        NeedCategory::Food,
+        NeedCategory::Safety,
+        NeedCategory::PracticalSupport,
+    ];
+
+    /// The code in CodeSystem `need-category`.
+    pub fn code(self) -> &'static str {
+        match self {
+            NeedCategory::SocialConnection => "social-connection",
+            NeedCategory::MentalWellbeing => "mental-wellbeing",
+            NeedCategory::PhysicalActivity => "physical-activity",
+            NeedCategory::MoneyAndDebt => "money-and-debt",
+            NeedCategory::Housing => "housing",
+            NeedCategory::WorkAndLearning => "work-and-learning",
+            NeedCategory::Carers => "carers",
+            NeedCategory::Food => "food",
+            NeedCategory::Safety => "safety",
+            NeedCategory::PracticalSupport => "practical-support",
+        }
+    }
+}
+
+impl FromStr for NeedCategory {
+    type Err = DomainError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NeedCategory::ALL
+            .into_iter()
+            .find(|c| c.code() == s)
+            .ok_or_else(|| DomainError::NeedCategory(s.to_string()))
+    }
+}
+
+impl fmt::Display for NeedCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
 }
 
 /// A 10-digit NHS number whose check digit passes Modulus 11.
@@ -275,6 +343,18 @@ mod tests {
         assert!("abc.DEF-1".parse::<FhirId>().is_ok());
         assert!("a/b".parse::<FhirId>().is_err());
         assert!("x".repeat(65).parse::<FhirId>().is_err());
+    }
+
+    #[test]
+    fn need_categories_round_trip_as_their_codes() {
+        for c in NeedCategory::ALL {
+            assert_eq!(c.code().parse::<NeedCategory>(), Ok(c));
+            assert_eq!(
+                serde_json::to_value(c).ok(),
+                Some(serde_json::json!(c.code()))
+            );
+        }
+        assert!("loneliness".parse::<NeedCategory>().is_err());
     }
 
     #[test]

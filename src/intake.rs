@@ -121,7 +121,8 @@ pub fn prepare(
     let now = request.now.to_rfc3339_opts(SecondsFormat::Millis, true);
     let tree = std::mem::take(&mut request.tree);
     let assigned = assign_ids(request.endpoint, tree, plan, &now)?;
-    let mut prepared = build(vcs, request, assigned, message_id, issues)?;
+    let needs = validation.conformance().needs();
+    let mut prepared = build(vcs, needs, request, assigned, message_id, issues)?;
     prepared.if_none_exist = if_none_exist;
     Ok(prepared)
 }
@@ -874,6 +875,7 @@ struct Envelope<'a> {
 
 fn build(
     vcs: &VcsConfig,
+    needs: &crate::conformance::NeedVocabulary,
     request: Request<'_>,
     assigned: Assigned,
     message_id: Option<String>,
@@ -893,6 +895,7 @@ fn build(
         &gp_reference,
         request.now,
         vcs,
+        needs,
     );
     let record_text = json_text(&record);
     let envelope = json_text(&Envelope {

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod conformance;
 pub mod delivery;
 pub mod domain;
 pub mod fhir;

@@ -4,6 +4,7 @@
 use serde_json::Value;
 use sp_validator::{Options, Validator};
 
+use crate::conformance::{Conformance, ConformanceError};
 use crate::fhir::outcome::Issue;
 
 /// Our profiles, applied to every resource of their type anywhere in a submission.
@@ -14,16 +15,24 @@ const PROFILES_BY_TYPE: &[(&str, &str)] = &[
     ("Observation", sp_validator::SP_OUTCOME_OBSERVATION),
 ];
 
-/// The compiled validator, built once at start.
+/// The compiled validator and the conformance resources it was built from, loaded once at
+/// start.
 pub struct Validation {
     validator: Validator,
+    conformance: Conformance,
 }
 
 impl Validation {
-    pub fn bundled() -> Result<Self, sp_validator::LoadError> {
+    pub fn bundled() -> Result<Self, ConformanceError> {
         Ok(Validation {
             validator: Validator::bundled()?,
+            conformance: Conformance::bundled()?,
         })
+    }
+
+    /// Our published definitions, `$expand`, and the need vocabulary.
+    pub fn conformance(&self) -> &Conformance {
+        &self.conformance
     }
 
     /// Validates a submission against base R4 and our profiles.

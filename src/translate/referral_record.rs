@@ -9,7 +9,8 @@ use fhir_model::r4::types;
 use serde::Serialize;
 
 use crate::config::{ShareField, VcsConfig};
-use crate::domain::{systems, Identifier};
+use crate::conformance::NeedVocabulary;
+use crate::domain::{systems, Identifier, NeedCategory};
 
 pub const SCHEMA: &str = "referral-record/v1";
 
@@ -36,7 +37,7 @@ pub struct ReferralRecord {
     pub authored_on: Option<String>,
     pub priority: String,
     pub service: Coded,
-    pub needs: Vec<Coded>,
+    pub needs: Vec<Need>,
     pub notes: Vec<String>,
     pub patient: PatientDetails,
     pub referrer: Referrer,
@@ -52,6 +53,31 @@ pub struct GpReference {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Coded {
+    pub code: Option<String>,
+    pub display: Option<String>,
+}
+
+/// One need (a `reasonCode`) exactly as the GP system sent it, with a readable label and, when
+/// one of its codes is in our need vocabulary, its category.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Need {
+    /// The SNOMED CT code where the GP system coded it (else its first code).
+    pub code: Option<String>,
+    /// Plain-English label: the GP's text, else the coding's display, else our display.
+    pub display: Option<String>,
+    /// The code system of `code`.
+    pub system: Option<String>,
+    /// `reasonCode.text` as sent.
+    pub text: Option<String>,
+    /// The need category, where one of the codes is in `sp-referral-need`.
+    pub category: Option<NeedCategory>,
+    /// Every coding as sent.
+    pub codings: Vec<Coding>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Coding {
+    pub system: Option<String>,
     pub code: Option<String>,
     pub display: Option<String>,
 }
@@ -114,6 +140,7 @@ pub fn referral_record(
     gp_reference: &Identifier,
     created_at: DateTime<Utc>,
     vcs: &VcsConfig,
+    vocabulary: &NeedVocabulary,
 ) -> ReferralRecord {
     let sr = &parts.service_request;
     ReferralRecord {
@@ -130,7 +157,11 @@ pub fn referral_record(
             code: None,
             display: None,
         }),
-        needs: sr.reason_code.iter().map(coded).collect(),
+        needs: sr
+            .reason_code
+            .iter()
+            .map(|concept| need(concept, vocabulary))
+            .collect(),
         notes: sr
             .note
             .iter()
@@ -167,6 +198,37 @@ fn coded(concept: &types::CodeableConcept) -> Coded {
     let code = coding.and_then(|c| c.code.as_ref().and_then(|v| v.value.clone()));
     let display = string(&concept.text).or_else(|| coding.and_then(|c| string(&c.display)));
     Coded { code, display }
+}
+
+fn need(concept: &types::CodeableConcept, vocabulary: &NeedVocabulary) -> Need {
+    let codings: Vec<Coding> = concept
+        .coding
+        .iter()
+        .map(|c| Coding {
+            system: c.system.as_ref().and_then(|s| s.value.clone()),
+            code: c.code.as_ref().and_then(|v| v.value.clone()),
+            display: string(&c.display),
+        })
+        .collect();
+    let known = codings
+        .iter()
+        .find_map(|c| vocabulary.lookup(c.system.as_deref()?, c.code.as_deref()?));
+    let main = codings
+        .iter()
+        .find(|c| c.system.as_deref() == Some(systems::SNOMED))
+        .or_else(|| codings.first());
+    let text = string(&concept.text);
+    Need {
+        code: main.and_then(|c| c.code.clone()),
+        display: text
+            .clone()
+            .or_else(|| main.and_then(|c| c.display.clone()))
+            .or_else(|| known.map(|k| k.display.clone())),
+        system: main.and_then(|c| c.system.clone()),
+        text,
+        category: known.map(|k| k.category),
+        codings,
+    }
 }
 
 fn preferred_name(names: &[types::HumanName]) -> Option<&types::HumanName> {
@@ -319,7 +381,9 @@ mod tests {
                 "code": {"coding": [{"system": "http://snomed.info/sct", "code": "871731000000106",
                     "display": "Referral to social prescribing service"}]},
                 "reasonCode": [{"text": "Loneliness"},
-                    {"coding": [{"system": "http://snomed.info/sct", "code": "1", "display": "Coded need"}]}],
+                    {"coding": [{"system": "http://snomed.info/sct", "code": "1", "display": "Coded need"}]},
+                    {"coding": [{"system": "http://snomed.info/sct", "code": "422650009"}],
+                        "text": "Unigrwydd ers colli ei gŵr"}],
                 "subject": {"reference": "#pat"}, "authoredOn": "2026-05-01T09:30:00+01:00",
                 "note": [{"text": "Prefers afternoon calls"}]}),
         );
@@ -356,11 +420,36 @@ mod tests {
         let config = Config::from_toml_with_env(crate::config::DEMO_CONFIG).unwrap();
         let vcs = &config.vcs[0];
         let reference = Identifier::new("https://gp.example/ref", "R1");
-        let record = referral_record(&parts(), "abc", &reference, Utc::now(), vcs);
+        let conformance = crate::conformance::Conformance::bundled().unwrap();
+        let record = referral_record(
+            &parts(),
+            "abc",
+            &reference,
+            Utc::now(),
+            vcs,
+            conformance.needs(),
+        );
         assert_eq!(record.priority, "urgent");
         assert_eq!(record.service.code.as_deref(), Some("871731000000106"));
         assert_eq!(record.needs[0].display.as_deref(), Some("Loneliness"));
+        assert_eq!(record.needs[0].text.as_deref(), Some("Loneliness"));
+        assert_eq!(record.needs[0].category, None);
+        // A code we have never heard of still reaches the organisation, as sent.
         assert_eq!(record.needs[1].code.as_deref(), Some("1"));
+        assert_eq!(record.needs[1].display.as_deref(), Some("Coded need"));
+        assert_eq!(record.needs[1].system.as_deref(), Some(systems::SNOMED));
+        assert_eq!(record.needs[1].category, None);
+        // A known code gets its category; the GP's own words (here Welsh) stay the label.
+        assert_eq!(record.needs[2].code.as_deref(), Some("422650009"));
+        assert_eq!(
+            record.needs[2].category,
+            Some(NeedCategory::SocialConnection)
+        );
+        assert_eq!(
+            record.needs[2].display.as_deref(),
+            Some("Unigrwydd ers colli ei gŵr")
+        );
+        assert_eq!(record.needs[2].codings[0].display, None);
         assert_eq!(record.patient.given_name.as_deref(), Some("Siân Mair"));
         assert_eq!(record.patient.phone.as_deref(), Some("07700 900123"));
         assert_eq!(record.patient.email.as_deref(), Some("sian@example.org"));
@@ -382,9 +471,24 @@ mod tests {
     fn nhs_number_only_for_organisations_allowed_it() {
         let config = Config::from_toml_with_env(crate::config::DEMO_CONFIG).unwrap();
         let reference = Identifier::new("https://gp.example/ref", "R1");
-        let allowed = referral_record(&parts(), "a", &reference, Utc::now(), &config.vcs[0]);
+        let needs = crate::conformance::NeedVocabulary::default();
+        let allowed = referral_record(
+            &parts(),
+            "a",
+            &reference,
+            Utc::now(),
+            &config.vcs[0],
+            &needs,
+        );
         assert_eq!(allowed.patient.nhs_number.as_deref(), Some("9000000009"));
-        let not_allowed = referral_record(&parts(), "a", &reference, Utc::now(), &config.vcs[1]);
+        let not_allowed = referral_record(
+            &parts(),
+            "a",
+            &reference,
+            Utc::now(),
+            &config.vcs[1],
+            &needs,
+        );
         assert_eq!(not_allowed.patient.nhs_number, None);
         let json = serde_json::to_value(&not_allowed).unwrap();
         for field in ["nhs_number", "birth_date", "email"] {
