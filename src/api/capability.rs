@@ -1,25 +1,182 @@
-//! `GET /fhir/metadata`: a CapabilityStatement that says exactly what this server does.
+//! `GET /fhir/metadata`: a CapabilityStatement that says exactly what this server does. A test
+//! (`tests/capability.rs`) walks it and calls every interaction, search parameter and operation
+//! it declares, so a declaration without a working route fails the build.
 
 use serde_json::{json, Value};
 
 use crate::config::Config;
+use crate::conformance::Conformance;
 use crate::fhir::FHIR_VERSION;
 
-pub fn capability_statement(config: &Config) -> Value {
+const SP_BASE: &str = "http://hl7.org/fhir/SearchParameter";
+const VALIDATE: &str = "http://hl7.org/fhir/OperationDefinition/Resource-validate";
+const EXPAND: &str = "http://hl7.org/fhir/OperationDefinition/ValueSet-expand";
+const PROCESS_MESSAGE: &str =
+    "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message";
+
+/// A search parameter: name, type, the core definition (when it is a core one), documentation.
+fn param(name: &str, kind: &str, definition: Option<String>, doc: &str) -> Value {
+    let mut p = json!({"name": name, "type": kind, "documentation": doc});
+    if let Some(d) = definition {
+        p["definition"] = json!(d);
+    }
+    p
+}
+
+fn core(resource: &str, name: &str) -> Option<String> {
+    Some(format!("{SP_BASE}/{resource}-{name}"))
+}
+
+/// `_count` and `_offset`, which every search here pages with.
+fn paging() -> [Value; 2] {
+    [
+        param(
+            "_count",
+            "number",
+            None,
+            "Page size (default 20, at most 100)",
+        ),
+        param(
+            "_offset",
+            "number",
+            None,
+            "Where the page starts, as in the Bundle's next link",
+        ),
+    ]
+}
+
+fn format_param() -> Value {
+    param(
+        "_format",
+        "token",
+        None,
+        "json, xml, application/fhir+json or application/fhir+xml (overrides Accept)",
+    )
+}
+
+fn interactions(codes: &[&str]) -> Value {
+    json!(codes.iter().map(|c| json!({"code": c})).collect::<Vec<_>>())
+}
+
+fn conformance_resource(kind: &str) -> Value {
+    let mut r = json!({
+        "type": kind,
+        "documentation": "Our definitions (profiles/sp), readable without a token.",
+        "interaction": interactions(&["read", "search-type"]),
+        "searchParam": [
+            param("url", "uri", core("conformance", "url"), "The canonical URL; url|version also names the version"),
+            param("name", "string", core("conformance", "name"), "Computer name, starts with (case-insensitive)"),
+            param("version", "token", core("conformance", "version"), "The business version"),
+            format_param()
+        ]
+    });
+    if kind == "StructureDefinition" {
+        r["documentation"] = json!("Our profiles, each with its differential and a generated snapshot, readable without a token.");
+    }
+    if kind == "ValueSet" {
+        r["operation"] = json!([{"name": "expand", "definition": EXPAND,
+            "documentation": "GET ValueSet/{id}/$expand or ValueSet/$expand?url=…, with filter (words that start words of the display), offset and count"}]);
+    }
+    r
+}
+
+pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value {
     let base = config.base_url();
+    let [count, offset] = paging();
+    let mut resources = vec![
+        json!({
+            "type": "ServiceRequest",
+            "profile": "http://hl7.org/fhir/StructureDefinition/ServiceRequest",
+            "supportedProfile": [sp_validator::SP_SERVICE_REQUEST],
+            "documentation": "A social-prescribing referral. Updates (PUT, or JSON Patch) may only revoke it, with If-Match.",
+            "interaction": interactions(&["create", "read", "vread", "update", "patch", "history-instance", "search-type"]),
+            "versioning": "versioned-update",
+            "readHistory": true,
+            "updateCreate": false,
+            "conditionalCreate": true,
+            "conditionalRead": "not-supported",
+            "conditionalUpdate": false,
+            "conditionalDelete": "not-supported",
+            "searchRevInclude": ["Task:focus", "Observation:based-on"],
+            "searchParam": [
+                param("identifier", "token", core("clinical", "identifier"), "The GP system's referral identifier: system|value or value"),
+                param("patient", "reference", core("clinical", "patient"), "Patient/{id} as returned by this server"),
+                param("status", "token", core("ServiceRequest", "status"), "Comma-separated request statuses"),
+                count.clone(), offset.clone(), format_param()
+            ],
+            "operation": [{"name": "validate", "definition": VALIDATE}]
+        }),
+        json!({
+            "type": "Patient",
+            "supportedProfile": [sp_validator::SP_PATIENT],
+            "documentation": "The person referred, as the GP system sent them (stored with the referral).",
+            "interaction": interactions(&["read"])
+        }),
+        json!({
+            "type": "Task",
+            "supportedProfile": [sp_validator::SP_REFERRAL_TASK],
+            "documentation": "What happened to a referral, one version per report from the organisation.",
+            "interaction": interactions(&["read", "vread", "search-type"]),
+            "versioning": "versioned",
+            "readHistory": true,
+            "searchParam": [
+                param("focus", "reference", core("Task", "focus"), "ServiceRequest/{id}: the referral's Task"),
+                param("patient", "reference", core("Task", "patient"), "Patient/{id}"),
+                param("subject", "reference", core("Task", "subject"), "Patient/{id} (the same as patient)"),
+                count.clone(), offset.clone(), format_param()
+            ]
+        }),
+        json!({
+            "type": "Observation",
+            "supportedProfile": [sp_validator::SP_OUTCOME_OBSERVATION],
+            "documentation": "Wellbeing scores (ONS4, WEMWBS, SWEMWBS) reported by the organisation.",
+            "interaction": interactions(&["read", "vread", "search-type"]),
+            "versioning": "versioned",
+            "readHistory": true,
+            "searchParam": [
+                param("based-on", "reference", core("Observation", "based-on"), "ServiceRequest/{id}"),
+                param("patient", "reference", core("clinical", "patient"), "Patient/{id}"),
+                param("subject", "reference", core("Observation", "subject"), "Patient/{id} (the same as patient)"),
+                param("code", "token", core("clinical", "code"), "system|code or code of the measure"),
+                count.clone(), offset.clone(), format_param()
+            ]
+        }),
+        json!({
+            "type": "Subscription",
+            "documentation": "rest-hook notifications of Task and Observation changes (criteria Task?… or Observation?…), signed the Standard Webhooks way.",
+            "interaction": interactions(&["create", "read", "delete"])
+        }),
+        json!({
+            "type": "AuditEvent",
+            "documentation": "Who read, created or changed what (operators' token only).",
+            "interaction": interactions(&["search-type"]),
+            "searchParam": [
+                param("patient", "reference", core("AuditEvent", "patient"), "Patient/{id}"),
+                param("date", "date", core("AuditEvent", "date"), "ge/gt/le/lt/eq and a date or dateTime"),
+                count, offset, format_param()
+            ]
+        }),
+        json!({
+            "type": "Bundle",
+            "documentation": "Transaction and BaRS message Bundles are accepted at the base and at $process-message; $validate checks one without storing it.",
+            "operation": [{"name": "validate", "definition": VALIDATE}]
+        }),
+    ];
+    resources.extend(conformance.published_types().map(conformance_resource));
     json!({
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": "2026-11-23",
+        "date": "2026-12-03",
         "publisher": "sp-gateway",
         "kind": "instance",
         "software": {"name": "sp-gateway", "version": env!("CARGO_PKG_VERSION")},
         "implementation": {"description": "Social-prescribing referral gateway", "url": format!("{base}/fhir")},
         "fhirVersion": FHIR_VERSION,
         "format": ["application/fhir+json", "application/fhir+xml"],
+        "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
-            "documentation": "GP systems send social-prescribing referrals; each is validated, routed to a community organisation and delivered to it.",
+            "documentation": "GP systems send social-prescribing referrals; each is validated, routed to a community organisation and delivered to it. Status and outcomes come back as Task and Observation versions.",
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}],
@@ -27,35 +184,9 @@ pub fn capability_statement(config: &Config) -> Value {
                 "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
                     "extension": [{"url": "token", "valueUri": format!("{base}/oauth2/token")}]}]
             },
-            "resource": [
-                {
-                    "type": "ServiceRequest",
-                    "supportedProfile": [sp_validator::SP_SERVICE_REQUEST],
-                    "interaction": [{"code": "create"}, {"code": "read"}, {"code": "vread"}, {"code": "search-type"}],
-                    "versioning": "versioned",
-                    "readHistory": false,
-                    "updateCreate": false,
-                    "conditionalCreate": true,
-                    "searchParam": [
-                        {"name": "identifier", "type": "token", "documentation": "The GP system's referral identifier: system|value or value"},
-                        {"name": "patient", "type": "reference", "documentation": "Patient/{id} as returned by this server"},
-                        {"name": "status", "type": "token", "documentation": "Comma-separated request statuses"},
-                        {"name": "_count", "type": "number", "documentation": "Page size (default 20, at most 100)"}
-                    ],
-                    "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
-                },
-                {
-                    "type": "Patient",
-                    "supportedProfile": [sp_validator::SP_PATIENT],
-                    "interaction": [{"code": "read"}]
-                },
-                {
-                    "type": "Bundle",
-                    "operation": [{"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}]
-                }
-            ],
+            "resource": resources,
             "interaction": [{"code": "transaction", "documentation": "One referral per transaction: ServiceRequest with Patient, Practitioner/PractitionerRole, Organization and Consent"}],
-            "operation": [{"name": "process-message", "definition": "http://hl7.org/fhir/OperationDefinition/MessageHeader-process-message"}]
+            "operation": [{"name": "process-message", "definition": PROCESS_MESSAGE}]
         }]
     })
 }

@@ -4,6 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde_json::Value;
 
+use crate::conformance::ConformanceError;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::read::{render, Format, ReadError};
 use crate::store::StoreError;
@@ -41,6 +42,8 @@ pub enum ApiError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Conformance(#[from] ConformanceError),
 }
 
 impl ApiError {
@@ -69,6 +72,10 @@ impl ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Conformance(ConformanceError::CannotExpand(_)) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::Conformance(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -127,6 +134,16 @@ impl ApiError {
                 "exception",
                 "The server failed to store or read this; nothing was stored.".into(),
                 "storage-error",
+            ),
+            ApiError::Conformance(ConformanceError::CannotExpand(why)) => single(
+                "not-supported",
+                format!("This value set cannot be expanded here: {why}."),
+                "cannot-expand",
+            ),
+            ApiError::Conformance(_) => single(
+                "exception",
+                "The server could not prepare this definition.".into(),
+                "definition-error",
             ),
         }
     }

@@ -48,6 +48,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(vread_route("ServiceRequest")),
             )
             .service(resource("/Patient/{id}").route(read_route("Patient")))
+            .configure(super::conformance::routes)
             .configure(super::fhir_loop::routes)
             .configure(super::audit::routes),
     );
@@ -55,7 +56,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn metadata(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     handle(&request, |_| async move {
-        Ok(Reply::ok(capability::capability_statement(&state.config)))
+        Ok(Reply::ok(capability::capability_statement(
+            &state.config,
+            state.validation.conformance(),
+        )))
     })
     .await
 }

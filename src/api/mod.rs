@@ -20,6 +20,7 @@ use crate::validation::Validation;
 pub mod admin;
 pub mod audit;
 pub mod capability;
+pub mod conformance;
 pub mod errors;
 pub mod fhir;
 pub mod fhir_common;
