@@ -1,5 +1,6 @@
 //! The `sp-gateway` command: a thin CLI over the library.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -43,11 +44,16 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Validate FHIR files against base R4 and our profiles. Exit 0 valid, 1 invalid, 2 unreadable.
+    /// Validate FHIR files against base R4 and our profiles. Exit 0 valid, 1 invalid, 2 when a
+    /// file is not FHIR at all (unreadable, not JSON or XML, or not a resource).
     Validate {
         /// Also validate the root resource against this profile.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "config")]
         profile: Vec<String>,
+        /// Also apply the server's rules for a create with this configuration (routing to an
+        /// organisation, create-only rules): the verdict a POST to that gateway would give.
+        #[arg(long)]
+        config: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "text")]
         format: OutputFormat,
         #[arg(required = true)]
@@ -132,9 +138,10 @@ fn main() -> ExitCode {
         Command::Migrate { config } => migrate(config.as_deref()),
         Command::Validate {
             profile,
+            config,
             format,
             files,
-        } => validate(&profile, format, &files),
+        } => validate(&profile, config.as_deref(), format, &files),
         Command::Translate { config, file } => translate(config.as_deref(), &file),
         Command::MockVcs {
             listen,
@@ -292,31 +299,80 @@ fn read_fhir_file(path: &Path) -> Result<(Value, Vec<u8>, Format), String> {
     Ok((tree, bytes, format))
 }
 
-fn print_issues(path: &Path, issues: &[Issue], format: OutputFormat) {
+/// Writes one file's verdict; an error here is the reader going away (`| head`).
+fn write_issues(
+    out: &mut impl Write,
+    path: &Path,
+    issues: &[Issue],
+    format: OutputFormat,
+) -> std::io::Result<()> {
     match format {
-        OutputFormat::Json => println!("{}", operation_outcome(issues)),
+        OutputFormat::Json => writeln!(out, "{}", operation_outcome(issues)),
         OutputFormat::Text => {
             let errors = issues.iter().filter(|i| i.severity.is_error()).count();
             let verdict = if errors == 0 { "valid" } else { "INVALID" };
-            println!(
+            writeln!(
+                out,
                 "{}: {verdict} ({errors} errors, {} other issues)",
                 path.display(),
                 issues.len() - errors
-            );
+            )?;
             for issue in issues {
-                println!(
+                writeln!(
+                    out,
                     "  {} [{}] {}: {}",
                     issue.severity.as_str(),
                     issue.code,
                     issue.expression.as_deref().unwrap_or("-"),
                     issue.diagnostics
-                );
+                )?;
             }
+            Ok(())
         }
     }
 }
 
-fn validate(profiles: &[String], format: OutputFormat, files: &[PathBuf]) -> ExitCode {
+/// The endpoint a file would be POSTed to, from its shape.
+fn endpoint_of(tree: &Value) -> Endpoint {
+    match (tree["resourceType"].as_str(), tree["type"].as_str()) {
+        (Some("Bundle"), Some("message")) => Endpoint::Message,
+        (Some("Bundle"), _) => Endpoint::Transaction,
+        _ => Endpoint::ServiceRequest,
+    }
+}
+
+/// What a create at a gateway with `config` would answer, as issues (nothing is stored).
+fn create_issues(
+    config: &Config,
+    validation: &Validation,
+    tree: Value,
+    bytes: &[u8],
+    format: Format,
+) -> Vec<Issue> {
+    let Ok(client) = "cli".parse::<ClientId>() else {
+        return Vec::new();
+    };
+    let request = Request {
+        endpoint: endpoint_of(&tree),
+        tree,
+        received_body: bytes,
+        received_content_type: format.content_type(),
+        client: &client,
+        correlation_id: None,
+        now: chrono::Utc::now(),
+    };
+    match intake::prepare(config, validation, request) {
+        Ok(prepared) => prepared.warnings,
+        Err(Rejected(issues)) => issues,
+    }
+}
+
+fn validate(
+    profiles: &[String],
+    config_path: Option<&Path>,
+    format: OutputFormat,
+    files: &[PathBuf],
+) -> ExitCode {
     let validation = match Validation::bundled() {
         Ok(v) => v,
         Err(e) => {
@@ -324,21 +380,37 @@ fn validate(profiles: &[String], format: OutputFormat, files: &[PathBuf]) -> Exi
             return ExitCode::from(2);
         }
     };
+    let config = match config_path.map(|p| Config::load(Some(p))).transpose() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sp-gateway: configuration refused: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
+    let mut out = std::io::stdout().lock();
     let mut worst = 0u8;
     for path in files {
-        match read_fhir_file(path) {
-            Ok((tree, _, _)) => {
-                let issues = validation.validate_with(&tree, &profiles);
-                print_issues(path, &issues, format);
-                if intake::has_errors(&issues) {
-                    worst = worst.max(1);
-                }
-            }
+        let issues = match read_fhir_file(path) {
+            Ok((tree, bytes, format)) => match &config {
+                Some(config) => create_issues(config, &validation, tree, &bytes, format),
+                None => validation.validate_with(&tree, &profiles),
+            },
             Err(message) => {
-                eprintln!("sp-gateway: unreadable: {message}");
+                eprintln!("sp-gateway: not FHIR: {message}");
                 worst = 2;
+                continue;
             }
+        };
+        if intake::has_errors(&issues) {
+            worst = worst.max(1);
+        }
+        if write_issues(&mut out, path, &issues, format)
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            // The reader has gone (`| head`): stop quietly with the verdict so far.
+            return ExitCode::from(worst);
         }
     }
     ExitCode::from(worst)
@@ -349,11 +421,7 @@ fn translate(config_path: Option<&Path>, file: &Path) -> ExitCode {
         let config = Config::load(config_path).map_err(|e| e.to_string())?;
         let validation = Validation::bundled().map_err(|e| e.to_string())?;
         let (tree, bytes, format) = read_fhir_file(file)?;
-        let endpoint = match (tree["resourceType"].as_str(), tree["type"].as_str()) {
-            (Some("Bundle"), Some("message")) => Endpoint::Message,
-            (Some("Bundle"), _) => Endpoint::Transaction,
-            _ => Endpoint::ServiceRequest,
-        };
+        let endpoint = endpoint_of(&tree);
         let client: ClientId = "cli".parse().map_err(|e| format!("{e}"))?;
         let request = Request {
             endpoint,
@@ -367,7 +435,7 @@ fn translate(config_path: Option<&Path>, file: &Path) -> ExitCode {
         match intake::prepare(&config, &validation, request) {
             Ok(prepared) => Ok(prepared.referral.record),
             Err(Rejected(issues)) => {
-                print_issues(file, &issues, OutputFormat::Text);
+                let _ = write_issues(&mut std::io::stdout(), file, &issues, OutputFormat::Text);
                 Err("the referral was refused".to_string())
             }
         }
