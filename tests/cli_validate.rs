@@ -1,0 +1,90 @@
+//! `sp-gateway validate`: exit codes, `--config` (the server's create rules offline) and a
+//! reader that goes away early.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sp-gateway");
+
+fn fixture(rel: &str) -> String {
+    format!("{}/fixtures/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn validate(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("validate")
+        .args(args)
+        .output()
+        .expect("runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn exit_codes_say_valid_invalid_and_not_fhir() {
+    let valid = fixture("referrals/valid/loneliness-knit-natter.json");
+    let invalid = fixture("referrals/invalid/missing-intent.json");
+    assert_eq!(validate(&[&valid]).0, 0);
+    let (code, out, _) = validate(&[&valid, &invalid]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("INVALID"), "{out}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("notes.json");
+    std::fs::write(&garbage, "this is not JSON").expect("write");
+    let array = dir.path().join("array.json");
+    std::fs::write(&array, "[1, 2, 3]").expect("write");
+    for not_fhir in [&garbage, &array] {
+        let (code, _, err) = validate(&[&valid, not_fhir.to_str().expect("path")]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("not FHIR"), "{err}");
+    }
+    // A coded need outside the value set is a warning, not an invalid file.
+    let (code, out, _) = validate(&[&fixture("needs/code-outside-value-set.json")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warning"), "{out}");
+}
+
+#[test]
+fn config_adds_the_server_rules_a_post_would_apply() {
+    let message = fixture("bundles/message-unknown-performer.json");
+    let (code, out, _) = validate(&[&message]);
+    assert_eq!(code, 0, "the profiles alone accept it: {out}");
+    let config = format!("{}/src/demo.toml", env!("CARGO_MANIFEST_DIR"));
+    let (code, out, err) = validate(&["--config", &config, &message]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("[business-rule] Bundle.entry[1].resource.performer[0]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_it_quietly() {
+    let file = fixture("referrals/invalid/missing-intent.json");
+    let files: Vec<&str> = std::iter::repeat_n(file.as_str(), 3000).collect();
+    let mut child = Command::new(BIN)
+        .arg("validate")
+        .args(&files)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("a line");
+    // `| head -1`: the reader closes its end here.
+    let out = child.wait_with_output().expect("ends");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(first.contains("INVALID"), "{first}");
+    assert!(
+        !err.contains("panicked") && !err.contains("Broken pipe"),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+}
