@@ -105,7 +105,14 @@ pub fn parse_body(bytes: &[u8], format: Format, max_depth: usize) -> Result<Valu
         Format::Json => parse_json(bytes)?,
         Format::Xml => {
             let text = std::str::from_utf8(bytes).map_err(|_| ReadError::NotUtf8)?;
-            fhir_model::xml_to_json(text).map_err(|e| ReadError::Xml(e.to_string()))?
+            // The same depth limit as JSON, checked by a streaming scan before fhirbolt (which
+            // recurses) builds anything.
+            let limits = fhir_model::XmlLimits {
+                max_depth,
+                ..fhir_model::XmlLimits::default()
+            };
+            fhir_model::xml_to_json_within(text, limits)
+                .map_err(|e| ReadError::Xml(e.to_string()))?
         }
     };
     let depth = json_depth(&value);

@@ -24,6 +24,68 @@ pub enum ModelError {
     /// A JSON tree that does not fit the typed R4 model.
     #[error("does not fit the FHIR R4 model: {0}")]
     Json(String),
+    /// XML nested deeper than the limit (found by the pre-scan, before any tree is built).
+    #[error("the XML is nested more than {limit} elements deep")]
+    XmlTooDeep { limit: usize },
+    /// XML with more elements than the limit (found by the pre-scan).
+    #[error("the XML has more than {limit} elements")]
+    XmlTooManyElements { limit: usize },
+}
+
+/// What an XML document may hold before fhirbolt builds a tree of it. fhirbolt reads XML
+/// recursively: a small document nested a few thousand elements deep overflows the stack and
+/// aborts the process, so the limits are checked by a streaming scan first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XmlLimits {
+    pub max_depth: usize,
+    pub max_elements: usize,
+}
+
+impl Default for XmlLimits {
+    /// The gateway's own JSON limit (64 levels), and more elements than a 1 MiB body of the
+    /// shortest elements (`<a/>`) could hold.
+    fn default() -> Self {
+        XmlLimits {
+            max_depth: 64,
+            max_elements: 300_000,
+        }
+    }
+}
+
+/// Checks `xml`'s nesting depth and element count without building anything.
+fn prescan(xml: &str, limits: XmlLimits) -> Result<(), ModelError> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let (mut depth, mut elements) = (0usize, 0usize);
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| ModelError::Xml(format!("{e} at byte {}", reader.buffer_position())))?;
+        let opens = match event {
+            Event::Start(_) => true,
+            Event::Empty(_) => false,
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                continue;
+            }
+            Event::Eof => return Ok(()),
+            _ => continue,
+        };
+        elements += 1;
+        if elements > limits.max_elements {
+            return Err(ModelError::XmlTooManyElements {
+                limit: limits.max_elements,
+            });
+        }
+        if depth + 1 > limits.max_depth {
+            return Err(ModelError::XmlTooDeep {
+                limit: limits.max_depth,
+            });
+        }
+        if opens {
+            depth += 1;
+        }
+    }
 }
 
 fn strict() -> Option<DeserializationConfig> {
@@ -42,6 +104,12 @@ type R4Element = fhirbolt::element::Element<{ fhirbolt::FhirReleases::R4 }>;
 /// fhirbolt can only say "line 3, column 9", while the validator names the element
 /// (`ServiceRequest.foo`), which is what a GP system developer needs.
 pub fn xml_to_json(xml: &str) -> Result<Value, ModelError> {
+    xml_to_json_within(xml, XmlLimits::default())
+}
+
+/// [`xml_to_json`] with the caller's limits on depth and element count.
+pub fn xml_to_json_within(xml: &str, limits: XmlLimits) -> Result<Value, ModelError> {
+    prescan(xml, limits)?;
     let compatibility = Some(DeserializationConfig {
         mode: DeserializationMode::Compatibility,
     });
@@ -136,6 +204,48 @@ mod tests {
     #[test]
     fn malformed_xml_is_refused_without_panic() {
         assert!(xml_to_json("<Patient xmlns=\"http://hl7.org/fhir\"><id value=").is_err());
+    }
+
+    /// 1,500 nested elements in 10 KB used to overflow fhirbolt's recursion and abort the
+    /// process; the pre-scan refuses them before any tree is built.
+    #[test]
+    fn deep_or_huge_xml_is_refused_before_parsing() {
+        let deep = format!(
+            "<ServiceRequest xmlns=\"http://hl7.org/fhir\">{}",
+            "<a>".repeat(1500)
+        );
+        assert!(matches!(
+            xml_to_json(&deep),
+            Err(ModelError::XmlTooDeep { limit: 64 })
+        ));
+        let closed = format!(
+            "<Patient xmlns=\"http://hl7.org/fhir\">{}{}</Patient>",
+            "<extension>".repeat(100),
+            "</extension>".repeat(100)
+        );
+        assert!(matches!(
+            xml_to_json(&closed),
+            Err(ModelError::XmlTooDeep { .. })
+        ));
+        let wide = format!(
+            "<Patient xmlns=\"http://hl7.org/fhir\">{}</Patient>",
+            "<x/>".repeat(20)
+        );
+        let limits = XmlLimits {
+            max_depth: 64,
+            max_elements: 10,
+        };
+        assert!(matches!(
+            xml_to_json_within(&wide, limits),
+            Err(ModelError::XmlTooManyElements { limit: 10 })
+        ));
+        // At the limit is fine.
+        let mut at_limit = String::from("<Patient xmlns=\"http://hl7.org/fhir\">");
+        at_limit.push_str(&"<extension url=\"http://e\">".repeat(62));
+        at_limit.push_str("<valueString value=\"x\"/>");
+        at_limit.push_str(&"</extension>".repeat(62));
+        at_limit.push_str("</Patient>");
+        assert!(xml_to_json(&at_limit).is_ok());
         assert!(xml_to_json("").is_err());
     }
 
