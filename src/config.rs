@@ -177,6 +177,11 @@ pub struct DeliveryConfig {
     pub rotation_grace: Duration,
     /// Whether this process runs the delivery worker (off for an API-only replica).
     pub worker: bool,
+    /// An outbound proxy for webhooks and notifications. Without it the gateway ignores
+    /// `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`: a proxy resolves names itself, past the SSRF
+    /// guard's check after DNS, so one is used only when configured on purpose (and must then
+    /// enforce the egress policy itself).
+    pub proxy: Option<url::Url>,
 }
 
 impl Default for DeliveryConfig {
@@ -200,6 +205,7 @@ impl Default for DeliveryConfig {
             retain_delivered: Duration::from_secs(7 * 24 * 3600),
             rotation_grace: Duration::from_secs(24 * 3600),
             worker: true,
+            proxy: None,
         }
     }
 }

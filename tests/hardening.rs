@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::receiver::Receiver;
 use common::*;
 
 const READER_TOKEN: &str = "reader-token";
@@ -51,4 +52,40 @@ fn deeply_nested_xml_is_a_400_and_the_gateway_lives_on() {
     assert!(gateway.is_running());
     let (status, _) = send(gateway.http.get(gateway.url("/fhir/metadata")));
     assert_eq!(status, 200);
+}
+
+/// reqwest follows HTTPS_PROXY/HTTP_PROXY by default, and a proxy resolves the receiver's name
+/// itself, past the SSRF guard. Without `[delivery] proxy` the variables are ignored.
+#[test]
+fn proxy_variables_are_ignored_unless_a_proxy_is_configured() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let proxy_url = format!("http://{}", proxy.local_addr().expect("addr"));
+    let connections = Arc::new(AtomicUsize::new(0));
+    let seen = connections.clone();
+    std::thread::spawn(move || {
+        for stream in proxy.incoming() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(
+        move |c| deliver_to(c, &base, &["1s"]),
+        &[
+            ("HTTP_PROXY", proxy_url.as_str()),
+            ("HTTPS_PROXY", proxy_url.as_str()),
+            ("ALL_PROXY", proxy_url.as_str()),
+            ("http_proxy", proxy_url.as_str()),
+        ],
+    );
+    gateway.refer("PROXY-1");
+    receiver.wait_for(
+        std::time::Duration::from_secs(30),
+        "the webhook, sent directly",
+        |r| !r.is_empty(),
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 0, "the proxy was used");
 }

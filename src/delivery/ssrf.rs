@@ -4,6 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use ipnet::{Ipv4Net, Ipv6Net};
+
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::Url;
 
@@ -17,40 +19,80 @@ pub enum TargetError {
     NoHost,
 }
 
+const fn v4(a: u8, b: u8, c: u8, d: u8, len: u8) -> Ipv4Net {
+    Ipv4Net::new_assert(Ipv4Addr::new(a, b, c, d), len)
+}
+
+const fn v6(s: [u16; 8], len: u8) -> Ipv6Net {
+    Ipv6Net::new_assert(
+        Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
+        len,
+    )
+}
+
+/// Every range of the IANA IPv4 Special-Purpose Address Registry (as of 2024, including the
+/// few it marks globally reachable: no webhook lives on an anycast relay), with multicast and
+/// the limited broadcast address. Kept as data, from the registry, so a reviewer can hold it against it.
+const FORBIDDEN_V4: [Ipv4Net; 20] = [
+    v4(0, 0, 0, 0, 8),          // "this network"
+    v4(10, 0, 0, 0, 8),         // private
+    v4(100, 64, 0, 0, 10),      // shared address space (carrier-grade NAT)
+    v4(127, 0, 0, 0, 8),        // loopback
+    v4(169, 254, 0, 0, 16),     // link-local, cloud metadata 169.254.169.254
+    v4(172, 16, 0, 0, 12),      // private
+    v4(192, 0, 0, 0, 24),       // IETF protocol assignments (DS-Lite, NAT64 discovery, ...)
+    v4(192, 0, 2, 0, 24),       // documentation TEST-NET-1
+    v4(192, 31, 196, 0, 24),    // AS112-v4
+    v4(192, 52, 193, 0, 24),    // AMT
+    v4(192, 88, 99, 0, 24),     // deprecated 6to4 relay anycast
+    v4(192, 168, 0, 0, 16),     // private
+    v4(192, 175, 48, 0, 24),    // direct delegation AS112
+    v4(198, 18, 0, 0, 15),      // benchmarking
+    v4(198, 51, 100, 0, 24),    // documentation TEST-NET-2
+    v4(203, 0, 113, 0, 24),     // documentation TEST-NET-3
+    v4(224, 0, 0, 0, 4),        // multicast
+    v4(240, 0, 0, 0, 4),        // reserved
+    v4(255, 255, 255, 255, 32), // limited broadcast (inside 240/4; named for the reader)
+    v4(233, 252, 0, 0, 24),     // MCAST-TEST-NET (inside 224/4; named for the reader)
+];
+
+/// Every range of the IANA IPv6 Special-Purpose Address Registry, with multicast, the
+/// deprecated site-local and IPv4-compatible ranges. IPv4-mapped addresses (::ffff:0:0/96)
+/// are judged by the IPv4 address they carry.
+const FORBIDDEN_V6: [Ipv6Net; 18] = [
+    v6([0, 0, 0, 0, 0, 0, 0, 0], 96), // ::/96: unspecified, loopback, IPv4-compatible ::a.b.c.d
+    v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), // IPv4/IPv6 translation (NAT64)
+    v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), // local-use IPv4/IPv6 translation
+    v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64), // discard-only
+    v6([0x100, 0, 0, 1, 0, 0, 0, 0], 64), // dummy IPv6 prefix
+    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23), // IETF protocol assignments (Teredo, ORCHID, AMT, ...)
+    v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), // documentation
+    v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16), // 6to4 (carries an IPv4 address)
+    v6([0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0], 48), // direct delegation AS112
+    v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), // documentation
+    v6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16), // segment routing SIDs
+    v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), // unique local (incl. fd00:ec2::254, AWS metadata)
+    v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), // link-local
+    v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), // site-local (deprecated)
+    v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), // multicast
+    v6([0, 0, 0, 0, 0xffff, 0, 0, 0], 96), // IPv4-translated (SIIT, RFC 2765)
+    v6([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48), // benchmarking (inside 2001::/23; named)
+    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32), // Teredo (inside 2001::/23; named)
+];
+
 /// Addresses a webhook may never reach on a production gateway.
 pub fn is_forbidden(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => forbidden_v4(v4),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => forbidden_v4(v4),
-            None => forbidden_v6(v6),
+            None => FORBIDDEN_V6.iter().any(|net| net.contains(&v6)),
         },
     }
 }
 
 fn forbidden_v4(ip: Ipv4Addr) -> bool {
-    let [a, b, ..] = ip.octets();
-    ip.is_loopback()
-        || ip.is_private()
-        || ip.is_link_local() // includes the cloud metadata address 169.254.169.254
-        || ip.is_unspecified()
-        || ip.is_broadcast()
-        || ip.is_multicast()
-        || ip.is_documentation()
-        || (a == 100 && (64..=127).contains(&b)) // carrier-grade NAT, 100.64.0.0/10
-        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
-        || a == 0
-        || a >= 240
-}
-
-fn forbidden_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
-        || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
-        || ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) // AWS IMDS over IPv6
+    FORBIDDEN_V4.iter().any(|net| net.contains(&ip))
 }
 
 /// Checks what can be checked before DNS: the scheme, and the host when it is an IP literal.
@@ -116,10 +158,35 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            // The IANA registries beyond the common ranges.
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.0.170",
+            "192.88.99.1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "255.255.255.255",
+            "64:ff9b::a00:1",
+            "64:ff9b::808:808",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "2002:a00:1::1",
+            "2001::1",
+            "2001:db8::1",
+            "fec0::1",
+            "ff0e::1",
+            "fd00:ec2::254",
+            "100::1",
         ] {
             assert!(is_forbidden(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "2a00:1450:4009::1",
+        ] {
             assert!(!is_forbidden(ip.parse().unwrap()), "{ip}");
         }
     }

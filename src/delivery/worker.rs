@@ -61,6 +61,12 @@ impl DeliveryWorker {
         if !config.delivery.allow_private_targets {
             builder = builder.dns_resolver(Arc::new(GuardedResolver));
         }
+        // reqwest follows the *_PROXY variables by default, and a proxy would resolve the
+        // receiver's name past the guard above: only an explicitly configured proxy is used.
+        builder = match &config.delivery.proxy {
+            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+            None => builder.no_proxy(),
+        };
         Ok(DeliveryWorker {
             store,
             config,
