@@ -309,6 +309,9 @@ fn write_issues(
     match format {
         OutputFormat::Json => writeln!(out, "{}", operation_outcome(issues)),
         OutputFormat::Text => {
+            // Errors first: they decide the verdict.
+            let mut issues: Vec<&Issue> = issues.iter().collect();
+            issues.sort_by_key(|i| i.severity);
             let errors = issues.iter().filter(|i| i.severity.is_error()).count();
             let verdict = if errors == 0 { "valid" } else { "INVALID" };
             writeln!(

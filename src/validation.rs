@@ -86,8 +86,15 @@ impl Validation {
 }
 
 fn convert(issue: sp_validator::Issue) -> Issue {
+    // "A resource should have narrative" (dom-6) is advice for resources a person reads. The
+    // gateway shows no submitted resource to anyone (organisations get the plain record), so
+    // for a referral it is information, not a warning on every single one.
+    let severity = match issue.message_id {
+        "dom-6" => sp_validator::Severity::Information,
+        _ => issue.severity,
+    };
     Issue {
-        severity: issue.severity,
+        severity,
         code: issue.code.as_str(),
         diagnostics: issue.diagnostics,
         expression: Some(issue.expression).filter(|e| !e.is_empty()),
