@@ -1,18 +1,17 @@
 //! The `sp-gateway` command: a thin CLI over the library.
 
-use std::io::Write;
+mod validate_cli;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use sp_gateway::config::Config;
 use sp_gateway::domain::ClientId;
-use sp_gateway::fhir::outcome::{operation_outcome, Issue};
-use sp_gateway::fhir::read::{parse_body, Format};
-use sp_gateway::intake::{self, Endpoint, Rejected, Request};
+use sp_gateway::intake::{self, Rejected, Request};
 use sp_gateway::validation::Validation;
 
 /// mimalloc: a quarter of the instructions of a referral were malloc and free in the system
@@ -44,21 +43,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Validate FHIR files against base R4 and our profiles. Exit 0 valid, 1 invalid, 2 when a
-    /// file is not FHIR at all (unreadable, not JSON or XML, or not a resource).
-    Validate {
-        /// Also validate the root resource against this profile.
-        #[arg(long, conflicts_with = "config")]
-        profile: Vec<String>,
-        /// Also apply the server's rules for a create with this configuration (routing to an
-        /// organisation, create-only rules): the verdict a POST to that gateway would give.
-        #[arg(long)]
-        config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value = "text")]
-        format: OutputFormat,
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    /// Validate FHIR files (any R4 resource) against base R4 and our profiles. Exit 0 valid,
+    /// 1 invalid, 2 when a file is not FHIR at all (unreadable, not JSON or XML, not a resource).
+    Validate(validate_cli::ValidateArgs),
     /// A webhook receiver that verifies signatures and prints each record (for testers).
     MockVcs {
         #[arg(long, default_value = "127.0.0.1:9000")]
@@ -115,12 +102,6 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum OutputFormat {
-    Text,
-    Json,
-}
-
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -136,12 +117,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Migrate { config } => migrate(config.as_deref()),
-        Command::Validate {
-            profile,
-            config,
-            format,
-            files,
-        } => validate(&profile, config.as_deref(), format, &files),
+        Command::Validate(args) => validate_cli::run(&args),
         Command::Translate { config, file } => translate(config.as_deref(), &file),
         Command::MockVcs {
             listen,
@@ -289,142 +265,12 @@ fn migrate(config_path: Option<&Path>) -> ExitCode {
     }
 }
 
-/// Reads a FHIR file, guessing the format from its extension or first character.
-fn read_fhir_file(path: &Path) -> Result<(Value, Vec<u8>, Format), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let is_xml = path.extension().is_some_and(|e| e == "xml")
-        || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
-    let format = if is_xml { Format::Xml } else { Format::Json };
-    let tree = parse_body(&bytes, format, 64).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok((tree, bytes, format))
-}
-
-/// Writes one file's verdict; an error here is the reader going away (`| head`).
-fn write_issues(
-    out: &mut impl Write,
-    path: &Path,
-    issues: &[Issue],
-    format: OutputFormat,
-) -> std::io::Result<()> {
-    match format {
-        OutputFormat::Json => writeln!(out, "{}", operation_outcome(issues)),
-        OutputFormat::Text => {
-            // Errors first: they decide the verdict.
-            let mut issues: Vec<&Issue> = issues.iter().collect();
-            issues.sort_by_key(|i| i.severity);
-            let errors = issues.iter().filter(|i| i.severity.is_error()).count();
-            let verdict = if errors == 0 { "valid" } else { "INVALID" };
-            writeln!(
-                out,
-                "{}: {verdict} ({errors} errors, {} other issues)",
-                path.display(),
-                issues.len() - errors
-            )?;
-            for issue in issues {
-                writeln!(
-                    out,
-                    "  {} [{}] {}: {}",
-                    issue.severity.as_str(),
-                    issue.code,
-                    issue.expression.as_deref().unwrap_or("-"),
-                    issue.diagnostics
-                )?;
-            }
-            Ok(())
-        }
-    }
-}
-
-/// The endpoint a file would be POSTed to, from its shape.
-fn endpoint_of(tree: &Value) -> Endpoint {
-    match (tree["resourceType"].as_str(), tree["type"].as_str()) {
-        (Some("Bundle"), Some("message")) => Endpoint::Message,
-        (Some("Bundle"), _) => Endpoint::Transaction,
-        _ => Endpoint::ServiceRequest,
-    }
-}
-
-/// What a create at a gateway with `config` would answer, as issues (nothing is stored).
-fn create_issues(
-    config: &Config,
-    validation: &Validation,
-    tree: Value,
-    bytes: &[u8],
-    format: Format,
-) -> Vec<Issue> {
-    let Ok(client) = "cli".parse::<ClientId>() else {
-        return Vec::new();
-    };
-    let request = Request {
-        endpoint: endpoint_of(&tree),
-        tree,
-        received_body: bytes,
-        received_content_type: format.content_type(),
-        client: &client,
-        correlation_id: None,
-        now: chrono::Utc::now(),
-    };
-    match intake::prepare(config, validation, request) {
-        Ok(prepared) => prepared.warnings,
-        Err(Rejected(issues)) => issues,
-    }
-}
-
-fn validate(
-    profiles: &[String],
-    config_path: Option<&Path>,
-    format: OutputFormat,
-    files: &[PathBuf],
-) -> ExitCode {
-    let validation = match Validation::bundled() {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("sp-gateway: cannot load profiles: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let config = match config_path.map(|p| Config::load(Some(p))).transpose() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("sp-gateway: configuration refused: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let profiles: Vec<&str> = profiles.iter().map(String::as_str).collect();
-    let mut out = std::io::stdout().lock();
-    let mut worst = 0u8;
-    for path in files {
-        let issues = match read_fhir_file(path) {
-            Ok((tree, bytes, format)) => match &config {
-                Some(config) => create_issues(config, &validation, tree, &bytes, format),
-                None => validation.validate_with(&tree, &profiles),
-            },
-            Err(message) => {
-                eprintln!("sp-gateway: not FHIR: {message}");
-                worst = 2;
-                continue;
-            }
-        };
-        if intake::has_errors(&issues) {
-            worst = worst.max(1);
-        }
-        if write_issues(&mut out, path, &issues, format)
-            .and_then(|()| out.flush())
-            .is_err()
-        {
-            // The reader has gone (`| head`): stop quietly with the verdict so far.
-            return ExitCode::from(worst);
-        }
-    }
-    ExitCode::from(worst)
-}
-
 fn translate(config_path: Option<&Path>, file: &Path) -> ExitCode {
     let result = (|| {
         let config = Config::load(config_path).map_err(|e| e.to_string())?;
         let validation = Validation::bundled().map_err(|e| e.to_string())?;
-        let (tree, bytes, format) = read_fhir_file(file)?;
-        let endpoint = endpoint_of(&tree);
+        let (tree, bytes, format) = validate_cli::read_fhir_file(file)?;
+        let endpoint = validate_cli::endpoint_of(&tree);
         let client: ClientId = "cli".parse().map_err(|e| format!("{e}"))?;
         let request = Request {
             endpoint,
@@ -438,7 +284,7 @@ fn translate(config_path: Option<&Path>, file: &Path) -> ExitCode {
         match intake::prepare(&config, &validation, request) {
             Ok(prepared) => Ok(prepared.referral.record),
             Err(Rejected(issues)) => {
-                let _ = write_issues(&mut std::io::stdout(), file, &issues, OutputFormat::Text);
+                let _ = validate_cli::write_text(&mut std::io::stdout(), file, &issues);
                 Err("the referral was refused".to_string())
             }
         }

@@ -30,6 +30,29 @@ impl Validation {
         })
     }
 
+    /// The bundled definitions plus a vendor's own (`validate --definitions`): StructureDefinitions,
+    /// ValueSets and CodeSystems, or Bundles of them; later ones replace earlier ones by URL.
+    pub fn with_definitions(extra: Vec<Value>) -> Result<Self, ConformanceError> {
+        Ok(Validation {
+            validator: Validator::with_extra(extra)?,
+            conformance: Conformance::bundled()?,
+        })
+    }
+
+    /// Base R4 only (and `root_profiles`, and any profile the resource declares in
+    /// `meta.profile`): no social-prescribing profile is applied by type.
+    pub fn validate_base_with(&self, tree: &Value, root_profiles: &[&str]) -> Vec<Issue> {
+        let options = Options {
+            profiles_by_type: &[],
+            root_profiles,
+        };
+        self.validator
+            .validate(tree, &options)
+            .into_iter()
+            .map(convert)
+            .collect()
+    }
+
     /// Our published definitions, `$expand`, and the need vocabulary.
     pub fn conformance(&self) -> &Conformance {
         &self.conformance

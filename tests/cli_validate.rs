@@ -88,3 +88,73 @@ fn a_reader_that_goes_away_ends_it_quietly() {
     );
     assert_eq!(out.status.code(), Some(1), "{err}");
 }
+
+#[test]
+fn json_format_is_one_outcome_per_file_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let garbage = dir.path().join("notes.json");
+    std::fs::write(&garbage, "this is not JSON").expect("write");
+    let valid = fixture("referrals/valid/loneliness-knit-natter.json");
+    let invalid = fixture("referrals/invalid/missing-intent.json");
+    let (code, out, _) = validate(&[
+        "--format",
+        "json",
+        &valid,
+        garbage.to_str().expect("path"),
+        &invalid,
+    ]);
+    assert_eq!(code, 2);
+    let outcomes: Vec<serde_json::Value> = serde_json::from_str(&out).expect("a JSON array");
+    assert_eq!(outcomes.len(), 3);
+    let errors = |o: &serde_json::Value| {
+        o["issue"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["severity"] == "error")
+            .count()
+    };
+    assert!(outcomes
+        .iter()
+        .all(|o| o["resourceType"] == "OperationOutcome"));
+    assert_eq!(errors(&outcomes[0]), 0);
+    assert_eq!(outcomes[1]["issue"][0]["code"], "structure");
+    assert!(errors(&outcomes[2]) > 0);
+}
+
+#[test]
+fn base_drops_our_profiles_and_definitions_bring_a_vendors() {
+    let nhs = fixture("referrals/invalid/invalid-nhs-number.json");
+    assert_eq!(validate(&[&nhs]).0, 1, "SP-Patient checks the NHS number");
+    let (code, out, _) = validate(&["--base", &nhs]);
+    assert_eq!(code, 0, "base R4 has no NHS number rule: {out}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let patient = dir.path().join("patient.json");
+    std::fs::write(
+        &patient,
+        r#"{"resourceType": "Patient", "name": [{"family": "Jones"}], "birthDate": "1950-01-01"}"#,
+    )
+    .expect("write");
+    let patient = patient.to_str().expect("path");
+    let definitions = format!(
+        "{}/crates/validator/tests/data/profiles",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let profile = "https://example.org/StructureDefinition/Test-Patient";
+    assert_eq!(validate(&["--base", patient]).0, 0);
+    let (code, out, _) = validate(&[
+        "--base",
+        "--definitions",
+        &definitions,
+        "--profile",
+        profile,
+        patient,
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Patient.identifier"), "{out}");
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, "{").expect("write");
+    let (code, _, err) = validate(&["--definitions", broken.to_str().expect("path"), patient]);
+    assert_eq!(code, 2, "{err}");
+}
