@@ -89,3 +89,21 @@ fn proxy_variables_are_ignored_unless_a_proxy_is_configured() {
     );
     assert_eq!(connections.load(Ordering::SeqCst), 0, "the proxy was used");
 }
+
+/// serde_json keeps the last of two equal keys, so `"status"` twice meant whatever came last:
+/// the stored body must mean one thing. A duplicate key is a 400 naming it.
+#[test]
+fn a_duplicate_json_key_is_a_400() {
+    let gateway = Gateway::start();
+    let mut body = contained_referral("DUP-1").to_string();
+    body = body.replacen(
+        "\"status\":\"active\"",
+        "\"status\":\"active\",\"status\":\"revoked\"",
+        1,
+    );
+    assert!(body.contains("\"status\":\"revoked\""), "{body}");
+    let (status, outcome) = send(gateway.post_bytes("/fhir/ServiceRequest", FHIR_JSON, body));
+    assert_eq!(status, 400, "{outcome}");
+    assert_outcome(&outcome);
+    assert!(outcome.to_string().contains("appears twice"), "{outcome}");
+}

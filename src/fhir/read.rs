@@ -134,14 +134,96 @@ fn parse_json(bytes: &[u8]) -> Result<Value, ReadError> {
     // string on its own, which cost more than this one pass. Bytes that are not UTF-8 still go
     // to serde_json, so its error (with line and column) is what the client hears.
     let parsed = match std::str::from_utf8(bytes) {
-        Ok(text) => serde_json::from_str(text),
-        Err(_) => serde_json::from_slice(bytes),
+        Ok(text) => serde_json::from_str::<Unique>(text),
+        Err(_) => serde_json::from_slice::<Unique>(bytes),
     };
-    parsed.map_err(|e| ReadError::Json {
+    parsed.map(|u| u.0).map_err(|e| ReadError::Json {
         line: e.line(),
         column: e.column(),
         message: e.to_string(),
     })
+}
+
+/// A JSON tree read with one rule more than serde_json's own: an object may not name a key twice.
+/// serde_json keeps the last of two, so `{"status": "active", "status": "revoked"}` would mean
+/// one thing to us and maybe another to the GP system's log or a validator downstream; the
+/// stored body must mean one thing, so such a body is refused (400).
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+/// serde_json's name for a number carried as text (its `number::TOKEN`).
+const ARBITRARY_PRECISION_TOKEN: &str = "$serde_json::private::Number";
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            // fhirbolt turns on serde_json's arbitrary_precision: a number then arrives as a
+            // one-entry map under this token, holding the number's text (as serde_json's own
+            // Value visitor reads it), so decimals keep their precision (1.50 stays 1.50).
+            if object.is_empty() && key == ARBITRARY_PRECISION_TOKEN {
+                let text: String = map.next_value()?;
+                let number = text.parse().map_err(serde::de::Error::custom)?;
+                return Ok(Value::Number(number));
+            }
+            let Unique(value) = map.next_value()?;
+            match object.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    return Err(serde::de::Error::custom(format!(
+                        "the key {:?} appears twice in one object",
+                        slot.key()
+                    )));
+                }
+            }
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// The nesting depth of a JSON tree, measured without recursion.
@@ -248,6 +330,22 @@ mod tests {
             parse_body(deep.as_bytes(), Format::Json, 64),
             Err(ReadError::TooDeep { .. })
         ));
+        let twice = br#"{"resourceType":"ServiceRequest","status":"active","status":"revoked"}"#;
+        match parse_body(twice, Format::Json, 64) {
+            Err(ReadError::Json { message, line, .. }) => {
+                assert!(message.contains("\"status\" appears twice"), "{message}");
+                assert_eq!(line, 1);
+            }
+            other => panic!("a duplicate key must be refused, got {other:?}"),
+        }
+        let nested = br#"{"resourceType":"Patient","name":[{"family":"A","family":"B"}]}"#;
+        assert!(parse_body(nested, Format::Json, 64).is_err());
+        let numbers = br#"{"resourceType":"Observation","valueQuantity":{"value":1.50},"n":-3,"m":18446744073709551615}"#;
+        let tree = parse_body(numbers, Format::Json, 64).unwrap();
+        let plain: Value = serde_json::from_slice(numbers).unwrap();
+        assert_eq!(tree, plain, "numbers read exactly as serde_json reads them");
+        assert_eq!(tree["valueQuantity"]["value"].to_string(), "1.50");
+        assert_eq!(tree["n"], serde_json::json!(-3));
         let hostile = "[".repeat(100_000);
         assert!(parse_body(hostile.as_bytes(), Format::Json, 64).is_err());
     }
