@@ -233,9 +233,11 @@ impl Defs {
                     if crate::walk::is_native(c.key) {
                         continue;
                     }
-                    let Some(src) = c.expression.as_deref() else {
+                    let Some(published) = c.expression.as_deref() else {
                         continue;
                     };
+                    let corrected = crate::invariants::corrected_expression(c.key, published);
+                    let src = corrected.as_deref().unwrap_or(published);
                     let compiled = cache.entry(src.to_string()).or_insert_with(|| {
                         match fhirpath::compile(src) {
                             Ok(e) => Some(Arc::new(e)),
