@@ -178,7 +178,7 @@ impl Defs {
         let mut wanted: HashSet<String> = HashSet::new();
         for sd in &self.sds {
             for n in &sd.nodes {
-                if let Some(b) = &n.binding {
+                for b in n.binding.iter().chain(&n.additional_bindings) {
                     if b.strength != Strength::Example {
                         wanted.insert(b.value_set.clone());
                     }
@@ -203,7 +203,7 @@ impl Defs {
                 for t in &mut n.types {
                     t.sd_index = by_type.get(&t.code).copied();
                 }
-                if let Some(b) = &mut n.binding {
+                for b in n.binding.iter_mut().chain(&mut n.additional_bindings) {
                     b.expansion = expansions.get(&b.value_set).cloned();
                 }
             }

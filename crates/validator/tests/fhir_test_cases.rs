@@ -17,6 +17,7 @@ use sp_validator::{Options, Validator};
 /// validator's. This list may only grow.
 const AGREEING_EXACT: &[&str] = &[
     "additional-bindings-observation-2/base",
+    "additional-bindings-observation-2/profile",
     "ai3/base",
     "ai4/base",
     "ai5/base",
