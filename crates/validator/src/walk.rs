@@ -931,7 +931,13 @@ impl<'v, 'r> Walker<'v, 'r> {
                     );
                 }
                 Ok(Some(t)) => {
-                    self.check_target(t, targets);
+                    if self.val.assume_valid_rest_references {
+                        self.check_target(t, targets);
+                    } else if let Some(found) = self.resolve(s) {
+                        // The resource it resolves to says what it is.
+                        let rt = found.get("resourceType").and_then(Value::as_str);
+                        self.check_target(rt.unwrap_or(t), targets);
+                    }
                 }
                 Ok(None) => {}
             }

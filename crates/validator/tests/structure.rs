@@ -130,6 +130,39 @@ fn reference_target_type() {
     }
 }
 
+/// Without `assume_valid_rest_references`, only references that resolve have their target
+/// type checked (the HL7 validator's default).
+#[test]
+fn reference_target_type_when_not_assuming_rest_references() {
+    let v = sp_validator::Validator::bundled()
+        .expect("bundled definitions")
+        .assume_valid_rest_references(false);
+    let opts = sp_validator::Options::default();
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["subject"] = json!({"reference": "Organization/x"});
+    let issues = v.validate(&sr, &opts);
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "https://x.org/fhir/ServiceRequest/sr", "resource": sr},
+            {"fullUrl": "https://x.org/fhir/Organization/x",
+             "resource": {"resourceType": "Organization", "id": "x", "name": "X"}}
+        ]
+    });
+    let issues = v.validate(&bundle, &opts);
+    assert!(
+        has(
+            &issues,
+            "Bundle.entry[0].resource.subject.reference",
+            "invalid"
+        ),
+        "{}",
+        show(&issues)
+    );
+}
+
 #[test]
 fn cardinality_and_arrays() {
     let mut sr = load("peers/valid-servicerequest.json");
