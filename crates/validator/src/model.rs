@@ -563,7 +563,20 @@ pub(crate) fn compile_sd(sd: &Value) -> Option<Sd> {
         "resource" => Kind::Resource,
         _ => Kind::Logical,
     };
-    let is_profile = sd.get("derivation").and_then(Value::as_str) == Some("constraint");
+    // A specialization defines a new type; one whose type is that of the core definition it
+    // derives from defines nothing new and can only be a constraint on that type (some
+    // published profiles say `specialization` by mistake).
+    let core_base = format!("{CORE_PREFIX}{type_name}");
+    let constrains_core = sd
+        .get("baseDefinition")
+        .and_then(Value::as_str)
+        .is_some_and(|b| strip_version(b) == core_base)
+        && url != core_base;
+    let is_profile = match sd.get("derivation").and_then(Value::as_str) {
+        Some("constraint") => true,
+        Some("specialization") => constrains_core,
+        _ => false,
+    };
     let elements = if is_profile {
         sd.get("differential")
             .or_else(|| sd.get("snapshot"))

@@ -653,7 +653,7 @@ impl<'v, 'r> Walker<'v, 'r> {
         if tcode == "Extension" && child.sd.type_name != "Extension" {
             self.extension_url(obj);
         }
-        let item_ovs = self.type_overlays(ovs, tref, tcode, obj);
+        let (item_ovs, choices) = self.type_overlays(ovs, tref, tcode, obj);
         self.object(obj, target, &item_ovs, false, None);
         self.value_rules(child, tcode, val, ovs);
         // Rules of the element itself and, when the value is an instance of
@@ -668,6 +668,10 @@ impl<'v, 'r> Walker<'v, 'r> {
             self.constraints(val, None, type_name, &[child, target], &item_ovs);
         } else {
             self.constraints(val, None, type_name, &[child], &item_ovs);
+        }
+        let type_base: &[Ov<'v>] = if from_type { &[target] } else { &[] };
+        for candidates in &choices {
+            self.profile_choice(obj, val, target, type_base, type_name, candidates);
         }
         if tcode == "Reference" {
             if let Some(t) = tref {

@@ -37,6 +37,7 @@ const AGREEING_EXACT: &[&str] = &[
     "fixed-quantity-binding-observation/base",
     "fixed-quantity-binding-observation/profile",
     "inv-checks/base",
+    "inv-checks/profile",
     "obs-temp/base",
     "obs-value-max-g/base",
     "obs-value-max-g/profile",

@@ -424,3 +424,65 @@ fn additional_bindings() {
     assert!(errors(&run("required", true, "blue")).is_empty());
     assert!(errors(&run("candidate", false, "blue")).is_empty());
 }
+
+/// A type listing several profiles asks the value to conform to one of them.
+#[test]
+fn a_choice_of_type_profiles() {
+    let name_profile = |id: &str, rule: &str| {
+        json!({
+            "resourceType": "StructureDefinition",
+            "url": format!("https://example.org/StructureDefinition/{id}"),
+            "name": id, "status": "active", "kind": "complex-type", "abstract": false,
+            "type": "HumanName",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/HumanName",
+            "derivation": "constraint",
+            "differential": {"element": [{
+                "id": "HumanName", "path": "HumanName",
+                "constraint": [{"key": id, "severity": "error", "human": rule, "expression": rule}]
+            }]}
+        })
+    };
+    let patient = json!({
+        "resourceType": "StructureDefinition",
+        "url": "https://example.org/StructureDefinition/named",
+        "name": "Named", "status": "active", "kind": "resource", "abstract": false,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {"element": [{
+            "id": "Patient.name", "path": "Patient.name",
+            "type": [{"code": "HumanName", "profile": [
+                "https://example.org/StructureDefinition/by-family",
+                "https://example.org/StructureDefinition/by-given"
+            ]}]
+        }]}
+    });
+    let v = Validator::with_extra(vec![
+        patient,
+        name_profile("by-family", "family.exists()"),
+        name_profile("by-given", "given.exists()"),
+    ])
+    .expect("loads");
+    let run = |name: Value| {
+        v.validate(
+            &json!({"resourceType": "Patient", "name": [name]}),
+            &Options {
+                profiles_by_type: &[],
+                root_profiles: &["https://example.org/StructureDefinition/named"],
+            },
+        )
+    };
+    let issues = run(json!({"family": "Jones"}));
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    let issues = run(json!({"text": "Jones"}));
+    assert!(
+        has(&issues, "Patient.name[0]", "structure", "profile-no-match"),
+        "{}",
+        show(&issues)
+    );
+    let issues = run(json!({"family": "Jones", "given": ["Ann"]}));
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    assert!(issues
+        .iter()
+        .any(|i| i.message_id == "profile-several-matches"));
+}

@@ -6,8 +6,10 @@ use serde_json::{Map, Value};
 
 use super::terms::pattern_matches;
 use super::{count_values, Ov, Walker, MAX_OVERLAYS};
-use crate::issue::{IssueCode, Severity};
-use crate::model::{capitalise, Discriminator, DiscriminatorKind, Node, TypeRef};
+use crate::issue::{Issue, IssueCode, Severity};
+use crate::model::{
+    capitalise, strip_version, Discriminator, DiscriminatorKind, Node, Sd, TypeRef,
+};
 
 const EXTENSION_TYPE: &str = "Extension";
 
@@ -78,45 +80,146 @@ impl<'v, 'r> Walker<'v, 'r> {
         out
     }
 
-    /// Adds definitions a value brings with it: profiles on its type, and the
-    /// definition of an extension named by its `url`.
+    /// Adds definitions a value brings with it: profiles on its type (with the
+    /// profiles they derive from), and the definition of an extension named by its
+    /// `url`. A type that lists several profiles asks the value to conform to *one*
+    /// of them: those groups are returned apart, for [`Self::profile_choice`].
     pub(super) fn type_overlays(
         &self,
         ovs: &[Ov<'v>],
         tref: Option<&TypeRef>,
         tcode: &str,
         obj: &Map<String, Value>,
-    ) -> Vec<Ov<'v>> {
+    ) -> (Vec<Ov<'v>>, Vec<Vec<&'v Sd>>) {
         let mut out = ovs.to_vec();
+        let mut choices = Vec::new();
         let defs = &self.val.defs;
-        let add = |out: &mut Vec<Ov<'v>>, url: &str| {
-            if let Some(sd) = defs.sd(crate::model::strip_version(url)) {
-                if sd.type_name == tcode
-                    && !out.iter().any(|o| std::ptr::eq(o.sd, sd) && o.node == 0)
-                    && out.len() < MAX_OVERLAYS
-                {
-                    out.push(Ov { sd, node: 0 });
-                }
+        let mut group = |out: &mut Vec<Ov<'v>>, profiles: &[String]| {
+            let known: Vec<&'v Sd> = profiles
+                .iter()
+                .filter_map(|p| defs.sd(strip_version(p)))
+                .filter(|sd| sd.type_name == tcode)
+                .collect();
+            match known.as_slice() {
+                [] => {}
+                [one] => self.add_with_bases(out, one),
+                _ => choices.push(known),
             }
         };
-        for p in tref.map(|t| t.profiles.as_slice()).unwrap_or(&[]) {
-            add(&mut out, p);
+        if let Some(t) = tref {
+            group(&mut out, &t.profiles);
         }
         for ov in ovs {
             for t in &ov.node().types {
                 if t.code == tcode {
-                    for p in &t.profiles {
-                        add(&mut out, p);
-                    }
+                    group(&mut out, &t.profiles);
                 }
             }
         }
         if tcode == EXTENSION_TYPE {
             if let Some(url) = obj.get("url").and_then(Value::as_str) {
-                add(&mut out, url);
+                if let Some(sd) = defs
+                    .sd(strip_version(url))
+                    .filter(|sd| sd.type_name == tcode)
+                {
+                    self.add_with_bases(&mut out, sd);
+                }
             }
         }
-        out
+        (out, choices)
+    }
+
+    /// Adds the root of profile `sd`, and of the profiles it derives from, once each.
+    pub(super) fn add_with_bases(&self, out: &mut Vec<Ov<'v>>, sd: &'v Sd) {
+        let mut cur = Some(sd);
+        let mut hops = 0;
+        while let Some(p) = cur {
+            if hops > 10 || out.len() >= MAX_OVERLAYS {
+                break;
+            }
+            if !out.iter().any(|o| std::ptr::eq(o.sd, p) && o.node == 0) {
+                out.push(Ov { sd: p, node: 0 });
+            }
+            cur = p
+                .base_definition
+                .as_deref()
+                .and_then(|b| self.val.defs.sd(b))
+                .filter(|b| b.is_profile);
+            hops += 1;
+        }
+    }
+
+    /// A value whose type lists several profiles must conform to at least one, as the
+    /// HL7 validator judges it: each candidate is validated on its own; when exactly one
+    /// has no errors its findings stand; when none does, that is an error and the
+    /// candidates' findings are all reported; when several do, a warning says so.
+    pub(super) fn profile_choice(
+        &mut self,
+        obj: &'r Map<String, Value>,
+        val: &'r Value,
+        target: Ov<'v>,
+        type_base: &[Ov<'v>],
+        type_name: &str,
+        candidates: &[&'v Sd],
+    ) {
+        let mut good: Vec<(&'v Sd, Vec<Issue>)> = Vec::new();
+        let mut bad: Vec<Issue> = Vec::new();
+        for &sd in candidates {
+            let mark = self.issues.len();
+            let mut ovs = Vec::new();
+            self.add_with_bases(&mut ovs, sd);
+            self.object(obj, target, &ovs, false, None);
+            self.constraints(val, None, type_name, type_base, &ovs);
+            let found: Vec<Issue> = self.issues.drain(mark..).collect();
+            if found.iter().any(Issue::is_error) {
+                bad.extend(found);
+            } else {
+                good.push((sd, found));
+            }
+        }
+        let urls = |sds: &mut dyn Iterator<Item = &'v Sd>| {
+            let mut v: Vec<&str> = sds.map(|sd| sd.url.as_str()).collect();
+            v.sort_unstable();
+            v.join(", ")
+        };
+        match good.len() {
+            0 => {
+                let msg = format!(
+                    "{} does not conform to any of the profiles its type allows: {}",
+                    self.path,
+                    urls(&mut candidates.iter().copied())
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::Structure,
+                    "profile-no-match",
+                    msg,
+                    None,
+                );
+                self.issues.extend(bad);
+            }
+            1 => {
+                let (_, found) = good.pop().unwrap_or_else(|| unreachable!());
+                self.issues.extend(found);
+            }
+            _ => {
+                let msg = format!(
+                    "{} conforms to several of the profiles its type allows: {}",
+                    self.path,
+                    urls(&mut good.iter().map(|(sd, _)| *sd))
+                );
+                self.report(
+                    Severity::Warning,
+                    IssueCode::Structure,
+                    "profile-several-matches",
+                    msg,
+                    None,
+                );
+                for (_, found) in good {
+                    self.issues.extend(found);
+                }
+            }
+        }
     }
 
     /// Cardinality and slicing rules of the overlay's children on `obj`.
