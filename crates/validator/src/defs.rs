@@ -18,6 +18,10 @@ static R4_RESOURCES: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/profiles-resources.json"
 ));
+static R4_EXTENSIONS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../profiles/r4/extension-definitions.json"
+));
 static R4_VALUESETS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/valuesets.json"
@@ -65,6 +69,7 @@ impl Defs {
         for (name, text) in [
             ("r4/profiles-types.json", R4_TYPES),
             ("r4/profiles-resources.json", R4_RESOURCES),
+            ("r4/extension-definitions.json", R4_EXTENSIONS),
             ("r4/valuesets.json", R4_VALUESETS),
         ]
         .into_iter()
@@ -105,9 +110,15 @@ impl Defs {
                 .to_string();
             match r.get("resourceType").and_then(Value::as_str) {
                 Some("StructureDefinition") => {
-                    defs.model.add(&r);
                     let sd = compile_sd(&r)
                         .ok_or_else(|| LoadError::BadStructureDefinition(url.clone()))?;
+                    // A definition read as a constraint although it says otherwise (see
+                    // `compile_sd`) must not redefine its type in the FHIRPath model.
+                    let says_constraint =
+                        r.get("derivation").and_then(Value::as_str) == Some("constraint");
+                    if !sd.is_profile || says_constraint {
+                        defs.model.add(&r);
+                    }
                     defs.add_sd(sd);
                 }
                 Some("ValueSet") => {

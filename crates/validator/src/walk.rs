@@ -37,6 +37,8 @@ pub(crate) fn validate(v: &Validator, resource: &Value, opts: &Options) -> Vec<I
         resources: Vec::new(),
         root: resource,
         def_path: String::new(),
+        type_path: String::new(),
+        type_start: 0,
     };
     w.resource(resource, true);
     w.finish()
@@ -75,6 +77,11 @@ pub(crate) struct Walker<'v, 'r> {
     /// Definition path of the current element (`Patient.name`), for
     /// extension contexts.
     def_path: String,
+    /// The same position from the data type the value is an instance of
+    /// (`HumanName.family` for `Patient.contact.name.family`):
+    /// `type_path[type_start..]`, grown and truncated without allocating.
+    type_path: String,
+    type_start: usize,
 }
 
 pub(crate) fn json_kind_name(v: &Value) -> &'static str {
@@ -265,10 +272,15 @@ impl<'v, 'r> Walker<'v, 'r> {
         let overlays = self.resource_profiles(rt, obj, is_root);
         self.resources.push(v);
         let saved_def = std::mem::replace(&mut self.def_path, rt.to_string());
+        let (saved_start, tmark) = (self.type_start, self.type_path.len());
+        self.type_start = tmark;
+        self.type_path.push_str(rt);
         let base = Ov { sd, node: 0 };
         self.object(obj, base, &overlays, true, None);
         self.constraints(v, None, rt, &[base], &overlays);
         self.def_path = saved_def;
+        self.type_path.truncate(tmark);
+        self.type_start = saved_start;
         self.resources.pop();
         self.pop(mark);
     }
@@ -491,8 +503,12 @@ impl<'v, 'r> Walker<'v, 'r> {
         let dmark = self.def_path.len();
         self.def_path.push('.');
         self.def_path.push_str(&child.node().name);
+        let tmark = self.type_path.len();
+        self.type_path.push('.');
+        self.type_path.push_str(&child.node().name);
         self.element_values(child, ti, json_name, value, ext, parent_ovs);
         self.def_path.truncate(dmark);
+        self.type_path.truncate(tmark);
     }
 
     fn element_values(
@@ -654,7 +670,18 @@ impl<'v, 'r> Walker<'v, 'r> {
             self.extension_url(obj);
         }
         let (item_ovs, choices) = self.type_overlays(ovs, tref, tcode, obj);
+        if tcode == "Extension" {
+            self.sub_extension_urls(obj, &item_ovs);
+        }
+        // Inside a data type, positions are also named from the type.
+        let (saved_start, tmark) = (self.type_start, self.type_path.len());
+        if type_sd.is_some_and(|t| std::ptr::eq(t, target.sd)) {
+            self.type_start = tmark;
+            self.type_path.push_str(tcode);
+        }
         self.object(obj, target, &item_ovs, false, None);
+        self.type_path.truncate(tmark);
+        self.type_start = saved_start;
         self.value_rules(child, tcode, val, ovs);
         // Rules of the element itself and, when the value is an instance of
         // a data type, of that type (ref-1, per-1, ext-1, ...).
@@ -845,6 +872,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                     "element" => {
                         let x = expr.trim_end_matches("[x]");
                         x == self.def_path
+                            || x == &self.type_path[self.type_start..]
                             || x == host_type
                             || x == "Element"
                             || (is_resource && (x == "Resource" || x == "DomainResource"))
@@ -856,7 +884,9 @@ impl<'v, 'r> Walker<'v, 'r> {
                     // A FHIRPath context is judged by its leading path
                     // (`Patient.address.where(..)` -> `Patient.address`);
                     // anything more complex is allowed.
-                    "fhirpath" => fhirpath_context_path(expr).is_none_or(|p| p == self.def_path),
+                    "fhirpath" => fhirpath_context_path(expr).is_none_or(|p| {
+                        p == self.def_path || p == &self.type_path[self.type_start..]
+                    }),
                     _ => true,
                 });
                 if !allowed {

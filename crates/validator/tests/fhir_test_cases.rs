@@ -50,6 +50,7 @@ const AGREEING_EXACT: &[&str] = &[
     "pat-minvalue-date/base",
     "pat-minvalue-date/profile",
     "patient-extension-bad/base",
+    "patient-extension-complex-bad2/base",
     "patient-extension-complex/base",
     "patient-id-bad-1 / R4/base",
     "patient-id-only/base",
@@ -95,6 +96,7 @@ const AGREEING_VERDICT: &[&str] = &[
     "patient-bad-gender/base",
     "patient-bad-gender/profile",
     "patient-extension-bad3/base",
+    "patient-extension-complex-bad1/base",
 ];
 
 /// Cases we do not claim to support, with the reason.

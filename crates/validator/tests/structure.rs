@@ -225,3 +225,47 @@ fn hostile_deep_nesting_and_huge_arrays() {
     assert!(issues.len() <= 501, "{}", issues.len());
     assert!(issues.iter().any(|i| i.message_id == "too-many-issues"));
 }
+
+/// The core extension definitions are known: a complex extension's sub-extensions must be
+/// the ones it defines (plain names), its required ones present, and a core extension is
+/// checked where its context allows it, also when the context names a data type's element.
+#[test]
+fn core_extension_definitions() {
+    let mut patient = json!({
+        "resourceType": "Patient",
+        "extension": [{
+            "url": "http://hl7.org/fhir/StructureDefinition/patient-animal",
+            "extension": [{"url": "species", "valueCodeableConcept": {"text": "dog"}}]
+        }],
+        "name": [{"family": "Rex", "_family": {"extension": [{
+            "url": "http://hl7.org/fhir/StructureDefinition/humanname-own-prefix",
+            "valueString": "van"
+        }]}}]
+    });
+    let issues = validate(&patient);
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    patient["extension"][0]["extension"][0]["url"] = json!("species-x");
+    let issues = validate(&patient);
+    assert!(
+        has(&issues, "Patient.extension[0].extension[0]", "invalid"),
+        "{}",
+        show(&issues)
+    );
+    assert!(
+        has(&issues, "Patient.extension[0].extension", "required"),
+        "{}",
+        show(&issues)
+    );
+    // patient-animal is for Patient only.
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["extension"] = json!([{
+        "url": "http://hl7.org/fhir/StructureDefinition/patient-animal",
+        "extension": [{"url": "species", "valueCodeableConcept": {"text": "dog"}}]
+    }]);
+    let issues = validate(&sr);
+    assert!(
+        has(&issues, "ServiceRequest.extension[0]", "invalid"),
+        "{}",
+        show(&issues)
+    );
+}

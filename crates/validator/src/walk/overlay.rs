@@ -129,6 +129,60 @@ impl<'v, 'r> Walker<'v, 'r> {
         (out, choices)
     }
 
+    /// The sub-extensions of a complex extension with a known definition: one whose `url` is
+    /// a plain name (not absolute, so no definition of its own) must be one the definition
+    /// slices out, as the HL7 validator requires.
+    pub(super) fn sub_extension_urls(&mut self, obj: &Map<String, Value>, ovs: &[Ov<'v>]) {
+        let Some(Value::Array(items)) = obj.get("extension") else {
+            return;
+        };
+        let Some(url) = obj.get("url").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(def) = ovs.iter().find(|o| {
+            o.node == 0 && o.sd.type_name == EXTENSION_TYPE && o.sd.url == strip_version(url)
+        }) else {
+            return;
+        };
+        let Some(&sliced) = def
+            .node()
+            .children
+            .iter()
+            .find(|&&c| def.sd.nodes[c].name == "extension")
+        else {
+            return;
+        };
+        let defined: Vec<Value> = def.sd.nodes[sliced]
+            .slices
+            .iter()
+            .filter_map(|&s| self.expected_at(def.at(s), "url"))
+            .collect();
+        for (i, item) in items.iter().enumerate() {
+            let Some(sub) = item.get("url").and_then(Value::as_str) else {
+                continue;
+            };
+            if sub.contains(':') || defined.iter().any(|d| d.as_str() == Some(sub)) {
+                continue;
+            }
+            let mark = self.push("extension");
+            let _ = std::fmt::Write::write_fmt(&mut self.path, format_args!("[{i}]"));
+            let msg = format!(
+                "{}: sub-extension url {} is not defined by the extension {}",
+                self.path,
+                super::quote(sub),
+                def.sd.url
+            );
+            self.report(
+                Severity::Error,
+                IssueCode::Invalid,
+                "sub-extension-unknown",
+                msg,
+                Some(&def.sd.url),
+            );
+            self.pop(mark);
+        }
+    }
+
     /// Adds the root of profile `sd`, and of the profiles it derives from, once each.
     pub(super) fn add_with_bases(&self, out: &mut Vec<Ov<'v>>, sd: &'v Sd) {
         let mut cur = Some(sd);
