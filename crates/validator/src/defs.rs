@@ -22,6 +22,10 @@ static R4_EXTENSIONS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/extension-definitions.json"
 ));
+static R4_VITAL_SIGNS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../profiles/r4/profiles-vitalsigns.json"
+));
 static R4_VALUESETS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/valuesets.json"
@@ -70,6 +74,7 @@ impl Defs {
             ("r4/profiles-types.json", R4_TYPES),
             ("r4/profiles-resources.json", R4_RESOURCES),
             ("r4/extension-definitions.json", R4_EXTENSIONS),
+            ("r4/profiles-vitalsigns.json", R4_VITAL_SIGNS),
             ("r4/valuesets.json", R4_VALUESETS),
         ]
         .into_iter()

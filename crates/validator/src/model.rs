@@ -137,7 +137,11 @@ fn precompute_targets(target_profiles: &[String]) -> Targets {
     for p in target_profiles {
         match strip_version(p).strip_prefix(CORE_PREFIX) {
             Some("Resource" | "DomainResource") => return Targets::Any,
-            Some(n) if !n.contains('/') => out.push(n.to_string()),
+            // A core type's URL ends in its type name (capitalised); core profiles such as
+            // `vitalsigns` are looked up for the type they constrain.
+            Some(n) if !n.contains('/') && n.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                out.push(n.to_string())
+            }
             _ => return Targets::Lookup,
         }
     }

@@ -12,6 +12,7 @@ use crate::model::{strip_version, Kind, Node, NodeId, Sd, Targets, TypeRef};
 use crate::primitives::{Prim, PrimError};
 use crate::{Options, Validator};
 
+mod implied;
 mod native;
 pub(crate) use native::is_native;
 mod overlay;
@@ -312,6 +313,24 @@ impl<'v, 'r> Walker<'v, 'r> {
         let mut out: Vec<Ov<'v>> = Vec::new();
         for (url, _) in urls {
             self.add_profile(url, rt, &mut out);
+        }
+        if rt == "Observation" {
+            if let Some((url, name, system, code)) = implied::vital_signs_profile(obj) {
+                if defs.sd(url).is_some() {
+                    let msg = format!(
+                        "{} is checked against the {name} profile ({url}), which the FHIR specification requires of an Observation with the {system} code {code}",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Information,
+                        IssueCode::Informational,
+                        "vital-signs-profile",
+                        msg,
+                        Some(url),
+                    );
+                    self.add_profile(url, rt, &mut out);
+                }
+            }
         }
         let metas = obj
             .get("meta")
@@ -1018,12 +1037,10 @@ impl<'v, 'r> Walker<'v, 'r> {
         let mut out = Vec::new();
         for p in target_profiles {
             let p = strip_version(p);
-            let name = match p.strip_prefix(CORE_SD_PREFIX) {
-                Some(n) if !n.contains('/') => n.to_string(),
-                _ => match self.val.defs.sd(p) {
-                    Some(sd) => sd.type_name.clone(),
-                    None => return None,
-                },
+            let name = match (self.val.defs.sd(p), p.strip_prefix(CORE_SD_PREFIX)) {
+                (Some(sd), _) => sd.type_name.clone(),
+                (None, Some(n)) if !n.contains('/') => n.to_string(),
+                (None, _) => return None,
             };
             if name == "Resource" || name == "DomainResource" {
                 return None;

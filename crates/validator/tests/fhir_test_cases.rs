@@ -38,6 +38,7 @@ const AGREEING_EXACT: &[&str] = &[
     "fixed-quantity-binding-observation/profile",
     "inv-checks/base",
     "inv-checks/profile",
+    "obs-temp-bad/base",
     "obs-temp/base",
     "obs-value-max-g/base",
     "obs-value-max-g/profile",

@@ -269,3 +269,41 @@ fn core_extension_definitions() {
         show(&issues)
     );
 }
+
+/// R4 observation-vitalsigns: an Observation with a vital-sign code must conform to the core
+/// profile for it (the codes as the HL7 validator reads them, LOINC first, then SNOMED CT).
+#[test]
+fn vital_signs_profiles_apply_by_code() {
+    let mut obs = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs"
+        }]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2024-05-01T09:50:00Z",
+        "valueQuantity": {"value": 36.6, "unit": "C", "system": "http://unitsofmeasure.org", "code": "Cel"}
+    });
+    let issues = validate(&obs);
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    assert!(issues.iter().any(|i| i.message_id == "vital-signs-profile"));
+    // The body temperature profile binds the unit to ucum-bodytemp.
+    obs["valueQuantity"]["code"] = json!("kg");
+    let issues = validate(&obs);
+    assert!(
+        has(&issues, "Observation.valueQuantity.code", "code-invalid"),
+        "{}",
+        show(&issues)
+    );
+    // A SNOMED CT body temperature still needs the LOINC code the profile requires.
+    obs["valueQuantity"]["code"] = json!("Cel");
+    obs["code"] = json!({"coding": [{"system": "http://snomed.info/sct", "code": "276885007"}]});
+    let issues = validate(&obs);
+    assert!(
+        has(&issues, "Observation.code.coding", "required"),
+        "{}",
+        show(&issues)
+    );
+}

@@ -8,7 +8,7 @@ use super::terms::pattern_matches;
 use super::{count_values, Ov, Walker, MAX_OVERLAYS};
 use crate::issue::{Issue, IssueCode, Severity};
 use crate::model::{
-    capitalise, strip_version, Discriminator, DiscriminatorKind, Node, Sd, TypeRef,
+    capitalise, strip_version, Discriminator, DiscriminatorKind, Node, NodeId, Sd, TypeRef,
 };
 
 const EXTENSION_TYPE: &str = "Extension";
@@ -486,6 +486,13 @@ impl<'v, 'r> Walker<'v, 'r> {
                 return Some(v.clone());
             }
         }
+        // Through a sliced element: a required slice fixing the value (the R4 blood-pressure
+        // profile tells its components apart by `code.coding.code`, fixed in each
+        // component's own required `coding` slice).
+        let segs: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+        if let Some(v) = fixed_through_slices(slice, slice.node, &segs, 0) {
+            return Some(v.clone());
+        }
         let sn = slice.node();
         if path == "url" {
             let t = sn.types.iter().find(|t| t.code == EXTENSION_TYPE)?;
@@ -500,6 +507,38 @@ impl<'v, 'r> Walker<'v, 'r> {
         }
         cur.first().map(|v| (*v).clone())
     }
+}
+
+/// The fixed or pattern value at `segs` below `node`, looking into the required slices
+/// (min 1 or more) of sliced elements on the way when the element itself fixes nothing.
+fn fixed_through_slices<'d>(
+    ov: Ov<'d>,
+    node: NodeId,
+    segs: &[&str],
+    depth: usize,
+) -> Option<&'d Value> {
+    let n = &ov.sd.nodes[node];
+    let Some((seg, rest)) = segs.split_first() else {
+        return n.fixed.as_ref().or(n.pattern.as_ref());
+    };
+    if depth > 16 {
+        return None;
+    }
+    let seg = seg.split('(').next().unwrap_or(seg);
+    let child = n
+        .children
+        .iter()
+        .copied()
+        .find(|&c| ov.sd.nodes[c].name == seg)?;
+    if let Some(v) = fixed_through_slices(ov, child, rest, depth + 1) {
+        return Some(v);
+    }
+    ov.sd.nodes[child]
+        .slices
+        .iter()
+        .copied()
+        .filter(|&s| ov.sd.nodes[s].min.is_some_and(|m| m > 0))
+        .find_map(|s| fixed_through_slices(ov, s, rest, depth + 1))
 }
 
 /// The slicing discriminators, defaulting extensions to `url` as R4 does.
