@@ -38,8 +38,7 @@ pub(crate) fn validate(v: &Validator, resource: &Value, opts: &Options) -> Vec<I
         resources: Vec::new(),
         root: resource,
         def_path: String::new(),
-        type_path: String::new(),
-        type_start: 0,
+        type_ctx: ("", 0),
     };
     w.resource(resource, true);
     w.finish()
@@ -78,11 +77,11 @@ pub(crate) struct Walker<'v, 'r> {
     /// Definition path of the current element (`Patient.name`), for
     /// extension contexts.
     def_path: String,
-    /// The same position from the data type the value is an instance of
-    /// (`HumanName.family` for `Patient.contact.name.family`):
-    /// `type_path[type_start..]`, grown and truncated without allocating.
-    type_path: String,
-    type_start: usize,
+    /// The same position named from the data type the value is an instance of
+    /// (`HumanName.family` for `Patient.contact.name.family`): the type's name
+    /// followed by `def_path[offset..]` (`("", 0)` inside a resource: the
+    /// resource's own path). See [`Walker::type_path_is`].
+    type_ctx: (&'v str, usize),
 }
 
 pub(crate) fn json_kind_name(v: &Value) -> &'static str {
@@ -273,15 +272,12 @@ impl<'v, 'r> Walker<'v, 'r> {
         let overlays = self.resource_profiles(rt, obj, is_root);
         self.resources.push(v);
         let saved_def = std::mem::replace(&mut self.def_path, rt.to_string());
-        let (saved_start, tmark) = (self.type_start, self.type_path.len());
-        self.type_start = tmark;
-        self.type_path.push_str(rt);
+        let saved_type = std::mem::take(&mut self.type_ctx);
         let base = Ov { sd, node: 0 };
         self.object(obj, base, &overlays, true, None);
         self.constraints(v, None, rt, &[base], &overlays);
         self.def_path = saved_def;
-        self.type_path.truncate(tmark);
-        self.type_start = saved_start;
+        self.type_ctx = saved_type;
         self.resources.pop();
         self.pop(mark);
     }
@@ -522,12 +518,8 @@ impl<'v, 'r> Walker<'v, 'r> {
         let dmark = self.def_path.len();
         self.def_path.push('.');
         self.def_path.push_str(&child.node().name);
-        let tmark = self.type_path.len();
-        self.type_path.push('.');
-        self.type_path.push_str(&child.node().name);
         self.element_values(child, ti, json_name, value, ext, parent_ovs);
         self.def_path.truncate(dmark);
-        self.type_path.truncate(tmark);
     }
 
     fn element_values(
@@ -693,14 +685,12 @@ impl<'v, 'r> Walker<'v, 'r> {
             self.sub_extension_urls(obj, &item_ovs);
         }
         // Inside a data type, positions are also named from the type.
-        let (saved_start, tmark) = (self.type_start, self.type_path.len());
+        let saved_type = self.type_ctx;
         if type_sd.is_some_and(|t| std::ptr::eq(t, target.sd)) {
-            self.type_start = tmark;
-            self.type_path.push_str(tcode);
+            self.type_ctx = (tcode, self.def_path.len());
         }
         self.object(obj, target, &item_ovs, false, None);
-        self.type_path.truncate(tmark);
-        self.type_start = saved_start;
+        self.type_ctx = saved_type;
         self.value_rules(child, tcode, val, ovs);
         // Rules of the element itself and, when the value is an instance of
         // a data type, of that type (ref-1, per-1, ext-1, ...).
@@ -891,7 +881,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                     "element" => {
                         let x = expr.trim_end_matches("[x]");
                         x == self.def_path
-                            || x == &self.type_path[self.type_start..]
+                            || self.type_path_is(x)
                             || x == host_type
                             || x == "Element"
                             || (is_resource && (x == "Resource" || x == "DomainResource"))
@@ -903,9 +893,8 @@ impl<'v, 'r> Walker<'v, 'r> {
                     // A FHIRPath context is judged by its leading path
                     // (`Patient.address.where(..)` -> `Patient.address`);
                     // anything more complex is allowed.
-                    "fhirpath" => fhirpath_context_path(expr).is_none_or(|p| {
-                        p == self.def_path || p == &self.type_path[self.type_start..]
-                    }),
+                    "fhirpath" => fhirpath_context_path(expr)
+                        .is_none_or(|p| p == self.def_path || self.type_path_is(p)),
                     _ => true,
                 });
                 if !allowed {
@@ -930,6 +919,13 @@ impl<'v, 'r> Walker<'v, 'r> {
                 }
             }
         }
+    }
+
+    /// Whether `path` names the current position from its data type (see `type_ctx`).
+    fn type_path_is(&self, path: &str) -> bool {
+        let (type_name, offset) = self.type_ctx;
+        path.strip_prefix(type_name)
+            .is_some_and(|rest| Some(rest) == self.def_path.get(offset..))
     }
 
     /// A top-level extension's url must be absolute (only sub-extensions

@@ -95,6 +95,9 @@ impl<'v, 'r> Walker<'v, 'r> {
         let mut choices = Vec::new();
         let defs = &self.val.defs;
         let mut group = |out: &mut Vec<Ov<'v>>, profiles: &[String]| {
+            if profiles.is_empty() {
+                return;
+            }
             let known: Vec<&'v Sd> = profiles
                 .iter()
                 .filter_map(|p| defs.sd(strip_version(p)))

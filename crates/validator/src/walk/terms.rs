@@ -158,13 +158,19 @@ impl<'v, 'r> Walker<'v, 'r> {
     /// Binding, fixed and pattern rules of the base element and the overlays.
     pub(super) fn value_rules(&mut self, child: Ov<'v>, tcode: &str, v: &Value, ovs: &[Ov<'v>]) {
         let base = child.node();
-        for b in base.binding.iter().chain(&base.additional_bindings) {
+        if let Some(b) = &base.binding {
+            self.binding(b, tcode, v, None);
+        }
+        for b in &base.additional_bindings {
             self.binding(b, tcode, v, None);
         }
         for ov in ovs {
             let n = ov.node();
             let url = ov.sd.url.as_str();
-            for b in n.binding.iter().chain(&n.additional_bindings) {
+            if let Some(b) = &n.binding {
+                self.binding(b, tcode, v, Some(url));
+            }
+            for b in &n.additional_bindings {
                 self.binding(b, tcode, v, Some(url));
             }
             if let Some(f) = &n.fixed {
