@@ -18,6 +18,14 @@ static R4_RESOURCES: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/profiles-resources.json"
 ));
+static R4_EXTENSIONS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../profiles/r4/extension-definitions.json"
+));
+static R4_VITAL_SIGNS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../profiles/r4/profiles-vitalsigns.json"
+));
 static R4_VALUESETS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/valuesets.json"
@@ -78,6 +86,8 @@ impl Defs {
         for (name, text) in [
             ("r4/profiles-types.json", R4_TYPES),
             ("r4/profiles-resources.json", R4_RESOURCES),
+            ("r4/extension-definitions.json", R4_EXTENSIONS),
+            ("r4/profiles-vitalsigns.json", R4_VITAL_SIGNS),
             ("r4/valuesets.json", R4_VALUESETS),
         ]
         .into_iter()
@@ -118,9 +128,15 @@ impl Defs {
                 .to_string();
             match r.get("resourceType").and_then(Value::as_str) {
                 Some("StructureDefinition") => {
-                    defs.model.add(&r);
                     let sd = compile_sd(&r)
                         .ok_or_else(|| LoadError::BadStructureDefinition(url.clone()))?;
+                    // A definition read as a constraint although it says otherwise (see
+                    // `compile_sd`) must not redefine its type in the FHIRPath model.
+                    let says_constraint =
+                        r.get("derivation").and_then(Value::as_str) == Some("constraint");
+                    if !sd.is_profile || says_constraint {
+                        defs.model.add(&r);
+                    }
                     defs.add_sd(sd);
                 }
                 Some("ValueSet") => {
@@ -191,7 +207,7 @@ impl Defs {
         let mut wanted: HashSet<String> = HashSet::new();
         for sd in &self.sds {
             for n in &sd.nodes {
-                if let Some(b) = &n.binding {
+                for b in n.binding.iter().chain(&n.additional_bindings) {
                     if b.strength != Strength::Example {
                         wanted.insert(b.value_set.clone());
                     }
@@ -216,7 +232,7 @@ impl Defs {
                 for t in &mut n.types {
                     t.sd_index = by_type.get(&t.code).copied();
                 }
-                if let Some(b) = &mut n.binding {
+                for b in n.binding.iter_mut().chain(&mut n.additional_bindings) {
                     b.expansion = expansions.get(&b.value_set).cloned();
                 }
             }
@@ -246,9 +262,11 @@ impl Defs {
                     if crate::walk::is_native(c.key) {
                         continue;
                     }
-                    let Some(src) = c.expression.as_deref() else {
+                    let Some(published) = c.expression.as_deref() else {
                         continue;
                     };
+                    let corrected = crate::invariants::corrected_expression(c.key, published);
+                    let src = corrected.as_deref().unwrap_or(published);
                     let compiled = cache.entry(src.to_string()).or_insert_with(|| {
                         match fhirpath::compile(src) {
                             Ok(e) => Some(Arc::new(e)),

@@ -63,6 +63,8 @@ pub struct Options<'a> {
 pub struct Validator {
     defs: Defs,
     regexes: PrimitiveRegexes,
+    /// See [`Validator::assume_valid_rest_references`].
+    assume_valid_rest_references: bool,
 }
 
 impl Validator {
@@ -77,7 +79,22 @@ impl Validator {
     pub fn with_extra(defs: Vec<Value>) -> Result<Validator, LoadError> {
         let defs = Defs::load(defs)?;
         let regexes = PrimitiveRegexes::new().map_err(|e| LoadError::Regex(e.to_string()))?;
-        Ok(Validator { defs, regexes })
+        Ok(Validator {
+            defs,
+            regexes,
+            assume_valid_rest_references: true,
+        })
+    }
+
+    /// Whether a reference that does not resolve (in the Bundle or `contained`) is taken to
+    /// point at the type its URL names, `Patient/123` at a Patient, so that the type is
+    /// checked against the element's allowed targets. On by default: a referral names its
+    /// targets by REST URL. Off, as the HL7 validator's `assumeValidRestReferences` is by
+    /// default, only references that resolve have their target type checked.
+    #[must_use]
+    pub fn assume_valid_rest_references(mut self, assume: bool) -> Validator {
+        self.assume_valid_rest_references = assume;
+        self
     }
 
     /// Validates `resource` (any resource type, Bundles included) and returns

@@ -83,7 +83,11 @@ pub(crate) enum Strength {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Binding {
+    /// For an additional binding, the strength its purpose implies.
     pub strength: Strength,
+    /// An additional binding (R5 `binding.additional`, in R4 through the
+    /// cross-version extension), checked beside the element's own binding.
+    pub additional: bool,
     /// Canonical URL without version.
     pub value_set: String,
     /// The pre-expanded value set (set after loading; `None` if unknown).
@@ -133,7 +137,11 @@ fn precompute_targets(target_profiles: &[String]) -> Targets {
     for p in target_profiles {
         match strip_version(p).strip_prefix(CORE_PREFIX) {
             Some("Resource" | "DomainResource") => return Targets::Any,
-            Some(n) if !n.contains('/') => out.push(n.to_string()),
+            // A core type's URL ends in its type name (capitalised); core profiles such as
+            // `vitalsigns` are looked up for the type they constrain.
+            Some(n) if !n.contains('/') && n.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                out.push(n.to_string())
+            }
             _ => return Targets::Lookup,
         }
     }
@@ -191,6 +199,8 @@ pub(crate) struct Node {
     /// Children with min > 0 (checked when the parent is present).
     pub required: Vec<NodeId>,
     pub binding: Option<Binding>,
+    /// Additional bindings of the element (see [`Binding::additional`]).
+    pub additional_bindings: Vec<Binding>,
     pub fixed: Option<Value>,
     pub pattern: Option<Value>,
     pub constraints: Vec<Constraint>,
@@ -300,6 +310,54 @@ fn parse_strength(s: &str) -> Option<Strength> {
     })
 }
 
+const ADDITIONAL_BINDING_EXT: &str =
+    "http://hl7.org/fhir/5.0/StructureDefinition/extension-ElementDefinition.binding.additional";
+
+/// The testable additional bindings of a `binding`: R5's `additional` as R4 carries it (the
+/// cross-version extension, with `purpose`, `valueSet` and `usage` sub-extensions). As the HL7
+/// validator does, a `maximum` or `required` purpose is checked as a required binding,
+/// `extensible` and `preferred` as bindings of that strength; other purposes (`minimum`,
+/// `candidate`, `ui`, ...) are documentation. A binding limited to a `usage` context is not
+/// checked: we cannot tell whether the resource is in that context.
+fn parse_additional_bindings(b: &Value) -> Vec<Binding> {
+    let exts = b
+        .get("extension")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    exts.iter()
+        .filter(|x| x.get("url").and_then(Value::as_str) == Some(ADDITIONAL_BINDING_EXT))
+        .filter_map(|x| {
+            let parts = x.get("extension")?.as_array()?;
+            let part = |name: &str| {
+                parts
+                    .iter()
+                    .find(|p| p.get("url").and_then(Value::as_str) == Some(name))
+            };
+            if part("usage").is_some() {
+                return None;
+            }
+            let strength = match part("purpose")?.get("valueCode")?.as_str()? {
+                "maximum" | "required" => Strength::Required,
+                "extensible" => Strength::Extensible,
+                "preferred" => Strength::Preferred,
+                _ => return None,
+            };
+            let vs = part("valueSet")?;
+            let url = vs
+                .get("valueCanonical")
+                .or_else(|| vs.get("valueUri"))?
+                .as_str()?;
+            Some(Binding {
+                strength,
+                additional: true,
+                value_set: strip_version(url).to_string(),
+                expansion: None,
+            })
+        })
+        .collect()
+}
+
 pub(crate) fn strip_version(url: &str) -> &str {
     url.split('|').next().unwrap_or(url)
 }
@@ -366,10 +424,15 @@ fn parse_element(e: &Value, path: &str) -> Node {
     let binding = e.get("binding").and_then(|b| {
         Some(Binding {
             strength: parse_strength(b.get("strength")?.as_str()?)?,
+            additional: false,
             value_set: strip_version(b.get("valueSet")?.as_str()?).to_string(),
             expansion: None,
         })
     });
+    let additional_bindings = e
+        .get("binding")
+        .map(parse_additional_bindings)
+        .unwrap_or_default();
     let constraints = e
         .get("constraint")
         .and_then(Value::as_array)
@@ -415,6 +478,7 @@ fn parse_element(e: &Value, path: &str) -> Node {
             .map(|a| a.iter().filter_map(parse_type).collect())
             .unwrap_or_default(),
         binding,
+        additional_bindings,
         fixed,
         pattern,
         constraints,
@@ -503,7 +567,20 @@ pub(crate) fn compile_sd(sd: &Value) -> Option<Sd> {
         "resource" => Kind::Resource,
         _ => Kind::Logical,
     };
-    let is_profile = sd.get("derivation").and_then(Value::as_str) == Some("constraint");
+    // A specialization defines a new type; one whose type is that of the core definition it
+    // derives from defines nothing new and can only be a constraint on that type (some
+    // published profiles say `specialization` by mistake).
+    let core_base = format!("{CORE_PREFIX}{type_name}");
+    let constrains_core = sd
+        .get("baseDefinition")
+        .and_then(Value::as_str)
+        .is_some_and(|b| strip_version(b) == core_base)
+        && url != core_base;
+    let is_profile = match sd.get("derivation").and_then(Value::as_str) {
+        Some("constraint") => true,
+        Some("specialization") => constrains_core,
+        _ => false,
+    };
     let elements = if is_profile {
         sd.get("differential")
             .or_else(|| sd.get("snapshot"))

@@ -12,6 +12,7 @@ use crate::model::{strip_version, Kind, Node, NodeId, Sd, Targets, TypeRef};
 use crate::primitives::{Prim, PrimError};
 use crate::{Options, Validator};
 
+mod implied;
 mod native;
 pub(crate) use native::is_native;
 mod overlay;
@@ -37,6 +38,7 @@ pub(crate) fn validate(v: &Validator, resource: &Value, opts: &Options) -> Vec<I
         resources: Vec::new(),
         root: resource,
         def_path: String::new(),
+        type_ctx: ("", 0),
     };
     w.resource(resource, true);
     w.finish()
@@ -75,6 +77,11 @@ pub(crate) struct Walker<'v, 'r> {
     /// Definition path of the current element (`Patient.name`), for
     /// extension contexts.
     def_path: String,
+    /// The same position named from the data type the value is an instance of
+    /// (`HumanName.family` for `Patient.contact.name.family`): the type's name
+    /// followed by `def_path[offset..]` (`("", 0)` inside a resource: the
+    /// resource's own path). See [`Walker::type_path_is`].
+    type_ctx: (&'v str, usize),
 }
 
 pub(crate) fn json_kind_name(v: &Value) -> &'static str {
@@ -265,10 +272,12 @@ impl<'v, 'r> Walker<'v, 'r> {
         let overlays = self.resource_profiles(rt, obj, is_root);
         self.resources.push(v);
         let saved_def = std::mem::replace(&mut self.def_path, rt.to_string());
+        let saved_type = std::mem::take(&mut self.type_ctx);
         let base = Ov { sd, node: 0 };
         self.object(obj, base, &overlays, true, None);
         self.constraints(v, None, rt, &[base], &overlays);
         self.def_path = saved_def;
+        self.type_ctx = saved_type;
         self.resources.pop();
         self.pop(mark);
     }
@@ -300,6 +309,24 @@ impl<'v, 'r> Walker<'v, 'r> {
         let mut out: Vec<Ov<'v>> = Vec::new();
         for (url, _) in urls {
             self.add_profile(url, rt, &mut out);
+        }
+        if rt == "Observation" {
+            if let Some((url, name, system, code)) = implied::vital_signs_profile(obj) {
+                if defs.sd(url).is_some() {
+                    let msg = format!(
+                        "{} is checked against the {name} profile ({url}), which the FHIR specification requires of an Observation with the {system} code {code}",
+                        self.path
+                    );
+                    self.report(
+                        Severity::Information,
+                        IssueCode::Informational,
+                        "vital-signs-profile",
+                        msg,
+                        Some(url),
+                    );
+                    self.add_profile(url, rt, &mut out);
+                }
+            }
         }
         let metas = obj
             .get("meta")
@@ -653,8 +680,17 @@ impl<'v, 'r> Walker<'v, 'r> {
         if tcode == "Extension" && child.sd.type_name != "Extension" {
             self.extension_url(obj);
         }
-        let item_ovs = self.type_overlays(ovs, tref, tcode, obj);
+        let (item_ovs, choices) = self.type_overlays(ovs, tref, tcode, obj);
+        if tcode == "Extension" {
+            self.sub_extension_urls(obj, &item_ovs);
+        }
+        // Inside a data type, positions are also named from the type.
+        let saved_type = self.type_ctx;
+        if type_sd.is_some_and(|t| std::ptr::eq(t, target.sd)) {
+            self.type_ctx = (tcode, self.def_path.len());
+        }
         self.object(obj, target, &item_ovs, false, None);
+        self.type_ctx = saved_type;
         self.value_rules(child, tcode, val, ovs);
         // Rules of the element itself and, when the value is an instance of
         // a data type, of that type (ref-1, per-1, ext-1, ...).
@@ -668,6 +704,10 @@ impl<'v, 'r> Walker<'v, 'r> {
             self.constraints(val, None, type_name, &[child, target], &item_ovs);
         } else {
             self.constraints(val, None, type_name, &[child], &item_ovs);
+        }
+        let type_base: &[Ov<'v>] = if from_type { &[target] } else { &[] };
+        for candidates in &choices {
+            self.profile_choice(obj, val, target, type_base, type_name, candidates);
         }
         if tcode == "Reference" {
             if let Some(t) = tref {
@@ -841,6 +881,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                     "element" => {
                         let x = expr.trim_end_matches("[x]");
                         x == self.def_path
+                            || self.type_path_is(x)
                             || x == host_type
                             || x == "Element"
                             || (is_resource && (x == "Resource" || x == "DomainResource"))
@@ -852,7 +893,8 @@ impl<'v, 'r> Walker<'v, 'r> {
                     // A FHIRPath context is judged by its leading path
                     // (`Patient.address.where(..)` -> `Patient.address`);
                     // anything more complex is allowed.
-                    "fhirpath" => fhirpath_context_path(expr).is_none_or(|p| p == self.def_path),
+                    "fhirpath" => fhirpath_context_path(expr)
+                        .is_none_or(|p| p == self.def_path || self.type_path_is(p)),
                     _ => true,
                 });
                 if !allowed {
@@ -877,6 +919,13 @@ impl<'v, 'r> Walker<'v, 'r> {
                 }
             }
         }
+    }
+
+    /// Whether `path` names the current position from its data type (see `type_ctx`).
+    fn type_path_is(&self, path: &str) -> bool {
+        let (type_name, offset) = self.type_ctx;
+        path.strip_prefix(type_name)
+            .is_some_and(|rest| Some(rest) == self.def_path.get(offset..))
     }
 
     /// A top-level extension's url must be absolute (only sub-extensions
@@ -931,7 +980,13 @@ impl<'v, 'r> Walker<'v, 'r> {
                     );
                 }
                 Ok(Some(t)) => {
-                    self.check_target(t, targets);
+                    if self.val.assume_valid_rest_references {
+                        self.check_target(t, targets);
+                    } else if let Some(found) = self.resolve(s) {
+                        // The resource it resolves to says what it is.
+                        let rt = found.get("resourceType").and_then(Value::as_str);
+                        self.check_target(rt.unwrap_or(t), targets);
+                    }
                 }
                 Ok(None) => {}
             }
@@ -978,12 +1033,10 @@ impl<'v, 'r> Walker<'v, 'r> {
         let mut out = Vec::new();
         for p in target_profiles {
             let p = strip_version(p);
-            let name = match p.strip_prefix(CORE_SD_PREFIX) {
-                Some(n) if !n.contains('/') => n.to_string(),
-                _ => match self.val.defs.sd(p) {
-                    Some(sd) => sd.type_name.clone(),
-                    None => return None,
-                },
+            let name = match (self.val.defs.sd(p), p.strip_prefix(CORE_SD_PREFIX)) {
+                (Some(sd), _) => sd.type_name.clone(),
+                (None, Some(n)) if !n.contains('/') => n.to_string(),
+                (None, _) => return None,
             };
             if name == "Resource" || name == "DomainResource" {
                 return None;

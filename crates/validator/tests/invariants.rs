@@ -34,6 +34,34 @@ fn period_and_extension_rules() {
     );
 }
 
+/// An invariant whose result is empty has not been met (as the HL7 validator reads it):
+/// `start <= end` on a date and a dateTime of the same day is empty in FHIRPath.
+#[test]
+fn an_empty_invariant_result_fails() {
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["occurrencePeriod"] = json!({"start": "2024-05-01", "end": "2024-05-01T06:20:00Z"});
+    let issues = base(&sr);
+    assert!(
+        fails(&issues, "per-1", "ServiceRequest.occurrencePeriod"),
+        "{}",
+        show(&issues)
+    );
+    sr["occurrencePeriod"] = json!({"start": "2024-05-01", "end": "2024-05-02T06:20:00Z"});
+    let issues = base(&sr);
+    assert!(common::errors(&issues).is_empty(), "{}", show(&issues));
+    // ref-1 as corrected by the HL7 validator: a reference with only `display`, or `#`
+    // (the container), needs no contained resource.
+    for subject in [json!({"display": "someone"}), json!({"reference": "#"})] {
+        sr["subject"] = subject;
+        let issues = base(&sr);
+        assert!(
+            !fails(&issues, "ref-1", "ServiceRequest.subject"),
+            "{}",
+            show(&issues)
+        );
+    }
+}
+
 #[test]
 fn domain_resource_rules() {
     let mut sr = load("peers/valid-servicerequest.json");

@@ -354,3 +354,135 @@ fn extension_context() {
         show(&issues)
     );
 }
+
+/// Additional bindings (R5 `binding.additional` through the R4 cross-version extension):
+/// `required` is checked as a required binding, `extensible` as an extensible one, and one
+/// limited to a `usage` context is not checked.
+#[test]
+fn additional_bindings() {
+    let additional = |purpose: &str, usage: bool| {
+        let mut parts = vec![
+            json!({"url": "purpose", "valueCode": purpose}),
+            json!({"url": "valueSet", "valueCanonical": "https://example.org/ValueSet/colours"}),
+        ];
+        if usage {
+            parts.push(json!({"url": "usage", "valueUsageContext": {"code": {"code": "focus"}, "valueCodeableConcept": {"text": "x"}}}));
+        }
+        json!({
+            "url": "http://hl7.org/fhir/5.0/StructureDefinition/extension-ElementDefinition.binding.additional",
+            "extension": parts
+        })
+    };
+    let run = |purpose: &str, usage: bool, code: &str| {
+        let profile = json!({
+            "resourceType": "StructureDefinition",
+            "url": "https://example.org/StructureDefinition/additional",
+            "name": "Additional", "status": "active", "kind": "resource", "abstract": false,
+            "type": "Observation",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+            "derivation": "constraint",
+            "differential": {"element": [{
+                "id": "Observation.code", "path": "Observation.code",
+                "binding": {"strength": "example", "valueSet": "https://example.org/ValueSet/any",
+                            "extension": [additional(purpose, usage)]}
+            }]}
+        });
+        let vs = json!({
+            "resourceType": "ValueSet", "url": "https://example.org/ValueSet/colours",
+            "status": "active",
+            "compose": {"include": [{"system": "https://example.org/colours", "concept": [{"code": "red"}]}]}
+        });
+        let v = Validator::with_extra(vec![profile, vs]).expect("loads");
+        let obs = json!({
+            "resourceType": "Observation", "status": "final",
+            "code": {"coding": [{"system": "https://example.org/colours", "code": code}]}
+        });
+        v.validate(
+            &obs,
+            &Options {
+                profiles_by_type: &[],
+                root_profiles: &["https://example.org/StructureDefinition/additional"],
+            },
+        )
+    };
+    let issues = run("required", false, "blue");
+    assert!(
+        has(
+            &issues,
+            "Observation.code",
+            "code-invalid",
+            "binding-required"
+        ),
+        "{}",
+        show(&issues)
+    );
+    assert!(errors(&run("required", false, "red")).is_empty());
+    assert!(errors(&run("maximum", false, "blue")).len() == 1);
+    let issues = run("extensible", false, "blue");
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    assert!(issues.iter().any(|i| i.message_id == "binding-extensible"));
+    assert!(errors(&run("required", true, "blue")).is_empty());
+    assert!(errors(&run("candidate", false, "blue")).is_empty());
+}
+
+/// A type listing several profiles asks the value to conform to one of them.
+#[test]
+fn a_choice_of_type_profiles() {
+    let name_profile = |id: &str, rule: &str| {
+        json!({
+            "resourceType": "StructureDefinition",
+            "url": format!("https://example.org/StructureDefinition/{id}"),
+            "name": id, "status": "active", "kind": "complex-type", "abstract": false,
+            "type": "HumanName",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/HumanName",
+            "derivation": "constraint",
+            "differential": {"element": [{
+                "id": "HumanName", "path": "HumanName",
+                "constraint": [{"key": id, "severity": "error", "human": rule, "expression": rule}]
+            }]}
+        })
+    };
+    let patient = json!({
+        "resourceType": "StructureDefinition",
+        "url": "https://example.org/StructureDefinition/named",
+        "name": "Named", "status": "active", "kind": "resource", "abstract": false,
+        "type": "Patient",
+        "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient",
+        "derivation": "constraint",
+        "differential": {"element": [{
+            "id": "Patient.name", "path": "Patient.name",
+            "type": [{"code": "HumanName", "profile": [
+                "https://example.org/StructureDefinition/by-family",
+                "https://example.org/StructureDefinition/by-given"
+            ]}]
+        }]}
+    });
+    let v = Validator::with_extra(vec![
+        patient,
+        name_profile("by-family", "family.exists()"),
+        name_profile("by-given", "given.exists()"),
+    ])
+    .expect("loads");
+    let run = |name: Value| {
+        v.validate(
+            &json!({"resourceType": "Patient", "name": [name]}),
+            &Options {
+                profiles_by_type: &[],
+                root_profiles: &["https://example.org/StructureDefinition/named"],
+            },
+        )
+    };
+    let issues = run(json!({"family": "Jones"}));
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    let issues = run(json!({"text": "Jones"}));
+    assert!(
+        has(&issues, "Patient.name[0]", "structure", "profile-no-match"),
+        "{}",
+        show(&issues)
+    );
+    let issues = run(json!({"family": "Jones", "given": ["Ann"]}));
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    assert!(issues
+        .iter()
+        .any(|i| i.message_id == "profile-several-matches"));
+}

@@ -130,6 +130,39 @@ fn reference_target_type() {
     }
 }
 
+/// Without `assume_valid_rest_references`, only references that resolve have their target
+/// type checked (the HL7 validator's default).
+#[test]
+fn reference_target_type_when_not_assuming_rest_references() {
+    let v = sp_validator::Validator::bundled()
+        .expect("bundled definitions")
+        .assume_valid_rest_references(false);
+    let opts = sp_validator::Options::default();
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["subject"] = json!({"reference": "Organization/x"});
+    let issues = v.validate(&sr, &opts);
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    let bundle = json!({
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"fullUrl": "https://x.org/fhir/ServiceRequest/sr", "resource": sr},
+            {"fullUrl": "https://x.org/fhir/Organization/x",
+             "resource": {"resourceType": "Organization", "id": "x", "name": "X"}}
+        ]
+    });
+    let issues = v.validate(&bundle, &opts);
+    assert!(
+        has(
+            &issues,
+            "Bundle.entry[0].resource.subject.reference",
+            "invalid"
+        ),
+        "{}",
+        show(&issues)
+    );
+}
+
 #[test]
 fn cardinality_and_arrays() {
     let mut sr = load("peers/valid-servicerequest.json");
@@ -191,4 +224,86 @@ fn hostile_deep_nesting_and_huge_arrays() {
     let issues = validate(&p);
     assert!(issues.len() <= 501, "{}", issues.len());
     assert!(issues.iter().any(|i| i.message_id == "too-many-issues"));
+}
+
+/// The core extension definitions are known: a complex extension's sub-extensions must be
+/// the ones it defines (plain names), its required ones present, and a core extension is
+/// checked where its context allows it, also when the context names a data type's element.
+#[test]
+fn core_extension_definitions() {
+    let mut patient = json!({
+        "resourceType": "Patient",
+        "extension": [{
+            "url": "http://hl7.org/fhir/StructureDefinition/patient-animal",
+            "extension": [{"url": "species", "valueCodeableConcept": {"text": "dog"}}]
+        }],
+        "name": [{"family": "Rex", "_family": {"extension": [{
+            "url": "http://hl7.org/fhir/StructureDefinition/humanname-own-prefix",
+            "valueString": "van"
+        }]}}]
+    });
+    let issues = validate(&patient);
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    patient["extension"][0]["extension"][0]["url"] = json!("species-x");
+    let issues = validate(&patient);
+    assert!(
+        has(&issues, "Patient.extension[0].extension[0]", "invalid"),
+        "{}",
+        show(&issues)
+    );
+    assert!(
+        has(&issues, "Patient.extension[0].extension", "required"),
+        "{}",
+        show(&issues)
+    );
+    // patient-animal is for Patient only.
+    let mut sr = load("peers/valid-servicerequest.json");
+    sr["extension"] = json!([{
+        "url": "http://hl7.org/fhir/StructureDefinition/patient-animal",
+        "extension": [{"url": "species", "valueCodeableConcept": {"text": "dog"}}]
+    }]);
+    let issues = validate(&sr);
+    assert!(
+        has(&issues, "ServiceRequest.extension[0]", "invalid"),
+        "{}",
+        show(&issues)
+    );
+}
+
+/// R4 observation-vitalsigns: an Observation with a vital-sign code must conform to the core
+/// profile for it (the codes as the HL7 validator reads them, LOINC first, then SNOMED CT).
+#[test]
+fn vital_signs_profiles_apply_by_code() {
+    let mut obs = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [{"coding": [{
+            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+            "code": "vital-signs"
+        }]}],
+        "code": {"coding": [{"system": "http://loinc.org", "code": "8310-5"}]},
+        "subject": {"reference": "Patient/p"},
+        "effectiveDateTime": "2024-05-01T09:50:00Z",
+        "valueQuantity": {"value": 36.6, "unit": "C", "system": "http://unitsofmeasure.org", "code": "Cel"}
+    });
+    let issues = validate(&obs);
+    assert!(errors(&issues).is_empty(), "{}", show(&issues));
+    assert!(issues.iter().any(|i| i.message_id == "vital-signs-profile"));
+    // The body temperature profile binds the unit to ucum-bodytemp.
+    obs["valueQuantity"]["code"] = json!("kg");
+    let issues = validate(&obs);
+    assert!(
+        has(&issues, "Observation.valueQuantity.code", "code-invalid"),
+        "{}",
+        show(&issues)
+    );
+    // A SNOMED CT body temperature still needs the LOINC code the profile requires.
+    obs["valueQuantity"]["code"] = json!("Cel");
+    obs["code"] = json!({"coding": [{"system": "http://snomed.info/sct", "code": "276885007"}]});
+    let issues = validate(&obs);
+    assert!(
+        has(&issues, "Observation.code.coding", "required"),
+        "{}",
+        show(&issues)
+    );
 }

@@ -2,12 +2,16 @@
 """Trim the HL7 FHIR R4 4.0.1 definitions down to what sp-validator uses.
 
 Usage (from the repository root):
-    python3 crates/validator/tools/trim_r4.py SRC_DIR profiles/r4
+    python3 crates/validator/tools/trim_r4.py SRC_DIR profiles/r4 [OTHERS_DIR]
 
 SRC_DIR holds profiles-types.json, profiles-resources-subset.json and
-valuesets.json as shipped in the FHIR R4 4.0.1 definitions. The output is
-deterministic (sorted keys are not used; entry order follows the source) so a
-rerun on the same input gives byte-identical files.
+valuesets.json as shipped in the FHIR R4 4.0.1 definitions. OTHERS_DIR, when
+given, holds extension-definitions.json and profiles-others.json of the same
+definitions: every core extension definition and the vital-signs profiles are
+then kept too (differential only: the validator applies profiles as overlays
+on their base), and the value sets they bind are added to valuesets.json.
+The output is deterministic (sorted keys are not used; entry order follows
+the source) so a rerun on the same input gives byte-identical files.
 """
 import json
 import os
@@ -62,6 +66,21 @@ def trim_sd(sd):
     return out
 
 
+# The core vital-signs profiles (R4 observation-vitalsigns): the HL7 validator
+# applies them to Observations by code.
+VITAL_SIGNS = [
+    "vitalsigns", "vitalspanel", "resprate", "heartrate", "oxygensat", "bodytemp",
+    "bodyheight", "headcircum", "bodyweight", "bmi", "bp",
+]
+PROFILE_KEEP = (SD_KEEP - {"snapshot"}) | {"differential"}
+
+
+def trim_profile(sd):
+    out = {k: v for k, v in sd.items() if k in PROFILE_KEEP}
+    out["differential"] = {"element": [trim_element(e) for e in sd["differential"]["element"]]}
+    return out
+
+
 def strip_version(url):
     return url.split("|", 1)[0]
 
@@ -99,20 +118,29 @@ def trim_vs(vs):
     return out
 
 
-def main(src, dst):
+def main(src, dst, others=None):
     types = json.load(open(os.path.join(src, "profiles-types.json")))
     res = json.load(open(os.path.join(src, "profiles-resources-subset.json")))
     vsb = json.load(open(os.path.join(src, "valuesets.json")))
 
     sds_types = [trim_sd(e["resource"]) for e in types["entry"]]
     sds_res = [trim_sd(e["resource"]) for e in res["entry"]]
+    sds_ext, sds_vital = [], []
+    if others:
+        ext = json.load(open(os.path.join(others, "extension-definitions.json")))
+        sds_ext = [trim_profile(e["resource"]) for e in ext["entry"]
+                   if e["resource"]["resourceType"] == "StructureDefinition"]
+        oth = json.load(open(os.path.join(others, "profiles-others.json")))
+        by_id = {e["resource"]["id"]: e["resource"] for e in oth["entry"]}
+        sds_vital = [trim_profile(by_id[i]) for i in VITAL_SIGNS]
 
     wanted_vs = set(ALWAYS_VALUESETS)
-    for sd in sds_types + sds_res:
-        for el in sd["snapshot"]["element"]:
-            b = el.get("binding")
-            if b and b.get("strength") in BOUND_STRENGTHS and "valueSet" in b:
-                wanted_vs.add(strip_version(b["valueSet"]))
+    elements = [el for sd in sds_types + sds_res for el in sd["snapshot"]["element"]]
+    elements += [el for sd in sds_ext + sds_vital for el in sd["differential"]["element"]]
+    for el in elements:
+        b = el.get("binding")
+        if b and b.get("strength") in BOUND_STRENGTHS and "valueSet" in b:
+            wanted_vs.add(strip_version(b["valueSet"]))
 
     by_url = {}
     for e in vsb["entry"]:
@@ -156,10 +184,14 @@ def main(src, dst):
     write("profiles-types", [{"resource": s} for s in sds_types])
     write("profiles-resources", [{"resource": s} for s in sds_res])
     write("valuesets", out_vs)
-    print(f"types {len(sds_types)}, resources {len(sds_res)}, valuesets+codesystems {len(out_vs)}")
+    if others:
+        write("extension-definitions", [{"resource": s} for s in sds_ext])
+        write("profiles-vitalsigns", [{"resource": s} for s in sds_vital])
+    print(f"types {len(sds_types)}, resources {len(sds_res)}, extensions {len(sds_ext)}, "
+          f"vital signs {len(sds_vital)}, valuesets+codesystems {len(out_vs)}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) == 4 else None)

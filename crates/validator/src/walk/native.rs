@@ -156,7 +156,8 @@ impl<'v, 'r> Walker<'v, 'r> {
             terminology: None,
             now: None,
         };
-        expr.evaluate_node_bool(node, &ctx)
+        expr.evaluate_node(node, &ctx)
+            .map(|items| invariant_holds(&items))
     }
 
     fn native(&mut self, c: &Constraint, value: &'r Value, profile: &str) {
@@ -407,6 +408,19 @@ impl<'v, 'r> Walker<'v, 'r> {
                     .find(|e| e.full_url.is_some_and(|u| u.ends_with(&tail)))
             })
             .map(|e| e.resource)
+    }
+}
+
+/// Whether an invariant's result means the constraint holds, as the HL7 validator reads it
+/// (FHIRPathEngine.convertToBoolean): a single boolean is the answer, any other non-empty
+/// result holds, and an **empty result fails** — an expression that cannot say yes (`start
+/// <= end` on a date and a dateTime that agree up to the date, which FHIRPath leaves empty)
+/// has not shown the rule is met.
+fn invariant_holds(items: &[fhirpath::Item<'_>]) -> bool {
+    match items {
+        [] => false,
+        [one] => one.as_bool().unwrap_or(true),
+        _ => true,
     }
 }
 

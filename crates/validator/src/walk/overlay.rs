@@ -6,8 +6,10 @@ use serde_json::{Map, Value};
 
 use super::terms::pattern_matches;
 use super::{count_values, Ov, Walker, MAX_OVERLAYS};
-use crate::issue::{IssueCode, Severity};
-use crate::model::{capitalise, Discriminator, DiscriminatorKind, Node, TypeRef};
+use crate::issue::{Issue, IssueCode, Severity};
+use crate::model::{
+    capitalise, strip_version, Discriminator, DiscriminatorKind, Node, NodeId, Sd, TypeRef,
+};
 
 const EXTENSION_TYPE: &str = "Extension";
 
@@ -78,45 +80,203 @@ impl<'v, 'r> Walker<'v, 'r> {
         out
     }
 
-    /// Adds definitions a value brings with it: profiles on its type, and the
-    /// definition of an extension named by its `url`.
+    /// Adds definitions a value brings with it: profiles on its type (with the
+    /// profiles they derive from), and the definition of an extension named by its
+    /// `url`. A type that lists several profiles asks the value to conform to *one*
+    /// of them: those groups are returned apart, for [`Self::profile_choice`].
     pub(super) fn type_overlays(
         &self,
         ovs: &[Ov<'v>],
         tref: Option<&TypeRef>,
         tcode: &str,
         obj: &Map<String, Value>,
-    ) -> Vec<Ov<'v>> {
+    ) -> (Vec<Ov<'v>>, Vec<Vec<&'v Sd>>) {
         let mut out = ovs.to_vec();
+        let mut choices = Vec::new();
         let defs = &self.val.defs;
-        let add = |out: &mut Vec<Ov<'v>>, url: &str| {
-            if let Some(sd) = defs.sd(crate::model::strip_version(url)) {
-                if sd.type_name == tcode
-                    && !out.iter().any(|o| std::ptr::eq(o.sd, sd) && o.node == 0)
-                    && out.len() < MAX_OVERLAYS
-                {
-                    out.push(Ov { sd, node: 0 });
-                }
+        let mut group = |out: &mut Vec<Ov<'v>>, profiles: &[String]| {
+            if profiles.is_empty() {
+                return;
+            }
+            let known: Vec<&'v Sd> = profiles
+                .iter()
+                .filter_map(|p| defs.sd(strip_version(p)))
+                .filter(|sd| sd.type_name == tcode)
+                .collect();
+            match known.as_slice() {
+                [] => {}
+                [one] => self.add_with_bases(out, one),
+                _ => choices.push(known),
             }
         };
-        for p in tref.map(|t| t.profiles.as_slice()).unwrap_or(&[]) {
-            add(&mut out, p);
+        if let Some(t) = tref {
+            group(&mut out, &t.profiles);
         }
         for ov in ovs {
             for t in &ov.node().types {
                 if t.code == tcode {
-                    for p in &t.profiles {
-                        add(&mut out, p);
-                    }
+                    group(&mut out, &t.profiles);
                 }
             }
         }
         if tcode == EXTENSION_TYPE {
             if let Some(url) = obj.get("url").and_then(Value::as_str) {
-                add(&mut out, url);
+                if let Some(sd) = defs
+                    .sd(strip_version(url))
+                    .filter(|sd| sd.type_name == tcode)
+                {
+                    self.add_with_bases(&mut out, sd);
+                }
             }
         }
-        out
+        (out, choices)
+    }
+
+    /// The sub-extensions of a complex extension with a known definition: one whose `url` is
+    /// a plain name (not absolute, so no definition of its own) must be one the definition
+    /// slices out, as the HL7 validator requires.
+    pub(super) fn sub_extension_urls(&mut self, obj: &Map<String, Value>, ovs: &[Ov<'v>]) {
+        let Some(Value::Array(items)) = obj.get("extension") else {
+            return;
+        };
+        let Some(url) = obj.get("url").and_then(Value::as_str) else {
+            return;
+        };
+        let Some(def) = ovs.iter().find(|o| {
+            o.node == 0 && o.sd.type_name == EXTENSION_TYPE && o.sd.url == strip_version(url)
+        }) else {
+            return;
+        };
+        let Some(&sliced) = def
+            .node()
+            .children
+            .iter()
+            .find(|&&c| def.sd.nodes[c].name == "extension")
+        else {
+            return;
+        };
+        let defined: Vec<Value> = def.sd.nodes[sliced]
+            .slices
+            .iter()
+            .filter_map(|&s| self.expected_at(def.at(s), "url"))
+            .collect();
+        for (i, item) in items.iter().enumerate() {
+            let Some(sub) = item.get("url").and_then(Value::as_str) else {
+                continue;
+            };
+            if sub.contains(':') || defined.iter().any(|d| d.as_str() == Some(sub)) {
+                continue;
+            }
+            let mark = self.push("extension");
+            let _ = std::fmt::Write::write_fmt(&mut self.path, format_args!("[{i}]"));
+            let msg = format!(
+                "{}: sub-extension url {} is not defined by the extension {}",
+                self.path,
+                super::quote(sub),
+                def.sd.url
+            );
+            self.report(
+                Severity::Error,
+                IssueCode::Invalid,
+                "sub-extension-unknown",
+                msg,
+                Some(&def.sd.url),
+            );
+            self.pop(mark);
+        }
+    }
+
+    /// Adds the root of profile `sd`, and of the profiles it derives from, once each.
+    pub(super) fn add_with_bases(&self, out: &mut Vec<Ov<'v>>, sd: &'v Sd) {
+        let mut cur = Some(sd);
+        let mut hops = 0;
+        while let Some(p) = cur {
+            if hops > 10 || out.len() >= MAX_OVERLAYS {
+                break;
+            }
+            if !out.iter().any(|o| std::ptr::eq(o.sd, p) && o.node == 0) {
+                out.push(Ov { sd: p, node: 0 });
+            }
+            cur = p
+                .base_definition
+                .as_deref()
+                .and_then(|b| self.val.defs.sd(b))
+                .filter(|b| b.is_profile);
+            hops += 1;
+        }
+    }
+
+    /// A value whose type lists several profiles must conform to at least one, as the
+    /// HL7 validator judges it: each candidate is validated on its own; when exactly one
+    /// has no errors its findings stand; when none does, that is an error and the
+    /// candidates' findings are all reported; when several do, a warning says so.
+    pub(super) fn profile_choice(
+        &mut self,
+        obj: &'r Map<String, Value>,
+        val: &'r Value,
+        target: Ov<'v>,
+        type_base: &[Ov<'v>],
+        type_name: &str,
+        candidates: &[&'v Sd],
+    ) {
+        let mut good: Vec<(&'v Sd, Vec<Issue>)> = Vec::new();
+        let mut bad: Vec<Issue> = Vec::new();
+        for &sd in candidates {
+            let mark = self.issues.len();
+            let mut ovs = Vec::new();
+            self.add_with_bases(&mut ovs, sd);
+            self.object(obj, target, &ovs, false, None);
+            self.constraints(val, None, type_name, type_base, &ovs);
+            let found: Vec<Issue> = self.issues.drain(mark..).collect();
+            if found.iter().any(Issue::is_error) {
+                bad.extend(found);
+            } else {
+                good.push((sd, found));
+            }
+        }
+        let urls = |sds: &mut dyn Iterator<Item = &'v Sd>| {
+            let mut v: Vec<&str> = sds.map(|sd| sd.url.as_str()).collect();
+            v.sort_unstable();
+            v.join(", ")
+        };
+        match good.len() {
+            0 => {
+                let msg = format!(
+                    "{} does not conform to any of the profiles its type allows: {}",
+                    self.path,
+                    urls(&mut candidates.iter().copied())
+                );
+                self.report(
+                    Severity::Error,
+                    IssueCode::Structure,
+                    "profile-no-match",
+                    msg,
+                    None,
+                );
+                self.issues.extend(bad);
+            }
+            1 => {
+                let (_, found) = good.pop().unwrap_or_else(|| unreachable!());
+                self.issues.extend(found);
+            }
+            _ => {
+                let msg = format!(
+                    "{} conforms to several of the profiles its type allows: {}",
+                    self.path,
+                    urls(&mut good.iter().map(|(sd, _)| *sd))
+                );
+                self.report(
+                    Severity::Warning,
+                    IssueCode::Structure,
+                    "profile-several-matches",
+                    msg,
+                    None,
+                );
+                for (_, found) in good {
+                    self.issues.extend(found);
+                }
+            }
+        }
     }
 
     /// Cardinality and slicing rules of the overlay's children on `obj`.
@@ -329,6 +489,13 @@ impl<'v, 'r> Walker<'v, 'r> {
                 return Some(v.clone());
             }
         }
+        // Through a sliced element: a required slice fixing the value (the R4 blood-pressure
+        // profile tells its components apart by `code.coding.code`, fixed in each
+        // component's own required `coding` slice).
+        let segs: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+        if let Some(v) = fixed_through_slices(slice, slice.node, &segs, 0) {
+            return Some(v.clone());
+        }
         let sn = slice.node();
         if path == "url" {
             let t = sn.types.iter().find(|t| t.code == EXTENSION_TYPE)?;
@@ -343,6 +510,38 @@ impl<'v, 'r> Walker<'v, 'r> {
         }
         cur.first().map(|v| (*v).clone())
     }
+}
+
+/// The fixed or pattern value at `segs` below `node`, looking into the required slices
+/// (min 1 or more) of sliced elements on the way when the element itself fixes nothing.
+fn fixed_through_slices<'d>(
+    ov: Ov<'d>,
+    node: NodeId,
+    segs: &[&str],
+    depth: usize,
+) -> Option<&'d Value> {
+    let n = &ov.sd.nodes[node];
+    let Some((seg, rest)) = segs.split_first() else {
+        return n.fixed.as_ref().or(n.pattern.as_ref());
+    };
+    if depth > 16 {
+        return None;
+    }
+    let seg = seg.split('(').next().unwrap_or(seg);
+    let child = n
+        .children
+        .iter()
+        .copied()
+        .find(|&c| ov.sd.nodes[c].name == seg)?;
+    if let Some(v) = fixed_through_slices(ov, child, rest, depth + 1) {
+        return Some(v);
+    }
+    ov.sd.nodes[child]
+        .slices
+        .iter()
+        .copied()
+        .filter(|&s| ov.sd.nodes[s].min.is_some_and(|m| m > 0))
+        .find_map(|s| fixed_through_slices(ov, s, rest, depth + 1))
 }
 
 /// The slicing discriminators, defaulting extensions to `url` as R4 does.

@@ -82,6 +82,11 @@ impl<'v, 'r> Walker<'v, 'r> {
             })
             .collect();
         let shown = shown.join(", ");
+        let vs = if b.additional {
+            format!("{} (an additional binding)", b.value_set)
+        } else {
+            b.value_set.clone()
+        };
         let unknown = results.contains(&Membership::Unknown);
         // FHIR R4 terminologies.html: a required binding admits only its codes (error); an
         // extensible one asks for a code from the set *if one fits* and allows any other code
@@ -93,7 +98,7 @@ impl<'v, 'r> Walker<'v, 'r> {
             Strength::Required if unknown => {
                 let msg = format!(
                     "{} code {shown} could not be checked against the required value set {}: the code system is not available to this validator",
-                    self.path, b.value_set
+                    self.path, vs
                 );
                 self.report(
                     Severity::Warning,
@@ -107,7 +112,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                 let msg = format!(
                     "{} code {shown} is not in the required value set {}{}",
                     self.path,
-                    b.value_set,
+                    vs,
                     allowed_list(exp)
                 );
                 self.report(
@@ -122,7 +127,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                 let msg = format!(
                     "{} code {shown} is not in the extensible value set {}; a code from it should be used when one fits{}",
                     self.path,
-                    b.value_set,
+                    vs,
                     allowed_list(exp)
                 );
                 self.report(
@@ -136,7 +141,7 @@ impl<'v, 'r> Walker<'v, 'r> {
             Strength::Preferred => {
                 let msg = format!(
                     "{} code {shown} is not in the preferred value set {}",
-                    self.path, b.value_set
+                    self.path, vs
                 );
                 self.report(
                     Severity::Information,
@@ -152,13 +157,20 @@ impl<'v, 'r> Walker<'v, 'r> {
 
     /// Binding, fixed and pattern rules of the base element and the overlays.
     pub(super) fn value_rules(&mut self, child: Ov<'v>, tcode: &str, v: &Value, ovs: &[Ov<'v>]) {
-        if let Some(b) = &child.node().binding {
+        let base = child.node();
+        if let Some(b) = &base.binding {
+            self.binding(b, tcode, v, None);
+        }
+        for b in &base.additional_bindings {
             self.binding(b, tcode, v, None);
         }
         for ov in ovs {
             let n = ov.node();
             let url = ov.sd.url.as_str();
             if let Some(b) = &n.binding {
+                self.binding(b, tcode, v, Some(url));
+            }
+            for b in &n.additional_bindings {
                 self.binding(b, tcode, v, Some(url));
             }
             if let Some(f) = &n.fixed {
