@@ -320,10 +320,22 @@ fn every_declared_interaction_parameter_and_operation_works() {
             other => panic!("no recipe for the system operation {other:?}"),
         }
     }
-    // The declared token endpoint answers (an empty request is an OAuth error, not a 404).
-    let token_url = rest["security"]["extension"][0]["extension"][0]["valueUri"]
-        .as_str()
-        .expect("token endpoint");
+    // The declared token endpoint is the one SMART discovery names, and it answers (an empty
+    // request is an OAuth error, not a 404).
+    let (status, smart) = send(
+        gateway
+            .http
+            .get(gateway.url("/fhir/.well-known/smart-configuration")),
+    );
+    assert_eq!(status, 200);
+    let token_url = smart["token_endpoint"].as_str().expect("token endpoint");
+    assert!(
+        rest["security"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains(token_url)),
+        "{}",
+        rest["security"]
+    );
     let response = gateway.http.post(token_url).send().expect("token endpoint");
     assert_eq!(response.status().as_u16(), 400);
     assert!(calls > 30, "only {calls} declarations were walked");

@@ -177,12 +177,14 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
         "rest": [{
             "mode": "server",
             "documentation": "GP systems send social-prescribing referrals; each is validated, routed to a community organisation and delivered to it. Status and outcomes come back as Task and Observation versions.",
+            // The token endpoint is named here and in /fhir/.well-known/smart-configuration. The
+            // older oauth-uris extension is not used: R4 defines it with a required `authorize`
+            // endpoint, which a Backend Services server (no user login) does not have.
             "security": {
                 "cors": false,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service", "code": "SMART-on-FHIR"}],
-                    "text": "SMART Backend Services: a private_key_jwt client assertion at /oauth2/token gives a short-lived bearer token with system/ scopes; static lab tokens are accepted too"}],
-                "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                    "extension": [{"url": "token", "valueUri": format!("{base}/oauth2/token")}]}]
+                    "text": "SMART Backend Services"}],
+                "description": format!("SMART Backend Services: a `private_key_jwt` client assertion at the token endpoint {base}/oauth2/token gives a short-lived bearer token with `system/` scopes (discovery: {base}/fhir/.well-known/smart-configuration); static lab tokens are accepted too.")
             },
             "resource": resources,
             "interaction": [{"code": "transaction", "documentation": "One referral per transaction: ServiceRequest with Patient, Practitioner/PractitionerRole, Organization and Consent"}],
