@@ -42,8 +42,17 @@ impl Validation {
     /// Base R4 only (and `root_profiles`, and any profile the resource declares in
     /// `meta.profile`): no social-prescribing profile is applied by type.
     pub fn validate_base_with(&self, tree: &Value, root_profiles: &[&str]) -> Vec<Issue> {
+        self.run(tree, &[], root_profiles)
+    }
+
+    fn run(
+        &self,
+        tree: &Value,
+        profiles_by_type: &[(&str, &str)],
+        root_profiles: &[&str],
+    ) -> Vec<Issue> {
         let options = Options {
-            profiles_by_type: &[],
+            profiles_by_type,
             root_profiles,
         };
         self.validator
@@ -73,34 +82,18 @@ impl Validation {
 
     /// Validates with extra profiles for the root resource (`validate --profile`).
     pub fn validate_with(&self, tree: &Value, root_profiles: &[&str]) -> Vec<Issue> {
-        let options = Options {
-            profiles_by_type: PROFILES_BY_TYPE,
-            root_profiles,
-        };
-        self.validator
-            .validate(tree, &options)
-            .into_iter()
-            .map(convert)
-            .collect()
+        self.run(tree, PROFILES_BY_TYPE, root_profiles)
     }
 
     /// Validates against base R4 only, for a resource whose references point outside the tree
     /// (a stored ServiceRequest whose status changed: its profile rules held at intake).
     pub fn validate_base(&self, tree: &Value) -> Vec<Issue> {
-        let options = Options {
-            profiles_by_type: &[],
-            root_profiles: &[],
-        };
         // Declared profiles would bring their resolution rules back in.
         let mut base_only = tree.clone();
         if let Some(meta) = base_only.get_mut("meta").and_then(Value::as_object_mut) {
             meta.remove("profile");
         }
-        self.validator
-            .validate(&base_only, &options)
-            .into_iter()
-            .map(convert)
-            .collect()
+        self.run(&base_only, &[], &[])
     }
 
     pub fn knows_profile(&self, url: &str) -> bool {
