@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod conformance;
 pub mod delivery;
+pub mod directory;
 pub mod domain;
 pub mod fhir;
 pub mod intake;
