@@ -368,6 +368,46 @@ mod tests {
     }
 
     #[test]
+    fn the_fixture_feeds_hold_six_valid_and_two_invalid_services() {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory"));
+        let report = parse_paths(&[dir]).expect("readable");
+        let names: Vec<&str> = report
+            .services
+            .iter()
+            .map(|s| s.service.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "Cyngor ar Ddyledion a Budd-daliadau / Debt and Benefits Advice",
+                "Golden Valley Lunch Club",
+                "Knit and Natter, Ewyas Harold",
+                "Carers' Café",
+                "Telephone Friends",
+                "Golden Valley Men's Shed",
+            ]
+        );
+        for s in &report.services {
+            assert!(s.notes.is_empty(), "{}: {:?}", s.service.name, s.notes);
+        }
+        let faults: Vec<String> = report
+            .invalid
+            .iter()
+            .flat_map(|i| i.faults.iter().map(Fault::to_string))
+            .collect();
+        assert_eq!(
+            faults,
+            [
+                r#"/name: "name" is a required property"#,
+                r#"/id: "walk-and-talk-1" is not a "uuid""#
+            ]
+        );
+        assert_eq!(report.invalid[0].origin.index, Some(3));
+        assert!(report.repeated.is_empty());
+        assert_eq!(report.organisation_and_location_counts(), (6, 7));
+    }
+
+    #[test]
     fn every_file_shape_is_read() {
         let dir = tempfile::tempdir().expect("tempdir");
         let one = json!({"id": "7b0c3e8e-2c57-4c1b-9d8e-1a2b3c4d5e61", "name": "One", "status": "active"});

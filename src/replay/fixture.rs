@@ -11,6 +11,8 @@ use super::ReplayError;
 
 const EXPECT_SUFFIX: &str = ".expect.json";
 const RECORD_SUFFIX: &str = ".record.json";
+/// Open Referral UK feeds (`fixtures/directory/`): input to `directory import`, not requests.
+const FEED_SUFFIX: &str = ".oruk.json";
 
 /// One request file with its expectation.
 #[derive(Debug, Clone)]
@@ -142,14 +144,18 @@ fn strip_suffix(path: &Path, suffix: &str) -> String {
     text.strip_suffix(suffix).unwrap_or(&text).to_string()
 }
 
-/// Whether a file is a request (not an expectation, a golden record or anything else).
+/// Whether a file is a request (not an expectation, a golden record, a directory feed or anything
+/// else).
 fn is_request(path: &Path) -> bool {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy())
         .unwrap_or_default();
     let right_kind = name.ends_with(".json") || name.ends_with(".xml");
-    right_kind && !name.ends_with(EXPECT_SUFFIX) && !name.ends_with(RECORD_SUFFIX)
+    right_kind
+        && !name.ends_with(EXPECT_SUFFIX)
+        && !name.ends_with(RECORD_SUFFIX)
+        && !name.ends_with(FEED_SUFFIX)
 }
 
 fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
@@ -263,6 +269,7 @@ mod tests {
         assert!(is_request(Path::new("a/b.xml")));
         assert!(!is_request(Path::new("a/b.expect.json")));
         assert!(!is_request(Path::new("a/b.record.json")));
+        assert!(!is_request(Path::new("directory/feed.oruk.json")));
         assert!(!is_request(Path::new("a/README.md")));
     }
 
