@@ -7,6 +7,7 @@
 //! and the FHIR search endpoints build on these parts (issue 21).
 
 pub mod coverage;
+pub mod fhir;
 pub mod import;
 pub mod oruk;
 pub mod postcode;
