@@ -9,11 +9,13 @@
 pub mod coverage;
 pub mod fhir;
 pub mod import;
+pub mod index;
 pub mod oruk;
 pub mod postcode;
 pub mod taxonomy;
 
 pub use coverage::{Coverage, MatchRank};
 pub use import::{parse_paths, ImportError, ImportReport};
-pub use postcode::{Postcode, PostcodeArea, PostcodeDistrict, PostcodeError};
+pub use index::{Index, IndexedService, Match, Query};
+pub use postcode::{district_of, Postcode, PostcodeArea, PostcodeDistrict, PostcodeError};
 pub use taxonomy::TaxonomyMap;

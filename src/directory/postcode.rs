@@ -171,6 +171,24 @@ impl FromStr for Postcode {
     }
 }
 
+/// The district of what a user typed for a place: a full postcode (`HR2 0LT`) or a district
+/// alone (`HR2`). The error names the input as not a UK postcode. Input with a space inside
+/// must be a full postcode (`HR2 0` is not the district `HR20`).
+pub fn district_of(input: &str) -> Result<PostcodeDistrict, PostcodeError> {
+    let one_word = !input.trim().contains(char::is_whitespace);
+    input
+        .parse::<Postcode>()
+        .map(|p| p.district)
+        .or_else(|e| {
+            if one_word {
+                input.parse::<PostcodeDistrict>()
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|_| PostcodeError::Postcode(input.to_string()))
+}
+
 impl fmt::Display for PostcodeArea {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -243,6 +261,23 @@ mod tests {
             assert_eq!(err, PostcodeError::Postcode(raw.to_string()));
             assert!(err.to_string().contains("is not a UK postcode"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_place_to_search_is_a_postcode_or_a_district() {
+        assert_eq!(
+            district_of("hr2 0lt").map(|d| d.to_string()),
+            Ok("HR2".into())
+        );
+        assert_eq!(
+            district_of("CF10").map(|d| d.to_string()),
+            Ok("CF10".into())
+        );
+        assert_eq!(
+            district_of("Hereford"),
+            Err(PostcodeError::Postcode("Hereford".into()))
+        );
+        assert!(district_of("HR2 0").is_err(), "not the district HR20");
     }
 
     #[test]

@@ -1,0 +1,389 @@
+//! An in-memory search index over the directory's services: by need category, postcode,
+//! words of name and description, organisation and active flag. Results come ranked: services
+//! covering the postcode's district, then its area, then everywhere; by name within each.
+//!
+//! Everything a query needs is precomputed: services are kept sorted by name (so every list
+//! of positions is already in result order), with lists per need category, per district, per
+//! area and for "everywhere", a sorted vocabulary of words with their postings, a bitset of
+//! categories and a sorted list of word ids per service. A query walks the shortest list that
+//! must hold every answer and checks the other conditions with integer comparisons; no text is
+//! scanned.
+
+use std::collections::{BTreeSet, HashMap};
+
+use super::coverage::{Coverage, MatchRank};
+use super::fhir::organization_identifiers;
+use super::oruk::Service;
+use super::postcode::{PostcodeArea, PostcodeDistrict};
+use super::taxonomy::TaxonomyMap;
+use crate::conformance::NeedVocabulary;
+use crate::domain::{systems, Identifier, NeedCategory};
+
+/// What the index knows of one service.
+#[derive(Debug, Clone)]
+pub struct IndexedService {
+    /// The Open Referral UK id (also the FHIR id of its HealthcareService).
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    /// The organisation's id (the FHIR id of its Organization).
+    pub organization_id: Option<String>,
+    pub organization_identifiers: Vec<Identifier>,
+    pub active: bool,
+    pub categories: BTreeSet<NeedCategory>,
+    pub coverage: Coverage,
+}
+
+impl IndexedService {
+    pub fn from_oruk(service: &Service, taxonomy: &TaxonomyMap) -> IndexedService {
+        let org = service.organization.as_ref();
+        IndexedService {
+            id: service.id.clone(),
+            name: service.name.trim().to_string(),
+            description: service.description.clone().unwrap_or_default(),
+            organization_id: org
+                .map(|o| o.id.clone())
+                .or_else(|| service.organization_id.clone()),
+            organization_identifiers: org.map(organization_identifiers).unwrap_or_default(),
+            active: service.is_active(),
+            categories: taxonomy.categories(service),
+            coverage: Coverage::of(service).0,
+        }
+    }
+}
+
+/// Which organisation: its id, or one of its identifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrganizationFilter {
+    Id(String),
+    Identifier(Identifier),
+}
+
+/// A search. Every condition given must hold; an empty query answers every service.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// In any of these categories (FHIR `need=a,b` is "or").
+    pub categories: Vec<NeedCategory>,
+    /// Covering this district; results are then ranked district, area, everywhere.
+    pub postcode: Option<PostcodeDistrict>,
+    /// Each word begins a word of the name or the description (`knit` finds "knitting"); case
+    /// and accents do not matter.
+    pub words: Vec<String>,
+    pub organization: Option<OrganizationFilter>,
+    pub active: Option<bool>,
+}
+
+impl Query {
+    /// Adds the words of `text` (as typed in `name=` or `_text=`).
+    pub fn with_text(mut self, text: &str) -> Query {
+        self.words.extend(words(text));
+        self
+    }
+}
+
+/// One answer.
+#[derive(Debug, Clone, Copy)]
+pub struct Match<'a> {
+    pub service: &'a IndexedService,
+    /// How it covers the postcode searched for (`None` when no postcode was given).
+    pub rank: Option<MatchRank>,
+}
+
+/// Why a search parameter cannot be understood.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0:?} is neither a need we know (SNOMED CT, in ValueSet sp-referral-need) nor a need category")]
+    UnknownNeed(String),
+}
+
+/// The need category a `need=` value names: `system|code` or a bare code, for a need of
+/// ValueSet `sp-referral-need` (SNOMED CT) or a code of CodeSystem `need-category`.
+pub fn need_category(token: &str, needs: &NeedVocabulary) -> Result<NeedCategory, QueryError> {
+    let unknown = || QueryError::UnknownNeed(token.to_string());
+    let (system, code) = match token.trim().split_once('|') {
+        Some((s, c)) => (Some(s.trim()), c.trim()),
+        None => (None, token.trim()),
+    };
+    match system {
+        Some(s) if s == systems::NEED_CATEGORY => code.parse().map_err(|_| unknown()),
+        Some(s) => needs
+            .lookup(s, code)
+            .map(|n| n.category)
+            .ok_or_else(unknown),
+        None => code
+            .parse()
+            .ok()
+            .or_else(|| needs.lookup(systems::SNOMED, code).map(|n| n.category))
+            .ok_or_else(unknown),
+    }
+}
+
+/// Lower case, accents of Latin letters (Welsh circumflexes included) removed.
+fn fold(c: char) -> char {
+    match c {
+        'à' | 'á' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+        'è' | 'é' | 'ê' | 'ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' => 'i',
+        'ò' | 'ó' | 'ô' | 'ö' | 'õ' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' => 'u',
+        'ŵ' | 'ẁ' | 'ẃ' | 'ẅ' => 'w',
+        'ŷ' | 'ỳ' | 'ý' | 'ÿ' => 'y',
+        'ç' => 'c',
+        'ñ' => 'n',
+        c => c,
+    }
+}
+
+/// The words of a text, as the index compares them.
+pub fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.chars().flat_map(char::to_lowercase).map(fold).collect())
+        .collect()
+}
+
+/// The search index.
+#[derive(Debug, Default)]
+pub struct Index {
+    /// Sorted by (name in lower case, id): a position is a rank by name.
+    services: Vec<IndexedService>,
+    category_bits: Vec<u16>,
+    /// Per service, the ids of its words, sorted.
+    service_words: Vec<Vec<u32>>,
+    /// Every word, sorted: a word id is its position, so the words beginning with a prefix
+    /// are a range of ids.
+    vocabulary: Vec<String>,
+    postings: Vec<Vec<u32>>,
+    by_category: Vec<Vec<u32>>,
+    by_district: HashMap<PostcodeDistrict, Vec<u32>>,
+    by_area: HashMap<PostcodeArea, Vec<u32>>,
+    everywhere: Vec<u32>,
+    by_organization: HashMap<String, Vec<u32>>,
+    by_identifier: HashMap<Identifier, Vec<u32>>,
+    by_id: HashMap<String, u32>,
+}
+
+fn bit(c: NeedCategory) -> u16 {
+    1 << (c as u16)
+}
+
+impl Index {
+    /// Builds the index; of two services with one id, the later is kept.
+    pub fn build(services: impl IntoIterator<Item = IndexedService>) -> Index {
+        let mut by_id: HashMap<String, IndexedService> = HashMap::new();
+        for s in services {
+            by_id.insert(s.id.clone(), s);
+        }
+        let mut keyed: Vec<(String, IndexedService)> = by_id
+            .into_values()
+            .map(|s| (s.name.to_lowercase(), s))
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+        let services: Vec<IndexedService> = keyed.into_iter().map(|(_, s)| s).collect();
+
+        let texts: Vec<BTreeSet<String>> = services
+            .iter()
+            .map(|s| {
+                words(&s.name)
+                    .into_iter()
+                    .chain(words(&s.description))
+                    .collect()
+            })
+            .collect();
+        let vocabulary: Vec<String> = texts
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let word_id: HashMap<&str, u32> = vocabulary
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (w.as_str(), i as u32))
+            .collect();
+
+        let mut index = Index {
+            by_category: vec![Vec::new(); NeedCategory::ALL.len()],
+            postings: vec![Vec::new(); vocabulary.len()],
+            ..Index::default()
+        };
+        for (i, (s, text)) in services.iter().zip(&texts).enumerate() {
+            let i = i as u32;
+            index.by_id.insert(s.id.clone(), i);
+            let mut ids: Vec<u32> = text
+                .iter()
+                .filter_map(|w| word_id.get(w.as_str()).copied())
+                .collect();
+            ids.sort_unstable();
+            for &w in &ids {
+                index.postings[w as usize].push(i);
+            }
+            index.service_words.push(ids);
+            let mut bits = 0;
+            for &c in &s.categories {
+                bits |= bit(c);
+                index.by_category[c as usize].push(i);
+            }
+            index.category_bits.push(bits);
+            match &s.coverage {
+                Coverage::Everywhere => index.everywhere.push(i),
+                Coverage::Places { districts, areas } => {
+                    for d in districts {
+                        index.by_district.entry(d.clone()).or_default().push(i);
+                    }
+                    for a in areas {
+                        index.by_area.entry(a.clone()).or_default().push(i);
+                    }
+                }
+            }
+            if let Some(o) = &s.organization_id {
+                index.by_organization.entry(o.clone()).or_default().push(i);
+            }
+            for id in &s.organization_identifiers {
+                let list = index.by_identifier.entry(id.clone()).or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+        index.vocabulary = vocabulary;
+        index.services = services;
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// A service by its id.
+    pub fn get(&self, id: &str) -> Option<&IndexedService> {
+        self.by_id.get(id).map(|&i| &self.services[i as usize])
+    }
+
+    /// The ids of the words beginning with `prefix`.
+    fn word_range(&self, prefix: &str) -> (u32, u32) {
+        let lo = self.vocabulary.partition_point(|w| w.as_str() < prefix);
+        let n = self.vocabulary[lo..].partition_point(|w| w.starts_with(prefix));
+        (lo as u32, (lo + n) as u32)
+    }
+
+    /// The services matching `q`, best first.
+    pub fn search(&self, q: &Query) -> Vec<Match<'_>> {
+        let mut ranges = Vec::with_capacity(q.words.len());
+        for w in q.words.iter().flat_map(|w| words(w)) {
+            let (lo, hi) = self.word_range(&w);
+            if lo == hi {
+                return Vec::new();
+            }
+            ranges.push((lo, hi));
+        }
+        let mask: u16 = q.categories.iter().map(|&c| bit(c)).fold(0, |a, b| a | b);
+        let org_list = match &q.organization {
+            Some(OrganizationFilter::Id(id)) => Some(self.by_organization.get(id)),
+            Some(OrganizationFilter::Identifier(i)) => Some(self.by_identifier.get(i)),
+            None => None,
+        };
+        if org_list.is_some_and(|l| l.is_none()) {
+            return Vec::new();
+        }
+        let org_list: Option<&[u32]> = org_list.flatten().map(Vec::as_slice);
+        let pass = |i: u32| -> bool {
+            let e = i as usize;
+            (mask == 0 || self.category_bits[e] & mask != 0)
+                && q.active.is_none_or(|a| self.services[e].active == a)
+                && org_list.is_none_or(|l| l.binary_search(&i).is_ok())
+                && ranges.iter().all(|&(lo, hi)| {
+                    let ws = &self.service_words[e];
+                    let k = ws.partition_point(|&w| w < lo);
+                    k < ws.len() && ws[k] < hi
+                })
+        };
+        let hit = |i: u32, rank| Match {
+            service: &self.services[i as usize],
+            rank,
+        };
+        if let Some(d) = &q.postcode {
+            let area = d.area();
+            let in_district: &[u32] = self.by_district.get(d).map_or(&[], Vec::as_slice);
+            let in_area: &[u32] = self.by_area.get(&area).map_or(&[], Vec::as_slice);
+            let mut out = Vec::new();
+            out.extend(
+                in_district
+                    .iter()
+                    .filter(|&&i| pass(i))
+                    .map(|&i| hit(i, Some(MatchRank::District))),
+            );
+            out.extend(
+                in_area
+                    .iter()
+                    .filter(|&&i| in_district.binary_search(&i).is_err() && pass(i))
+                    .map(|&i| hit(i, Some(MatchRank::Area))),
+            );
+            out.extend(
+                self.everywhere
+                    .iter()
+                    .filter(|&&i| pass(i))
+                    .map(|&i| hit(i, Some(MatchRank::Everywhere))),
+            );
+            return out;
+        }
+        // Walk the smallest of the lists that must hold every answer.
+        let mut sources: Vec<Vec<&[u32]>> = Vec::new();
+        if let Some(l) = org_list {
+            sources.push(vec![l]);
+        }
+        if !q.categories.is_empty() {
+            sources.push(
+                q.categories
+                    .iter()
+                    .map(|&c| self.by_category[c as usize].as_slice())
+                    .collect(),
+            );
+        }
+        for &(lo, hi) in &ranges {
+            sources.push(
+                (lo..hi)
+                    .map(|w| self.postings[w as usize].as_slice())
+                    .collect(),
+            );
+        }
+        let size = |lists: &Vec<&[u32]>| lists.iter().map(|l| l.len()).sum::<usize>();
+        let keep = |i: &u32| pass(*i);
+        let found: Vec<u32> = match sources.into_iter().min_by_key(size) {
+            None => (0..self.services.len() as u32).filter(keep).collect(),
+            Some(lists) => match lists.as_slice() {
+                [one] => one.iter().copied().filter(keep).collect(),
+                many => self.union(many).into_iter().filter(keep).collect(),
+            },
+        };
+        found.into_iter().map(|i| hit(i, None)).collect()
+    }
+
+    /// The sorted union of sorted lists of positions (through a bitmap: no sorting).
+    fn union(&self, lists: &[&[u32]]) -> Vec<u32> {
+        let mut bits = vec![0u64; self.services.len().div_ceil(64)];
+        for l in lists {
+            for &i in *l {
+                bits[(i / 64) as usize] |= 1 << (i % 64);
+            }
+        }
+        let mut out = Vec::new();
+        for (k, &word) in bits.iter().enumerate() {
+            let mut x = word;
+            while x != 0 {
+                out.push(k as u32 * 64 + x.trailing_zeros());
+                x &= x - 1;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[path = "index_tests.rs"]
+mod tests;
