@@ -58,18 +58,19 @@ impl fmt::Display for Fault {
     }
 }
 
-/// Where a service came from: the file, and its position in the file's list (if a list).
+/// Where a service came from: the file (or, for a polled feed, the URL), and its position in
+/// the list it was in (if a list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    pub file: PathBuf,
+    pub source: String,
     pub index: Option<usize>,
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.index {
-            Some(i) => write!(f, "{} [{i}]", self.file.display()),
-            None => write!(f, "{}", self.file.display()),
+            Some(i) => write!(f, "{} [{i}]", self.source),
+            None => f.write_str(&self.source),
         }
     }
 }
@@ -220,7 +221,12 @@ pub fn parse_paths(paths: &[PathBuf]) -> Result<ImportReport, ImportError> {
             path: file.clone(),
             source,
         })?;
-        for (item, origin) in services_of(value, &file)? {
+        let source = file.display().to_string();
+        let items = services_of(value, &source).map_err(|e| ImportError::Shape {
+            path: file.clone(),
+            what: e.to_string(),
+        })?;
+        for (item, origin) in items {
             match schema.check(item, origin) {
                 Ok(s) => match at.get(&s.service.id) {
                     Some(&i) => {
@@ -256,31 +262,30 @@ fn json_files(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
     Ok(out)
 }
 
-/// The services a file's JSON holds: a list page's `contents`, an array's items, or the one
-/// object.
-pub fn services_of(value: Value, file: &Path) -> Result<Vec<(Value, Origin)>, ImportError> {
+/// Why a JSON document is not an Open Referral UK feed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotAFeed {
+    #[error("a list page's \"contents\" must be an array of services")]
+    Contents,
+    #[error("expected a service, a list page or an array of services")]
+    Shape,
+}
+
+/// The services a document holds (a file's, or later a polled page's): a list page's
+/// `contents`, an array's items, or the one object. `source` names it in each [`Origin`].
+pub fn services_of(value: Value, source: &str) -> Result<Vec<(Value, Origin)>, NotAFeed> {
     let origin = |index| Origin {
-        file: file.to_path_buf(),
+        source: source.to_string(),
         index,
     };
     let items = match value {
         Value::Object(mut o) if o.contains_key("contents") => match o.remove("contents") {
             Some(Value::Array(items)) => items,
-            _ => {
-                return Err(ImportError::Shape {
-                    path: file.to_path_buf(),
-                    what: "a list page's \"contents\" must be an array of services".into(),
-                })
-            }
+            _ => return Err(NotAFeed::Contents),
         },
         Value::Array(items) => items,
         one @ Value::Object(_) => return Ok(vec![(one, origin(None))]),
-        _ => {
-            return Err(ImportError::Shape {
-                path: file.to_path_buf(),
-                what: "expected a service, a list page or an array of services".into(),
-            })
-        }
+        _ => return Err(NotAFeed::Shape),
     };
     Ok(items
         .into_iter()
@@ -303,7 +308,7 @@ mod tests {
 
     fn origin() -> Origin {
         Origin {
-            file: PathBuf::from("feed.json"),
+            source: "feed.json".into(),
             index: Some(0),
         }
     }
@@ -320,7 +325,7 @@ mod tests {
         // Both files hold the same service: the list page's copy (read second) is kept.
         assert_eq!(report.services.len(), 1);
         assert_eq!(report.repeated, ["ac148810-d857-441c-9679-408f346de14b"]);
-        assert_eq!(report.services[0].origin.file, list);
+        assert_eq!(report.services[0].origin.source, list.display().to_string());
         assert_eq!(report.organisation_and_location_counts(), (1, 0));
     }
 
