@@ -2,6 +2,7 @@
 //! building OperationOutcomes, and resolving references inside Bundles and `contained`.
 
 pub mod bundle;
+pub mod meta;
 pub mod outcome;
 pub mod read;
 
