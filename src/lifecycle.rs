@@ -10,8 +10,8 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, VcsConfig};
 use crate::domain::{ClientId, FhirId, VcsId};
-use crate::fhir::meta::stamp;
 use crate::fhir::outcome::Issue;
+use crate::fhir::stamp;
 use crate::store::{
     AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState, Store,
     StoreError, StoredResponse, SubscriptionRow, TargetKind,

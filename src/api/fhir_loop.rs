@@ -482,7 +482,7 @@ async fn create_subscription(
         let id = crate::domain::FhirId::generate();
         let now = Utc::now();
         resource["status"] = json!("active");
-        let resource = crate::fhir::meta::with_version(resource, &id, &now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        let resource = crate::intake::with_version(resource, &id, &now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         let row = SubscriptionRow {
             id: id.to_string(),
             client_id: client.to_string(),

@@ -4,11 +4,11 @@
 use chrono::SecondsFormat;
 
 use super::ids::Assigned;
+use super::{json_text, with_version};
 use super::{Prepared, Rejected, Request};
 use crate::config::VcsConfig;
 use crate::conformance::NeedVocabulary;
 use crate::domain::FhirId;
-use crate::fhir::meta::{json_text, with_version};
 use crate::fhir::outcome::Issue;
 use crate::store::{NewOutboxMessage, NewReferral, NewResource, TargetKind};
 use crate::translate::referral_record::referral_record;

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use super::locate::{LocatedReferral, PartSources};
+use super::{json_text, with_version};
 use super::{Endpoint, Rejected, Request};
 use crate::domain::{FhirId, Identifier};
 use crate::fhir::bundle::rewrite_references;
-use crate::fhir::meta::{json_text, with_version};
 use crate::translate::referral_record::ReferralParts;
 
 /// What is decided while the submission is still borrowed by the located referral: the typed
@@ -190,4 +190,92 @@ fn gp_identifiers(service_request: &Value) -> Vec<Identifier> {
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    #[test]
+    fn each_entry_gets_an_id_and_references_to_it_are_rewritten() {
+        let referral_id = FhirId::generate();
+        // (entry, type planned, whether its id is the referral id, old references rewritten)
+        let table: Vec<(Value, Option<&str>, bool, Vec<&str>)> = vec![
+            (
+                json!({"fullUrl": "urn:uuid:1", "resource": {"resourceType": "ServiceRequest", "id": "a"}}),
+                Some("ServiceRequest"),
+                true,
+                vec!["ServiceRequest/a", "urn:uuid:1"],
+            ),
+            (
+                json!({"fullUrl": "urn:uuid:2", "resource": {"resourceType": "Patient"}}),
+                Some("Patient"),
+                false,
+                vec!["urn:uuid:2"],
+            ),
+            (
+                json!({"resource": {"resourceType": "Consent", "id": "c"}}),
+                Some("Consent"),
+                false,
+                vec!["Consent/c"],
+            ),
+            (
+                json!({"fullUrl": "urn:uuid:3", "resource": {"resourceType": "MessageHeader"}}),
+                None,
+                false,
+                vec![],
+            ),
+            (json!({"fullUrl": "urn:uuid:4"}), None, false, vec![]),
+        ];
+        for (entry, planned, is_referral, rewritten) in table {
+            let mut rewrites = HashMap::new();
+            let plan = plan_entry(&entry, &referral_id, &mut rewrites);
+            assert_eq!(plan.as_ref().map(|(t, _)| t.as_str()), planned, "{entry}");
+            if let Some((resource_type, id)) = &plan {
+                assert_eq!(*id == referral_id, is_referral, "{entry}");
+                let target = format!("{resource_type}/{}", id.as_str());
+                assert!(rewrites.values().all(|t| *t == target), "{entry}");
+            }
+            let mut old: Vec<&str> = rewrites.keys().map(String::as_str).collect();
+            old.sort_unstable();
+            assert_eq!(old, rewritten, "{entry}");
+        }
+    }
+
+    #[test]
+    fn gp_identifiers_need_system_and_value() {
+        // (ServiceRequest.identifier, identifiers kept)
+        let table = [
+            (json!([{"system": "s", "value": "1"}]), vec![("s", "1")]),
+            (
+                json!([{"system": "s", "value": "1"}, {"value": "2"}, {"system": "t", "value": "3"}]),
+                vec![("s", "1"), ("t", "3")],
+            ),
+            (json!([{"system": "s"}]), vec![]),
+            (json!("not a list"), vec![]),
+        ];
+        for (identifiers, expected) in table {
+            let sr = json!({"resourceType": "ServiceRequest", "identifier": identifiers});
+            let expected: Vec<Identifier> = expected
+                .into_iter()
+                .map(|(s, v)| Identifier::new(s, v))
+                .collect();
+            assert_eq!(gp_identifiers(&sr), expected, "{sr}");
+        }
+    }
+
+    #[test]
+    fn bundle_entries_are_moved_out() {
+        let table = [
+            (json!({"entry": [1, 2]}), vec![json!(1), json!(2)]),
+            (json!({"entry": "x"}), vec![]),
+            (json!({}), vec![]),
+            (json!([1]), vec![]),
+        ];
+        for (tree, expected) in table {
+            assert_eq!(bundle_entries(tree.clone()), expected, "{tree}");
+        }
+    }
 }

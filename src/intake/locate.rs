@@ -6,9 +6,9 @@ use fhir_model::FromJson;
 use serde_json::Value;
 
 use super::Rejected;
+use super::{json_text, with_version};
 use crate::domain::{systems, FhirId};
 use crate::fhir::bundle::{Located, Submission};
-use crate::fhir::meta::{json_text, with_version};
 use crate::fhir::outcome::Issue;
 use crate::fhir::value_at;
 use crate::translate::referral_record::ReferralParts;
@@ -273,4 +273,161 @@ fn is_resource_of(entry: &Value, resource: &Value) -> bool {
     entry
         .get("resource")
         .is_some_and(|r| std::ptr::eq(r, resource))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    fn path(l: &Option<Located<'_>>) -> Option<String> {
+        l.as_ref().map(|l| l.path.clone())
+    }
+
+    fn bundle(entries: Value) -> Value {
+        let entries: Vec<Value> = entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| json!({"fullUrl": format!("urn:uuid:{}", r["id"].as_str().unwrap_or("")), "resource": r}))
+            .collect();
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    }
+
+    /// Paths found for (Patient, requester, practitioner, practice, consent).
+    type Found = (
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+        Option<&'static str>,
+    );
+
+    #[test]
+    fn finds_the_parts_of_a_referral() {
+        let sr = |requester: &str| {
+            json!({"resourceType": "ServiceRequest", "id": "sr",
+                   "subject": {"reference": "urn:uuid:p"},
+                   "requester": {"reference": requester},
+                   "supportingInfo": [{"reference": "urn:uuid:c"}]})
+        };
+        let patient = json!({"resourceType": "Patient", "id": "p"});
+        let consent = json!({"resourceType": "Consent", "id": "c"});
+        let role = json!({"resourceType": "PractitionerRole", "id": "r",
+                          "practitioner": {"reference": "urn:uuid:d"},
+                          "organization": {"reference": "urn:uuid:o"}});
+        let doctor = json!({"resourceType": "Practitioner", "id": "d"});
+        let practice = json!({"resourceType": "Organization", "id": "o"});
+        // (submission, what is found)
+        let table: Vec<(Value, Found)> = vec![
+            (
+                bundle(json!([
+                    sr("urn:uuid:r"),
+                    patient,
+                    role,
+                    doctor,
+                    practice,
+                    consent
+                ])),
+                (
+                    "Bundle.entry[1].resource",
+                    Some("Bundle.entry[2].resource"),
+                    Some("Bundle.entry[3].resource"),
+                    Some("Bundle.entry[4].resource"),
+                    Some("Bundle.entry[5].resource"),
+                ),
+            ),
+            (
+                bundle(json!([sr("urn:uuid:o"), patient, practice])),
+                (
+                    "Bundle.entry[1].resource",
+                    Some("Bundle.entry[2].resource"),
+                    None,
+                    Some("Bundle.entry[2].resource"),
+                    None,
+                ),
+            ),
+            (
+                bundle(json!([sr("urn:uuid:d"), patient, doctor])),
+                (
+                    "Bundle.entry[1].resource",
+                    Some("Bundle.entry[2].resource"),
+                    Some("Bundle.entry[2].resource"),
+                    None,
+                    None,
+                ),
+            ),
+            (
+                bundle(json!([sr("urn:uuid:nowhere"), patient])),
+                ("Bundle.entry[1].resource", None, None, None, None),
+            ),
+            (
+                json!({"resourceType": "ServiceRequest", "subject": {"reference": "#p"},
+                       "contained": [{"resourceType": "Patient", "id": "p"}]}),
+                ("ServiceRequest.contained[0]", None, None, None, None),
+            ),
+        ];
+        for (tree, (patient, requester, practitioner, practice, consent)) in table {
+            let submission = Submission::of(&tree);
+            let found = locate_referral(&submission).unwrap_or_else(|e| panic!("{tree}: {e:?}"));
+            assert_eq!(found.patient.path, patient, "{tree}");
+            assert_eq!(path(&found.requester).as_deref(), requester, "{tree}");
+            assert_eq!(path(&found.practitioner).as_deref(), practitioner, "{tree}");
+            assert_eq!(path(&found.practice).as_deref(), practice, "{tree}");
+            assert_eq!(path(&found.consent).as_deref(), consent, "{tree}");
+        }
+    }
+
+    #[test]
+    fn a_referral_needs_its_patient_in_the_submission() {
+        // (submission, message id, expression)
+        let table = [
+            (
+                json!({"resourceType": "ServiceRequest", "subject": {"reference": "Patient/elsewhere"}}),
+                Some("subject-unresolved"),
+                "ServiceRequest.subject",
+            ),
+            (
+                json!({"resourceType": "ServiceRequest", "subject": {"reference": "#x"},
+                       "contained": [{"resourceType": "Group", "id": "x"}]}),
+                Some("subject-unresolved"),
+                "ServiceRequest.subject",
+            ),
+            (
+                json!({"resourceType": "ServiceRequest"}),
+                Some("subject-unresolved"),
+                "ServiceRequest.subject",
+            ),
+            (
+                json!({"resourceType": "Bundle", "type": "transaction", "entry": []}),
+                None,
+                "Bundle.entry",
+            ),
+        ];
+        for (tree, message_id, expression) in table {
+            let submission = Submission::of(&tree);
+            match locate_referral(&submission) {
+                Ok(_) => panic!("{tree} located"),
+                Err(issue) => {
+                    assert_eq!(issue.message_id.as_deref(), message_id, "{tree}");
+                    assert_eq!(issue.expression.as_deref(), Some(expression), "{tree}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn contained_resources_are_read_without_their_container() {
+        // (resource, after without_contained)
+        let table = [
+            (json!({"a": 1, "contained": [{"b": 2}]}), json!({"a": 1})),
+            (json!({"a": 1}), json!({"a": 1})),
+            (json!([1]), json!([1])),
+        ];
+        for (resource, expected) in table {
+            assert_eq!(without_contained(&resource), expected);
+            assert_eq!(drop_contained(resource), expected);
+        }
+    }
 }

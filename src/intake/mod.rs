@@ -16,7 +16,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 
 use crate::config::Config;
-use crate::domain::ClientId;
+use crate::domain::{ClientId, FhirId};
 use crate::fhir::bundle::Submission;
 use crate::fhir::outcome::Issue;
 use crate::fhir::value_at;
@@ -129,6 +129,17 @@ pub fn prepare(
     Ok(prepared)
 }
 
+/// Sets a resource's id and `meta.versionId`/`lastUpdated` (version 1).
+pub fn with_version(resource: Value, id: &FhirId, now: &str) -> Value {
+    crate::fhir::stamp(resource, id.as_str(), 1, now)
+}
+
+/// Compact JSON text of a tree, as stored. Serialising a `Value` or a plain struct cannot fail
+/// (its keys are strings and the writer is a `Vec`), so the empty fallback is never taken.
+fn json_text(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 /// The `request.ifNoneExist` of a Bundle's ServiceRequest entry: read from the parsed tree, so
 /// JSON and XML transactions both carry their condition.
 fn entry_if_none_exist(tree: &Value) -> Option<String> {
@@ -142,4 +153,128 @@ fn entry_if_none_exist(tree: &Value) -> Option<String> {
         .and_then(|e| value_at(e, &["request", "ifNoneExist"]))?
         .as_str()
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use chrono::TimeZone;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::config::DEMO_CONFIG;
+
+    fn validation() -> &'static Validation {
+        static VALIDATION: OnceLock<Validation> = OnceLock::new();
+        VALIDATION.get_or_init(|| Validation::bundled().expect("bundled profiles"))
+    }
+
+    fn fixture(name: &str) -> (Vec<u8>, Value) {
+        let path = format!("{}/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+        let body = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let tree = serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path}: {e}"));
+        (body, tree)
+    }
+
+    /// The organisation routed to, or the message ids of the refusal.
+    type Outcome = Result<&'static str, Vec<&'static str>>;
+
+    /// Every entry point, end to end: what a create stores, or why it is refused.
+    #[test]
+    fn prepares_what_one_transaction_stores() {
+        let config = Config::from_toml_with_env(DEMO_CONFIG).expect("demo config");
+        let client: ClientId = "emis-demo".parse().expect("client id");
+        let now = Utc
+            .with_ymd_and_hms(2026, 5, 10, 9, 0, 0)
+            .single()
+            .expect("time");
+        let table: [(&str, Endpoint, Outcome); 6] = [
+            (
+                "referrals/valid/carer-support-carers-count.json",
+                Endpoint::ServiceRequest,
+                Ok("carers-count"),
+            ),
+            (
+                "bundles/transaction-carer-support-carers-count.json",
+                Endpoint::Transaction,
+                Ok("carers-count"),
+            ),
+            (
+                "bundles/transaction-logical-performer-cyngor.json",
+                Endpoint::Transaction,
+                Ok("cyngor-ar-bopeth"),
+            ),
+            (
+                "bundles/message-loneliness-knit-natter.json",
+                Endpoint::Message,
+                Ok("valley-knit-natter"),
+            ),
+            (
+                "bundles/message-unknown-performer.json",
+                Endpoint::Message,
+                Err(vec!["performer-unknown"]),
+            ),
+            (
+                "referrals/valid/carer-support-carers-count.json",
+                Endpoint::Transaction,
+                Err(vec!["wrong-resource-for-endpoint"]),
+            ),
+        ];
+        for (name, endpoint, expected) in table {
+            let (body, tree) = fixture(name);
+            let bundle_id = tree.get("id").and_then(Value::as_str).map(str::to_string);
+            let request = Request {
+                endpoint,
+                tree,
+                received_body: &body,
+                received_content_type: "application/fhir+json",
+                client: &client,
+                correlation_id: None,
+                now,
+            };
+            match (prepare(&config, validation(), request), expected) {
+                (Ok(prepared), Ok(vcs)) => {
+                    let referral = &prepared.referral;
+                    assert_eq!(referral.vcs_id.as_str(), vcs, "{name}");
+                    let first = &referral.resources[0];
+                    assert_eq!(first.resource_type, "ServiceRequest", "{name}");
+                    assert_eq!(first.id, referral.referral_id, "{name}");
+                    let task = referral
+                        .resources
+                        .iter()
+                        .find(|r| r.resource_type == "Task");
+                    assert_eq!(task.map(|t| &t.id), Some(&referral.task_id), "{name}");
+                    assert!(referral.resources.iter().all(|r| r.version_id == 1));
+                    let expected_message_id = bundle_id.filter(|_| endpoint == Endpoint::Message);
+                    assert_eq!(referral.message_id, expected_message_id, "{name}");
+                    // One webhook: the record, in its envelope, first of its sequence.
+                    let [message] = referral.outbox.as_slice() else {
+                        panic!("{name}: {} messages", referral.outbox.len());
+                    };
+                    assert_eq!(message.event_type, "referral.created");
+                    assert_eq!(message.sequence, 1);
+                    assert_eq!(message.target, vcs);
+                    let record: Value = serde_json::from_str(&referral.record).expect("record");
+                    let payload: Value = serde_json::from_str(&message.payload).expect("payload");
+                    assert_eq!(payload["type"], "referral.created");
+                    assert_eq!(payload["timestamp"], "2026-05-10T09:00:00Z");
+                    assert_eq!(payload["data"], record, "{name}");
+                    assert_eq!(record["referral_id"], referral.referral_id.as_str());
+                }
+                (Err(Rejected(issues)), Err(message_ids)) => {
+                    let found: Vec<&str> = issues
+                        .iter()
+                        .filter(|i| i.severity.is_error())
+                        .filter_map(|i| i.message_id.as_deref())
+                        .collect();
+                    for id in message_ids {
+                        assert!(found.contains(&id), "{name}: {id} not in {found:?}");
+                    }
+                }
+                (Ok(_), Err(ids)) => panic!("{name}: prepared, expected {ids:?}"),
+                (Err(Rejected(issues)), Ok(_)) => panic!("{name}: refused: {issues:?}"),
+            }
+        }
+    }
 }

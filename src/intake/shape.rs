@@ -211,3 +211,222 @@ pub(super) fn create_rules(located: &LocatedReferral<'_>) -> Vec<Issue> {
         .with_message_id("create-status-active")],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::intake::locate::locate_referral;
+
+    fn message_ids(issues: &[Issue]) -> Vec<&str> {
+        issues
+            .iter()
+            .map(|i| i.message_id.as_deref().unwrap_or(""))
+            .collect()
+    }
+
+    #[test]
+    fn each_endpoint_takes_its_kind_of_resource() {
+        let bundle = |kind: &str| json!({"resourceType": "Bundle", "type": kind});
+        let sr = json!({"resourceType": "ServiceRequest"});
+        // (endpoint, body, None or Some((expression, text in the diagnostics)))
+        let table = [
+            (Endpoint::ServiceRequest, sr.clone(), None),
+            (Endpoint::Transaction, bundle("transaction"), None),
+            (Endpoint::Message, bundle("message"), None),
+            (
+                Endpoint::ServiceRequest,
+                json!({"resourceType": "Patient"}),
+                Some(("resourceType", "the body is a Patient")),
+            ),
+            (
+                Endpoint::ServiceRequest,
+                bundle("transaction"),
+                Some(("Bundle.type", "a Bundle of type transaction")),
+            ),
+            (
+                Endpoint::Transaction,
+                bundle("message"),
+                Some((
+                    "Bundle.type",
+                    "Send message Bundles to POST /fhir/$process-message.",
+                )),
+            ),
+            (
+                Endpoint::Transaction,
+                bundle("batch"),
+                Some(("Bundle.type", "Batches are not supported")),
+            ),
+            (
+                Endpoint::Transaction,
+                sr.clone(),
+                Some(("resourceType", "takes a Bundle of type transaction")),
+            ),
+            (
+                Endpoint::Message,
+                bundle("transaction"),
+                Some(("Bundle.type", "Send transaction Bundles to POST /fhir.")),
+            ),
+            (
+                Endpoint::Message,
+                json!({}),
+                Some(("resourceType", "no resourceType")),
+            ),
+        ];
+        for (endpoint, body, expected) in table {
+            let issue = shape_issue(endpoint, &body);
+            match (issue, expected) {
+                (None, None) => {}
+                (Some(issue), Some((expression, text))) => {
+                    assert_eq!(issue.expression.as_deref(), Some(expression), "{body}");
+                    assert!(issue.diagnostics.contains(text), "{}", issue.diagnostics);
+                    assert_eq!(issue.code, "structure");
+                    assert_eq!(
+                        issue.message_id.as_deref(),
+                        Some("wrong-resource-for-endpoint")
+                    );
+                }
+                (issue, expected) => {
+                    panic!("{endpoint:?} {body}: {issue:?}, expected {expected:?}")
+                }
+            }
+        }
+    }
+
+    fn transaction(entries: Value) -> Value {
+        json!({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    }
+
+    fn post(resource: Value) -> Value {
+        json!({"resource": resource, "request": {"method": "POST"}})
+    }
+
+    fn message(id: Option<&str>, header: Value, rest: Value) -> Value {
+        let mut entries = vec![json!({"fullUrl": "urn:uuid:h", "resource": header})];
+        entries.extend(rest.as_array().cloned().unwrap_or_default());
+        let mut bundle = json!({"resourceType": "Bundle", "type": "message", "entry": entries});
+        if let Some(id) = id {
+            bundle["id"] = json!(id);
+        }
+        bundle
+    }
+
+    fn header(event: &str, focus: &str) -> Value {
+        json!({"resourceType": "MessageHeader", "eventCoding": {"code": event},
+               "focus": [{"reference": focus}]})
+    }
+
+    #[test]
+    fn bundle_rules_per_endpoint() {
+        let sr = json!({"resourceType": "ServiceRequest"});
+        let patient = json!({"resourceType": "Patient"});
+        let sr_entry = json!([{"fullUrl": "urn:uuid:sr", "resource": sr},
+                              {"fullUrl": "urn:uuid:p", "resource": patient}]);
+        // (endpoint, body, message ids of the issues, in order)
+        let table: Vec<(Endpoint, Value, Vec<&str>)> = vec![
+            (Endpoint::ServiceRequest, sr.clone(), vec![]),
+            (
+                Endpoint::Transaction,
+                transaction(json!([post(sr.clone()), post(patient.clone())])),
+                vec![],
+            ),
+            (
+                Endpoint::Transaction,
+                transaction(json!([post(sr.clone()),
+                    {"resource": patient, "request": {"method": "PUT"}}])),
+                vec!["transaction-method"],
+            ),
+            (
+                Endpoint::Transaction,
+                transaction(json!([post(sr.clone()), post(sr.clone())])),
+                vec!["one-service-request"],
+            ),
+            (
+                Endpoint::Transaction,
+                transaction(json!([])),
+                vec!["one-service-request"],
+            ),
+            (
+                Endpoint::Message,
+                message(
+                    Some("m-1"),
+                    header(REFERRAL_EVENT, "urn:uuid:sr"),
+                    sr_entry.clone(),
+                ),
+                vec![],
+            ),
+            (
+                Endpoint::Message,
+                message(
+                    None,
+                    header(REFERRAL_EVENT, "urn:uuid:sr"),
+                    sr_entry.clone(),
+                ),
+                vec!["message-id-required"],
+            ),
+            (
+                Endpoint::Message,
+                message(
+                    Some("m-1"),
+                    header("servicerequest-cancel", "urn:uuid:sr"),
+                    sr_entry.clone(),
+                ),
+                vec!["message-event"],
+            ),
+            (
+                Endpoint::Message,
+                message(
+                    Some("m-1"),
+                    header(REFERRAL_EVENT, "urn:uuid:nowhere"),
+                    sr_entry.clone(),
+                ),
+                vec!["message-focus-unresolved"],
+            ),
+            (
+                Endpoint::Message,
+                message(
+                    Some("m-1"),
+                    header(REFERRAL_EVENT, "urn:uuid:p"),
+                    sr_entry.clone(),
+                ),
+                vec!["message-focus"],
+            ),
+            (
+                Endpoint::Message,
+                message(Some("m-1"), json!({"resourceType": "Patient"}), sr_entry),
+                vec!["message-header-first"],
+            ),
+        ];
+        for (endpoint, body, expected) in table {
+            let issues = envelope_issues(endpoint, &body);
+            assert_eq!(message_ids(&issues), expected, "{endpoint:?} {body}");
+            assert!(issues.iter().all(|i| i.severity.is_error()));
+        }
+    }
+
+    #[test]
+    fn a_create_is_active() {
+        // (status, message ids)
+        let table = [
+            (None, vec![]),
+            (Some("active"), vec![]),
+            (Some("draft"), vec!["create-status-active"]),
+            (Some("revoked"), vec!["create-status-active"]),
+        ];
+        for (status, expected) in table {
+            let mut sr = json!({"resourceType": "ServiceRequest", "subject": {"reference": "#p"},
+                                "contained": [{"resourceType": "Patient", "id": "p"}]});
+            if let Some(status) = status {
+                sr["status"] = json!(status);
+            }
+            let submission = Submission::of(&sr);
+            let located = locate_referral(&submission).expect("located");
+            let issues = create_rules(&located);
+            assert_eq!(message_ids(&issues), expected, "{status:?}");
+            for issue in issues {
+                assert_eq!(issue.expression.as_deref(), Some("ServiceRequest.status"));
+            }
+        }
+    }
+}
