@@ -17,8 +17,6 @@ pub mod fhir;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
-pub mod mock_vcs;
-pub mod replay;
 pub mod store;
 pub mod translate;
 pub mod validation;

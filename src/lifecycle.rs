@@ -11,12 +11,16 @@ use serde_json::{json, Value};
 use crate::config::{Config, VcsConfig};
 use crate::domain::{ClientId, FhirId, VcsId};
 use crate::fhir::outcome::Issue;
-use crate::intake::{new_message_id, stamp};
+use crate::fhir::stamp;
 use crate::store::{
     AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState, Store,
     StoreError, StoredResponse, SubscriptionRow, TargetKind,
 };
-use crate::translate::outcomes::{self, OutcomeReport, StatusUpdate, VcsStatus};
+use crate::translate::observation::{observation_count, outcome_observations};
+use crate::translate::task::{apply_status, with_outputs};
+use crate::translate::vcs_request::{OutcomeReport, StatusUpdate};
+use crate::translate::vcs_status::VcsStatus;
+use crate::translate::webhook::{new_message_id, Envelope, VcsEvent};
 use crate::validation::Validation;
 
 /// How often a change is recomputed after losing a race before giving up.
@@ -135,7 +139,7 @@ impl Lifecycle<'_> {
                 let now = Utc::now();
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
                 let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
-                let next_task = outcomes::apply_status(&parse_content(&task.content), update, now);
+                let next_task = apply_status(&parse_content(&task.content), update, now);
                 builder.version("Task", &task.id, task.version_id, next_task, None);
                 if let Some(status) = update.status.service_request_status() {
                     let mut sr = parse_content(&state.service_request.content);
@@ -175,16 +179,11 @@ impl Lifecycle<'_> {
             || self.load_for_vcs(vcs, referral_id),
             |state| {
                 let now = Utc::now();
-                let ids: Vec<String> = (0..outcomes::observation_count(report.instrument))
+                let ids: Vec<String> = (0..observation_count(report.instrument))
                     .map(|_| FhirId::generate().to_string())
                     .collect();
-                let observations = outcomes::outcome_observations(
-                    report,
-                    &ids,
-                    referral_id,
-                    &state.patient_id,
-                    vcs_config,
-                );
+                let observations =
+                    outcome_observations(report, &ids, referral_id, &state.patient_id, vcs_config);
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
                 for (id, observation) in ids.iter().zip(observations) {
                     let code = observation_code(&observation);
@@ -192,7 +191,7 @@ impl Lifecycle<'_> {
                     builder.audit(&format!("vcs:{vcs}"), "outcome", "Observation", id);
                 }
                 let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
-                let next_task = outcomes::with_outputs(&parse_content(&task.content), &ids);
+                let next_task = with_outputs(&parse_content(&task.content), &ids);
                 builder.version("Task", &task.id, task.version_id, next_task, None);
                 builder.notify(&subscriptions);
                 let body = json!({"referral_id": referral_id, "observation_ids": ids});
@@ -260,14 +259,13 @@ impl Lifecycle<'_> {
                         note: None,
                         occurred_at: now.fixed_offset(),
                     };
-                    let next_task =
-                        outcomes::apply_status(&parse_content(&task.content), &update, now);
+                    let next_task = apply_status(&parse_content(&task.content), &update, now);
                     builder.version("Task", &task.id, task.version_id, next_task, None);
                 }
                 builder.change.status = Some("revoked".into());
                 builder.change.vcs_status = Some(VcsStatus::Cancelled.as_str().into());
                 builder.audit(client.as_str(), "cancel", "ServiceRequest", referral_id);
-                builder.tell_vcs("referral.cancelled");
+                builder.tell_vcs(VcsEvent::ReferralCancelled);
                 builder.notify(&subscriptions);
                 builder.finish(self.validation, None, 200, sr_version)
             },
@@ -380,22 +378,18 @@ impl<'s> ChangeBuilder<'s> {
     }
 
     /// A webhook to the referral's VCS organisation carrying the current record.
-    fn tell_vcs(&mut self, event_type: &str) {
+    fn tell_vcs(&mut self, event: VcsEvent) {
         let target = self.state.vcs_id.clone();
         let sequence = self.next_sequence(TargetKind::Vcs, &target);
-        let payload = json!({
-            "type": event_type,
-            "timestamp": self.now.to_rfc3339_opts(SecondsFormat::Secs, true),
-            "sequence": sequence,
-            "data": parse_content(&self.state.record),
-        });
+        let record = parse_content(&self.state.record);
+        let payload = Envelope::new(event, self.now, sequence, &record).to_json();
         self.change.outbox.push(NewOutboxMessage {
             id: new_message_id(),
             target_kind: TargetKind::Vcs,
             target,
-            event_type: event_type.to_string(),
+            event_type: event.as_str().to_string(),
             sequence,
-            payload: payload.to_string(),
+            payload,
         });
     }
 

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
-use sp_gateway::config::Config;
+use sp_gateway::config::{Config, Delay};
 use sp_gateway::domain::ClientId;
 use sp_gateway::intake::{self, Rejected, Request};
 use sp_gateway::validation::Validation;
@@ -133,7 +133,7 @@ fn main() -> ExitCode {
             junit,
             json,
             update_golden,
-        } => replay(&sp_gateway::replay::Options {
+        } => replay(&sp_tools::replay::Options {
             paths,
             target,
             token,
@@ -143,13 +143,13 @@ fn main() -> ExitCode {
             update_golden,
         }),
         Command::Demo { listen, fixtures } => {
-            demo(&sp_gateway::replay::demo::DemoOptions { listen, fixtures })
+            demo(&sp_tools::replay::demo::DemoOptions { listen, fixtures })
         }
     }
 }
 
-fn replay(options: &sp_gateway::replay::Options) -> ExitCode {
-    match sp_gateway::replay::run(options) {
+fn replay(options: &sp_tools::replay::Options) -> ExitCode {
+    match sp_tools::replay::run(&Server, options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -159,8 +159,8 @@ fn replay(options: &sp_gateway::replay::Options) -> ExitCode {
     }
 }
 
-fn demo(options: &sp_gateway::replay::demo::DemoOptions) -> ExitCode {
-    match sp_gateway::replay::demo::run(options) {
+fn demo(options: &sp_tools::replay::demo::DemoOptions) -> ExitCode {
+    match sp_tools::replay::demo::run(&Server, options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
@@ -170,8 +170,51 @@ fn demo(options: &sp_gateway::replay::demo::DemoOptions) -> ExitCode {
     }
 }
 
+/// The server library, as `replay` and `demo` reach it.
+struct Server;
+
+impl sp_tools::Gateway for Server {
+    fn parties(&self, config: Option<&Path>) -> Result<sp_tools::Parties, String> {
+        let config = Config::load(config).map_err(|e| e.to_string())?;
+        Ok(sp_tools::Parties {
+            clients: config
+                .clients
+                .iter()
+                .map(|c| (c.id.as_str().to_string(), c.token.clone()))
+                .collect(),
+            organisations: config
+                .vcs
+                .iter()
+                .map(|v| sp_tools::Organisation {
+                    id: v.id.as_str().to_string(),
+                    name: v.name.clone(),
+                    token: v.token.clone(),
+                    webhook_secret: v.webhook_secret.clone(),
+                })
+                .collect(),
+            admin_token: config.admin.token.clone(),
+        })
+    }
+
+    fn serve_local(&self, run: sp_tools::LocalRun, listener: TcpListener) -> Result<(), String> {
+        let mut config = Config::load(run.config.as_deref()).map_err(|e| e.to_string())?;
+        config.storage.url = format!("sqlite://{}", run.database.display());
+        for vcs in &mut config.vcs {
+            vcs.webhook_url = format!("{}/hooks/{}", run.receiver, vcs.id.as_str());
+        }
+        config.delivery.allow_private_targets = true;
+        config.delivery.retry_schedule = [1, 1, 2]
+            .map(|s| Delay(std::time::Duration::from_secs(s)))
+            .to_vec();
+        config.delivery.worker = true;
+        actix_web::rt::System::new()
+            .block_on(sp_gateway::app::serve(config, listener))
+            .map_err(|e| e.to_string())
+    }
+}
+
 fn mock_vcs(listen: &str, secret: &str, fail_rate: f64, status: u16) -> ExitCode {
-    let receiver = match sp_gateway::mock_vcs::MockVcs::new(secret, fail_rate, status) {
+    let receiver = match sp_tools::mock_vcs::MockVcs::new(secret, fail_rate, status) {
         Ok(receiver) => receiver,
         Err(e) => {
             eprintln!("sp-gateway mock-vcs: {e}");
@@ -192,7 +235,7 @@ fn mock_vcs(listen: &str, secret: &str, fail_rate: f64, status: u16) -> ExitCode
             .map(|a| a.to_string())
             .unwrap_or_default()
     );
-    match actix_web::rt::System::new().block_on(sp_gateway::mock_vcs::serve(receiver, listener)) {
+    match actix_web::rt::System::new().block_on(sp_tools::mock_vcs::serve(receiver, listener)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sp-gateway mock-vcs: {e}");

@@ -12,7 +12,8 @@ use super::{AppState, CorrelationId};
 use crate::domain::VcsId;
 use crate::lifecycle::{IdempotencyKey, Lifecycle, LifecycleError};
 use crate::store::VcsReferral;
-use crate::translate::outcomes::{self, FieldError, VcsStatus};
+use crate::translate::vcs_request::{parse_outcome_report, parse_status_update, FieldError};
+use crate::translate::vcs_status::VcsStatus;
 
 const OPENAPI: &str = include_str!("../../profiles/vcs/openapi.json");
 pub const STATUS_SCHEMA: &str = include_str!("../../profiles/vcs/status-update.v1.schema.json");
@@ -313,7 +314,7 @@ async fn post_status(
                 Ok(ready) => ready,
                 Err(replayed) => return Ok(replayed),
             };
-            let update = outcomes::parse_status_update(&json).map_err(field_problem)?;
+            let update = parse_status_update(&json).map_err(field_problem)?;
             let lifecycle = Lifecycle { store: state.store.as_ref(), config: &state.config, validation: &state.validation };
             let applied = lifecycle
                 .report_status(&vcs, &path, &update, idempotency, correlation(&request))
@@ -340,7 +341,7 @@ async fn post_outcome(
                     Ok(ready) => ready,
                     Err(replayed) => return Ok(replayed),
                 };
-            let report = outcomes::parse_outcome_report(&json).map_err(field_problem)?;
+            let report = parse_outcome_report(&json).map_err(field_problem)?;
             let lifecycle = Lifecycle {
                 store: state.store.as_ref(),
                 config: &state.config,

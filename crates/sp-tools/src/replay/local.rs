@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::ReplayError;
-use crate::config::{Config, Delay};
+use crate::{Gateway, LocalRun, Parties};
 
 /// One webhook the receiver got.
 #[derive(Debug, Clone)]
@@ -72,26 +72,33 @@ impl Inbox {
 /// The running pair: gateway and receiver, and the temporary folder holding the database.
 pub struct LocalGateway {
     pub base: String,
-    pub config: Config,
+    /// Who may call it, from its configuration.
+    pub parties: Parties,
     pub inbox: Arc<Inbox>,
     gateway_thread: std::thread::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
 impl LocalGateway {
-    /// Starts on `listen` (`127.0.0.1:0` for any free port) with the configuration at `config`
-    /// (default: the demo's), and waits until it answers.
-    pub fn start(listen: &str, config: Option<&Path>) -> Result<LocalGateway, ReplayError> {
+    /// Starts `gateway` on `listen` (`127.0.0.1:0` for any free port) with the configuration at
+    /// `config` (default: the demo's), and waits until it answers.
+    pub fn start(
+        gateway: &'static dyn Gateway,
+        listen: &str,
+        config: Option<&Path>,
+    ) -> Result<LocalGateway, ReplayError> {
         let dir = tempfile::tempdir()
             .map_err(|e| ReplayError::Setup(format!("temporary folder: {e}")))?;
         let receiver_listener = bind("127.0.0.1:0")?;
         let receiver_base = format!("http://{}", local_addr(&receiver_listener)?);
-        let config = local_config(config, &receiver_base, &dir)?;
+        let parties = gateway
+            .parties(config)
+            .map_err(|e| ReplayError::Setup(format!("configuration: {e}")))?;
         let inbox = Arc::new(Inbox {
-            secrets: config
-                .vcs
+            secrets: parties
+                .organisations
                 .iter()
-                .map(|v| (v.id.as_str().to_string(), v.webhook_secret.clone()))
+                .map(|o| (o.id.clone(), o.webhook_secret.clone()))
                 .collect(),
             deliveries: Mutex::new(Vec::new()),
         });
@@ -99,19 +106,21 @@ impl LocalGateway {
         let listener = bind(listen)?;
         let base = format!("http://{}", local_addr(&listener)?);
         let (failed_tx, failed_rx) = mpsc::channel();
-        let gateway_config = config.clone();
+        let run = LocalRun {
+            config: config.map(Path::to_path_buf),
+            database: dir.path().join("gateway.db"),
+            receiver: receiver_base,
+        };
         let gateway_thread = std::thread::spawn(move || {
-            let result =
-                actix_web::rt::System::new().block_on(crate::app::serve(gateway_config, listener));
-            let _ = failed_tx.send(match result {
+            let _ = failed_tx.send(match gateway.serve_local(run, listener) {
                 Ok(()) => "the gateway stopped".to_string(),
-                Err(e) => e.to_string(),
+                Err(e) => e,
             });
         });
         wait_ready(&base, &failed_rx)?;
         Ok(LocalGateway {
             base,
-            config,
+            parties,
             inbox,
             gateway_thread,
             _dir: dir,
@@ -132,25 +141,6 @@ fn local_addr(listener: &TcpListener) -> Result<std::net::SocketAddr, ReplayErro
     listener
         .local_addr()
         .map_err(|e| ReplayError::Setup(format!("no local address: {e}")))
-}
-
-/// The configuration (the demo's by default), with webhooks to the receiver (`/hooks/{vcs_id}`),
-/// a database in `dir`, private targets allowed and retries short enough for a test run.
-fn local_config(
-    path: Option<&Path>,
-    receiver_base: &str,
-    dir: &tempfile::TempDir,
-) -> Result<Config, ReplayError> {
-    let mut config =
-        Config::load(path).map_err(|e| ReplayError::Setup(format!("configuration: {e}")))?;
-    config.storage.url = format!("sqlite://{}", dir.path().join("gateway.db").display());
-    for vcs in &mut config.vcs {
-        vcs.webhook_url = format!("{receiver_base}/hooks/{}", vcs.id.as_str());
-    }
-    config.delivery.allow_private_targets = true;
-    config.delivery.retry_schedule = [1, 1, 2].map(|s| Delay(Duration::from_secs(s))).to_vec();
-    config.delivery.worker = true;
-    Ok(config)
 }
 
 fn wait_ready(base: &str, failed: &mpsc::Receiver<String>) -> Result<(), ReplayError> {

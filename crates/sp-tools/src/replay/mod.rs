@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use crate::{Gateway, Parties};
 use runner::{FixtureResult, Target};
 
 /// Why a replay could not run at all (as opposed to fixtures failing).
@@ -82,22 +82,18 @@ impl Outcome {
 /// The tokens of a configuration, as the runner needs them.
 fn target_for(
     base: String,
-    config: &Config,
+    parties: &Parties,
     options: &Options,
     inbox: Option<Arc<local::Inbox>>,
 ) -> Target {
     Target {
         base: base.trim_end_matches('/').to_string(),
-        gp_tokens: config
-            .clients
-            .iter()
-            .map(|c| (c.id.as_str().to_string(), c.token.clone()))
-            .collect(),
+        gp_tokens: parties.clients.iter().cloned().collect(),
         gp_token_override: options.token.clone(),
-        vcs: config
-            .vcs
+        vcs: parties
+            .organisations
             .iter()
-            .map(|v| (v.id.as_str().to_string(), (v.token.clone(), v.name.clone())))
+            .map(|o| (o.id.clone(), (o.token.clone(), o.name.clone())))
             .collect::<HashMap<_, _>>(),
         inbox,
         update_golden: options.update_golden,
@@ -145,7 +141,7 @@ pub fn replay_fixtures(
 }
 
 /// `sp-gateway replay`: runs, prints, writes the reports. `Ok(true)` when every fixture passed.
-pub fn run(options: &Options) -> Result<bool, ReplayError> {
+pub fn run(gateway: &'static dyn Gateway, options: &Options) -> Result<bool, ReplayError> {
     let fixtures = fixture::discover(&options.paths)?;
     if fixtures.is_empty() {
         return Err(ReplayError::NoFixtures);
@@ -153,15 +149,17 @@ pub fn run(options: &Options) -> Result<bool, ReplayError> {
     // Keep the in-process gateway alive for the whole run.
     let (target, _local) = match &options.target {
         Some(url) => {
-            let config = Config::load(options.config.as_deref())
+            let parties = gateway
+                .parties(options.config.as_deref())
                 .map_err(|e| ReplayError::Setup(format!("configuration: {e}")))?;
-            (target_for(url.clone(), &config, options, None), None)
+            (target_for(url.clone(), &parties, options, None), None)
         }
         None => {
-            let local = local::LocalGateway::start("127.0.0.1:0", options.config.as_deref())?;
+            let local =
+                local::LocalGateway::start(gateway, "127.0.0.1:0", options.config.as_deref())?;
             let target = target_for(
                 local.base.clone(),
-                &local.config,
+                &local.parties,
                 options,
                 Some(local.inbox.clone()),
             );

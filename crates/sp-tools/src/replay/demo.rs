@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use super::local::LocalGateway;
 use super::runner::FixtureResult;
 use super::{fixture, replay_fixtures, target_for, Options, ReplayError};
+use crate::Gateway;
 
 /// What `sp-gateway demo` was asked to do.
 #[derive(Debug, Clone)]
@@ -33,17 +34,13 @@ fn explore(gateway: &LocalGateway) {
     let base = &gateway.base;
     println!("\nThe gateway keeps running at {base} (Ctrl-C to stop). Its database is temporary.");
     println!("\nTokens (Authorization: Bearer <token>):");
-    for client in &gateway.config.clients {
-        println!(
-            "  {:<32} {}",
-            format!("GP system {}", client.id.as_str()),
-            client.token
-        );
+    for (client, token) in &gateway.parties.clients {
+        println!("  {:<32} {token}", format!("GP system {client}"));
     }
-    for vcs in &gateway.config.vcs {
-        println!("  {:<32} {}", format!("VCS {}", vcs.id.as_str()), vcs.token);
+    for vcs in &gateway.parties.organisations {
+        println!("  {:<32} {}", format!("VCS {}", vcs.id), vcs.token);
     }
-    if let Some(admin) = &gateway.config.admin.token {
+    if let Some(admin) = &gateway.parties.admin_token {
         println!("  {:<32} {admin}", "operator (admin)");
     }
     println!("\nTry (<id>: a ServiceRequest id printed above):");
@@ -61,7 +58,7 @@ fn explore(gateway: &LocalGateway) {
 }
 
 /// Runs the demo; returns whether every step went as expected, once the gateway stops.
-pub fn run(options: &DemoOptions) -> Result<bool, ReplayError> {
+pub fn run(gateway: &'static dyn Gateway, options: &DemoOptions) -> Result<bool, ReplayError> {
     let fixtures = fixture::discover(std::slice::from_ref(&options.fixtures))?;
     if fixtures.is_empty() {
         return Err(ReplayError::NoFixtures);
@@ -70,21 +67,21 @@ pub fn run(options: &DemoOptions) -> Result<bool, ReplayError> {
         "Starting the gateway on {} with a temporary database…",
         options.listen
     );
-    let gateway = LocalGateway::start(&options.listen, None)?;
+    let local = LocalGateway::start(gateway, &options.listen, None)?;
     println!(
         "Gateway ready at {}; webhooks go to a built-in VCS receiver that checks every signature.",
-        gateway.base
+        local.base
     );
     let target = target_for(
-        gateway.base.clone(),
-        &gateway.config,
+        local.base.clone(),
+        &local.parties,
         &Options::default(),
-        Some(gateway.inbox.clone()),
+        Some(local.inbox.clone()),
     );
     let outcome = replay_fixtures(&target, &fixtures, tell, |_| {})?;
     println!("\n{}", super::report::summary(&outcome.results));
-    explore(&gateway);
+    explore(&local);
     let all_passed = outcome.all_passed();
-    gateway.wait();
+    local.wait();
     Ok(all_passed)
 }
