@@ -107,3 +107,74 @@ fn a_duplicate_json_key_is_a_400() {
     assert_outcome(&outcome);
     assert!(outcome.to_string().contains("appears twice"), "{outcome}");
 }
+
+/// A VCS note with a control character passed the JSON Schema, broke the generated Task's
+/// profile, and came back as a 500 with the note (and the NHS number in it) in an ERROR line.
+/// Times that RFC 3339 allows but FHIR cannot write did the same. Now: a 422 naming the field,
+/// nothing stored, and nothing of the note in the log.
+#[test]
+fn vcs_reports_fhir_cannot_hold_are_a_422_and_stay_out_of_the_log() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_capturing_logs(move |c| deliver_to(c, &base, &["1s"]), "trace");
+    let referral = gateway.refer("REF-HARDEN-VCS");
+    let path = format!("/vcs/v1/referrals/{referral}/status");
+    let post = |body: serde_json::Value| {
+        send(
+            gateway
+                .http
+                .post(gateway.url(&path))
+                .bearer_auth("demo-vcs-carers-count")
+                .json(&body),
+        )
+    };
+    let note = "NHS 943 476 5919 called\u{1}";
+    for (body, field) in [
+        (
+            serde_json::json!({"status": "accepted", "note": note, "occurred_at": "2026-05-10T14:00:00Z"}),
+            "note",
+        ),
+        (
+            serde_json::json!({"status": "accepted", "occurred_at": "0000-01-01T00:00:00Z"}),
+            "occurred_at",
+        ),
+        (
+            serde_json::json!({"status": "accepted", "occurred_at": "9999-12-31T23:59:59-23:59"}),
+            "occurred_at",
+        ),
+        (
+            serde_json::json!({"instrument": "ons4", "timepoint": "baseline", "answers": [6, 7, 5, 3],
+                               "occurred_at": "0000-01-01T00:00:00Z"}),
+            "occurred_at",
+        ),
+    ] {
+        let outcome = body.get("instrument").is_some();
+        let (code, problem) = if outcome {
+            send(
+                gateway
+                    .http
+                    .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/outcomes")))
+                    .bearer_auth("demo-vcs-carers-count")
+                    .json(&body),
+            )
+        } else {
+            post(body.clone())
+        };
+        assert_eq!(code, 422, "{body}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
+    // Nothing was recorded: the Task is still as the referral left it.
+    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+    assert_eq!(
+        tasks["entry"][0]["resource"]["status"], "requested",
+        "{tasks}"
+    );
+    // And a tab and line breaks are text, as FHIR has it.
+    let (code, answer) = post(serde_json::json!({"status": "accepted",
+        "note": "Phoned.\r\n\tFirst visit Tuesday", "occurred_at": "2026-05-10T14:00:00+14:00"}));
+    assert_eq!(code, 200, "{answer}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let logs = gateway.logs();
+    assert!(!logs.contains("943 476 5919"), "the note reached the log");
+    assert!(!logs.contains("ERROR"), "an ERROR was logged:\n{logs}");
+}

@@ -282,13 +282,15 @@ fn lifecycle_problem(error: LifecycleError) -> Problem {
         LifecycleError::Busy => Problem::Busy(error.to_string()),
         LifecycleError::Invalid(issues) => {
             // Our own translation broke our profiles: a defect to fix, not the caller's fault.
-            let detail: Vec<String> = issues
+            // The log names where (FHIRPath expressions), never what: diagnostics quote the
+            // values, and the values are the patient's.
+            let places: Vec<String> = issues
                 .iter()
-                .map(|i| format!("{:?}: {}", i.expression, i.diagnostics))
+                .flat_map(|i| i.expression.iter().cloned())
                 .collect();
             Problem::Store(crate::store::StoreError::Database(format!(
-                "generated FHIR failed validation: {}",
-                detail.join("; ")
+                "generated FHIR failed validation at {}",
+                places.join(", ")
             )))
         }
         LifecycleError::Store(e) => Problem::Store(e),

@@ -9,7 +9,7 @@
 //! skipped the schema: a resource built from them would otherwise fail our profiles later, as a
 //! 500 rather than a 422.
 
-use chrono::{DateTime, FixedOffset};
+use chrono::{DateTime, Datelike, FixedOffset};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -225,18 +225,55 @@ fn optional_text(
             format!("must be at most {max_chars} characters"),
         ));
     }
+    // FHIR strings (datatypes.html#string) may not hold control characters other than tab,
+    // carriage return and line feed; the text goes into a Task note or a status reason.
+    if let Some(position) = text.chars().position(forbidden_in_fhir_string) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "must not contain control characters (other than tab and line breaks); found one at character {}",
+                position + 1
+            ),
+        ));
+    }
     Ok((!text.is_empty()).then(|| text.to_string()))
 }
+
+/// What the validator refuses in a FHIR `string`: control characters but tab, CR and LF.
+fn forbidden_in_fhir_string(c: char) -> bool {
+    c.is_control() && !matches!(c, '\t' | '\r' | '\n')
+}
+
+/// The years a FHIR `dateTime` and `instant` can write (`0001` to `9999`).
+const FHIR_YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+/// The widest offset a FHIR `dateTime` can write: `-14:00` to `+14:00` (seconds east).
+const FHIR_MAX_OFFSET_SECONDS: i32 = 14 * 3600;
 
 /// An RFC 3339 date and time with an offset, e.g. `2026-11-23T14:30:00Z`.
 fn required_time(text: Option<String>, field: &str) -> Result<DateTime<FixedOffset>, FieldError> {
     let raw = text.ok_or_else(|| required(field))?;
-    DateTime::parse_from_rfc3339(&raw).map_err(|_| {
+    let at = DateTime::parse_from_rfc3339(&raw).map_err(|_| {
         FieldError::new(
             field,
             format!("must be an RFC 3339 date and time with a time zone, e.g. 2026-11-23T14:30:00Z; got {raw:?}"),
         )
-    })
+    })?;
+    // RFC 3339 allows what FHIR cannot write: year 0000, offsets beyond ±14:00, and times whose
+    // UTC instant falls outside years 1 to 9999 (the gateway records instants in UTC).
+    if at.offset().local_minus_utc().abs() > FHIR_MAX_OFFSET_SECONDS {
+        return Err(FieldError::new(
+            field,
+            format!("the time zone offset must be between -14:00 and +14:00; got {raw:?}"),
+        ));
+    }
+    let utc_year = at.naive_utc().year();
+    if !FHIR_YEARS.contains(&at.year()) || !FHIR_YEARS.contains(&utc_year) {
+        return Err(FieldError::new(
+            field,
+            format!("must fall in the years 0001 to 9999; got {raw:?}"),
+        ));
+    }
+    Ok(at)
 }
 
 #[cfg(test)]
@@ -291,6 +328,20 @@ mod tests {
             assert_eq!(u.reason.as_deref(), reason, "{body}");
             assert_eq!(u.note.as_deref(), note, "{body}");
             assert_eq!(u.occurred_at, at(occurred_at), "{body}");
+        }
+    }
+
+    #[test]
+    fn fhir_edges_are_accepted() {
+        for (note, occurred_at) in [
+            ("Line one\r\n\tLine two", "2026-10-07T10:15:00+14:00"),
+            ("Siân’s group, Llŷr\u{a0}Hall", "0001-01-01T00:00:00Z"),
+            ("ok", "9999-12-31T23:59:59Z"),
+            ("ok", "2026-10-07T10:15:00-14:00"),
+        ] {
+            let body = json!({"status": "contacted", "note": note, "occurred_at": occurred_at});
+            let u = parse_status_update(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(u.note.as_deref(), Some(note));
         }
     }
 
@@ -356,6 +407,41 @@ mod tests {
             (
                 json!({"status": "accepted", "occurred_at": t, "when": t}),
                 "when",
+            ),
+            // Valid RFC 3339 that FHIR cannot write: year 0000, an offset past ±14:00, an
+            // instant past 9999 in UTC.
+            (
+                json!({"status": "accepted", "occurred_at": "0000-01-01T00:00:00Z"}),
+                "occurred_at",
+            ),
+            (
+                json!({"status": "accepted", "occurred_at": "9999-12-31T23:59:59-23:59"}),
+                "occurred_at",
+            ),
+            (
+                json!({"status": "accepted", "occurred_at": "2026-10-07T10:15:00+14:01"}),
+                "occurred_at",
+            ),
+            (
+                json!({"status": "accepted", "occurred_at": "9999-12-31T23:00:00-02:00"}),
+                "occurred_at",
+            ),
+            (
+                json!({"status": "accepted", "occurred_at": "0001-01-01T00:30:00+01:00"}),
+                "occurred_at",
+            ),
+            // Control characters break a FHIR string (tab and line breaks do not).
+            (
+                json!({"status": "accepted", "occurred_at": t, "note": "NHS 943 476 5919\u{1}"}),
+                "note",
+            ),
+            (
+                json!({"status": "declined", "occurred_at": t, "reason": "full\u{7f}"}),
+                "reason",
+            ),
+            (
+                json!({"status": "accepted", "occurred_at": t, "note": "a\u{0085}b"}),
+                "note",
             ),
         ];
         for (body, field) in cases {

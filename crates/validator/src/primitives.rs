@@ -322,7 +322,9 @@ fn check_text_chars(s: &str) -> Result<(), PrimError> {
         let allowed = match c {
             ' ' | '\r' | '\n' | '\t' => true,
             c if c.is_ascii() => !c.is_ascii_control(),
-            c => !c.is_whitespace() && !c.is_control(),
+            // `\S` in the R4 regex is Java's: only ASCII counts as whitespace, so a no-break
+            // space (U+00A0, common in text pasted from word processors) is allowed.
+            c => !c.is_control(),
         };
         if !allowed {
             return Err(PrimError::Format("text without control characters"));
@@ -430,5 +432,12 @@ mod tests {
         assert!(r.check_code("integer", &json!(1.5)).is_err());
         assert!(r.check_code("decimal", &json!(1.5)).is_ok());
         assert!(r.check_code("id", &json!("a".repeat(65))).is_err());
+        // Control characters are refused (but tab and line breaks); Unicode spaces inside are
+        // text, as Java's `\S` in the R4 regex has it.
+        assert!(r.check_code("string", &json!("a\u{1}b")).is_err());
+        assert!(r.check_code("string", &json!("Siân\u{85}")).is_err());
+        assert!(r.check_code("string", &json!("a\tb\r\nc")).is_ok());
+        assert!(r.check_code("string", &json!("Llŷr\u{a0}Hall")).is_ok());
+        assert!(r.check_code("string", &json!("10\u{202f}000")).is_ok());
     }
 }
