@@ -19,6 +19,26 @@ use crate::domain::{ClientId, Identifier, VcsId};
 /// The demo configuration used when no `--config` is given: its tokens are in the README.
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
 
+/// Every token the demo configuration holds (clients, organisations, operator).
+fn demo_tokens() -> &'static HashSet<String> {
+    static TOKENS: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    TOKENS.get_or_init(|| {
+        // The demo's own text, without environment overrides and without `check` (which asks
+        // for these tokens); a demo that does not parse is caught by the unit tests.
+        let demo: Result<Config, _> = Figment::new().merge(Toml::string(DEMO_CONFIG)).extract();
+        let Ok(demo) = demo else {
+            return HashSet::new();
+        };
+        demo.clients
+            .into_iter()
+            .map(|c| c.token)
+            .chain(demo.vcs.into_iter().map(|v| v.token))
+            .chain(demo.admin.token)
+            .filter(|t| !t.is_empty())
+            .collect()
+    })
+}
+
 /// The environment prefix for overrides.
 pub const ENV_PREFIX: &str = "SP_GATEWAY_";
 
@@ -390,7 +410,44 @@ impl Config {
         if let Some(token) = &self.admin.token {
             check_token(token, "admin.token", &mut tokens)?;
         }
+        if let Some(key) = self.public_demo_tokens().into_iter().next() {
+            if !self.server.listen.ip().is_loopback() {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "is one of the demo's public tokens (they are in the README), so the gateway \
+                         serves it on a loopback address only, and server.listen is {}: give every \
+                         client, organisation and the operator a token of your own",
+                        self.server.listen
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The keys (`clients[0].token`, `admin.token`, …) whose token is one of the demo
+    /// configuration's: anyone who has read the README holds them. `serve` warns while there are
+    /// any, and refuses them on an address other hosts can reach.
+    pub fn public_demo_tokens(&self) -> Vec<String> {
+        let demo = demo_tokens();
+        let clients = self
+            .clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("clients[{i}].token"), Some(&c.token)));
+        let vcs = self
+            .vcs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("vcs[{i}].token"), Some(&v.token)));
+        let admin = std::iter::once(("admin.token".to_string(), self.admin.token.as_ref()));
+        clients
+            .chain(vcs)
+            .chain(admin)
+            .filter(|(_, token)| token.is_some_and(|t| !t.is_empty() && demo.contains(t)))
+            .map(|(key, _)| key)
+            .collect()
     }
 
     /// `[[clients]]` keys of issue 6: certificate binding, JWKS and scopes.
@@ -570,6 +627,40 @@ fn check_webhook_secret(secret: &str, key: &str) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn demo_tokens_serve_on_loopback_only() {
+        let config = Config::from_toml_with_env(DEMO_CONFIG).unwrap();
+        let keys = config.public_demo_tokens();
+        assert!(keys.contains(&"clients[0].token".to_string()), "{keys:?}");
+        assert!(keys.contains(&"vcs[0].token".to_string()), "{keys:?}");
+        assert!(keys.contains(&"admin.token".to_string()), "{keys:?}");
+        for public in ["0.0.0.0:8080", "[::]:8080", "192.0.2.10:443"] {
+            let text = DEMO_CONFIG.replace(
+                "listen = \"127.0.0.1:8080\"",
+                &format!("listen = \"{public}\""),
+            );
+            let e = Config::from_toml_with_env(&text).unwrap_err().to_string();
+            assert!(
+                e.contains("clients[0].token") && e.contains("loopback"),
+                "{public}: {e}"
+            );
+        }
+        let ipv6_loopback =
+            DEMO_CONFIG.replace("listen = \"127.0.0.1:8080\"", "listen = \"[::1]:8080\"");
+        assert!(Config::from_toml_with_env(&ipv6_loopback).is_ok());
+        // Tokens of one's own may serve anywhere.
+        let mut own =
+            DEMO_CONFIG.replace("listen = \"127.0.0.1:8080\"", "listen = \"0.0.0.0:8080\"");
+        for (i, token) in demo_tokens().iter().enumerate() {
+            own = own.replace(
+                &format!("\"{token}\""),
+                &format!("\"private-token-{i:02}\""),
+            );
+        }
+        let config = Config::from_toml_with_env(&own).unwrap();
+        assert!(config.public_demo_tokens().is_empty());
+    }
 
     #[test]
     fn the_demo_configuration_loads() {

@@ -253,6 +253,21 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let demo_tokens = config.public_demo_tokens();
+    if !demo_tokens.is_empty() {
+        tracing::warn!(
+            keys = demo_tokens.join(", "),
+            "DEMO TOKENS IN USE: anyone who has read the README can act as these clients, \
+             organisations or the operator. Fine on this machine for a try-out; never for real \
+             referrals (serve --config with tokens of your own)."
+        );
+    }
+    if config.delivery.allow_private_targets {
+        tracing::warn!(
+            "delivery.allow_private_targets is on: webhooks may be sent to private, loopback and \
+             link-local addresses (the SSRF guard is off for them)"
+        );
+    }
     let listener = match TcpListener::bind(config.server.listen) {
         Ok(listener) => listener,
         Err(e) => {

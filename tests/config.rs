@@ -77,3 +77,26 @@ fn environment_overrides_a_key() {
         send(gateway.post_json("/fhir/ServiceRequest", &contained_referral("REF-ENV")));
     assert_eq!(status, 413, "{body}");
 }
+
+/// `serve` without `--config` runs the demo, whose tokens are public: it says so loudly, and it
+/// will not serve them on an address other hosts can reach.
+#[test]
+fn the_demo_warns_and_stays_on_loopback() {
+    let public = Command::new(env!("CARGO_BIN_EXE_sp-gateway"))
+        .arg("serve")
+        .env("SP_GATEWAY_SERVER__LISTEN", "0.0.0.0:0")
+        .output()
+        .unwrap();
+    assert_eq!(public.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&public.stderr);
+    assert!(
+        stderr.contains("clients[0].token") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+
+    let gateway = Gateway::start_capturing_logs(|c| c, "info");
+    assert_eq!(send(gateway.get("/fhir/metadata")).0, 200);
+    let logs = gateway.logs();
+    assert!(logs.contains("DEMO TOKENS IN USE"), "{logs}");
+    assert!(logs.contains("allow_private_targets is on"), "{logs}");
+}
