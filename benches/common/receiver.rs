@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -29,6 +29,13 @@ pub struct Inbox {
     pub receipts: Mutex<Vec<Receipt>>,
     pub count: AtomicU64,
     pub errors: Mutex<Vec<String>>,
+    /// Faults the receiver plays (the soak bench): out of every 1,000 requests, how many get a
+    /// `503` instead of the `204` (not recorded as received), and whether the receiver is away
+    /// (every connection closed at once, as a host that went down mid-conversation).
+    pub fail_per_mille: AtomicU32,
+    pub away: AtomicBool,
+    /// Requests answered `503` or dropped while away.
+    pub refused: AtomicU64,
 }
 
 impl Inbox {
@@ -86,6 +93,10 @@ fn serve(stream: TcpStream, inbox: &Inbox) {
         if request_line.is_empty() {
             continue;
         }
+        if inbox.away.load(Ordering::Acquire) {
+            inbox.refused.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let path = request_line.split(' ').nth(1).unwrap_or("").to_string();
         let (mut length, mut chunked) = (0usize, false);
         let (mut webhook_id, mut timestamp, mut signature) =
@@ -123,6 +134,15 @@ fn serve(stream: TcpStream, inbox: &Inbox) {
                 return;
             }
         };
+        let fail = inbox.fail_per_mille.load(Ordering::Relaxed);
+        if fail > 0 && rand::random::<u32>() % 1000 < fail {
+            inbox.refused.fetch_add(1, Ordering::Relaxed);
+            let answer = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+            if conn.stream.write_all(answer).is_err() {
+                return;
+            }
+            continue;
+        }
         let at = Instant::now();
         if let Ok(mut receipts) = inbox.receipts.lock() {
             receipts.push(Receipt {
