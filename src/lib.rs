@@ -18,5 +18,6 @@ pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
 pub mod store;
+pub mod subscriptions;
 pub mod translate;
 pub mod validation;

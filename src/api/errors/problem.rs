@@ -1,10 +1,13 @@
-//! RFC 9457 problem details: how the JSON APIs (operator, and later the VCS API) say no.
+//! RFC 9457 problem details: how the JSON APIs (the VCS API and the operator's) say no, and the
+//! paging every JSON list shares. Domain errors become problems here, once.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde_json::json;
 
+use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
+use crate::translate::vcs_request::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
@@ -80,6 +83,48 @@ impl Problem {
         builder
             .content_type("application/problem+json")
             .body(body.to_string())
+    }
+}
+
+impl From<FieldError> for Problem {
+    fn from(error: FieldError) -> Self {
+        Problem::Invalid(vec![(error.field, error.message)])
+    }
+}
+
+impl From<LifecycleError> for Problem {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::NotFound => {
+                Problem::NotFound("No such referral for this organisation.".into())
+            }
+            LifecycleError::Transition { .. } | LifecycleError::PreconditionFailed { .. } => {
+                Problem::Conflict(error.to_string())
+            }
+            LifecycleError::Unsupported(text) => Problem::Invalid(vec![("body".into(), text)]),
+            LifecycleError::Refused(issues) => Problem::Invalid(
+                issues
+                    .into_iter()
+                    .map(|i| {
+                        let field = i.expression.unwrap_or_else(|| "body".into());
+                        (field, i.diagnostics)
+                    })
+                    .collect(),
+            ),
+            LifecycleError::Busy => Problem::Busy(error.to_string()),
+            LifecycleError::Invalid(issues) => {
+                // Our own translation broke our profiles: a defect to fix, not the caller's fault.
+                let detail: Vec<String> = issues
+                    .iter()
+                    .map(|i| format!("{:?}: {}", i.expression, i.diagnostics))
+                    .collect();
+                Problem::Store(StoreError::Database(format!(
+                    "generated FHIR failed validation: {}",
+                    detail.join("; ")
+                )))
+            }
+            LifecycleError::Store(e) => Problem::Store(e),
+        }
     }
 }
 
