@@ -540,3 +540,41 @@ impl<'s> ChangeBuilder<'s> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn referral(status: &str) -> Value {
+        json!({"resourceType": "ServiceRequest", "id": "r1", "status": status,
+               "meta": {"versionId": "1"}, "intent": "order"})
+    }
+
+    fn refusal(result: Result<bool, LifecycleError>) -> Option<String> {
+        match result {
+            Err(LifecycleError::Refused(issues)) => issues[0].message_id.clone(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_gp_may_only_cancel() {
+        let current = referral("active");
+        assert!(gp_cancels("r1", &referral("revoked"), &current).unwrap());
+        assert!(!gp_cancels("r1", &referral("active"), &current).unwrap());
+        assert_eq!(
+            refusal(gp_cancels("r2", &referral("revoked"), &current)).as_deref(),
+            Some("id-mismatch")
+        );
+        let mut other = referral("revoked");
+        other["intent"] = json!("plan");
+        assert_eq!(
+            refusal(gp_cancels("r1", &other, &current)).as_deref(),
+            Some("unsupported-change")
+        );
+        assert_eq!(
+            refusal(gp_cancels("r1", &referral("completed"), &current)).as_deref(),
+            Some("unsupported-status")
+        );
+    }
+}

@@ -241,3 +241,47 @@ pub fn matches_criteria(criteria: &str, resource: &Value, state: &ReferralState)
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(criteria: &str, endpoint: &str) -> Value {
+        json!({"resourceType": "Subscription", "criteria": criteria,
+               "channel": {"type": "rest-hook", "endpoint": endpoint}})
+    }
+
+    #[test]
+    fn what_may_be_subscribed_to() {
+        let (kind, criteria, endpoint) = check(&subscription(
+            "Task?focus=ServiceRequest/1",
+            "https://gp.example/hook",
+        ))
+        .unwrap();
+        assert_eq!(
+            (kind.as_str(), endpoint.as_str()),
+            ("Task", "https://gp.example/hook")
+        );
+        assert_eq!(criteria, "Task?focus=ServiceRequest/1");
+        let issues = check(&subscription("Patient?colour=red", "ftp://gp.example")).unwrap_err();
+        let at: Vec<_> = issues
+            .iter()
+            .filter_map(|i| i.expression.as_deref())
+            .collect();
+        assert_eq!(
+            at,
+            [
+                "Subscription.criteria",
+                "Subscription.criteria",
+                "Subscription.channel.endpoint"
+            ]
+        );
+        for name in CRITERIA_PARAMETERS {
+            let criteria = format!("Task?{name}=x");
+            assert!(
+                check(&subscription(&criteria, "https://gp.example")).is_ok(),
+                "{name}"
+            );
+        }
+    }
+}

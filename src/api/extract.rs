@@ -121,3 +121,30 @@ impl FromRequest for Operator {
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn token_of(header: Option<&str>) -> Option<String> {
+        let mut request = TestRequest::default();
+        if let Some(value) = header {
+            request = request.insert_header(("authorization", value));
+        }
+        bearer(&request.to_http_request()).map(str::to_string)
+    }
+
+    #[test]
+    fn one_rule_reads_a_bearer_token() {
+        assert_eq!(token_of(Some("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(token_of(Some("bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(token_of(Some("BEARER  abc ")).as_deref(), Some("abc"));
+        assert_eq!(token_of(Some("Basic abc")), None);
+        assert_eq!(token_of(Some("Bearer")), None);
+        assert_eq!(token_of(Some("Bearer ")), None);
+        assert_eq!(token_of(Some("abc")), None);
+        assert_eq!(token_of(None), None);
+    }
+}

@@ -182,3 +182,20 @@ fn principal(grant: &Grant) -> Principal {
         scopes: Some(grant.scopes.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_table_finds_only_the_exact_token() {
+        let table = TokenTable::new([("alpha-token", 1), ("beta-token", 2), ("", 3)]);
+        assert_eq!(table.find("beta-token"), Some(&2));
+        assert_eq!(table.find("alpha-token"), Some(&1));
+        assert_eq!(table.find("alpha-token "), None);
+        assert_eq!(table.find("ALPHA-TOKEN"), None);
+        // An empty configured token admits nobody, not an empty bearer.
+        assert_eq!(table.find(""), None);
+        assert_eq!(TokenTable::<()>::new(None).find("anything"), None);
+    }
+}

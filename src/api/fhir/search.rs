@@ -252,3 +252,71 @@ pub fn searchset(
     }
     json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries})
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    const TASKS: Parameters = Parameters {
+        resource_type: "Task",
+        names: &["focus"],
+        paged: true,
+        lenient: true,
+    };
+
+    fn parse(parameters: &Parameters, uri: &str, prefer: Option<&str>) -> Result<Search, ApiError> {
+        let mut request = TestRequest::with_uri(uri);
+        if let Some(prefer) = prefer {
+            request = request.insert_header(("prefer", prefer));
+        }
+        parameters.parse(&request.to_http_request(), |name, _| Ok(name == "focus"))
+    }
+
+    #[test]
+    fn paging_known_and_unknown_parameters() {
+        let search = parse(
+            &TASKS,
+            "/x?focus=ServiceRequest/1&_count=500&_offset=3&_format=json&colour=red",
+            None,
+        )
+        .unwrap();
+        assert_eq!((search.count, search.offset), (MAX_COUNT, 3));
+        assert_eq!(
+            search.kept,
+            vec![("focus".to_string(), "ServiceRequest/1".to_string())]
+        );
+        assert_eq!(search.ignored.len(), 1);
+        assert_eq!(search.ignored[0].severity, Severity::Warning);
+        assert_eq!(parse(&TASKS, "/x", None).unwrap().count, DEFAULT_COUNT);
+        assert!(parse(&TASKS, "/x?_count=many", None).is_err());
+    }
+
+    #[test]
+    fn strict_handling_or_a_strict_resource_refuses_unknown_parameters() {
+        assert!(parse(&TASKS, "/x?colour=red", Some("handling=strict")).is_err());
+        let strict = Parameters {
+            lenient: false,
+            ..TASKS
+        };
+        assert!(parse(&strict, "/x?colour=red", None).is_err());
+        let unpaged = Parameters {
+            paged: false,
+            ..TASKS
+        };
+        assert_eq!(
+            parse(&unpaged, "/x?_count=5", None).unwrap().ignored.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn value_kinds() {
+        assert_eq!(reference_id("Patient/p1", "Patient"), "p1");
+        assert_eq!(reference_id("p1", "Patient"), "p1");
+        assert_eq!(token("http://s|c"), (Some("http://s".into()), "c".into()));
+        assert_eq!(token("|c"), (None, "c".into()));
+        assert_eq!(token("c"), (None, "c".into()));
+    }
+}
