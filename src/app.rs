@@ -131,7 +131,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     ));
     let server = HttpServer::new(move || api::app(state.clone(), limits.clone()))
         .client_request_timeout(header_timeout)
-        .on_connect(crate::auth::tls::on_connect);
+        .on_connect(api::extract::on_connect);
     let server = match workers {
         Some(workers) => server.workers(workers),
         None => server,

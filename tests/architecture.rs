@@ -1,6 +1,6 @@
 //! The direction of imports (docs/ARCHITECTURE.md): the HTTP edge (`api`) and the wiring (`app`)
 //! depend on the rest, never the other way round; `config` depends on nothing but `domain`;
-//! `lifecycle` borrows nothing from `intake`. And no file of the API grows past a size one can
+//! `lifecycle` borrows nothing from `intake`; `auth` knows no HTTP server. And no file of the API grows past a size one can
 //! read: a new resource gets a file of its own.
 
 use std::path::{Path, PathBuf};
@@ -76,6 +76,24 @@ fn nothing_below_the_edge_imports_it() {
         wrong.is_empty(),
         "imports against the direction:\n{}",
         wrong.join("\n")
+    );
+}
+
+/// `auth` says who a token or certificate is; reading them off HTTP requests is the API's.
+#[test]
+fn auth_knows_no_http_server() {
+    let http: Vec<String> = sources(&src("auth"))
+        .into_iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).expect("source");
+            text.contains("actix_web") || text.contains("actix_tls")
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        http.is_empty(),
+        "HTTP server types in auth: {}",
+        http.join(", ")
     );
 }
 

@@ -11,10 +11,13 @@
 //! `WWW-Authenticate: Bearer`, in the dialect of the API called (`errors::refuse`). Configured
 //! tokens are compared by digest in constant time (`auth::tokens::TokenTable`).
 
+use std::any::Any;
 use std::future::{ready, Future, Ready};
 use std::pin::Pin;
 
-use actix_web::dev::Payload;
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::dev::{Extensions, Payload};
+use actix_web::rt::net::TcpStream;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::errors::{refuse, ApiError, Refusal};
@@ -22,6 +25,18 @@ use super::AppState;
 use crate::auth::tls::ClientCertificate;
 use crate::auth::{AuthError, Principal};
 use crate::domain::{ClientId, VcsId};
+
+/// actix-web's per-connection hook: keeps the TLS peer certificate for the connection's requests
+/// (`HttpRequest::conn_data::<ClientCertificate>()`), where `GpClient` finds it.
+pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions) {
+    let Some(stream) = connection.downcast_ref::<TlsStream<TcpStream>>() else {
+        return;
+    };
+    let (_, session) = stream.get_ref();
+    if let Some(cert) = session.peer_certificates().and_then(|c| c.first()) {
+        extensions.insert(ClientCertificate::from_der(cert.as_ref()));
+    }
+}
 
 /// The token of an `Authorization: Bearer <token>` header; `None` for any other header or none.
 pub fn bearer(request: &HttpRequest) -> Option<&str> {
