@@ -7,8 +7,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::errors::{json_page, json_result, Page, Problem};
+use super::errors::Problem;
 use super::extract::Operator;
+use super::json::{json_page, json_result, Page};
 use super::{query_pairs, AppState};
 use crate::delivery::signing::generate_secret;
 use crate::domain::VcsId;

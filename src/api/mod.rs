@@ -26,6 +26,7 @@ pub mod admin;
 pub mod errors;
 pub mod extract;
 pub mod fhir;
+pub mod json;
 pub mod oauth;
 pub mod rate_limit;
 pub mod vcs;
@@ -39,7 +40,8 @@ pub struct AppState {
     /// Wakes the delivery worker after a commit that added outbox messages.
     pub wake: Wake,
     pub vcs_schemas: vcs::VcsSchemas,
-    /// Bearer tokens (static and issued), certificate bindings, the token endpoint.
+    /// Who is calling: GP tokens (static and issued) and certificate bindings, VCS and operator
+    /// tokens (as digests), the token endpoint.
     pub auth: Auth,
 }
 

@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::access::{self, Accessed};
-use super::errors::{json_page, json_result, Page, Problem};
+use super::errors::Problem;
 use super::extract::VcsCaller;
+use super::json::{json_page, json_result, Page};
 use super::{correlation_id, AppState};
 use crate::domain::VcsId;
 use crate::lifecycle::{IdempotencyKey, Lifecycle};

@@ -12,7 +12,7 @@ use actix_web::error::InternalError;
 use actix_web::HttpRequest;
 
 pub use operation_outcome::{respond, ApiError, Reply};
-pub use problem::{json_page, json_result, Page, Problem};
+pub use problem::Problem;
 
 use crate::store::StoreError;
 
