@@ -17,7 +17,7 @@ use crate::store::{AuditQuery, AuditRecord};
 /// The parameters of an AuditEvent search; any other is refused, lenient or not.
 const SEARCH: Parameters = Parameters {
     resource_type: "AuditEvent",
-    names: &["patient", "date"],
+    names: &["patient", "date", "_count", "_offset"],
     paged: true,
     lenient: false,
 };

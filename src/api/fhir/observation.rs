@@ -11,7 +11,9 @@ use crate::api::AppState;
 /// The parameters of an Observation search.
 const SEARCH: Parameters = Parameters {
     resource_type: "Observation",
-    names: &["based-on", "patient", "subject", "code"],
+    names: &[
+        "based-on", "patient", "subject", "code", "_count", "_offset",
+    ],
     paged: true,
     lenient: true,
 };

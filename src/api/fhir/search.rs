@@ -23,7 +23,7 @@ pub const MAX_COUNT: usize = 100;
 /// What a resource's search accepts.
 pub struct Parameters<'a> {
     pub resource_type: &'a str,
-    /// The resource's own parameters, named in messages.
+    /// Every parameter it supports, paging included, as messages name them.
     pub names: &'a [&'a str],
     /// Whether it pages with `_count` and `_offset`.
     pub paged: bool,
@@ -71,7 +71,7 @@ impl Parameters<'_> {
                     return Err(ApiError::BadRequest(format!(
                         "Unknown search parameter {name:?}; {} supports {}.",
                         self.resource_type,
-                        self.supported()
+                        self.names.join(", ")
                     )))
                 }
                 _ => {
@@ -81,7 +81,7 @@ impl Parameters<'_> {
                             "Search parameter {name:?} is not supported and was ignored; {} \
                              supports {}.",
                             self.resource_type,
-                            self.supported()
+                            self.names.join(", ")
                         ),
                     )
                     .with_message_id("search-parameter-ignored");
@@ -92,20 +92,6 @@ impl Parameters<'_> {
             }
         }
         Ok(search)
-    }
-
-    fn supported(&self) -> String {
-        let paging: &[&str] = if self.paged {
-            &["_count", "_offset"]
-        } else {
-            &[]
-        };
-        self.names
-            .iter()
-            .chain(paging)
-            .copied()
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 
@@ -261,7 +247,7 @@ mod tests {
 
     const TASKS: Parameters = Parameters {
         resource_type: "Task",
-        names: &["focus"],
+        names: &["focus", "_count", "_offset"],
         paged: true,
         lenient: true,
     };

@@ -273,7 +273,14 @@ async fn validate_service_request(
 /// The parameters of a ServiceRequest search.
 const SEARCH: Parameters = Parameters {
     resource_type: "ServiceRequest",
-    names: &["identifier", "patient", "status", "_revinclude"],
+    names: &[
+        "identifier",
+        "patient",
+        "status",
+        "_count",
+        "_offset",
+        "_revinclude",
+    ],
     paged: true,
     lenient: true,
 };

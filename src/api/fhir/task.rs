@@ -11,7 +11,7 @@ use crate::api::AppState;
 /// The parameters of a Task search.
 const SEARCH: Parameters = Parameters {
     resource_type: "Task",
-    names: &["focus", "patient", "subject"],
+    names: &["focus", "patient", "subject", "_count", "_offset"],
     paged: true,
     lenient: true,
 };
