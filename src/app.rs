@@ -1,12 +1,15 @@
-//! Wiring: builds the store, the validator and the HTTP server from configuration.
+//! Wiring: loads the configuration with every module's checks, and builds the store, the
+//! validator and the HTTP server from it. The one module that knows all the others, so that
+//! none of them (`config` least of all) has to reach into another to start.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::sync::Arc;
 
 use actix_web::{web, HttpServer};
 
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{invalid, redact_password, Config, ConfigError};
 use crate::delivery::DeliveryWorker;
 use crate::metrics::Metrics;
 use crate::store;
@@ -26,6 +29,56 @@ pub enum StartError {
         addr: String,
         source: std::io::Error,
     },
+}
+
+/// Loads the configuration (`Config::load`: the file or the demo, then the environment) and
+/// checks what only the modules that use it can: that the storage URL names a backend we have,
+/// that the TLS files load, and that each client's certificate fingerprint, keys and scopes are
+/// usable. What binaries call before anything starts.
+pub fn load_config(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let config = Config::load(path)?;
+    check_wiring(&config)?;
+    Ok(config)
+}
+
+fn check_wiring(config: &Config) -> Result<(), ConfigError> {
+    if store::Backend::from_url(&config.storage.url).is_none() {
+        return Err(invalid(
+            "storage.url".into(),
+            format!(
+                "expected sqlite://PATH or postgres://[user@]host[:port]/database, got {:?}",
+                redact_password(&config.storage.url)
+            ),
+        ));
+    }
+    if let Some(tls) = &config.server.tls {
+        // Building the rustls configuration reads and checks every file now, not at first handshake.
+        crate::auth::tls::server_config(tls).map_err(|e| invalid(e.key.into(), e.reason))?;
+    }
+    for (i, client) in config.clients.iter().enumerate() {
+        if let Some(fingerprint) = &client.cert_sha256 {
+            let hex = crate::auth::tls::normalize_fingerprint(fingerprint);
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    format!("clients[{i}].cert_sha256"),
+                    "expected 64 hex digits (colons allowed)",
+                ));
+            }
+        }
+        if let Some(jwks) = &client.jwks {
+            crate::auth::jwt::load_keys(jwks)
+                .map_err(|e| invalid(format!("clients[{i}].jwks"), e.to_string()))?;
+        }
+        for (j, scope) in client.scopes.iter().flatten().enumerate() {
+            if crate::auth::scopes::expand(scope).is_empty() {
+                return Err(invalid(
+                    format!("clients[{i}].scopes[{j}]"),
+                    format!("unknown scope {scope:?}: expected system/<Type>.read|write"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Starts the gateway on `listener` and serves until stopped.
@@ -78,7 +131,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     ));
     let server = HttpServer::new(move || api::app(state.clone(), limits.clone()))
         .client_request_timeout(header_timeout)
-        .on_connect(crate::auth::tls::on_connect);
+        .on_connect(api::extract::on_connect);
     let server = match workers {
         Some(workers) => server.workers(workers),
         None => server,

@@ -4,6 +4,11 @@
 //! Environment overrides use the prefix `SP_GATEWAY_` and a double underscore between levels,
 //! e.g. `SP_GATEWAY_SERVER__LISTEN=0.0.0.0:8080`, `SP_GATEWAY_STORAGE__URL=sqlite://x.db`.
 //! Arrays of tables take an inline value: `SP_GATEWAY_CLIENTS='[{id="a", token="b"}]'`.
+//!
+//! This module only reads and checks what can be checked from the text itself; it calls into no
+//! other part of the gateway, so everything may depend on it. The checks that need a part's own
+//! knowledge (the storage backend a URL names, the TLS files, client keys and scopes) are run by
+//! `app::load_config`, which is what binaries call.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -303,7 +308,8 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-fn invalid(key: String, reason: impl Into<String>) -> ConfigError {
+/// A key with a value that cannot be used, and why.
+pub fn invalid(key: String, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key,
         reason: reason.into(),
@@ -313,6 +319,8 @@ fn invalid(key: String, reason: impl Into<String>) -> ConfigError {
 impl Config {
     /// Loads `path`, or the embedded demo configuration when `path` is `None`, then applies
     /// environment overrides, then checks cross-field rules.
+    ///
+    /// Binaries call `app::load_config`, which adds the checks other modules own.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let text = match path {
             Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -355,7 +363,12 @@ impl Config {
         }
         check_storage(&self.storage)?;
         if let Some(tls) = &self.server.tls {
-            check_tls(tls)?;
+            if tls.client_auth.is_some() && tls.client_ca.is_none() {
+                return Err(invalid(
+                    "server.tls.client_auth".into(),
+                    "needs server.tls.client_ca",
+                ));
+            }
         }
         if !(1..=1024).contains(&self.delivery.concurrency) {
             return Err(invalid(
@@ -450,7 +463,8 @@ impl Config {
             .collect()
     }
 
-    /// `[[clients]]` keys of issue 6: certificate binding, JWKS and scopes.
+    /// `[[clients]]` keys of issue 6 that need no other module: certificate bindings need mutual
+    /// TLS. (`app::load_config` checks fingerprints, JWKS and scopes.)
     fn check_client_security(&self, i: usize, client: &ClientConfig) -> Result<(), ConfigError> {
         let mutual_tls = self
             .server
@@ -471,32 +485,11 @@ impl Config {
                 ));
             }
         }
-        if let Some(fingerprint) = &client.cert_sha256 {
-            if !mutual_tls {
-                return Err(invalid(
-                    format!("clients[{i}].cert_sha256"),
-                    "needs server.tls.client_ca (mutual TLS)",
-                ));
-            }
-            let hex = crate::auth::tls::normalize_fingerprint(fingerprint);
-            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(invalid(
-                    format!("clients[{i}].cert_sha256"),
-                    "expected 64 hex digits (colons allowed)",
-                ));
-            }
-        }
-        if let Some(jwks) = &client.jwks {
-            crate::auth::jwt::load_keys(jwks)
-                .map_err(|e| invalid(format!("clients[{i}].jwks"), e.to_string()))?;
-        }
-        for (j, scope) in client.scopes.iter().flatten().enumerate() {
-            if crate::auth::scopes::expand(scope).is_empty() {
-                return Err(invalid(
-                    format!("clients[{i}].scopes[{j}]"),
-                    format!("unknown scope {scope:?}: expected system/<Type>.read|write"),
-                ));
-            }
+        if client.cert_sha256.is_some() && !mutual_tls {
+            return Err(invalid(
+                format!("clients[{i}].cert_sha256"),
+                "needs server.tls.client_ca (mutual TLS)",
+            ));
         }
         Ok(())
     }
@@ -529,19 +522,6 @@ impl Config {
     }
 }
 
-fn check_tls(tls: &TlsConfig) -> Result<(), ConfigError> {
-    if tls.client_auth.is_some() && tls.client_ca.is_none() {
-        return Err(invalid(
-            "server.tls.client_auth".into(),
-            "needs server.tls.client_ca",
-        ));
-    }
-    // Building the rustls configuration reads and checks every file now, not at first handshake.
-    crate::auth::tls::server_config(tls)
-        .map(|_| ())
-        .map_err(|e| invalid(e.key.into(), e.reason))
-}
-
 fn describe_figment_error(error: figment::Error) -> String {
     // figment names the key path ("for key `server.listen`"); keep every error, not just the first.
     error
@@ -552,18 +532,6 @@ fn describe_figment_error(error: figment::Error) -> String {
 }
 
 fn check_storage(storage: &StorageConfig) -> Result<(), ConfigError> {
-    match crate::store::Backend::from_url(&storage.url) {
-        Some(_) => {}
-        None => {
-            return Err(invalid(
-                "storage.url".into(),
-                format!(
-                    "expected sqlite://PATH or postgres://[user@]host[:port]/database, got {:?}",
-                    redact_password(&storage.url)
-                ),
-            ))
-        }
-    }
     if !(1..=1000).contains(&storage.pool_size) {
         return Err(invalid(
             "storage.pool_size".into(),

@@ -4,6 +4,8 @@
 //! The way of one referral: `api` (HTTP) → `fhir::read` (JSON, or XML via fhirbolt) →
 //! `validation` (the `sp-validator` engine) → `intake` (create rules, routing, ids) →
 //! `translate` (the VCS referral record) → `store` (one transaction with the outbox row).
+//! The way back: `api::vcs` → `lifecycle` (and `subscriptions`) → `store` → `delivery`.
+//! `docs/ARCHITECTURE.md` has the picture and which module may import which.
 
 pub mod api;
 pub mod app;
@@ -18,5 +20,6 @@ pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
 pub mod store;
+pub mod subscriptions;
 pub mod translate;
 pub mod validation;

@@ -4,6 +4,10 @@
 //! Every change follows one pattern: load the referral's state, compute the new resource versions
 //! and outbox messages (validated against our profiles), and apply them in one transaction only if
 //! nobody changed the referral meanwhile; on such a conflict, reload and compute again.
+//!
+//! The rules of who may change what live here, not in the HTTP handlers, so the FHIR API and
+//! the VCS API cannot drift apart and a rule can be tested without a server. Which Subscriptions
+//! a change notifies is `subscriptions`' to say.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
@@ -14,8 +18,9 @@ use crate::fhir::outcome::Issue;
 use crate::fhir::stamp;
 use crate::store::{
     AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState, Store,
-    StoreError, StoredResponse, SubscriptionRow, TargetKind,
+    StoreError, StoredResource, StoredResponse, SubscriptionRow, TargetKind,
 };
+use crate::subscriptions;
 use crate::translate::observation::{observation_count, outcome_observations};
 use crate::translate::task::{apply_status, with_outputs};
 use crate::translate::vcs_request::{OutcomeReport, StatusUpdate};
@@ -36,6 +41,9 @@ pub enum LifecycleError {
     PreconditionFailed { current: i64, expected: i64 },
     #[error("{0}")]
     Unsupported(String),
+    /// The change asked for is not one this caller may make; the issues say why and where.
+    #[error("this change is not allowed")]
+    Refused(Vec<Issue>),
     /// Something we built failed our own profiles: a defect, reported with the issues.
     #[error("the resources built for this change do not meet our profiles")]
     Invalid(Vec<Issue>),
@@ -57,6 +65,15 @@ pub struct Lifecycle<'a> {
     pub store: &'a dyn Store,
     pub config: &'a Config,
     pub validation: &'a Validation,
+}
+
+/// What a GP's change to its ServiceRequest came to.
+#[derive(Debug, Clone)]
+pub enum GpChange {
+    /// The ServiceRequest already says what the GP sent: nothing was changed.
+    Unchanged(StoredResource),
+    /// The referral was cancelled.
+    Cancelled(Applied),
 }
 
 /// What a change produced, for the caller's response.
@@ -201,6 +218,31 @@ impl Lifecycle<'_> {
         .await
     }
 
+    /// A GP's new version of a ServiceRequest it sent (PUT, or PATCH applied to the current
+    /// version). The only change a GP may make is cancellation: `status` to `revoked`, all else
+    /// as it is; sending the current status back changes nothing.
+    pub async fn change_by_gp(
+        &self,
+        client: &ClientId,
+        referral_id: &str,
+        proposed: &Value,
+        expected_version: Option<i64>,
+        correlation_id: Option<String>,
+    ) -> Result<GpChange, LifecycleError> {
+        let current = self
+            .store
+            .read_resource(client, "ServiceRequest", referral_id)
+            .await?
+            .ok_or(LifecycleError::NotFound)?;
+        let current_content = parse_content(&current.content);
+        if !gp_cancels(referral_id, proposed, &current_content)? {
+            return Ok(GpChange::Unchanged(current));
+        }
+        self.cancel_by_gp(client, referral_id, expected_version, correlation_id)
+            .await
+            .map(GpChange::Cancelled)
+    }
+
     /// The GP revokes the referral: ServiceRequest revoked, Task cancelled, the VCS told.
     pub async fn cancel_by_gp(
         &self,
@@ -213,10 +255,8 @@ impl Lifecycle<'_> {
         let owner = state
             .filter(|s| s.client_id == client.as_str())
             .ok_or(LifecycleError::NotFound)?;
-        let subscriptions = self
-            .store
-            .subscriptions_for(client.as_str(), "Task")
-            .await?;
+        let subscriptions =
+            subscriptions::of_client(self.store, client.as_str(), &["Task"]).await?;
         self.apply(
             || async {
                 self.store
@@ -280,17 +320,59 @@ impl Lifecycle<'_> {
         referral_id: &str,
     ) -> Result<Vec<SubscriptionRow>, LifecycleError> {
         let state = self.load_for_vcs(vcs, referral_id).await?;
-        let mut subscriptions = self
-            .store
-            .subscriptions_for(&state.client_id, "Task")
-            .await?;
-        subscriptions.extend(
-            self.store
-                .subscriptions_for(&state.client_id, "Observation")
+        Ok(
+            subscriptions::of_client(self.store, &state.client_id, &["Task", "Observation"])
                 .await?,
-        );
-        Ok(subscriptions)
+        )
     }
+}
+
+/// Whether a GP's proposed ServiceRequest cancels the current one (`false`: it is the current
+/// one as it stands); any other change is refused.
+fn gp_cancels(id: &str, proposed: &Value, current: &Value) -> Result<bool, LifecycleError> {
+    let refuse = |issue: Issue| Err(LifecycleError::Refused(vec![issue]));
+    if proposed.get("id").and_then(Value::as_str) != Some(id) {
+        return refuse(
+            Issue::error("invalid", "The resource id must match the id in the URL.")
+                .at("ServiceRequest.id")
+                .with_message_id("id-mismatch"),
+        );
+    }
+    if without_mutable(proposed) != without_mutable(current) {
+        return refuse(
+            Issue::error(
+                "business-rule",
+                "Only cancellation is supported: change status to revoked and nothing else.",
+            )
+            .with_message_id("unsupported-change"),
+        );
+    }
+    match proposed.get("status").and_then(Value::as_str) {
+        Some("revoked") => Ok(true),
+        Some(same) if Some(same) == current.get("status").and_then(Value::as_str) => Ok(false),
+        other => refuse(
+            Issue::error(
+                "business-rule",
+                format!(
+                    "A GP may set status to revoked (cancel); {} is set by the service.",
+                    other.unwrap_or("no status")
+                ),
+            )
+            .at("ServiceRequest.status")
+            .with_message_id("unsupported-status"),
+        ),
+    }
+}
+
+/// A ServiceRequest without what a GP's change may touch: `status` (and server-kept `meta`, `text`).
+fn without_mutable(resource: &Value) -> Value {
+    let mut copy = resource.clone();
+    if let Value::Object(object) = &mut copy {
+        for key in ["meta", "status", "text"] {
+            object.remove(key);
+        }
+    }
+    copy
 }
 
 /// `system|code` of an Observation's first coding, for `code=` searches.
@@ -399,11 +481,9 @@ impl<'s> ChangeBuilder<'s> {
         for resource in &changed {
             for subscription in subscriptions
                 .iter()
-                .filter(|s| matches_criteria(&s.criteria, resource, self.state))
+                .filter(|s| subscriptions::matches_criteria(&s.criteria, resource, self.state))
             {
                 let sequence = self.next_sequence(TargetKind::Subscription, &subscription.id);
-                let with_payload =
-                    parse_content(&subscription.content)["channel"]["payload"].is_string();
                 let resource_type = resource["resourceType"].as_str().unwrap_or("Resource");
                 self.change.outbox.push(NewOutboxMessage {
                     id: new_message_id(),
@@ -411,11 +491,7 @@ impl<'s> ChangeBuilder<'s> {
                     target: subscription.id.clone(),
                     event_type: format!("{resource_type}.changed"),
                     sequence,
-                    payload: if with_payload {
-                        resource.to_string()
-                    } else {
-                        String::new()
-                    },
+                    payload: subscriptions::notification_payload(subscription, resource),
                 });
             }
         }
@@ -465,41 +541,40 @@ impl<'s> ChangeBuilder<'s> {
     }
 }
 
-/// Whether a Subscription's criteria (`Task`, `Task?focus=ServiceRequest/{id}`,
-/// `Observation?based-on=ServiceRequest/{id}`, `?patient=Patient/{id}`, `?status=…`, `?code=…`)
-/// select this resource of this referral.
-pub fn matches_criteria(criteria: &str, resource: &Value, state: &ReferralState) -> bool {
-    let (resource_type, query) = criteria.split_once('?').unwrap_or((criteria, ""));
-    if resource["resourceType"].as_str() != Some(resource_type) {
-        return false;
-    }
-    form_urlencoded::parse(query.as_bytes()).all(|(name, value)| {
-        let value = value.as_ref();
-        match name.as_ref() {
-            "focus" | "based-on" => {
-                value == format!("ServiceRequest/{}", state.referral_id)
-                    || value == state.referral_id
-            }
-            "patient" | "subject" => {
-                value == format!("Patient/{}", state.patient_id) || value == state.patient_id
-            }
-            "status" => value
-                .split(',')
-                .any(|s| resource["status"].as_str() == Some(s)),
-            "code" => resource["code"]["coding"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| {
-                    let code = c["code"].as_str().unwrap_or("");
-                    let system = c["system"].as_str().unwrap_or("");
-                    value == code || value == format!("{system}|{code}")
-                }),
-            _ => false,
-        }
-    })
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Criteria parameters a Subscription may use, checked when it is created.
-pub const CRITERIA_PARAMETERS: [&str; 6] =
-    ["focus", "based-on", "patient", "subject", "status", "code"];
+    fn referral(status: &str) -> Value {
+        json!({"resourceType": "ServiceRequest", "id": "r1", "status": status,
+               "meta": {"versionId": "1"}, "intent": "order"})
+    }
+
+    fn refusal(result: Result<bool, LifecycleError>) -> Option<String> {
+        match result {
+            Err(LifecycleError::Refused(issues)) => issues[0].message_id.clone(),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_gp_may_only_cancel() {
+        let current = referral("active");
+        assert!(gp_cancels("r1", &referral("revoked"), &current).unwrap());
+        assert!(!gp_cancels("r1", &referral("active"), &current).unwrap());
+        assert_eq!(
+            refusal(gp_cancels("r2", &referral("revoked"), &current)).as_deref(),
+            Some("id-mismatch")
+        );
+        let mut other = referral("revoked");
+        other["intent"] = json!("plan");
+        assert_eq!(
+            refusal(gp_cancels("r1", &other, &current)).as_deref(),
+            Some("unsupported-change")
+        );
+        assert_eq!(
+            refusal(gp_cancels("r1", &referral("completed"), &current)).as_deref(),
+            Some("unsupported-status")
+        );
+    }
+}

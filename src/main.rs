@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
-use sp_gateway::config::{Config, Delay};
+use sp_gateway::config::Delay;
 use sp_gateway::domain::ClientId;
 use sp_gateway::intake::{self, Rejected, Request};
 use sp_gateway::validation::Validation;
@@ -175,7 +175,7 @@ struct Server;
 
 impl sp_tools::Gateway for Server {
     fn parties(&self, config: Option<&Path>) -> Result<sp_tools::Parties, String> {
-        let config = Config::load(config).map_err(|e| e.to_string())?;
+        let config = sp_gateway::app::load_config(config).map_err(|e| e.to_string())?;
         Ok(sp_tools::Parties {
             clients: config
                 .clients
@@ -197,7 +197,8 @@ impl sp_tools::Gateway for Server {
     }
 
     fn serve_local(&self, run: sp_tools::LocalRun, listener: TcpListener) -> Result<(), String> {
-        let mut config = Config::load(run.config.as_deref()).map_err(|e| e.to_string())?;
+        let mut config =
+            sp_gateway::app::load_config(run.config.as_deref()).map_err(|e| e.to_string())?;
         config.storage.url = format!("sqlite://{}", run.database.display());
         for vcs in &mut config.vcs {
             vcs.webhook_url = format!("{}/hooks/{}", run.receiver, vcs.id.as_str());
@@ -246,7 +247,7 @@ fn mock_vcs(listen: &str, secret: &str, fail_rate: f64, status: u16) -> ExitCode
 
 fn serve(config_path: Option<&Path>) -> ExitCode {
     init_logging();
-    let config = match Config::load(config_path) {
+    let config = match sp_gateway::app::load_config(config_path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("sp-gateway: configuration refused: {e}");
@@ -295,7 +296,7 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
 
 fn migrate(config_path: Option<&Path>) -> ExitCode {
     init_logging();
-    let config = match Config::load(config_path) {
+    let config = match sp_gateway::app::load_config(config_path) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("sp-gateway migrate: configuration refused: {e}");
@@ -325,7 +326,7 @@ fn migrate(config_path: Option<&Path>) -> ExitCode {
 
 fn translate(config_path: Option<&Path>, file: &Path) -> ExitCode {
     let result = (|| {
-        let config = Config::load(config_path).map_err(|e| e.to_string())?;
+        let config = sp_gateway::app::load_config(config_path).map_err(|e| e.to_string())?;
         let validation = Validation::bundled().map_err(|e| e.to_string())?;
         let (tree, bytes, format) = validate_cli::read_fhir_file(file)?;
         let endpoint = validate_cli::endpoint_of(&tree);

@@ -169,7 +169,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     let config = match args
         .config
         .as_deref()
-        .map(|p| Config::load(Some(p)))
+        .map(|p| sp_gateway::app::load_config(Some(p)))
         .transpose()
     {
         Ok(config) => config,

@@ -160,3 +160,59 @@ fn every_endpoint_against_every_caller() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// One rule reads every caller's token: `Authorization: Bearer <token>`, the scheme in any case.
+/// Anything else is a 401 with `WWW-Authenticate: Bearer`, told in the API's own dialect: an
+/// OperationOutcome on the FHIR API, problem details on the VCS and operator APIs.
+#[test]
+fn one_bearer_rule_for_every_caller() {
+    let gateway = Gateway::start();
+    let callers = [
+        ("/fhir/Task", GP_TOKEN, "application/fhir+json"),
+        (
+            "/vcs/v1/referrals",
+            "demo-vcs-carers-count",
+            "application/problem+json",
+        ),
+        ("/admin/v1/vcs", ADMIN_TOKEN, "application/problem+json"),
+        ("/fhir/AuditEvent", ADMIN_TOKEN, "application/fhir+json"),
+    ];
+    for (path, token, refusal_type) in callers {
+        for accepted in [format!("Bearer {token}"), format!("bearer  {token} ")] {
+            let response = gateway
+                .http
+                .get(gateway.url(path))
+                .header("authorization", &accepted)
+                .send()
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{path} with {accepted:?}");
+        }
+        for refused in [
+            format!("Basic {token}"),
+            "Bearer".to_string(),
+            format!("Bearer {token}x"),
+            token.to_string(),
+        ] {
+            let response = gateway
+                .http
+                .get(gateway.url(path))
+                .header("authorization", &refused)
+                .send()
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{path} with {refused:?}");
+            let challenge = response.headers().get("www-authenticate").cloned();
+            assert_eq!(
+                challenge.as_ref().map(|v| v.to_str().unwrap()),
+                Some("Bearer")
+            );
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                content_type.starts_with(refusal_type),
+                "{path}: {content_type}"
+            );
+        }
+    }
+}

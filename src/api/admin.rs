@@ -1,12 +1,16 @@
-//! The operator API (`/admin/v1`, admin bearer token) and `/metrics`.
+//! The operator API (`/admin/v1`, admin bearer token) and `/metrics`: deliveries and their
+//! retries, VCS endpoints switched on and off, recoveries, webhook secret rotation. Plain JSON
+//! with problem details, like the VCS API; the caller is the `Operator` extractor.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::problem::{json_page, json_result, Page, Problem};
-use super::AppState;
+use super::errors::Problem;
+use super::extract::Operator;
+use super::json::{json_page, json_result, Page};
+use super::{query_pairs, AppState};
 use crate::delivery::signing::generate_secret;
 use crate::domain::VcsId;
 use crate::store::DeliveryFilter;
@@ -29,32 +33,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn authorize(state: &AppState, request: &HttpRequest) -> Result<(), Problem> {
-    let expected = state
-        .config
-        .admin
-        .token
-        .as_deref()
-        .ok_or(Problem::Unauthorized)?;
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(Problem::Unauthorized)?;
-    if given.trim() == expected {
-        Ok(())
-    } else {
-        Err(Problem::Unauthorized)
-    }
-}
-
-fn query(request: &HttpRequest) -> Vec<(String, String)> {
-    form_urlencoded::parse(request.query_string().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
 fn configured_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
     raw.parse::<VcsId>()
         .ok()
@@ -67,10 +45,7 @@ fn configured_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
 }
 
 /// Prometheus scrapes with the admin token (`authorization: credentials` in its scrape config).
-async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
-    if let Err(problem) = authorize(&state, &request) {
-        return problem.into_response();
-    }
+async fn metrics(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     match state.store.outbox_stats(Utc::now()).await {
         Ok(stats) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
@@ -79,13 +54,16 @@ async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRespon
     }
 }
 
-async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+async fn list_deliveries(
+    _: Operator,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> HttpResponse {
     json_result(
         async {
-            authorize(&state, &request)?;
             let mut filter = DeliveryFilter::default();
             let mut page = Page::new(50, 500);
-            for (name, value) in query(&request) {
+            for (name, value) in query_pairs(&request) {
                 match name.as_str() {
                     "state" if ["pending", "delivered", "dead"].contains(&value.as_str()) => {
                         filter.state = Some(value)
@@ -117,13 +95,12 @@ async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> Ht
 }
 
 async fn referral_deliveries(
+    _: Operator,
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     json_result(
         async {
-            authorize(&state, &request)?;
             let messages = state.store.referral_deliveries(&path).await?;
             if messages.is_empty() {
                 return Err(Problem::NotFound(format!(
@@ -150,13 +127,12 @@ async fn referral_deliveries(
 }
 
 async fn retry_delivery(
+    _: Operator,
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     json_result(
         async {
-            authorize(&state, &request)?;
             if !state.store.retry_message(&path, Utc::now()).await? {
                 return Err(Problem::Conflict(format!(
                     "Message {} cannot be retried: it is unknown, still pending, or its payload was pruned.",
@@ -170,10 +146,9 @@ async fn retry_delivery(
     )
 }
 
-async fn list_vcs(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+async fn list_vcs(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     json_result(
         async {
-            authorize(&state, &request)?;
             let disabled = state.store.disabled_endpoints().await?;
             let items: Vec<Value> = state
                 .config
@@ -192,15 +167,15 @@ async fn list_vcs(state: web::Data<AppState>, request: HttpRequest) -> HttpRespo
 }
 
 async fn recover(
+    _: Operator,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     json_result(
         async {
-            authorize(&state, &request)?;
             let vcs = configured_vcs(&state, &path)?;
-            let since = query(&request)
+            let since = query_pairs(&request)
                 .into_iter()
                 .find(|(k, _)| k == "since")
                 .map(|(_, v)| v)
@@ -220,13 +195,12 @@ async fn recover(
 }
 
 async fn recovery(
+    _: Operator,
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     json_result(
         async {
-            authorize(&state, &request)?;
             let progress =
                 state.store.recovery_progress(&path).await?.ok_or_else(|| {
                     Problem::NotFound(format!("No recovery job {}.", path.as_str()))
@@ -242,11 +216,9 @@ async fn recovery(
 
 async fn set_enabled(
     state: &AppState,
-    request: &HttpRequest,
     raw: &str,
     enabled: bool,
 ) -> Result<(StatusCode, Value), Problem> {
-    authorize(state, request)?;
     let vcs = configured_vcs(state, raw)?;
     let reason = (!enabled).then(|| "disabled by an operator".to_string());
     state
@@ -259,31 +231,22 @@ async fn set_enabled(
     Ok((StatusCode::OK, json!({"vcs_id": vcs, "enabled": enabled})))
 }
 
-async fn enable(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    json_result(set_enabled(&state, &request, &path, true).await)
+async fn enable(_: Operator, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    json_result(set_enabled(&state, &path, true).await)
 }
 
-async fn disable(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    json_result(set_enabled(&state, &request, &path, false).await)
+async fn disable(_: Operator, state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    json_result(set_enabled(&state, &path, false).await)
 }
 
 /// A new secret, shown once; the old ones keep signing beside it for the grace period.
 async fn rotate_secret(
+    _: Operator,
     state: web::Data<AppState>,
-    request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     json_result(
         async {
-            authorize(&state, &request)?;
             let vcs = configured_vcs(&state, &path)?;
             let secret = generate_secret();
             let now = Utc::now();

@@ -1,5 +1,11 @@
-//! HTTP: routes, authentication, correlation ids and request logs. Handlers only parse
-//! requests and render responses; the rules live in `intake`, `translate` and `store`.
+//! HTTP: routes, who is calling, correlation ids and request logs. Handlers only parse requests
+//! and render responses; the rules live in `intake`, `lifecycle`, `subscriptions`, `translate`
+//! and `store`, which never import this module (it is the edge, and depends on them).
+//!
+//! - `fhir/`: the FHIR R4 API GP systems call, one file per resource or endpoint family.
+//! - `vcs`: the JSON API VCS organisations' CRMs call; `admin`: the operator's API.
+//! - `oauth`: the token endpoint; `extract`: who is calling (`GpClient`, `VcsCaller`, `Operator`).
+//! - `errors/`: how each kind of caller is told no; `access`: the audit of what was read.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,28 +14,22 @@ use actix_web::dev::Service;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{web, HttpMessage, HttpRequest};
 
-use crate::auth::tls::ClientCertificate;
-use crate::auth::{Auth, AuthError, Principal};
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::delivery::Wake;
-use crate::domain::ClientId;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::validation::Validation;
 
+pub mod access;
 pub mod admin;
-pub mod audit;
-pub mod capability;
-pub mod conformance;
 pub mod errors;
+pub mod extract;
 pub mod fhir;
-pub mod fhir_common;
-pub mod fhir_loop;
-pub mod problem;
+pub mod json;
+pub mod oauth;
 pub mod rate_limit;
 pub mod vcs;
-
-use errors::ApiError;
 
 /// What every handler shares.
 pub struct AppState {
@@ -40,7 +40,8 @@ pub struct AppState {
     /// Wakes the delivery worker after a commit that added outbox messages.
     pub wake: Wake,
     pub vcs_schemas: vcs::VcsSchemas,
-    /// Bearer tokens (static and issued), certificate bindings, the token endpoint.
+    /// Who is calling: GP tokens (static and issued) and certificate bindings, VCS and operator
+    /// tokens (as digests), the token endpoint.
     pub auth: Auth,
 }
 
@@ -70,46 +71,6 @@ impl AppState {
         self.metrics.referrals_accepted.inc();
         self.wake.notify_one();
     }
-
-    /// The GP client behind a request, which must hold `scope` (e.g. `system/Task.read`):
-    /// 401 without a valid token (or with the wrong client certificate), 403 without the scope.
-    pub async fn authorize(
-        &self,
-        request: &HttpRequest,
-        scope: &str,
-    ) -> Result<ClientId, ApiError> {
-        let principal = self.principal(request).await?;
-        if principal.allows(scope) {
-            Ok(principal.client)
-        } else {
-            Err(ApiError::Forbidden(scope.to_string()))
-        }
-    }
-
-    async fn principal(&self, request: &HttpRequest) -> Result<Principal, ApiError> {
-        let token = request
-            .headers()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-            })
-            .ok_or(ApiError::Unauthorized)?;
-        let certificate = request.conn_data::<ClientCertificate>();
-        match self
-            .auth
-            .authenticate(self.store.as_ref(), token, certificate)
-            .await
-        {
-            Ok(principal) => Ok(principal),
-            Err(AuthError::Store(e)) => Err(ApiError::Store(e)),
-            Err(e) => {
-                tracing::info!(reason = %e, "authentication refused");
-                Err(ApiError::Unauthorized)
-            }
-        }
-    }
 }
 
 /// The correlation id of a request (echoed from `X-Request-ID`/`X-Correlation-ID`, or made up).
@@ -117,6 +78,21 @@ impl AppState {
 pub struct CorrelationId(pub String);
 
 const CORRELATION_HEADERS: [&str; 2] = ["x-request-id", "x-correlation-id"];
+
+/// The query string's parameters, decoded, in order.
+pub fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
+    form_urlencoded::parse(request.query_string().as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The correlation id the request was given (see `app`).
+pub fn correlation_id(request: &HttpRequest) -> Option<String> {
+    request
+        .extensions()
+        .get::<CorrelationId>()
+        .map(|c| c.0.clone())
+}
 
 fn incoming_correlation_id(request: &actix_web::dev::ServiceRequest) -> String {
     CORRELATION_HEADERS
@@ -137,11 +113,8 @@ fn incoming_correlation_id(request: &actix_web::dev::ServiceRequest) -> String {
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
         cfg.app_data(state);
-        cfg.route("/oauth2/token", web::post().to(crate::auth::jwt::token));
-        cfg.route(
-            "/fhir/.well-known/smart-configuration",
-            web::get().to(crate::auth::jwt::smart_configuration),
-        );
+        // Before `/fhir`, whose scope would otherwise take the SMART discovery document.
+        oauth::routes(cfg);
         fhir::routes(cfg);
         admin::routes(cfg);
         vcs::routes(cfg);
@@ -164,7 +137,7 @@ pub fn app(
 > {
     actix_web::App::new()
         .configure(configure(state))
-        .default_service(web::to(fhir_common::unknown_route))
+        .default_service(web::to(fhir::common::unknown_route))
         .wrap(actix_web::middleware::Condition::new(
             limited,
             actix_governor::Governor::new(&limits),

@@ -2,17 +2,20 @@
 //! its own bearer token and sees only the referrals routed to it (another's id is a 404).
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::problem::{json_page, json_result, Page, Problem};
-use super::{AppState, CorrelationId};
+use super::access::{self, Accessed};
+use super::errors::Problem;
+use super::extract::VcsCaller;
+use super::json::{json_page, json_result, Page};
+use super::{correlation_id, AppState};
 use crate::domain::VcsId;
-use crate::lifecycle::{IdempotencyKey, Lifecycle, LifecycleError};
+use crate::lifecycle::{IdempotencyKey, Lifecycle};
 use crate::store::VcsReferral;
-use crate::translate::vcs_request::{parse_outcome_report, parse_status_update, FieldError};
+use crate::translate::vcs_request::{parse_outcome_report, parse_status_update};
 use crate::translate::vcs_status::VcsStatus;
 
 const OPENAPI: &str = include_str!("../../profiles/vcs/openapi.json");
@@ -55,23 +58,6 @@ async fn openapi() -> HttpResponse {
         .body(OPENAPI)
 }
 
-fn authenticate(state: &AppState, request: &HttpRequest) -> Result<VcsId, Problem> {
-    let token = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or(Problem::Unauthorized)?;
-    state
-        .config
-        .vcs
-        .iter()
-        .find(|v| v.token == token)
-        .map(|v| v.id.clone())
-        .ok_or(Problem::Unauthorized)
-}
-
 /// Audits what an organisation read; an audit failure fails the request.
 async fn audit_vcs_access(
     state: &AppState,
@@ -81,7 +67,7 @@ async fn audit_vcs_access(
     referral_id: Option<&str>,
 ) -> Result<(), Problem> {
     let actor = format!("vcs:{vcs}");
-    let accessed = super::audit::Accessed {
+    let accessed = Accessed {
         actor: &actor,
         action,
         resource_type: "ServiceRequest",
@@ -89,12 +75,7 @@ async fn audit_vcs_access(
         patient_id: None,
         found: true,
     };
-    super::audit::record(state, request, accessed)
-        .await
-        .map_err(|e| match e {
-            super::errors::ApiError::Store(e) => Problem::Store(e),
-            other => Problem::BadRequest(other.to_string()),
-        })
+    Ok(access::record(state, request, accessed).await?)
 }
 
 fn listed(referral: VcsReferral) -> Value {
@@ -106,10 +87,13 @@ fn listed(referral: VcsReferral) -> Value {
     })
 }
 
-async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+async fn list_referrals(
+    VcsCaller(vcs): VcsCaller,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> HttpResponse {
     json_result(
         async {
-            let vcs = authenticate(&state, &request)?;
             let (mut status, mut since, mut page) = (None, None, Page::new(50, 200));
             for (name, value) in form_urlencoded::parse(request.query_string().as_bytes()) {
                 match name.as_ref() {
@@ -156,13 +140,13 @@ async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> Htt
 }
 
 async fn read_referral(
+    VcsCaller(vcs): VcsCaller,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     json_result(
         async {
-            let vcs = authenticate(&state, &request)?;
             let referral = state
                 .store
                 .load_referral(&path)
@@ -189,15 +173,15 @@ async fn read_referral(
     )
 }
 
-/// The parts every write shares: authentication, the Idempotency-Key replay, the JSON body and
-/// its schema check. `Ok(Err(response))` is a replayed answer.
+/// The parts every write shares: the Idempotency-Key replay, the JSON body and its schema
+/// check. `Ok(Err(response))` is a replayed answer.
 async fn prepare_write(
     state: &AppState,
     request: &HttpRequest,
+    vcs: &VcsId,
     body: &[u8],
     schema: &jsonschema::Validator,
-) -> Result<Result<(VcsId, Value, Option<IdempotencyKey>), (StatusCode, Value)>, Problem> {
-    let vcs = authenticate(state, request)?;
+) -> Result<Result<(Value, Option<IdempotencyKey>), (StatusCode, Value)>, Problem> {
     let idempotency = match request
         .headers()
         .get("idempotency-key")
@@ -243,7 +227,7 @@ async fn prepare_write(
     if !errors.is_empty() {
         return Err(Problem::Invalid(errors));
     }
-    Ok(Ok((vcs, json, idempotency)))
+    Ok(Ok((json, idempotency)))
 }
 
 /// `/answers/3` → `answers[3]`; the root → `body`.
@@ -266,45 +250,8 @@ fn field_name(pointer: &str) -> String {
     }
 }
 
-fn field_problem(error: FieldError) -> Problem {
-    Problem::Invalid(vec![(error.field, error.message)])
-}
-
-fn lifecycle_problem(error: LifecycleError) -> Problem {
-    match error {
-        LifecycleError::NotFound => {
-            Problem::NotFound("No such referral for this organisation.".into())
-        }
-        LifecycleError::Transition { .. } | LifecycleError::PreconditionFailed { .. } => {
-            Problem::Conflict(error.to_string())
-        }
-        LifecycleError::Unsupported(text) => Problem::Invalid(vec![("body".into(), text)]),
-        LifecycleError::Busy => Problem::Busy(error.to_string()),
-        LifecycleError::Invalid(issues) => {
-            // Our own translation broke our profiles: a defect to fix, not the caller's fault.
-            // The log names where (FHIRPath expressions), never what: diagnostics quote the
-            // values, and the values are the patient's.
-            let places: Vec<String> = issues
-                .iter()
-                .flat_map(|i| i.expression.iter().cloned())
-                .collect();
-            Problem::Store(crate::store::StoreError::Database(format!(
-                "generated FHIR failed validation at {}",
-                places.join(", ")
-            )))
-        }
-        LifecycleError::Store(e) => Problem::Store(e),
-    }
-}
-
-fn correlation(request: &HttpRequest) -> Option<String> {
-    request
-        .extensions()
-        .get::<CorrelationId>()
-        .map(|c| c.0.clone())
-}
-
 async fn post_status(
+    VcsCaller(vcs): VcsCaller,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
@@ -312,16 +259,15 @@ async fn post_status(
 ) -> HttpResponse {
     json_result(
         async {
-            let (vcs, json, idempotency) = match prepare_write(&state, &request, &body, &state.vcs_schemas.status).await? {
+            let (json, idempotency) = match prepare_write(&state, &request, &vcs, &body, &state.vcs_schemas.status).await? {
                 Ok(ready) => ready,
                 Err(replayed) => return Ok(replayed),
             };
-            let update = parse_status_update(&json).map_err(field_problem)?;
+            let update = parse_status_update(&json)?;
             let lifecycle = Lifecycle { store: state.store.as_ref(), config: &state.config, validation: &state.validation };
             let applied = lifecycle
-                .report_status(&vcs, &path, &update, idempotency, correlation(&request))
-                .await
-                .map_err(lifecycle_problem)?;
+                .report_status(&vcs, &path, &update, idempotency, correlation_id(&request))
+                .await?;
             state.wake.notify_one();
             tracing::info!(referral_id = %path.as_str(), vcs = %vcs, status = update.status.as_str(), "status reported");
             Ok((StatusCode::from_u16(applied.status).unwrap_or(StatusCode::OK), applied.state_after))
@@ -331,6 +277,7 @@ async fn post_status(
 }
 
 async fn post_outcome(
+    VcsCaller(vcs): VcsCaller,
     state: web::Data<AppState>,
     request: HttpRequest,
     path: web::Path<String>,
@@ -338,21 +285,22 @@ async fn post_outcome(
 ) -> HttpResponse {
     json_result(
         async {
-            let (vcs, json, idempotency) =
-                match prepare_write(&state, &request, &body, &state.vcs_schemas.outcome).await? {
+            let (json, idempotency) =
+                match prepare_write(&state, &request, &vcs, &body, &state.vcs_schemas.outcome)
+                    .await?
+                {
                     Ok(ready) => ready,
                     Err(replayed) => return Ok(replayed),
                 };
-            let report = parse_outcome_report(&json).map_err(field_problem)?;
+            let report = parse_outcome_report(&json)?;
             let lifecycle = Lifecycle {
                 store: state.store.as_ref(),
                 config: &state.config,
                 validation: &state.validation,
             };
             let applied = lifecycle
-                .report_outcome(&vcs, &path, &report, idempotency, correlation(&request))
-                .await
-                .map_err(lifecycle_problem)?;
+                .report_outcome(&vcs, &path, &report, idempotency, correlation_id(&request))
+                .await?;
             state.wake.notify_one();
             tracing::info!(referral_id = %path.as_str(), vcs = %vcs, "outcome reported");
             Ok((

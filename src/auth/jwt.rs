@@ -5,22 +5,20 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::scopes;
 use super::tls::ClientCertificate;
 use super::tokens::ACCESS_TOKEN_LIFETIME;
-use crate::api::AppState;
+use super::Auth;
 use crate::config::Config;
 use crate::domain::ClientId;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// The only assertion type RFC 7523 defines for client authentication.
 pub const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -111,7 +109,8 @@ pub enum OAuthError {
 }
 
 impl OAuthError {
-    fn code(&self) -> &'static str {
+    /// The `error` code RFC 6749 (section 5.2) gives this refusal.
+    pub fn code(&self) -> &'static str {
         match self {
             OAuthError::InvalidRequest(_) => "invalid_request",
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
@@ -119,21 +118,6 @@ impl OAuthError {
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::Unavailable(_) => "temporarily_unavailable",
         }
-    }
-
-    fn response(&self) -> HttpResponse {
-        let mut builder = match self {
-            OAuthError::InvalidClient(_) => HttpResponse::Unauthorized(),
-            OAuthError::Unavailable(_) => {
-                let mut builder = HttpResponse::ServiceUnavailable();
-                builder.insert_header(("Retry-After", "2"));
-                builder
-            }
-            _ => HttpResponse::BadRequest(),
-        };
-        builder
-            .insert_header(("cache-control", "no-store"))
-            .json(json!({"error": self.code(), "error_description": self.to_string()}))
     }
 }
 
@@ -179,7 +163,7 @@ fn now_secs() -> u64 {
 }
 
 impl TokenEndpoint {
-    /// Clients without `jwks` cannot use the endpoint; keys were checked by `Config::load`.
+    /// Clients without `jwks` cannot use the endpoint; keys were checked by `app::load_config`.
     pub fn new(config: &Config) -> Self {
         let clients = config
             .clients
@@ -197,6 +181,10 @@ impl TokenEndpoint {
             audience: format!("{}/oauth2/token", config.base_url()),
             clients,
         }
+    }
+
+    pub fn audience(&self) -> &str {
+        &self.audience
     }
 
     /// Checks a client assertion's signature, claims and lifetime.
@@ -318,91 +306,68 @@ fn unverified_issuer(jwt: &str) -> Option<String> {
     serde_json::from_slice::<UnverifiedIssuer>(&bytes).ok()?.iss
 }
 
-/// `POST /oauth2/token`: `grant_type=client_credentials` with a `private_key_jwt` assertion.
-pub async fn token(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    body: web::Bytes,
-) -> HttpResponse {
-    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
-    let certificate = request.conn_data::<ClientCertificate>();
-    match exchange(&state, &form, certificate).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::info!(error = error.code(), reason = %error, "token request refused");
-            error.response()
+/// A granted access token, as the token endpoint answers it.
+#[derive(Debug)]
+pub struct AccessGrant {
+    pub access_token: String,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    pub expires_in: i64,
+}
+
+impl Auth {
+    /// `grant_type=client_credentials` with a `private_key_jwt` assertion (the token request's
+    /// form fields), from a client on a connection that presented `certificate`.
+    pub async fn exchange(
+        &self,
+        store: &dyn Store,
+        form: &HashMap<String, String>,
+        certificate: Option<&ClientCertificate>,
+    ) -> Result<AccessGrant, OAuthError> {
+        let field = |name: &str| form.get(name).map(String::as_str);
+        if field("grant_type") != Some("client_credentials") {
+            return Err(OAuthError::UnsupportedGrantType(
+                "only grant_type=client_credentials".into(),
+            ));
         }
+        if field("client_assertion_type") != Some(ASSERTION_TYPE) {
+            return Err(OAuthError::InvalidRequest(format!(
+                "client_assertion_type must be {ASSERTION_TYPE}"
+            )));
+        }
+        let assertion = field("client_assertion")
+            .ok_or_else(|| OAuthError::InvalidRequest("client_assertion is missing".into()))?;
+        let endpoint = &self.token_endpoint;
+        let verified = endpoint.verify_assertion(assertion)?;
+        let client = verified.client;
+        let first_use = store
+            .use_assertion(
+                client.as_str(),
+                &verified.jti,
+                verified.replay_window_ends,
+                Utc::now(),
+            )
+            .await
+            .map_err(unavailable)?;
+        if !first_use {
+            return Err(OAuthError::InvalidClient(
+                "this jti has been used already".into(),
+            ));
+        }
+        self.check_certificate(client, certificate)
+            .map_err(|e| OAuthError::InvalidClient(e.to_string()))?;
+        let granted = endpoint.grant(client, field("scope"))?;
+        let scope = granted.join(" ");
+        let access_token = self
+            .issued
+            .issue(store, client, granted)
+            .await
+            .map_err(unavailable)?;
+        tracing::info!(client = %client.as_str(), scope = %scope, "access token issued");
+        Ok(AccessGrant {
+            access_token,
+            scope,
+            expires_in: ACCESS_TOKEN_LIFETIME.num_seconds(),
+        })
     }
-}
-
-async fn exchange(
-    state: &AppState,
-    form: &HashMap<String, String>,
-    certificate: Option<&ClientCertificate>,
-) -> Result<HttpResponse, OAuthError> {
-    let field = |name: &str| form.get(name).map(String::as_str);
-    if field("grant_type") != Some("client_credentials") {
-        return Err(OAuthError::UnsupportedGrantType(
-            "only grant_type=client_credentials".into(),
-        ));
-    }
-    if field("client_assertion_type") != Some(ASSERTION_TYPE) {
-        return Err(OAuthError::InvalidRequest(format!(
-            "client_assertion_type must be {ASSERTION_TYPE}"
-        )));
-    }
-    let assertion = field("client_assertion")
-        .ok_or_else(|| OAuthError::InvalidRequest("client_assertion is missing".into()))?;
-    let endpoint = &state.auth.token_endpoint;
-    let verified = endpoint.verify_assertion(assertion)?;
-    let client = verified.client;
-    let first_use = state
-        .store
-        .use_assertion(
-            client.as_str(),
-            &verified.jti,
-            verified.replay_window_ends,
-            Utc::now(),
-        )
-        .await
-        .map_err(unavailable)?;
-    if !first_use {
-        return Err(OAuthError::InvalidClient(
-            "this jti has been used already".into(),
-        ));
-    }
-    state
-        .auth
-        .check_certificate(client, certificate)
-        .map_err(|e| OAuthError::InvalidClient(e.to_string()))?;
-    let granted = endpoint.grant(client, field("scope"))?;
-    let scope = granted.join(" ");
-    let access_token = state
-        .auth
-        .issued()
-        .issue(state.store.as_ref(), client, granted)
-        .await
-        .map_err(unavailable)?;
-    tracing::info!(client = %client.as_str(), scope = %scope, "access token issued");
-    Ok(HttpResponse::Ok()
-        .insert_header(("cache-control", "no-store"))
-        .json(json!({
-            "access_token": access_token,
-            "token_type": "bearer",
-            "expires_in": ACCESS_TOKEN_LIFETIME.num_seconds(),
-            "scope": scope,
-        })))
-}
-
-/// `GET /fhir/.well-known/smart-configuration`: SMART discovery, so a backend service finds the
-/// token endpoint and what it accepts without reading our documentation.
-pub async fn smart_configuration(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "token_endpoint": state.auth.token_endpoint.audience,
-        "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-        "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
-        "scopes_supported": scopes::all(),
-        "capabilities": ["client-confidential-asymmetric"],
-    }))
 }

@@ -1,11 +1,15 @@
 //! Who is calling: TLS (and mutual TLS), static bearer tokens, and OAuth 2.0 client credentials
 //! with `private_key_jwt` (SMART Backend Services, the NHS API platform pattern), plus the
 //! `system/…` scopes each endpoint needs.
+//!
+//! Nothing here knows HTTP: the API's extractors read the `Authorization` header and the TLS
+//! connection and ask this module who that is, so the rules for a token can be tested, and used by
+//! another front end, without a server.
 
 use std::collections::HashMap;
 
 use crate::config::{ClientConfig, Config};
-use crate::domain::ClientId;
+use crate::domain::{ClientId, VcsId};
 use crate::store::{Store, StoreError};
 
 pub mod jwt;
@@ -14,7 +18,7 @@ pub mod tls;
 pub mod tokens;
 
 use tls::ClientCertificate;
-use tokens::{IssuedTokens, StaticTokens};
+use tokens::{IssuedTokens, StaticTokens, TokenTable};
 
 /// Why a bearer token was not accepted. Callers answer 401 without saying which: a caller
 /// probing tokens learns nothing from the difference.
@@ -87,11 +91,15 @@ pub struct Auth {
     static_tokens: StaticTokens,
     issued: IssuedTokens,
     bindings: HashMap<ClientId, CertificateBinding>,
-    pub(crate) token_endpoint: jwt::TokenEndpoint,
+    token_endpoint: jwt::TokenEndpoint,
+    /// Each VCS organisation's token for the VCS API.
+    vcs_tokens: TokenTable<VcsId>,
+    /// The operator's token for the admin API, `/metrics` and AuditEvent.
+    admin_token: TokenTable<()>,
 }
 
 impl Auth {
-    /// Builds from a configuration already checked by `Config::load` (keys parse, scopes known).
+    /// Builds from a configuration already checked by `app::load_config` (keys parse, scopes known).
     pub fn new(config: &Config) -> Auth {
         Auth {
             static_tokens: StaticTokens::new(&config.clients),
@@ -102,7 +110,26 @@ impl Auth {
                 .map(|c| (c.id.clone(), CertificateBinding::from_config(c)))
                 .collect(),
             token_endpoint: jwt::TokenEndpoint::new(config),
+            vcs_tokens: TokenTable::new(
+                config.vcs.iter().map(|v| (v.token.as_str(), v.id.clone())),
+            ),
+            admin_token: TokenTable::new(config.admin.token.as_deref().map(|t| (t, ()))),
         }
+    }
+
+    /// The VCS organisation whose token this is.
+    pub fn vcs(&self, bearer: &str) -> Option<&VcsId> {
+        self.vcs_tokens.find(bearer)
+    }
+
+    /// Whether this is the operator's token (never, when none is configured).
+    pub fn is_operator(&self, bearer: &str) -> bool {
+        self.admin_token.find(bearer).is_some()
+    }
+
+    /// The token endpoint's URL, which is also the audience client assertions must name.
+    pub fn token_endpoint_url(&self) -> &str {
+        self.token_endpoint.audience()
     }
 
     /// The caller behind a bearer token, with the TLS client certificate checked against the
@@ -142,9 +169,5 @@ impl Auth {
         } else {
             Err(AuthError::CertificateMismatch(client.clone()))
         }
-    }
-
-    pub(crate) fn issued(&self) -> &IssuedTokens {
-        &self.issued
     }
 }

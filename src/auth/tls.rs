@@ -1,13 +1,10 @@
 //! HTTPS with rustls: the server configuration from PEM files, optional or required client
-//! certificates checked against `client_ca`, and the presented certificate handed to handlers.
+//! certificates checked against `client_ca`, and what a presented certificate says (subject,
+//! fingerprint). The HTTP server hands it to requests (`api::extract::on_connect`).
 
-use std::any::Any;
 use std::path::Path;
 use std::sync::Arc;
 
-use actix_tls::accept::rustls_0_23::TlsStream;
-use actix_web::dev::Extensions;
-use actix_web::rt::net::TcpStream;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -106,18 +103,6 @@ impl ClientCertificate {
             subject,
             sha256: hex(&Sha256::digest(der)),
         }
-    }
-}
-
-/// actix-web's per-connection hook: keeps the peer certificate for the connection's requests
-/// (`HttpRequest::conn_data::<ClientCertificate>()`).
-pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions) {
-    let Some(stream) = connection.downcast_ref::<TlsStream<TcpStream>>() else {
-        return;
-    };
-    let (_, session) = stream.get_ref();
-    if let Some(cert) = session.peer_certificates().and_then(|c| c.first()) {
-        extensions.insert(ClientCertificate::from_der(cert.as_ref()));
     }
 }
 

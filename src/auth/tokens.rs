@@ -14,6 +14,7 @@ use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use super::Principal;
 use crate::config::ClientConfig;
@@ -47,6 +48,37 @@ impl StaticTokens {
 
     pub fn client(&self, token: &str) -> Option<&ClientId> {
         self.by_hash.get(&hash(token))
+    }
+}
+
+/// Configured secrets of a few callers (VCS organisations, the operator), kept as digests and
+/// compared digest to digest in constant time, each of them every time, so neither the timing nor
+/// the order of the configuration tells a caller how close its guess came.
+pub struct TokenTable<K> {
+    entries: Vec<(TokenHash, K)>,
+}
+
+impl<K> TokenTable<K> {
+    /// Hashes the configured tokens once; an empty token admits nobody.
+    pub fn new<'t>(tokens: impl IntoIterator<Item = (&'t str, K)>) -> Self {
+        let entries = tokens
+            .into_iter()
+            .filter(|(token, _)| !token.is_empty())
+            .map(|(token, key)| (hash(token), key))
+            .collect();
+        TokenTable { entries }
+    }
+
+    /// Whose token this is, if anyone's.
+    pub fn find(&self, token: &str) -> Option<&K> {
+        let digest = hash(token);
+        let mut found = None;
+        for (known, key) in &self.entries {
+            if bool::from(known.ct_eq(&digest)) {
+                found = Some(key);
+            }
+        }
+        found
     }
 }
 
@@ -148,5 +180,22 @@ fn principal(grant: &Grant) -> Principal {
     Principal {
         client: grant.client.clone(),
         scopes: Some(grant.scopes.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_table_finds_only_the_exact_token() {
+        let table = TokenTable::new([("alpha-token", 1), ("beta-token", 2), ("", 3)]);
+        assert_eq!(table.find("beta-token"), Some(&2));
+        assert_eq!(table.find("alpha-token"), Some(&1));
+        assert_eq!(table.find("alpha-token "), None);
+        assert_eq!(table.find("ALPHA-TOKEN"), None);
+        // An empty configured token admits nobody, not an empty bearer.
+        assert_eq!(table.find(""), None);
+        assert_eq!(TokenTable::<()>::new(None).find("anything"), None);
     }
 }

@@ -5,11 +5,12 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
-use super::errors::{ApiError, Reply};
-use super::fhir_common::{handle, query_pairs, resource};
-use super::AppState;
+use super::common::{handle, query_pairs, resource};
+use super::search::{whole_number, Parameters};
+use crate::api::errors::{ApiError, Reply};
+use crate::api::AppState;
 use crate::conformance::{ExpandRequest, PUBLISHED_TYPES};
-use crate::fhir::outcome::{operation_outcome, Issue, Severity};
+use crate::fhir::outcome::operation_outcome;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // `$expand` first: `/ValueSet/{id}` would otherwise take it for an id.
@@ -48,21 +49,25 @@ async fn read(state: &AppState, request: &HttpRequest, kind: &str, id: &str) -> 
     .await
 }
 
-/// The search parameters of a conformance search.
-const SEARCH_PARAMETERS: [&str; 3] = ["url", "name", "version"];
-
 async fn search(state: &AppState, request: &HttpRequest, kind: &str) -> HttpResponse {
     handle(request, |_| async {
-        let mut wanted: [Option<String>; 3] = Default::default();
-        let mut ignored = Vec::new();
-        for (name, value) in query_pairs(request) {
-            match SEARCH_PARAMETERS.iter().position(|p| *p == name) {
-                Some(i) => wanted[i] = Some(value),
-                None if name == "_format" => {}
-                None => ignored.push(name),
-            }
-        }
-        let [url, name, version] = &wanted;
+        let parameters = Parameters {
+            resource_type: kind,
+            names: &["url", "name", "version"],
+            paged: false,
+            lenient: true,
+        };
+        let (mut url, mut name, mut version) = (None, None, None);
+        let search = parameters.parse(request, |parameter, value| {
+            let slot = match parameter {
+                "url" => &mut url,
+                "name" => &mut name,
+                "version" => &mut version,
+                _ => return Ok(false),
+            };
+            *slot = Some(value.to_string());
+            Ok(true)
+        })?;
         let found = state.validation.conformance().search(
             kind,
             url.as_deref(),
@@ -80,23 +85,8 @@ async fn search(state: &AppState, request: &HttpRequest, kind: &str) -> HttpResp
                 })
             })
             .collect();
-        if !ignored.is_empty() {
-            let issues: Vec<Issue> = ignored
-                .iter()
-                .map(|name| {
-                    let mut issue = Issue::error(
-                        "not-supported",
-                        format!(
-                            "Search parameter {name:?} is not supported and was ignored; {kind} supports {}.",
-                            SEARCH_PARAMETERS.join(", ")
-                        ),
-                    )
-                    .with_message_id("search-parameter-ignored");
-                    issue.severity = Severity::Warning;
-                    issue
-                })
-                .collect();
-            entries.push(json!({"resource": operation_outcome(&issues), "search": {"mode": "outcome"}}));
+        if !search.ignored.is_empty() {
+            entries.push(json!({"resource": operation_outcome(&search.ignored), "search": {"mode": "outcome"}}));
         }
         Ok(Reply::ok(json!({
             "resourceType": "Bundle",
@@ -113,16 +103,11 @@ async fn search(state: &AppState, request: &HttpRequest, kind: &str) -> HttpResp
 fn expand_request(request: &HttpRequest) -> Result<(ExpandRequest, Option<String>), ApiError> {
     let mut expand = ExpandRequest::default();
     let mut url = None;
-    let number = |name: &str, value: &str| {
-        value.parse::<usize>().map_err(|_| {
-            ApiError::BadRequest(format!("{name} must be a whole number; got {value:?}."))
-        })
-    };
     for (name, value) in query_pairs(request) {
         match name.as_str() {
             "filter" => expand.filter = Some(value),
-            "offset" => expand.offset = number("offset", &value)?,
-            "count" => expand.count = Some(number("count", &value)?),
+            "offset" => expand.offset = whole_number("offset", &value)?,
+            "count" => expand.count = Some(whole_number("count", &value)?),
             "url" => url = Some(value),
             "_format" => {}
             other => {

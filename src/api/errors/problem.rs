@@ -1,10 +1,13 @@
-//! RFC 9457 problem details: how the JSON APIs (operator, and later the VCS API) say no.
+//! RFC 9457 problem details: how the JSON APIs (the VCS API and the operator's) say no. Domain
+//! errors become problems here, once.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use serde_json::json;
 
+use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
+use crate::translate::vcs_request::FieldError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Problem {
@@ -83,52 +86,46 @@ impl Problem {
     }
 }
 
-/// `limit` and `offset`, the paging parameters every JSON list endpoint takes.
-#[derive(Debug, Clone, Copy)]
-pub struct Page {
-    pub limit: usize,
-    pub offset: usize,
-    max_limit: usize,
-}
-
-impl Page {
-    pub fn new(default_limit: usize, max_limit: usize) -> Self {
-        Page {
-            limit: default_limit,
-            offset: 0,
-            max_limit,
-        }
-    }
-
-    /// Takes `name=value` when it is `limit` or `offset` (a larger limit is capped); `false` for
-    /// any other parameter.
-    pub fn take(&mut self, name: &str, value: &str) -> Result<bool, Problem> {
-        let number = || {
-            value
-                .parse::<usize>()
-                .map_err(|_| Problem::BadRequest(format!("{name} is a whole number.")))
-        };
-        match name {
-            "limit" => self.limit = number()?.min(self.max_limit),
-            "offset" => self.offset = number()?,
-            _ => return Ok(false),
-        }
-        Ok(true)
+impl From<FieldError> for Problem {
+    fn from(error: FieldError) -> Self {
+        Problem::Invalid(vec![(error.field, error.message)])
     }
 }
 
-/// One page of a JSON list: the items, the total, and where the next page starts (if any).
-pub fn json_page(total: usize, offset: usize, items: Vec<serde_json::Value>) -> serde_json::Value {
-    let next_offset = (offset + items.len() < total).then_some(offset + items.len());
-    json!({"total": total, "offset": offset, "next_offset": next_offset, "items": items})
-}
-
-/// Renders a JSON API handler's result.
-pub fn json_result(result: Result<(StatusCode, serde_json::Value), Problem>) -> HttpResponse {
-    match result {
-        Ok((status, body)) => HttpResponse::build(status)
-            .content_type("application/json")
-            .body(body.to_string()),
-        Err(problem) => problem.into_response(),
+impl From<LifecycleError> for Problem {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::NotFound => {
+                Problem::NotFound("No such referral for this organisation.".into())
+            }
+            LifecycleError::Transition { .. } | LifecycleError::PreconditionFailed { .. } => {
+                Problem::Conflict(error.to_string())
+            }
+            LifecycleError::Unsupported(text) => Problem::Invalid(vec![("body".into(), text)]),
+            LifecycleError::Refused(issues) => Problem::Invalid(
+                issues
+                    .into_iter()
+                    .map(|i| {
+                        let field = i.expression.unwrap_or_else(|| "body".into());
+                        (field, i.diagnostics)
+                    })
+                    .collect(),
+            ),
+            LifecycleError::Busy => Problem::Busy(error.to_string()),
+            LifecycleError::Invalid(issues) => {
+                // Our own translation broke our profiles: a defect to fix, not the caller's fault.
+                // The log names where (FHIRPath expressions), never what: diagnostics quote the
+                // values, and the values are the patient's.
+                let places: Vec<String> = issues
+                    .iter()
+                    .flat_map(|i| i.expression.iter().cloned())
+                    .collect();
+                Problem::Store(StoreError::Database(format!(
+                    "generated FHIR failed validation at {}",
+                    places.join(", ")
+                )))
+            }
+            LifecycleError::Store(e) => Problem::Store(e),
+        }
     }
 }

@@ -1,15 +1,17 @@
-//! What every FHIR handler shares: format negotiation, reading bodies, reads by id, and
-//! searchset Bundles. Endpoint modules (`fhir`, `fhir_loop`, `audit`) build on this one and not on
-//! each other.
+//! What every FHIR handler shares: format negotiation, reading bodies, reads by id and
+//! version, and the headers of a stored version. The resource modules build on this one (and on
+//! `search`), not on each other.
 
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::errors::{respond, ApiError, Reply};
-use super::{AppState, CorrelationId};
+use crate::api::access::{self, Accessed};
+use crate::api::errors::{respond, ApiError, Reply};
+use crate::api::extract::GpClient;
+pub use crate::api::query_pairs;
+use crate::api::AppState;
 use crate::domain::FhirId;
-use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::read::Format;
 use crate::store::StoredResource;
 
@@ -35,19 +37,6 @@ where
         Ok(format) => respond(format, body(format).await),
         Err(error) => error.into_response(Format::Json),
     }
-}
-
-pub fn query_pairs(request: &HttpRequest) -> Vec<(String, String)> {
-    form_urlencoded::parse(request.query_string().as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-pub fn correlation_id(request: &HttpRequest) -> Option<String> {
-    request
-        .extensions()
-        .get::<CorrelationId>()
-        .map(|c| c.0.clone())
 }
 
 /// Reads the body up to the configured limit, refusing early on a declared length above it.
@@ -151,9 +140,12 @@ pub fn parse_id(raw: &str, resource_type: &str) -> Result<FhirId, ApiError> {
 /// A GET route reading the current version of `resource_type` by id.
 pub fn read_route(resource_type: &'static str) -> actix_web::Route {
     web::get().to(
-        move |state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>| async move {
+        move |client: GpClient,
+              state: web::Data<AppState>,
+              request: HttpRequest,
+              path: web::Path<String>| async move {
             handle(&request, |_| async {
-                read(&state, &request, resource_type, &path, None).await
+                read(&state, &request, &client, resource_type, &path, None).await
             })
             .await
         },
@@ -163,27 +155,36 @@ pub fn read_route(resource_type: &'static str) -> actix_web::Route {
 /// A GET route reading one version (`/{id}/_history/{vid}`) of `resource_type`.
 pub fn vread_route(resource_type: &'static str) -> actix_web::Route {
     web::get().to(
-        move |state: web::Data<AppState>,
+        move |client: GpClient,
+              state: web::Data<AppState>,
               request: HttpRequest,
               path: web::Path<(String, String)>| async move {
             handle(&request, |_| async {
-                read(&state, &request, resource_type, &path.0, Some(&path.1)).await
+                read(
+                    &state,
+                    &request,
+                    &client,
+                    resource_type,
+                    &path.0,
+                    Some(&path.1),
+                )
+                .await
             })
             .await
         },
     )
 }
 
-pub async fn read(
+/// Reads the current version, or `version`, of a resource the client may see, audited.
+async fn read(
     state: &AppState,
     request: &HttpRequest,
+    client: &GpClient,
     resource_type: &str,
     id: &str,
     version: Option<&str>,
 ) -> Result<Reply, ApiError> {
-    let client = state
-        .authorize(request, &crate::auth::scopes::read(resource_type))
-        .await?;
+    let client = client.require(&crate::auth::scopes::read(resource_type))?;
     let id = parse_id(id, resource_type)?;
     let not_found = || {
         ApiError::NotFound(format!(
@@ -209,7 +210,7 @@ pub async fn read(
                 .await?
         }
     };
-    let accessed = super::audit::Accessed {
+    let accessed = Accessed {
         actor: client.as_str(),
         action: if version.is_some() { "vread" } else { "read" },
         resource_type,
@@ -217,81 +218,12 @@ pub async fn read(
         patient_id: None,
         found: found.is_some(),
     };
-    super::audit::record(state, request, accessed).await?;
+    access::record(state, request, accessed).await?;
     let found = found.ok_or_else(not_found)?;
-    let body: Value = serde_json::from_str(&found.content).unwrap_or(Value::Null);
-    Ok(version_headers(Reply::ok(body), &found))
+    Ok(version_headers(Reply::ok(content(&found)), &found))
 }
 
-pub const DEFAULT_COUNT: usize = 20;
-pub const MAX_COUNT: usize = 100;
-fn page_link(
-    base: &str,
-    resource_type: &str,
-    relation: &str,
-    params: &[(String, String)],
-    count: usize,
-    offset: usize,
-) -> Value {
-    let mut query = form_urlencoded::Serializer::new(String::new());
-    for (name, value) in params {
-        query.append_pair(name, value);
-    }
-    query.append_pair("_count", &count.to_string());
-    query.append_pair("_offset", &offset.to_string());
-    json!({"relation": relation, "url": format!("{base}/fhir/{resource_type}?{}", query.finish())})
-}
-
-/// A `searchset` Bundle: matches, then included resources and an outcome for ignored parameters.
-pub fn searchset(
-    base: &str,
-    resource_type: &str,
-    page: &crate::store::SearchPage,
-    params: &[(String, String)],
-    (count, offset): (usize, usize),
-    included: &[StoredResource],
-    ignored: &[Issue],
-) -> Value {
-    let mut links = vec![page_link(
-        base,
-        resource_type,
-        "self",
-        params,
-        count,
-        offset,
-    )];
-    if count > 0 && offset + count < page.total {
-        links.push(page_link(
-            base,
-            resource_type,
-            "next",
-            params,
-            count,
-            offset + count,
-        ));
-    }
-    if offset > 0 {
-        links.push(page_link(
-            base,
-            resource_type,
-            "previous",
-            params,
-            count,
-            offset.saturating_sub(count),
-        ));
-    }
-    let entry = |r: &StoredResource, mode: &str| {
-        json!({
-            "fullUrl": format!("{base}/fhir/{}/{}", r.resource_type, r.id),
-            "resource": serde_json::from_str::<Value>(&r.content).unwrap_or(Value::Null),
-            "search": {"mode": mode}
-        })
-    };
-    let mut entries: Vec<Value> = page.resources.iter().map(|r| entry(r, "match")).collect();
-    entries.extend(included.iter().map(|r| entry(r, "include")));
-    if !ignored.is_empty() {
-        entries
-            .push(json!({"resource": operation_outcome(ignored), "search": {"mode": "outcome"}}));
-    }
-    json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries})
+/// A stored resource's JSON (`null` should the stored text ever not parse).
+pub fn content(resource: &StoredResource) -> Value {
+    serde_json::from_str(&resource.content).unwrap_or(Value::Null)
 }

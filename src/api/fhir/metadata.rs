@@ -2,11 +2,30 @@
 //! (`tests/capability.rs`) walks it and calls every interaction, search parameter and operation
 //! it declares, so a declaration without a working route fails the build.
 
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+use super::common::{handle, resource};
+use crate::api::errors::Reply;
+use crate::api::AppState;
 use crate::config::Config;
 use crate::conformance::Conformance;
 use crate::fhir::FHIR_VERSION;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/metadata").route(web::get().to(metadata)));
+}
+
+/// `GET /fhir/metadata`, readable without a token.
+async fn metadata(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+    handle(&request, |_| async move {
+        Ok(Reply::ok(capability_statement(
+            &state.config,
+            state.validation.conformance(),
+        )))
+    })
+    .await
+}
 
 const SP_BASE: &str = "http://hl7.org/fhir/SearchParameter";
 const VALIDATE: &str = "http://hl7.org/fhir/OperationDefinition/Resource-validate";

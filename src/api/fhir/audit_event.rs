@@ -1,79 +1,29 @@
 //! The audit trail as FHIR: `GET /fhir/AuditEvent?patient=…&date=…` for the operator, so a
 //! subject access request can be answered. Records are shaped after IHE Basic Audit Log Patterns
-//! (who, which patient, what action, outcome, correlation id).
+//! (who, which patient, what action, outcome, correlation id). The records are written by
+//! `api::access` (reads) and by the store (changes).
 
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Value};
 
-use super::errors::{ApiError, Reply};
-use super::fhir_common::{handle, query_pairs, resource, DEFAULT_COUNT, MAX_COUNT};
-use super::{AppState, CorrelationId};
-use crate::store::{Access, AuditQuery, AuditRecord};
+use super::common::{handle, resource};
+use super::search::{reference_id, Parameters};
+use crate::api::errors::{ApiError, Reply};
+use crate::api::extract::Operator;
+use crate::api::AppState;
+use crate::store::{AuditQuery, AuditRecord};
+
+/// The parameters of an AuditEvent search; any other is refused, lenient or not.
+const SEARCH: Parameters = Parameters {
+    resource_type: "AuditEvent",
+    names: &["patient", "date", "_count", "_offset"],
+    paged: true,
+    lenient: false,
+};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/AuditEvent").route(web::get().to(search_audit_events)));
-}
-
-/// A read or search to audit.
-pub struct Accessed<'a> {
-    pub actor: &'a str,
-    /// `read`, `vread`, `search`, `history`.
-    pub action: &'a str,
-    pub resource_type: &'a str,
-    pub resource_id: Option<&'a str>,
-    /// When the request names the patient (a search by patient); reads find it themselves.
-    pub patient_id: Option<&'a str>,
-    pub found: bool,
-}
-
-/// Records a read or search (creates, changes and disclosures are audited in their own
-/// transactions). Failing to audit fails the request: nothing is disclosed unaudited.
-pub async fn record(
-    state: &AppState,
-    request: &HttpRequest,
-    accessed: Accessed<'_>,
-) -> Result<(), ApiError> {
-    let access = Access {
-        at: Utc::now(),
-        actor: accessed.actor.to_string(),
-        action: accessed.action.to_string(),
-        resource_type: accessed.resource_type.to_string(),
-        resource_id: accessed.resource_id.map(str::to_string),
-        patient_id: accessed.patient_id.map(str::to_string),
-        outcome: if accessed.found {
-            "success"
-        } else {
-            "not-found"
-        }
-        .to_string(),
-        correlation_id: request
-            .extensions()
-            .get::<CorrelationId>()
-            .map(|c| c.0.clone()),
-    };
-    state.store.record_access(access).await?;
-    Ok(())
-}
-
-fn authorize_admin(state: &AppState, request: &HttpRequest) -> Result<(), ApiError> {
-    let expected = state
-        .config
-        .admin
-        .token
-        .as_deref()
-        .ok_or(ApiError::Unauthorized)?;
-    let given = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if given == Some(expected) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
 }
 
 /// `date=ge2026-01-01`, `le…`, `lt…`, `gt…`, or a plain day; returns [from, to).
@@ -105,32 +55,40 @@ fn date_bound(value: &str, query: &mut AuditQuery) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn search_audit_events(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
+async fn search_audit_events(
+    _: Operator,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> HttpResponse {
     handle(&request, |_| async {
-        authorize_admin(&state, &request)?;
-        let mut query = AuditQuery { count: DEFAULT_COUNT, ..AuditQuery::default() };
-        for (name, value) in query_pairs(&request) {
-            match name.as_str() {
-                "patient" => query.patient_id = Some(value.strip_prefix("Patient/").unwrap_or(&value).to_string()),
-                "date" => date_bound(&value, &mut query)?,
-                "_count" => {
-                    query.count = value
-                        .parse::<usize>()
-                        .map_err(|_| ApiError::BadRequest("_count must be a whole number.".into()))?
-                        .min(MAX_COUNT)
-                }
-                "_offset" => query.offset = value.parse().map_err(|_| ApiError::BadRequest("_offset must be a whole number.".into()))?,
-                "_format" => {}
-                other => return Err(ApiError::BadRequest(format!("AuditEvent supports patient, date, _count, _offset; not {other:?}."))),
+        let mut query = AuditQuery::default();
+        let search = SEARCH.parse(&request, |name, value| {
+            match name {
+                "patient" => query.patient_id = Some(reference_id(value, "Patient")),
+                "date" => date_bound(value, &mut query)?,
+                _ => return Ok(false),
             }
-        }
+            Ok(true)
+        })?;
+        (query.count, query.offset) = (search.count, search.offset);
         let (total, records) = state.store.audit_events(&query).await?;
         let base = state.config.base_url();
         let entries: Vec<Value> = records
             .iter()
-            .map(|r| json!({"fullUrl": format!("{base}/fhir/AuditEvent/{}", r.id), "resource": audit_event(r), "search": {"mode": "match"}}))
+            .map(|r| {
+                json!({
+                    "fullUrl": format!("{base}/fhir/AuditEvent/{}", r.id),
+                    "resource": audit_event(r),
+                    "search": {"mode": "match"}
+                })
+            })
             .collect();
-        Ok(Reply::ok(json!({"resourceType": "Bundle", "type": "searchset", "total": total, "entry": entries})))
+        Ok(Reply::ok(json!({
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": total,
+            "entry": entries
+        })))
     })
     .await
 }

@@ -1,4 +1,6 @@
-//! The one place errors become HTTP: every failure on the FHIR side is an OperationOutcome.
+//! How the FHIR API says no: every failure a GP system meets is an OperationOutcome, in the
+//! format it asked for, with the status FHIR's RESTful API gives it. Each domain error is mapped
+//! here once, so two endpoints never answer the same failure differently.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -7,6 +9,7 @@ use serde_json::Value;
 use crate::conformance::ConformanceError;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::read::{render, Format, ReadError};
+use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
 
 /// Everything a FHIR request can fail with.
@@ -163,6 +166,48 @@ impl ApiError {
             response = response.header("Retry-After", "2");
         }
         response.render(format)
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> Self {
+        let single = |code: &'static str, id: &str, text: String| {
+            vec![Issue::error(code, text).with_message_id(id)]
+        };
+        match error {
+            LifecycleError::NotFound => {
+                ApiError::NotFound("There is no such ServiceRequest for this client.".into())
+            }
+            LifecycleError::PreconditionFailed { current, expected } => {
+                ApiError::PreconditionFailed(single(
+                    "conflict",
+                    "version-conflict",
+                    format!(
+                        "If-Match names version {expected}, but the ServiceRequest is at version \
+                         {current}: read it again."
+                    ),
+                ))
+            }
+            LifecycleError::Transition { from, .. } => ApiError::Conflict(single(
+                "business-rule",
+                "referral-closed",
+                format!("The referral can no longer be cancelled: it is {from}."),
+            )),
+            LifecycleError::Busy => {
+                ApiError::Store(StoreError::Unavailable("the referral is busy".into()))
+            }
+            LifecycleError::Unsupported(text) => {
+                ApiError::Invalid(single("not-supported", "unsupported-change", text))
+            }
+            LifecycleError::Refused(issues) => ApiError::Invalid(issues),
+            LifecycleError::Invalid(issues) => {
+                tracing::error!(issues = issues.len(), "generated FHIR failed our profiles");
+                ApiError::Store(StoreError::Database(
+                    "generated FHIR failed validation".into(),
+                ))
+            }
+            LifecycleError::Store(e) => ApiError::Store(e),
+        }
     }
 }
 

@@ -1,0 +1,165 @@
+//! Who is calling, as actix extractors: one per kind of caller, so a handler states whom it
+//! serves in its signature and never reads a header itself.
+//!
+//! - `GpClient`: a GP system's bearer token (static, or issued by `/oauth2/token`) and, under
+//!   mutual TLS, its certificate; the handler then asks for the scope it needs.
+//! - `VcsCaller`: a VCS organisation's token for the VCS API.
+//! - `Operator`: the operator's token for the admin API, `/metrics` and AuditEvent.
+//!
+//! One rule reads the token for all three: `Authorization: Bearer <token>`, the scheme in any
+//! case (RFC 7235). Without one, or with one that names nobody, the answer is 401 with
+//! `WWW-Authenticate: Bearer`, in the dialect of the API called (`errors::refuse`). Configured
+//! tokens are compared by digest in constant time (`auth::tokens::TokenTable`).
+
+use std::any::Any;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+
+use actix_tls::accept::rustls_0_23::TlsStream;
+use actix_web::dev::{Extensions, Payload};
+use actix_web::rt::net::TcpStream;
+use actix_web::{web, FromRequest, HttpRequest};
+
+use super::errors::{refuse, ApiError, Refusal};
+use super::AppState;
+use crate::auth::tls::ClientCertificate;
+use crate::auth::{AuthError, Principal};
+use crate::domain::{ClientId, VcsId};
+
+/// actix-web's per-connection hook: keeps the TLS peer certificate for the connection's requests
+/// (`HttpRequest::conn_data::<ClientCertificate>()`), where `GpClient` finds it.
+pub fn on_connect(connection: &dyn Any, extensions: &mut Extensions) {
+    let Some(stream) = connection.downcast_ref::<TlsStream<TcpStream>>() else {
+        return;
+    };
+    let (_, session) = stream.get_ref();
+    if let Some(cert) = session.peer_certificates().and_then(|c| c.first()) {
+        extensions.insert(ClientCertificate::from_der(cert.as_ref()));
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header; `None` for any other header or none.
+pub fn bearer(request: &HttpRequest) -> Option<&str> {
+    let value = request.headers().get("authorization")?.to_str().ok()?;
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn state(request: &HttpRequest) -> Result<&web::Data<AppState>, Refusal> {
+    request
+        .app_data::<web::Data<AppState>>()
+        .ok_or(Refusal::Unconfigured)
+}
+
+/// An authenticated GP client and the scopes its token carries.
+#[derive(Debug, Clone)]
+pub struct GpClient(Principal);
+
+impl GpClient {
+    /// The client, when its token carries `scope` (e.g. `system/Task.read`); 403 otherwise.
+    pub fn require(&self, scope: &str) -> Result<ClientId, ApiError> {
+        if self.0.allows(scope) {
+            Ok(self.0.client.clone())
+        } else {
+            Err(ApiError::Forbidden(scope.to_string()))
+        }
+    }
+}
+
+async fn gp_client(request: &HttpRequest) -> Result<GpClient, Refusal> {
+    let state = state(request)?;
+    let token = bearer(request).ok_or(Refusal::Unauthorized)?;
+    let certificate = request.conn_data::<ClientCertificate>();
+    match state
+        .auth
+        .authenticate(state.store.as_ref(), token, certificate)
+        .await
+    {
+        Ok(principal) => Ok(GpClient(principal)),
+        Err(AuthError::Store(e)) => Err(Refusal::Store(e)),
+        Err(e) => {
+            tracing::info!(reason = %e, "authentication refused");
+            Err(Refusal::Unauthorized)
+        }
+    }
+}
+
+impl FromRequest for GpClient {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            gp_client(&request)
+                .await
+                .map_err(|refusal| refuse(&request, refusal))
+        })
+    }
+}
+
+/// The VCS organisation behind a VCS API request.
+#[derive(Debug, Clone)]
+pub struct VcsCaller(pub VcsId);
+
+impl FromRequest for VcsCaller {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = state(request).and_then(|state| {
+            bearer(request)
+                .and_then(|token| state.auth.vcs(token))
+                .map(|vcs| VcsCaller(vcs.clone()))
+                .ok_or(Refusal::Unauthorized)
+        });
+        ready(found.map_err(|refusal| refuse(request, refusal)))
+    }
+}
+
+/// The gateway's operator.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
+
+impl FromRequest for Operator {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let found = state(request).and_then(|state| {
+            bearer(request)
+                .filter(|token| state.auth.is_operator(token))
+                .map(|_| Operator)
+                .ok_or(Refusal::Unauthorized)
+        });
+        ready(found.map_err(|refusal| refuse(request, refusal)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    fn token_of(header: Option<&str>) -> Option<String> {
+        let mut request = TestRequest::default();
+        if let Some(value) = header {
+            request = request.insert_header(("authorization", value));
+        }
+        bearer(&request.to_http_request()).map(str::to_string)
+    }
+
+    #[test]
+    fn one_rule_reads_a_bearer_token() {
+        assert_eq!(token_of(Some("Bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(token_of(Some("bearer abc")).as_deref(), Some("abc"));
+        assert_eq!(token_of(Some("BEARER  abc ")).as_deref(), Some("abc"));
+        assert_eq!(token_of(Some("Basic abc")), None);
+        assert_eq!(token_of(Some("Bearer")), None);
+        assert_eq!(token_of(Some("Bearer ")), None);
+        assert_eq!(token_of(Some("abc")), None);
+        assert_eq!(token_of(None), None);
+    }
+}

@@ -1,0 +1,34 @@
+//! `Task`: the VCS organisation's progress with a referral (accepted, contacted, completed…), as
+//! the GP system reads it back. Read, vread, and search by referral (`focus`) or patient.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::common::{handle, read_route, resource, vread_route};
+use super::search::{referral_resources, Parameters};
+use crate::api::extract::GpClient;
+use crate::api::AppState;
+
+/// The parameters of a Task search.
+const SEARCH: Parameters = Parameters {
+    resource_type: "Task",
+    names: &["focus", "patient", "subject", "_count", "_offset"],
+    paged: true,
+    lenient: true,
+};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/Task").route(web::get().to(search)))
+        .service(resource("/Task/{id}").route(read_route("Task")))
+        .service(resource("/Task/{id}/_history/{version}").route(vread_route("Task")));
+}
+
+async fn search(
+    client: GpClient,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> HttpResponse {
+    handle(&request, |_| async {
+        referral_resources(&state, &request, &client, &SEARCH, "focus", false).await
+    })
+    .await
+}

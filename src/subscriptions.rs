@@ -1,0 +1,287 @@
+//! GP Subscriptions (FHIR R4 rest-hook): which ones a GP system may create, which changed Tasks
+//! and Observations each one selects, and what its notification carries.
+//!
+//! The HTTP handlers (`api::fhir::subscription`) only parse and render, `lifecycle` asks this
+//! module whom a change notifies, and the delivery worker sends what was queued: the rules of a
+//! Subscription are in this one file, so the criteria a GP may write and the criteria we match
+//! cannot disagree.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::domain::{ClientId, FhirId};
+use crate::fhir::outcome::Issue;
+use crate::store::{ReferralState, Store, StoreError, SubscriptionRow};
+use crate::validation::Validation;
+
+/// Criteria parameters a Subscription may use, checked when it is created.
+pub const CRITERIA_PARAMETERS: [&str; 6] =
+    ["focus", "based-on", "patient", "subject", "status", "code"];
+
+/// A Subscription accepted from a GP system: the row to store and the resource as created.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub row: SubscriptionRow,
+    pub resource: Value,
+}
+
+/// Checks a Subscription a GP client sends and, when it can be served, makes it active with a new
+/// id. Every reason to refuse is reported at once.
+pub fn accept(
+    config: &Config,
+    validation: &Validation,
+    client: &ClientId,
+    mut resource: Value,
+    now: DateTime<Utc>,
+) -> Result<Accepted, Vec<Issue>> {
+    if resource["resourceType"] != "Subscription" {
+        return Err(vec![Issue::error(
+            "structure",
+            "This endpoint takes a Subscription.",
+        )
+        .at("resourceType")]);
+    }
+    let mut issues = validation.errors(&resource);
+    let checked = check(&resource);
+    if let Err(more) = &checked {
+        issues.extend(more.iter().cloned());
+    }
+    let has_secret = config
+        .client(client.as_str())
+        .is_some_and(|c| c.notification_secret.is_some());
+    if !has_secret {
+        issues.push(
+            Issue::error(
+                "business-rule",
+                "This client has no notification_secret configured, so notifications could not \
+                 be signed; ask the gateway's operator.",
+            )
+            .with_message_id("no-notification-secret"),
+        );
+    }
+    let (resource_type, criteria, endpoint) = match checked {
+        Ok(checked) if issues.is_empty() => checked,
+        _ => return Err(issues),
+    };
+    let id = FhirId::generate();
+    resource["status"] = json!("active");
+    let resource = crate::fhir::stamp(
+        resource,
+        id.as_str(),
+        1,
+        &now.to_rfc3339_opts(SecondsFormat::Millis, true),
+    );
+    let row = SubscriptionRow {
+        id: id.to_string(),
+        client_id: client.to_string(),
+        resource_type,
+        criteria,
+        endpoint,
+        status: "active".into(),
+        content: resource.to_string(),
+    };
+    Ok(Accepted { row, resource })
+}
+
+/// Checks what we serve: Task or Observation criteria with known parameters, a rest-hook channel
+/// to an http(s) URL, a FHIR JSON (or empty) payload. Returns (resource type, criteria, endpoint).
+fn check(resource: &Value) -> Result<(String, String, String), Vec<Issue>> {
+    let mut issues = Vec::new();
+    let criteria = resource["criteria"].as_str().unwrap_or("").to_string();
+    let (resource_type, query) = criteria.split_once('?').unwrap_or((criteria.as_str(), ""));
+    if !matches!(resource_type, "Task" | "Observation") {
+        issues.push(
+            Issue::error(
+                "not-supported",
+                "Subscriptions watch Task or Observation: criteria like Task?focus=ServiceRequest/{id}.",
+            )
+            .at("Subscription.criteria"),
+        );
+    }
+    for (name, _) in form_urlencoded::parse(query.as_bytes()) {
+        if !CRITERIA_PARAMETERS.contains(&name.as_ref()) {
+            issues.push(
+                Issue::error(
+                    "not-supported",
+                    format!(
+                        "Criteria parameter {name:?} is not supported; use {}.",
+                        CRITERIA_PARAMETERS.join(", ")
+                    ),
+                )
+                .at("Subscription.criteria"),
+            );
+        }
+    }
+    if resource["channel"]["type"].as_str() != Some("rest-hook") {
+        issues.push(
+            Issue::error("not-supported", "Only rest-hook channels are supported.")
+                .at("Subscription.channel.type"),
+        );
+    }
+    let endpoint = resource["channel"]["endpoint"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    if !matches!(
+        url::Url::parse(&endpoint)
+            .map(|u| u.scheme().to_string())
+            .as_deref(),
+        Ok("http" | "https")
+    ) {
+        issues.push(
+            Issue::error(
+                "required",
+                "channel.endpoint must be the absolute http(s) URL to notify.",
+            )
+            .at("Subscription.channel.endpoint"),
+        );
+    }
+    match resource["channel"]["payload"].as_str() {
+        None | Some("application/fhir+json") | Some("application/json") => {}
+        Some(other) => issues.push(
+            Issue::error(
+                "not-supported",
+                format!(
+                    "Notifications are sent as application/fhir+json (or empty); {other} is not \
+                     supported."
+                ),
+            )
+            .at("Subscription.channel.payload"),
+        ),
+    }
+    if issues.is_empty() {
+        Ok((resource_type.to_string(), criteria.clone(), endpoint))
+    } else {
+        Err(issues
+            .into_iter()
+            .map(|i| i.with_message_id("subscription-unsupported"))
+            .collect())
+    }
+}
+
+/// The client's own Subscription with this id (another client's does not exist for it).
+pub async fn own(
+    store: &dyn Store,
+    client: &ClientId,
+    id: &str,
+) -> Result<Option<SubscriptionRow>, StoreError> {
+    Ok(store
+        .subscription(id)
+        .await?
+        .filter(|s| s.client_id == client.as_str()))
+}
+
+/// A stored Subscription as its client reads it: `active`, or `off` once deleted or given up.
+pub fn as_read(row: &SubscriptionRow) -> Value {
+    let mut content: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
+    content["status"] = json!(if row.status == "active" {
+        "active"
+    } else {
+        "off"
+    });
+    content
+}
+
+/// A client's active Subscriptions on any of `resource_types`.
+pub async fn of_client(
+    store: &dyn Store,
+    client_id: &str,
+    resource_types: &[&str],
+) -> Result<Vec<SubscriptionRow>, StoreError> {
+    let mut subscriptions = Vec::new();
+    for resource_type in resource_types {
+        subscriptions.extend(store.subscriptions_for(client_id, resource_type).await?);
+    }
+    Ok(subscriptions)
+}
+
+/// What a notification about `resource` carries: the resource when the Subscription asked for a
+/// payload (`channel.payload`), nothing otherwise (the GP system then reads it).
+pub fn notification_payload(subscription: &SubscriptionRow, resource: &Value) -> String {
+    let content: Value = serde_json::from_str(&subscription.content).unwrap_or(Value::Null);
+    if content["channel"]["payload"].is_string() {
+        resource.to_string()
+    } else {
+        String::new()
+    }
+}
+
+/// Whether a Subscription's criteria (`Task`, `Task?focus=ServiceRequest/{id}`,
+/// `Observation?based-on=ServiceRequest/{id}`, `?patient=Patient/{id}`, `?status=…`, `?code=…`)
+/// select this resource of this referral.
+pub fn matches_criteria(criteria: &str, resource: &Value, state: &ReferralState) -> bool {
+    let (resource_type, query) = criteria.split_once('?').unwrap_or((criteria, ""));
+    if resource["resourceType"].as_str() != Some(resource_type) {
+        return false;
+    }
+    form_urlencoded::parse(query.as_bytes()).all(|(name, value)| {
+        let value = value.as_ref();
+        match name.as_ref() {
+            "focus" | "based-on" => {
+                value == format!("ServiceRequest/{}", state.referral_id)
+                    || value == state.referral_id
+            }
+            "patient" | "subject" => {
+                value == format!("Patient/{}", state.patient_id) || value == state.patient_id
+            }
+            "status" => value
+                .split(',')
+                .any(|s| resource["status"].as_str() == Some(s)),
+            "code" => resource["code"]["coding"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| {
+                    let code = c["code"].as_str().unwrap_or("");
+                    let system = c["system"].as_str().unwrap_or("");
+                    value == code || value == format!("{system}|{code}")
+                }),
+            _ => false,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subscription(criteria: &str, endpoint: &str) -> Value {
+        json!({"resourceType": "Subscription", "criteria": criteria,
+               "channel": {"type": "rest-hook", "endpoint": endpoint}})
+    }
+
+    #[test]
+    fn what_may_be_subscribed_to() {
+        let (kind, criteria, endpoint) = check(&subscription(
+            "Task?focus=ServiceRequest/1",
+            "https://gp.example/hook",
+        ))
+        .unwrap();
+        assert_eq!(
+            (kind.as_str(), endpoint.as_str()),
+            ("Task", "https://gp.example/hook")
+        );
+        assert_eq!(criteria, "Task?focus=ServiceRequest/1");
+        let issues = check(&subscription("Patient?colour=red", "ftp://gp.example")).unwrap_err();
+        let at: Vec<_> = issues
+            .iter()
+            .filter_map(|i| i.expression.as_deref())
+            .collect();
+        assert_eq!(
+            at,
+            [
+                "Subscription.criteria",
+                "Subscription.criteria",
+                "Subscription.channel.endpoint"
+            ]
+        );
+        for name in CRITERIA_PARAMETERS {
+            let criteria = format!("Task?{name}=x");
+            assert!(
+                check(&subscription(&criteria, "https://gp.example")).is_ok(),
+                "{name}"
+            );
+        }
+    }
+}
