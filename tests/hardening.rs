@@ -178,3 +178,33 @@ fn vcs_reports_fhir_cannot_hold_are_a_422_and_stay_out_of_the_log() {
     assert!(!logs.contains("943 476 5919"), "the note reached the log");
     assert!(!logs.contains("ERROR"), "an ERROR was logged:\n{logs}");
 }
+
+/// `_revinclude` repeated 2,800 times ran a query per repeat per referral (a 22 MB answer, 290 MB
+/// of memory). Now identical repeats count once, and a search naming more than 32 parameters is a
+/// 400 before any query runs.
+#[test]
+fn repeated_search_parameters_cost_nothing_extra() {
+    let gateway = Gateway::start_with(|c| c, &[]);
+    let referral = gateway.refer("REF-HARDEN-REVINCLUDE");
+    let repeated = "&_revinclude=Task:focus".repeat(2800);
+    let (status, bundle) = send(gateway.get(&format!(
+        "/fhir/ServiceRequest?identifier=REF-HARDEN-REVINCLUDE{repeated}"
+    )));
+    assert_eq!(status, 200, "{bundle}");
+    let entries = bundle["entry"].as_array().expect("entries");
+    let tasks = entries
+        .iter()
+        .filter(|e| e["resource"]["resourceType"] == "Task")
+        .count();
+    assert_eq!(tasks, 1, "one Task, once");
+    assert!(entries
+        .iter()
+        .any(|e| e["resource"]["id"] == serde_json::json!(referral)));
+
+    let many: String = (0..40).map(|i| format!("&x{i}=1")).collect();
+    let (status, outcome) = send(gateway.get(&format!("/fhir/ServiceRequest?status=active{many}")));
+    assert_eq!(status, 400, "{outcome}");
+    assert!(outcome["issue"][0]["diagnostics"]
+        .as_str()
+        .is_some_and(|d| d.contains("at most 32")));
+}

@@ -313,6 +313,30 @@ fn bad_assertions_are_refused() {
         401,
         "invalid_client",
     );
+    // Not valid yet (nbf), or issued in the future (iat), beyond the minute of clock skew.
+    for claim in ["nbf", "iat"] {
+        let mut claims = rs.claims(&aud);
+        claims[claim] = json!(now() + 180);
+        assert_oauth_error(
+            token_request(&gateway, &rs.sign(&claims), None),
+            401,
+            "invalid_client",
+        );
+    }
+    let mut claims = rs.claims(&aud);
+    claims["nbf"] = json!(now() - 10);
+    let (status, body) = token_request(&gateway, &rs.sign(&claims), None);
+    assert_eq!(status, 200, "a past nbf is fine: {body}");
+    // A refused request does not spend its jti: a scope the client may not have is refused,
+    // and the same assertion then works with a scope it may.
+    let assertion = es.sign(&es.claims(&aud));
+    assert_oauth_error(
+        token_request(&gateway, &assertion, Some("system/Observation.read")),
+        400,
+        "invalid_scope",
+    );
+    let (status, body) = token_request(&gateway, &assertion, None);
+    assert_eq!(status, 200, "{body}");
     // Reused jti: the first use works, the replay does not.
     let assertion = es.sign(&es.claims(&aud));
     let (status, body) = token_request(&gateway, &assertion, None);

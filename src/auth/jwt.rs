@@ -146,6 +146,9 @@ struct VerifiedAssertion<'a> {
 struct AssertionClaims {
     iss: String,
     exp: u64,
+    /// Issued at: an assertion from the future is refused (beyond the clock skew).
+    #[serde(default)]
+    iat: Option<u64>,
     #[serde(default)]
     jti: Option<String>,
 }
@@ -211,6 +214,8 @@ impl TokenEndpoint {
         validation.sub = Some(client.as_str().to_string());
         validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
         validation.leeway = CLOCK_SKEW_SECS;
+        // `nbf`, where given, is checked (with the same leeway): not valid yet is not valid.
+        validation.validate_nbf = true;
         let mut last_error = invalid("no registered key for this algorithm and kid");
         for key in registered.keys.iter().filter(|k| {
             k.algorithm == header.alg
@@ -263,6 +268,12 @@ fn check_lifetime(
         return Err(OAuthError::InvalidClient(
             "exp is more than 5 minutes ahead".into(),
         ));
+    }
+    if claims
+        .iat
+        .is_some_and(|iat| iat > now_secs() + CLOCK_SKEW_SECS)
+    {
+        return Err(OAuthError::InvalidClient("iat is in the future".into()));
     }
     debug_assert_eq!(claims.iss, client.as_str());
     let jti = claims
@@ -340,6 +351,12 @@ impl Auth {
         let endpoint = &self.token_endpoint;
         let verified = endpoint.verify_assertion(assertion)?;
         let client = verified.client;
+        // Everything that can refuse the request is checked before the jti is spent, so a
+        // refusal (wrong certificate, a scope not allowed) leaves the assertion usable for the
+        // corrected request within its lifetime, and the jti table is written only for grants.
+        self.check_certificate(client, certificate)
+            .map_err(|e| OAuthError::InvalidClient(e.to_string()))?;
+        let granted = endpoint.grant(client, field("scope"))?;
         let first_use = store
             .use_assertion(
                 client.as_str(),
@@ -354,9 +371,6 @@ impl Auth {
                 "this jti has been used already".into(),
             ));
         }
-        self.check_certificate(client, certificate)
-            .map_err(|e| OAuthError::InvalidClient(e.to_string()))?;
-        let granted = endpoint.grant(client, field("scope"))?;
         let scope = granted.join(" ");
         let access_token = self
             .issued

@@ -19,6 +19,11 @@ use crate::store::{ResourceQuery, SearchPage, StoredResource};
 pub const DEFAULT_COUNT: usize = 20;
 /// The largest page served; a larger `_count` is capped.
 pub const MAX_COUNT: usize = 100;
+/// The most parameters one search may name (after identical repeats are dropped): every search
+/// we serve needs fewer than ten, and each one can cost a query.
+pub const MAX_PARAMETERS: usize = 32;
+/// The most resources `_include`/`_revinclude` add to one page; past it the page says so.
+pub const MAX_INCLUDED: usize = 1000;
 
 /// What a resource's search accepts.
 pub struct Parameters<'a> {
@@ -59,7 +64,20 @@ impl Parameters<'_> {
             count: DEFAULT_COUNT,
             ..Search::default()
         };
-        for (name, value) in query_pairs(request) {
+        // The same parameter with the same value twice means it once (`_revinclude` repeated
+        // thousands of times once ran a query per repeat per match).
+        let mut seen = std::collections::HashSet::new();
+        let pairs: Vec<(String, String)> = query_pairs(request)
+            .into_iter()
+            .filter(|pair| seen.insert(pair.clone()))
+            .collect();
+        if pairs.len() > MAX_PARAMETERS {
+            return Err(ApiError::BadRequest(format!(
+                "A search may name at most {MAX_PARAMETERS} parameters; this one names {}.",
+                pairs.len()
+            )));
+        }
+        for (name, value) in pairs {
             match name.as_str() {
                 "_count" if self.paged => {
                     search.count = whole_number(&name, &value)?.min(MAX_COUNT)

@@ -12,13 +12,13 @@ use super::common::{
     content, handle, location, parse_id, read_body, read_limited, read_route, resource,
     version_headers, vread_route,
 };
-use super::search::{reference_id, searchset, token, Parameters, MAX_COUNT};
+use super::search::{reference_id, searchset, token, Parameters, MAX_COUNT, MAX_INCLUDED};
 use crate::api::access::{self, Accessed};
 use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::GpClient;
 use crate::api::{correlation_id, AppState};
 use crate::domain::{ClientId, Identifier};
-use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::fhir::outcome::{operation_outcome, Issue, Severity};
 use crate::fhir::read::parse_body;
 use crate::intake::{self, Endpoint, Prepared, Rejected, Request};
 use crate::lifecycle::{GpChange, Lifecycle};
@@ -312,15 +312,18 @@ fn search_query(
                     .filter(|s| !s.is_empty())
                     .collect()
             }
-            "_revinclude" => revincludes.push(match value {
-                "Task:focus" => "Task",
-                "Observation:based-on" => "Observation",
-                other => {
-                    return Err(ApiError::BadRequest(format!(
+            "_revinclude" => {
+                let resource_type = match value {
+                    "Task:focus" => "Task",
+                    "Observation:based-on" => "Observation",
+                    other => return Err(ApiError::BadRequest(format!(
                         "_revinclude supports Task:focus and Observation:based-on; got {other:?}."
-                    )))
+                    ))),
+                };
+                if !revincludes.contains(&resource_type) {
+                    revincludes.push(resource_type);
                 }
-            }),
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -348,20 +351,33 @@ async fn search(
         };
         access::record(&state, &request, accessed).await?;
         let mut included = Vec::new();
-        for referral in &page.resources {
+        let mut notes = search.ignored;
+        'referrals: for referral in &page.resources {
             for resource_type in &revincludes {
                 let related = ResourceQuery {
                     referral_id: Some(referral.id.clone()),
                     count: MAX_COUNT,
                     ..Default::default()
                 };
-                included.extend(
-                    state
-                        .store
-                        .search_resources(&client, resource_type, &related)
-                        .await?
-                        .resources,
-                );
+                let found = state
+                    .store
+                    .search_resources(&client, resource_type, &related)
+                    .await?
+                    .resources;
+                if included.len() + found.len() > MAX_INCLUDED {
+                    let mut issue = Issue::error(
+                        "too-costly",
+                        format!(
+                            "_revinclude added at most {MAX_INCLUDED} resources to this page and \
+                             stopped there: ask for a smaller _count."
+                        ),
+                    )
+                    .with_message_id("search-included-limited");
+                    issue.severity = Severity::Warning;
+                    notes.push(issue);
+                    break 'referrals;
+                }
+                included.extend(found);
             }
         }
         let base = state.config.base_url();
@@ -372,7 +388,7 @@ async fn search(
             &search.kept,
             (query.count, query.offset),
             &included,
-            &search.ignored,
+            &notes,
         )))
     })
     .await
