@@ -23,7 +23,8 @@
 //! It prints a Markdown report (the figures for BENCHMARKS.md): referrals sent, accepted (`201`),
 //! refused while the gateway was down, delivered, lost (must be 0), repeats, the gateway's RSS
 //! per minute and the disk per accepted referral; it exits non-zero if any accepted referral was
-//! lost or a delivery failed its signature check.
+//! lost or a delivery failed its signature check. `SP_BENCH_GATEWAY=path` runs another build of the
+//! gateway (e.g. a copy, so that a rebuild during the half hour does not change what is killed).
 
 mod common;
 

@@ -152,7 +152,11 @@ impl Drop for Gateway {
 /// Starts `sp-gateway serve` on `dir/gateway.toml` (log appended to `dir/gateway.log`) and
 /// returns it with the address it printed.
 fn spawn(dir: &Path, delivery: bool, env: &[(String, String)]) -> Result<(Child, String)> {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_sp-gateway"));
+    // `SP_BENCH_GATEWAY` runs another build (a copy kept for a long run, or the code before a
+    // change); by default, the one cargo built for this bench.
+    let binary = std::env::var_os("SP_BENCH_GATEWAY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_sp-gateway")));
     let log_path = dir.join("gateway.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
