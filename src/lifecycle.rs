@@ -9,12 +9,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use crate::config::{Config, VcsConfig};
-use crate::domain::{ClientId, FhirId, VcsId};
+use crate::domain::{Actor, ClientId, FhirId, VcsId};
 use crate::fhir::outcome::Issue;
 use crate::fhir::stamp;
 use crate::store::{
     AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState, Store,
-    StoreError, StoredResponse, SubscriptionRow, TargetKind,
+    StoreError, StoredResource, StoredResponse, SubscriptionRow, TargetKind,
 };
 use crate::translate::observation::{observation_count, outcome_observations};
 use crate::translate::task::{apply_status, with_outputs};
@@ -70,8 +70,15 @@ fn now_text(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_content(content: &str) -> Value {
-    serde_json::from_str(content).unwrap_or(Value::Null)
+/// A stored resource's JSON; one that does not parse is an error naming it, never `null`.
+fn parse_content(resource: &StoredResource) -> Result<Value, LifecycleError> {
+    Ok(resource.json()?)
+}
+
+/// Stored JSON other than a resource version (a referral's record, a Subscription).
+fn parse_stored(what: &'static str, id: &str, content: &str) -> Result<Value, LifecycleError> {
+    serde_json::from_str(content)
+        .map_err(|e| LifecycleError::Store(StoreError::unreadable(what, id, e)))
 }
 
 impl Lifecycle<'_> {
@@ -129,7 +136,7 @@ impl Lifecycle<'_> {
         self.apply(
             || self.load_for_vcs(vcs, referral_id),
             |state| {
-                let current = VcsStatus::parse(&state.vcs_status).unwrap_or(VcsStatus::Received);
+                let current = state.vcs_status;
                 if !current.can_become(update.status) {
                     return Err(LifecycleError::Transition {
                         from: current.as_str().into(),
@@ -139,10 +146,10 @@ impl Lifecycle<'_> {
                 let now = Utc::now();
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
                 let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
-                let next_task = apply_status(&parse_content(&task.content), update, now);
+                let next_task = apply_status(&parse_content(task)?, update, now);
                 builder.version("Task", &task.id, task.version_id, next_task, None);
                 if let Some(status) = update.status.service_request_status() {
-                    let mut sr = parse_content(&state.service_request.content);
+                    let mut sr = parse_content(&state.service_request)?;
                     sr["status"] = json!(status);
                     builder.version(
                         "ServiceRequest",
@@ -153,9 +160,9 @@ impl Lifecycle<'_> {
                     );
                     builder.change.status = Some(status.to_string());
                 }
-                builder.change.vcs_status = Some(update.status.as_str().to_string());
-                builder.audit(&format!("vcs:{vcs}"), "status-update", "Task", &task.id);
-                builder.notify(&subscriptions);
+                builder.change.vcs_status = Some(update.status);
+                builder.audit(Actor::vcs(vcs), "status-update", "Task", &task.id);
+                builder.notify(&subscriptions)?;
                 let body = json!({"referral_id": referral_id, "status": update.status.as_str(),
                                   "updated_at": now_text(now)});
                 builder.finish(self.validation, idempotency.clone(), 200, body)
@@ -188,12 +195,12 @@ impl Lifecycle<'_> {
                 for (id, observation) in ids.iter().zip(observations) {
                     let code = observation_code(&observation);
                     builder.version("Observation", id, 0, observation, code);
-                    builder.audit(&format!("vcs:{vcs}"), "outcome", "Observation", id);
+                    builder.audit(Actor::vcs(vcs), "outcome", "Observation", id);
                 }
                 let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
-                let next_task = with_outputs(&parse_content(&task.content), &ids);
+                let next_task = with_outputs(&parse_content(task)?, &ids);
                 builder.version("Task", &task.id, task.version_id, next_task, None);
-                builder.notify(&subscriptions);
+                builder.notify(&subscriptions)?;
                 let body = json!({"referral_id": referral_id, "observation_ids": ids});
                 builder.finish(self.validation, idempotency.clone(), 201, body)
             },
@@ -234,7 +241,7 @@ impl Lifecycle<'_> {
                         });
                     }
                 }
-                let current = VcsStatus::parse(&state.vcs_status).unwrap_or(VcsStatus::Received);
+                let current = state.vcs_status;
                 if !current.can_become(VcsStatus::Cancelled) {
                     return Err(LifecycleError::Transition {
                         from: current.as_str().into(),
@@ -243,7 +250,7 @@ impl Lifecycle<'_> {
                 }
                 let now = Utc::now();
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
-                let mut sr = parse_content(&state.service_request.content);
+                let mut sr = parse_content(&state.service_request)?;
                 sr["status"] = json!("revoked");
                 let sr_version = builder.version(
                     "ServiceRequest",
@@ -259,14 +266,19 @@ impl Lifecycle<'_> {
                         note: None,
                         occurred_at: now.fixed_offset(),
                     };
-                    let next_task = apply_status(&parse_content(&task.content), &update, now);
+                    let next_task = apply_status(&parse_content(task)?, &update, now);
                     builder.version("Task", &task.id, task.version_id, next_task, None);
                 }
                 builder.change.status = Some("revoked".into());
-                builder.change.vcs_status = Some(VcsStatus::Cancelled.as_str().into());
-                builder.audit(client.as_str(), "cancel", "ServiceRequest", referral_id);
-                builder.tell_vcs(VcsEvent::ReferralCancelled);
-                builder.notify(&subscriptions);
+                builder.change.vcs_status = Some(VcsStatus::Cancelled);
+                builder.audit(
+                    Actor::client(client),
+                    "cancel",
+                    "ServiceRequest",
+                    referral_id,
+                );
+                builder.tell_vcs(VcsEvent::ReferralCancelled)?;
+                builder.notify(&subscriptions)?;
                 builder.finish(self.validation, None, 200, sr_version)
             },
         )
@@ -358,9 +370,9 @@ impl<'s> ChangeBuilder<'s> {
         stamped
     }
 
-    fn audit(&mut self, actor: &str, action: &str, resource_type: &str, id: &str) {
+    fn audit(&mut self, actor: Actor, action: &str, resource_type: &str, id: &str) {
         self.change.audit.push(AuditEntry {
-            actor: actor.to_string(),
+            actor,
             action: action.to_string(),
             resource_type: resource_type.to_string(),
             resource_id: id.to_string(),
@@ -378,10 +390,14 @@ impl<'s> ChangeBuilder<'s> {
     }
 
     /// A webhook to the referral's VCS organisation carrying the current record.
-    fn tell_vcs(&mut self, event: VcsEvent) {
+    fn tell_vcs(&mut self, event: VcsEvent) -> Result<(), LifecycleError> {
         let target = self.state.vcs_id.clone();
         let sequence = self.next_sequence(TargetKind::Vcs, &target);
-        let record = parse_content(&self.state.record);
+        let record = parse_stored(
+            "referral record",
+            &self.state.referral_id,
+            &self.state.record,
+        )?;
         let payload = Envelope::new(event, self.now, sequence, &record).to_json();
         self.change.outbox.push(NewOutboxMessage {
             id: new_message_id(),
@@ -391,10 +407,11 @@ impl<'s> ChangeBuilder<'s> {
             sequence,
             payload,
         });
+        Ok(())
     }
 
     /// A notification to every matching Subscription for every changed Task or Observation.
-    fn notify(&mut self, subscriptions: &[SubscriptionRow]) {
+    fn notify(&mut self, subscriptions: &[SubscriptionRow]) -> Result<(), LifecycleError> {
         let changed = std::mem::take(&mut self.changed);
         for resource in &changed {
             for subscription in subscriptions
@@ -403,7 +420,9 @@ impl<'s> ChangeBuilder<'s> {
             {
                 let sequence = self.next_sequence(TargetKind::Subscription, &subscription.id);
                 let with_payload =
-                    parse_content(&subscription.content)["channel"]["payload"].is_string();
+                    parse_stored("subscription", &subscription.id, &subscription.content)?
+                        ["channel"]["payload"]
+                        .is_string();
                 let resource_type = resource["resourceType"].as_str().unwrap_or("Resource");
                 self.change.outbox.push(NewOutboxMessage {
                     id: new_message_id(),
@@ -420,6 +439,7 @@ impl<'s> ChangeBuilder<'s> {
             }
         }
         self.changed = changed;
+        Ok(())
     }
 
     /// Validates what was built against our profiles and completes the change.

@@ -10,12 +10,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sp_gateway::config::StorageConfig;
+use sp_gateway::delivery::outcome;
 use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
 use sp_gateway::store::{
     self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
-    IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep, ReferralChange,
-    ReferralQuery, ResourceQuery, Store, StoredResponse, SubscriptionRow, TargetKind,
+    DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep,
+    ReferralChange, ReferralQuery, ResourceQuery, Store, StoredResponse, SubscriptionRow,
+    TargetKind, VcsReferralQuery,
 };
+use sp_gateway::translate::vcs_status::VcsStatus;
 
 const SYSTEM: &str = "https://fhir.emis-demo.example/Id/referral";
 
@@ -189,7 +192,7 @@ fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralC
         referral_id: referral.referral_id.to_string(),
         expected_revision: revision,
         status: None,
-        vcs_status: Some("accepted".into()),
+        vcs_status: Some(VcsStatus::Accepted),
         resources: vec![resource(
             "Task",
             &referral.task_id,
@@ -198,7 +201,7 @@ fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralC
         )],
         outbox: vec![],
         audit: vec![AuditEntry {
-            actor: "vcs:carers-count".into(),
+            actor: "vcs:carers-count".parse().expect("an actor"),
             action: "update".into(),
             resource_type: "Task".into(),
             resource_id: referral.task_id.to_string(),
@@ -206,6 +209,20 @@ fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralC
         idempotency: None,
         correlation_id: None,
         at: now(),
+    }
+}
+
+fn vcs_query(
+    status: Option<VcsStatus>,
+    since: Option<DateTime<Utc>>,
+    count: usize,
+    offset: usize,
+) -> VcsReferralQuery {
+    VcsReferralQuery {
+        status,
+        since,
+        count,
+        offset,
     }
 }
 
@@ -254,7 +271,7 @@ async fn create_then_read_as_owner_only(store: Arc<dyn Store>) {
     assert_eq!(state.client_id, "emis-demo");
     assert_eq!(state.vcs_id, "carers-count");
     assert_eq!(state.revision, 1);
-    assert_eq!(state.vcs_status, "received");
+    assert_eq!(state.vcs_status, VcsStatus::Received);
     assert_eq!(
         state.task.as_ref().map(|t| t.id.as_str()),
         Some(r.task_id.as_str())
@@ -503,7 +520,7 @@ async fn changes_apply_once_per_revision(store: Arc<dyn Store>) {
         .expect("load")
         .expect("state");
     assert_eq!(state.revision, 2);
-    assert_eq!(state.vcs_status, "accepted");
+    assert_eq!(state.vcs_status, VcsStatus::Accepted);
     assert_eq!(state.task.as_ref().map(|t| t.version_id), Some(2));
     assert_eq!(state.next_sequence(TargetKind::Vcs, "carers-count"), 3);
     let stored = store
@@ -649,7 +666,7 @@ async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
         .expect("accept b");
     let carers = vcs("carers-count");
     let (total, items) = store
-        .list_vcs_referrals(&carers, None, None, 10, 0)
+        .list_vcs_referrals(&carers, &vcs_query(None, None, 10, 0))
         .await
         .expect("list");
     assert_eq!(total, 2);
@@ -662,7 +679,7 @@ async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
         "oldest change first"
     );
     let (accepted, items) = store
-        .list_vcs_referrals(&carers, Some("accepted"), None, 10, 0)
+        .list_vcs_referrals(&carers, &vcs_query(Some(VcsStatus::Accepted), None, 10, 0))
         .await
         .expect("accepted");
     assert_eq!(accepted, 1);
@@ -670,12 +687,12 @@ async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
     assert!(items[0].record.contains("referral-record/v1"));
     let later = now() + Duration::seconds(60);
     let (since_later, _) = store
-        .list_vcs_referrals(&carers, None, Some(later), 10, 0)
+        .list_vcs_referrals(&carers, &vcs_query(None, Some(later), 10, 0))
         .await
         .expect("since");
     assert_eq!(since_later, 0);
     let (_, second_page) = store
-        .list_vcs_referrals(&carers, None, None, 1, 1)
+        .list_vcs_referrals(&carers, &vcs_query(None, None, 1, 1))
         .await
         .expect("page");
     assert_eq!(second_page.len(), 1);
@@ -708,7 +725,10 @@ async fn claims_hold_a_lease_and_keep_referral_order(store: Arc<dyn Store>) {
         .expect("claim again")
         .is_empty());
     store
-        .record_attempt(&claimed[0].id, attempt(t, Some(200)), NextStep::Delivered)
+        .record_attempt(
+            &claimed[0].id,
+            outcome::record(&claimed[0], attempt(t, Some(200)), &NextStep::Delivered),
+        )
         .await
         .expect("record");
     let next = store
@@ -722,7 +742,7 @@ async fn claims_hold_a_lease_and_keep_referral_order(store: Arc<dyn Store>) {
         .await
         .expect("deliveries");
     assert_eq!(deliveries.len(), 2);
-    assert_eq!(deliveries[0].0.state, "delivered");
+    assert_eq!(deliveries[0].0.state, DeliveryState::Delivered);
     assert_eq!(deliveries[0].0.attempts, 1);
     assert!(deliveries[0].0.delivered_at.is_some());
     assert_eq!(deliveries[0].1.len(), 1);
@@ -812,7 +832,14 @@ async fn retries_dead_letters_and_recovery(store: Arc<dyn Store>) {
     let id = claimed[0].id.clone();
     let retry_at = t + Duration::seconds(5);
     store
-        .record_attempt(&id, attempt(t, Some(503)), NextStep::RetryAt(retry_at))
+        .record_attempt(
+            &id,
+            outcome::record(
+                &claimed[0],
+                attempt(t, Some(503)),
+                &NextStep::RetryAt(retry_at),
+            ),
+        )
         .await
         .expect("retry");
     assert_eq!(store.next_due_at().await.expect("due"), Some(retry_at));
@@ -827,14 +854,17 @@ async fn retries_dead_letters_and_recovery(store: Arc<dyn Store>) {
         .expect("due now");
     assert_eq!(again[0].attempts, 1);
     store
-        .record_attempt(&id, attempt(retry_at, Some(500)), NextStep::Dead)
+        .record_attempt(
+            &id,
+            outcome::record(&claimed[0], attempt(retry_at, Some(500)), &NextStep::Dead),
+        )
         .await
         .expect("dead");
     let stats = store.outbox_stats(now()).await.expect("stats");
     assert_eq!((stats.pending, stats.dead), (0, 1));
     let (dead, listed) = store
         .list_deliveries(&DeliveryFilter {
-            state: Some("dead".into()),
+            state: Some(DeliveryState::Dead),
             count: 10,
             ..DeliveryFilter::default()
         })
@@ -858,7 +888,14 @@ async fn retries_dead_letters_and_recovery(store: Arc<dyn Store>) {
         "a recovered message starts afresh"
     );
     store
-        .record_attempt(&id, attempt(now(), Some(200)), NextStep::Delivered)
+        .record_attempt(
+            &id,
+            outcome::record(
+                &recovered[0],
+                attempt(now(), Some(200)),
+                &NextStep::Delivered,
+            ),
+        )
         .await
         .expect("delivered");
     let progress = store
@@ -909,8 +946,11 @@ async fn disabled_endpoints_wait(store: Arc<dyn Store>) {
     store
         .record_attempt(
             &claimed[0].id,
-            attempt(now(), Some(410)),
-            NextStep::EndpointGone,
+            outcome::record(
+                &claimed[0],
+                attempt(now(), Some(410)),
+                &NextStep::EndpointGone,
+            ),
         )
         .await
         .expect("gone");
@@ -965,7 +1005,10 @@ async fn delivered_payloads_are_pruned(store: Arc<dyn Store>) {
         .expect("claim");
     for message in &claimed[..2] {
         store
-            .record_attempt(&message.id, attempt(t, Some(204)), NextStep::Delivered)
+            .record_attempt(
+                &message.id,
+                outcome::record(message, attempt(t, Some(204)), &NextStep::Delivered),
+            )
             .await
             .expect("delivered");
     }
@@ -1004,7 +1047,7 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
     store
         .record_access(Access {
             at: now(),
-            actor: "emis-demo".into(),
+            actor: "emis-demo".parse().expect("an actor"),
             action: "read".into(),
             resource_type: "ServiceRequest".into(),
             resource_id: Some(r.referral_id.to_string()),
@@ -1020,7 +1063,10 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
         .await
         .expect("claim");
     store
-        .record_attempt(&claimed[0].id, attempt(t, Some(200)), NextStep::Delivered)
+        .record_attempt(
+            &claimed[0].id,
+            outcome::record(&claimed[0], attempt(t, Some(200)), &NextStep::Delivered),
+        )
         .await
         .expect("delivered");
     let (total, records) = store
@@ -1040,7 +1086,7 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
         Some(r.patient_id.as_str()),
         "the patient is found from the resource read"
     );
-    assert_eq!(records[2].actor, "vcs:carers-count");
+    assert_eq!(records[2].actor.to_string(), "vcs:carers-count");
     let (none, _) = store
         .audit_events(&AuditQuery {
             from: Some(now() + Duration::seconds(60)),

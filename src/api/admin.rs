@@ -9,7 +9,7 @@ use super::problem::{json_page, json_result, Page, Problem};
 use super::AppState;
 use crate::delivery::signing::generate_secret;
 use crate::domain::VcsId;
-use crate::store::DeliveryFilter;
+use crate::store::{DeliveryFilter, DeliveryState};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics)).service(
@@ -87,8 +87,8 @@ async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> Ht
             let mut page = Page::new(50, 500);
             for (name, value) in query(&request) {
                 match name.as_str() {
-                    "state" if ["pending", "delivered", "dead"].contains(&value.as_str()) => {
-                        filter.state = Some(value)
+                    "state" if value.parse::<DeliveryState>().is_ok() => {
+                        filter.state = value.parse().ok()
                     }
                     "state" => {
                         return Err(Problem::BadRequest(

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::errors::{ApiError, Reply};
 use super::fhir_common::{handle, query_pairs, resource, DEFAULT_COUNT, MAX_COUNT};
 use super::{AppState, CorrelationId};
+use crate::domain::Actor;
 use crate::store::{Access, AuditQuery, AuditRecord};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -17,7 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// A read or search to audit.
 pub struct Accessed<'a> {
-    pub actor: &'a str,
+    pub actor: Actor,
     /// `read`, `vread`, `search`, `history`.
     pub action: &'a str,
     pub resource_type: &'a str,
@@ -36,7 +37,7 @@ pub async fn record(
 ) -> Result<(), ApiError> {
     let access = Access {
         at: Utc::now(),
-        actor: accessed.actor.to_string(),
+        actor: accessed.actor,
         action: accessed.action.to_string(),
         resource_type: accessed.resource_type.to_string(),
         resource_id: accessed.resource_id.map(str::to_string),

@@ -495,7 +495,7 @@ async fn search_service_requests(state: web::Data<AppState>, request: HttpReques
         let (query, ignored, params, revincludes) = search_query(&request)?;
         let page = state.store.search_referrals(&client, &query).await?;
         let accessed = super::audit::Accessed {
-            actor: client.as_str(),
+            actor: crate::domain::Actor::client(&client),
             action: "search",
             resource_type: "ServiceRequest",
             resource_id: None,

@@ -210,7 +210,7 @@ pub async fn read(
         }
     };
     let accessed = super::audit::Accessed {
-        actor: client.as_str(),
+        actor: crate::domain::Actor::client(&client),
         action: if version.is_some() { "vread" } else { "read" },
         resource_type,
         resource_id: Some(id.as_str()),

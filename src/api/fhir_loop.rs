@@ -128,7 +128,7 @@ async fn search(
         .search_resources(&client, resource_type, &query)
         .await?;
     let accessed = super::audit::Accessed {
-        actor: client.as_str(),
+        actor: crate::domain::Actor::client(&client),
         action: "search",
         resource_type,
         resource_id: None,
@@ -173,7 +173,7 @@ pub async fn service_request_history(
         let id = parse_id(&path, "ServiceRequest")?;
         let versions = state.store.history(&client, "ServiceRequest", id.as_str()).await?;
         let accessed = super::audit::Accessed {
-            actor: client.as_str(),
+            actor: crate::domain::Actor::client(&client),
             action: "history",
             resource_type: "ServiceRequest",
             resource_id: Some(id.as_str()),

@@ -11,7 +11,7 @@ use super::problem::{json_page, json_result, Page, Problem};
 use super::{AppState, CorrelationId};
 use crate::domain::VcsId;
 use crate::lifecycle::{IdempotencyKey, Lifecycle, LifecycleError};
-use crate::store::VcsReferral;
+use crate::store::{VcsReferral, VcsReferralQuery};
 use crate::translate::vcs_request::{parse_outcome_report, parse_status_update, FieldError};
 use crate::translate::vcs_status::VcsStatus;
 
@@ -80,9 +80,8 @@ async fn audit_vcs_access(
     action: &str,
     referral_id: Option<&str>,
 ) -> Result<(), Problem> {
-    let actor = format!("vcs:{vcs}");
     let accessed = super::audit::Accessed {
-        actor: &actor,
+        actor: crate::domain::Actor::vcs(vcs),
         action,
         resource_type: "ServiceRequest",
         resource_id: referral_id,
@@ -141,10 +140,12 @@ async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> Htt
                 .store
                 .list_vcs_referrals(
                     &vcs,
-                    status.map(VcsStatus::as_str),
-                    since,
-                    page.limit,
-                    page.offset,
+                    &VcsReferralQuery {
+                        status,
+                        since,
+                        count: page.limit,
+                        offset: page.offset,
+                    },
                 )
                 .await?;
             audit_vcs_access(&state, &request, &vcs, "search", None).await?;
@@ -204,7 +205,7 @@ async fn prepare_write(
         .and_then(|v| v.to_str().ok())
     {
         Some(key) if !key.is_empty() && key.len() <= 255 => Some(IdempotencyKey {
-            owner: format!("vcs:{vcs}"),
+            owner: crate::domain::Actor::vcs(&vcs).to_string(),
             key: key.to_string(),
             request_hash: format!("{:x}", Sha256::digest(body)),
         }),
@@ -286,10 +287,9 @@ fn lifecycle_problem(error: LifecycleError) -> Problem {
                 .iter()
                 .map(|i| format!("{:?}: {}", i.expression, i.diagnostics))
                 .collect();
-            Problem::Store(crate::store::StoreError::Database(format!(
-                "generated FHIR failed validation: {}",
-                detail.join("; ")
-            )))
+            Problem::Store(crate::store::StoreError::Database(
+                format!("generated FHIR failed validation: {}", detail.join("; ")).into(),
+            ))
         }
         LifecycleError::Store(e) => Problem::Store(e),
     }
