@@ -75,12 +75,6 @@ fn parse_content(resource: &StoredResource) -> Result<Value, LifecycleError> {
     Ok(resource.json()?)
 }
 
-/// Stored JSON other than a resource version (a referral's record, a Subscription).
-fn parse_stored(what: &'static str, id: &str, content: &str) -> Result<Value, LifecycleError> {
-    serde_json::from_str(content)
-        .map_err(|e| LifecycleError::Store(StoreError::unreadable(what, id, e)))
-}
-
 impl Lifecycle<'_> {
     /// Loads a referral routed to `vcs` (another organisation's referral does not exist for it).
     async fn load_for_vcs(
@@ -393,11 +387,7 @@ impl<'s> ChangeBuilder<'s> {
     fn tell_vcs(&mut self, event: VcsEvent) -> Result<(), LifecycleError> {
         let target = self.state.vcs_id.clone();
         let sequence = self.next_sequence(TargetKind::Vcs, &target);
-        let record = parse_stored(
-            "referral record",
-            &self.state.referral_id,
-            &self.state.record,
-        )?;
+        let record = self.state.record_json()?;
         let payload = Envelope::new(event, self.now, sequence, &record).to_json();
         self.change.outbox.push(NewOutboxMessage {
             id: new_message_id(),
@@ -419,10 +409,7 @@ impl<'s> ChangeBuilder<'s> {
                 .filter(|s| matches_criteria(&s.criteria, resource, self.state))
             {
                 let sequence = self.next_sequence(TargetKind::Subscription, &subscription.id);
-                let with_payload =
-                    parse_stored("subscription", &subscription.id, &subscription.content)?
-                        ["channel"]["payload"]
-                        .is_string();
+                let with_payload = subscription.json()?["channel"]["payload"].is_string();
                 let resource_type = resource["resourceType"].as_str().unwrap_or("Resource");
                 self.change.outbox.push(NewOutboxMessage {
                     id: new_message_id(),

@@ -9,7 +9,7 @@ use super::problem::{json_page, json_result, Page, Problem};
 use super::AppState;
 use crate::delivery::signing::generate_secret;
 use crate::domain::VcsId;
-use crate::store::{DeliveryFilter, DeliveryState};
+use crate::store::{DeliveryFilter, DeliveryState, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics)).service(
@@ -79,6 +79,11 @@ async fn metrics(state: web::Data<AppState>, request: HttpRequest) -> HttpRespon
     }
 }
 
+/// The operator API's view of our own records (strings and numbers, which always serialise).
+fn as_json(value: &impl serde::Serialize) -> Result<Value, Problem> {
+    serde_json::to_value(value).map_err(|e| Problem::Store(StoreError::Database(Box::new(e))))
+}
+
 async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
     json_result(
         async {
@@ -106,10 +111,7 @@ async fn list_deliveries(state: web::Data<AppState>, request: HttpRequest) -> Ht
             }
             (filter.count, filter.offset) = (page.limit, page.offset);
             let (total, items) = state.store.list_deliveries(&filter).await?;
-            let items: Vec<Value> = items
-                .iter()
-                .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
-                .collect();
+            let items: Vec<Value> = items.iter().map(as_json).collect::<Result<Vec<_>, _>>()?;
             Ok((StatusCode::OK, json_page(total, filter.offset, items)))
         }
         .await,
@@ -134,12 +136,11 @@ async fn referral_deliveries(
             let messages: Vec<Value> = messages
                 .into_iter()
                 .map(|(delivery, attempts)| {
-                    let mut value = serde_json::to_value(delivery).unwrap_or(Value::Null);
-                    value["attempts_detail"] =
-                        serde_json::to_value(attempts).unwrap_or(Value::Null);
-                    value
+                    let mut value = as_json(&delivery)?;
+                    value["attempts_detail"] = as_json(&attempts)?;
+                    Ok(value)
                 })
-                .collect();
+                .collect::<Result<Vec<_>, Problem>>()?;
             Ok((
                 StatusCode::OK,
                 json!({"referral_id": path.as_str(), "messages": messages}),
@@ -164,7 +165,7 @@ async fn retry_delivery(
                 )));
             }
             state.wake.notify_one();
-            Ok((StatusCode::ACCEPTED, json!({"id": path.as_str(), "state": "pending"})))
+            Ok((StatusCode::ACCEPTED, json!({"id": path.as_str(), "state": DeliveryState::Pending})))
         }
         .await,
     )
@@ -212,7 +213,7 @@ async fn recover(
                 .with_timezone(&Utc);
             let progress = state.store.start_recovery(&vcs, since, Utc::now()).await?;
             state.wake.notify_one();
-            let body = serde_json::to_value(&progress).unwrap_or(Value::Null);
+            let body = as_json(&progress)?;
             Ok((StatusCode::ACCEPTED, body))
         }
         .await,
@@ -231,10 +232,7 @@ async fn recovery(
                 state.store.recovery_progress(&path).await?.ok_or_else(|| {
                     Problem::NotFound(format!("No recovery job {}.", path.as_str()))
                 })?;
-            Ok((
-                StatusCode::OK,
-                serde_json::to_value(progress).unwrap_or(Value::Null),
-            ))
+            Ok((StatusCode::OK, as_json(&progress)?))
         }
         .await,
     )

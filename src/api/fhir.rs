@@ -185,7 +185,7 @@ async fn create_service_request(
             .create_referral(prepared.referral, condition)
             .await?;
         if let Some(existing) = created_or_conflict(outcome)? {
-            let body = serde_json::from_str(&existing.content).unwrap_or(Value::Null);
+            let body = existing.json()?;
             return Ok(version_headers(Reply::ok(body), &existing).header(
                 "Location",
                 location("ServiceRequest", &existing.id, existing.version_id),
@@ -529,7 +529,7 @@ async fn search_service_requests(state: web::Data<AppState>, request: HttpReques
             (query.count, query.offset),
             &included,
             &ignored,
-        )))
+        )?))
     })
     .await
 }

@@ -11,7 +11,7 @@ use super::{AppState, CorrelationId};
 use crate::domain::FhirId;
 use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::read::Format;
-use crate::store::StoredResource;
+use crate::store::{StoreError, StoredResource};
 
 /// The response format a request asks for (`_format`, then `Accept`).
 pub fn response_format(request: &HttpRequest) -> Result<Format, ApiError> {
@@ -219,7 +219,7 @@ pub async fn read(
     };
     super::audit::record(state, request, accessed).await?;
     let found = found.ok_or_else(not_found)?;
-    let body: Value = serde_json::from_str(&found.content).unwrap_or(Value::Null);
+    let body: Value = found.json()?;
     Ok(version_headers(Reply::ok(body), &found))
 }
 
@@ -251,7 +251,7 @@ pub fn searchset(
     (count, offset): (usize, usize),
     included: &[StoredResource],
     ignored: &[Issue],
-) -> Value {
+) -> Result<Value, StoreError> {
     let mut links = vec![page_link(
         base,
         resource_type,
@@ -280,18 +280,26 @@ pub fn searchset(
             offset.saturating_sub(count),
         ));
     }
-    let entry = |r: &StoredResource, mode: &str| {
-        json!({
+    let entry = |r: &StoredResource, mode: &str| -> Result<Value, StoreError> {
+        Ok(json!({
             "fullUrl": format!("{base}/fhir/{}/{}", r.resource_type, r.id),
-            "resource": serde_json::from_str::<Value>(&r.content).unwrap_or(Value::Null),
+            "resource": r.json()?,
             "search": {"mode": mode}
-        })
+        }))
     };
-    let mut entries: Vec<Value> = page.resources.iter().map(|r| entry(r, "match")).collect();
-    entries.extend(included.iter().map(|r| entry(r, "include")));
+    let mut entries = page
+        .resources
+        .iter()
+        .map(|r| entry(r, "match"))
+        .collect::<Result<Vec<Value>, _>>()?;
+    for r in included {
+        entries.push(entry(r, "include")?);
+    }
     if !ignored.is_empty() {
         entries
             .push(json!({"resource": operation_outcome(ignored), "search": {"mode": "outcome"}}));
     }
-    json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries})
+    Ok(
+        json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries}),
+    )
 }

@@ -145,7 +145,7 @@ async fn search(
         (query.count, query.offset),
         &[],
         &ignored,
-    )))
+    )?))
 }
 
 async fn search_tasks(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
@@ -189,15 +189,15 @@ pub async fn service_request_history(
             .iter()
             .map(|v| {
                 let (method, status) = if v.version_id == 1 { ("POST", "201 Created") } else { ("PUT", "200 OK") };
-                json!({
+                Ok(json!({
                     "fullUrl": format!("{base}/fhir/ServiceRequest/{}", v.id),
-                    "resource": serde_json::from_str::<Value>(&v.content).unwrap_or(Value::Null),
+                    "resource": v.json()?,
                     "request": {"method": method, "url": if v.version_id == 1 { "ServiceRequest".to_string() } else { format!("ServiceRequest/{}", v.id) }},
                     "response": {"status": status, "etag": format!("W/\"{}\"", v.version_id),
                                  "lastModified": v.last_updated.to_rfc3339()}
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<Vec<Value>, crate::store::StoreError>>()?;
         Ok(Reply::ok(json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries})))
     })
     .await
@@ -272,7 +272,7 @@ async fn change_service_request(
                 "There is no ServiceRequest with id {id} for this client."
             ))
         })?;
-    let current_content: Value = serde_json::from_str(&current.content).unwrap_or(Value::Null);
+    let current_content: Value = current.json()?;
     if proposed.get("id").and_then(Value::as_str) != Some(id) {
         return Err(ApiError::Invalid(vec![Issue::error(
             "invalid",
@@ -382,7 +382,7 @@ pub async fn patch_service_request(
                     "There is no ServiceRequest with id {id} for this client."
                 ))
             })?;
-        let mut proposed: Value = serde_json::from_str(&current.content).unwrap_or(Value::Null);
+        let mut proposed: Value = current.json()?;
         json_patch::patch(&mut proposed, &patch).map_err(|e| {
             ApiError::Invalid(vec![Issue::error(
                 "processing",
@@ -527,7 +527,7 @@ async fn read_subscription(
             .authorize(&request, "system/Subscription.read")
             .await?;
         let row = own_subscription(&state, &client, &path).await?;
-        let mut content: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
+        let mut content: Value = row.json()?;
         content["status"] = json!(if row.status == "active" {
             "active"
         } else {

@@ -11,7 +11,7 @@ use super::problem::{json_page, json_result, Page, Problem};
 use super::{AppState, CorrelationId};
 use crate::domain::VcsId;
 use crate::lifecycle::{IdempotencyKey, Lifecycle, LifecycleError};
-use crate::store::{VcsReferral, VcsReferralQuery};
+use crate::store::{StoreError, VcsReferral, VcsReferralQuery};
 use crate::translate::vcs_request::{parse_outcome_report, parse_status_update, FieldError};
 use crate::translate::vcs_status::VcsStatus;
 
@@ -96,13 +96,13 @@ async fn audit_vcs_access(
         })
 }
 
-fn listed(referral: VcsReferral) -> Value {
-    json!({
+fn listed(referral: VcsReferral) -> Result<Value, StoreError> {
+    Ok(json!({
+        "record": referral.record_json()?,
         "referral_id": referral.referral_id,
         "status": referral.status,
         "updated_at": referral.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "record": serde_json::from_str::<Value>(&referral.record).unwrap_or(Value::Null),
-    })
+    }))
 }
 
 async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> HttpResponse {
@@ -149,7 +149,10 @@ async fn list_referrals(state: web::Data<AppState>, request: HttpRequest) -> Htt
                 )
                 .await?;
             audit_vcs_access(&state, &request, &vcs, "search", None).await?;
-            let items: Vec<Value> = items.into_iter().map(listed).collect();
+            let items = items
+                .into_iter()
+                .map(listed)
+                .collect::<Result<Vec<_>, _>>()?;
             Ok((StatusCode::OK, json_page(total, page.offset, items)))
         }
         .await,
@@ -183,7 +186,7 @@ async fn read_referral(
                     status: referral.vcs_status,
                     updated_at: referral.updated_at,
                     record: referral.record,
-                }),
+                })?,
             ))
         }
         .await,
@@ -228,10 +231,11 @@ async fn prepare_write(
                     "this key was used for a different request body".into(),
                 )]));
             }
-            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            let status = StatusCode::from_u16(stored.status)
+                .map_err(|e| StoreError::unreadable("idempotent response", key.key.as_str(), e))?;
             return Ok(Err((
                 status,
-                serde_json::from_str(&stored.body).unwrap_or(Value::Null),
+                crate::store::stored_json("idempotent response", &key.key, &stored.body)?,
             )));
         }
     }

@@ -246,10 +246,13 @@ impl DeliveryWorker {
                             subscription.client_id
                         ))
                     })?;
+                let content = subscription
+                    .json()
+                    .map_err(|e| TargetProblem::Retry(e.to_string()))?;
                 Ok(Target {
                     url: subscription.endpoint,
                     secrets: vec![secret],
-                    headers: channel_headers(&subscription.content),
+                    headers: channel_headers(&content),
                     content_type: "application/fhir+json",
                 })
             }
@@ -441,8 +444,7 @@ enum TargetProblem {
 }
 
 /// `Subscription.channel.header` entries ("Name: value"): headers the subscriber asked us to send.
-fn channel_headers(subscription: &str) -> Vec<(String, String)> {
-    let content: serde_json::Value = serde_json::from_str(subscription).unwrap_or_default();
+fn channel_headers(content: &serde_json::Value) -> Vec<(String, String)> {
     content["channel"]["header"]
         .as_array()
         .into_iter()

@@ -119,6 +119,16 @@ pub async fn migrate(config: &StorageConfig) -> Result<Vec<String>, StoreError> 
     }
 }
 
+/// Stored JSON that is not a resource version (a referral's record, a stored answer, a
+/// Subscription): parsed, or an error naming its row (never `null`).
+pub fn stored_json(
+    what: &'static str,
+    id: &str,
+    text: &str,
+) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::unreadable(what, id, e))
+}
+
 /// Timestamps are stored as fixed-width RFC 3339 UTC text, so text order is time order.
 pub fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, true)

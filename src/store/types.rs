@@ -148,6 +148,11 @@ pub struct ReferralState {
 }
 
 impl ReferralState {
+    /// The referral record as JSON.
+    pub fn record_json(&self) -> Result<serde_json::Value, super::StoreError> {
+        super::stored_json("referral record", &self.referral_id, &self.record)
+    }
+
     /// The sequence number the next message to this target gets.
     pub fn next_sequence(&self, kind: TargetKind, target: &str) -> i64 {
         self.sequences
@@ -294,6 +299,13 @@ pub struct VcsReferral {
     pub record: String,
 }
 
+impl VcsReferral {
+    /// The referral record as JSON.
+    pub fn record_json(&self) -> Result<serde_json::Value, super::StoreError> {
+        super::stored_json("referral record", &self.referral_id, &self.record)
+    }
+}
+
 /// A GP system's rest-hook Subscription.
 #[derive(Debug, Clone)]
 pub struct SubscriptionRow {
@@ -304,6 +316,13 @@ pub struct SubscriptionRow {
     pub endpoint: String,
     pub status: String,
     pub content: String,
+}
+
+impl SubscriptionRow {
+    /// The Subscription resource as stored.
+    pub fn json(&self) -> Result<serde_json::Value, super::StoreError> {
+        super::stored_json("subscription", &self.id, &self.content)
+    }
 }
 
 /// Everything one accepted referral writes, in one transaction.
@@ -551,5 +570,39 @@ impl OutboxStats {
                 (now - oldest).num_milliseconds().max(0) as f64 / 1000.0
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreError;
+
+    #[test]
+    fn unreadable_content_is_an_error_naming_the_version_not_null() {
+        let stored = StoredResource {
+            resource_type: "Task".into(),
+            id: "t1".into(),
+            version_id: 2,
+            last_updated: Utc::now(),
+            content: r#"{"resourceType": "Task", "note": "Mrs Smith"#.into(),
+        };
+        match stored.json() {
+            Err(StoreError::Unreadable { what, id, reason }) => {
+                assert_eq!((what, id.as_str()), ("resource", "Task/t1/_history/2"));
+                assert!(!reason.contains("Smith"), "{reason}");
+            }
+            other => panic!("expected Unreadable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn delivery_states_round_trip_as_stored() {
+        for state in DeliveryState::ALL {
+            assert_eq!(state.as_str().parse::<DeliveryState>(), Ok(state));
+            assert_eq!(serde_json::json!(state), serde_json::json!(state.as_str()));
+        }
+        assert!("sent".parse::<DeliveryState>().is_err());
+        assert!("webhook".parse::<TargetKind>().is_err());
     }
 }
