@@ -13,8 +13,8 @@ use crate::domain::{Actor, ClientId, FhirId, VcsId};
 use crate::fhir::outcome::Issue;
 use crate::fhir::stamp;
 use crate::store::{
-    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState, Store,
-    StoreError, StoredResource, StoredResponse, SubscriptionRow, TargetKind,
+    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState,
+    ReferralStatus, Store, StoreError, StoredResource, StoredResponse, SubscriptionRow, TargetKind,
 };
 use crate::translate::observation::{observation_count, outcome_observations};
 use crate::translate::task::{apply_status, with_outputs};
@@ -85,7 +85,7 @@ impl Lifecycle<'_> {
         self.store
             .load_referral(referral_id)
             .await?
-            .filter(|state| state.vcs_id == vcs.as_str())
+            .filter(|state| state.vcs_id == *vcs)
             .ok_or(LifecycleError::NotFound)
     }
 
@@ -152,7 +152,7 @@ impl Lifecycle<'_> {
                         sr,
                         None,
                     );
-                    builder.change.status = Some(status.to_string());
+                    builder.change.status = Some(status);
                 }
                 builder.change.vcs_status = Some(update.status);
                 builder.audit(Actor::vcs(vcs), "status-update", "Task", &task.id);
@@ -183,8 +183,13 @@ impl Lifecycle<'_> {
                 let ids: Vec<String> = (0..observation_count(report.instrument))
                     .map(|_| FhirId::generate().to_string())
                     .collect();
-                let observations =
-                    outcome_observations(report, &ids, referral_id, &state.patient_id, vcs_config);
+                let observations = outcome_observations(
+                    report,
+                    &ids,
+                    referral_id,
+                    state.patient_id.as_str(),
+                    vcs_config,
+                );
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
                 for (id, observation) in ids.iter().zip(observations) {
                     let code = observation_code(&observation);
@@ -212,7 +217,7 @@ impl Lifecycle<'_> {
     ) -> Result<Applied, LifecycleError> {
         let state = self.store.load_referral(referral_id).await?;
         let owner = state
-            .filter(|s| s.client_id == client.as_str())
+            .filter(|s| s.client_id == *client)
             .ok_or(LifecycleError::NotFound)?;
         let subscriptions = self
             .store
@@ -263,7 +268,7 @@ impl Lifecycle<'_> {
                     let next_task = apply_status(&parse_content(task)?, &update, now);
                     builder.version("Task", &task.id, task.version_id, next_task, None);
                 }
-                builder.change.status = Some("revoked".into());
+                builder.change.status = Some(ReferralStatus::Revoked);
                 builder.change.vcs_status = Some(VcsStatus::Cancelled);
                 builder.audit(
                     Actor::client(client),
@@ -288,11 +293,11 @@ impl Lifecycle<'_> {
         let state = self.load_for_vcs(vcs, referral_id).await?;
         let mut subscriptions = self
             .store
-            .subscriptions_for(&state.client_id, "Task")
+            .subscriptions_for(state.client_id.as_str(), "Task")
             .await?;
         subscriptions.extend(
             self.store
-                .subscriptions_for(&state.client_id, "Observation")
+                .subscriptions_for(state.client_id.as_str(), "Observation")
                 .await?,
         );
         Ok(subscriptions)
@@ -326,7 +331,7 @@ impl<'s> ChangeBuilder<'s> {
             state,
             now,
             change: ReferralChange {
-                referral_id: state.referral_id.clone(),
+                referral_id: state.referral_id.to_string(),
                 expected_revision: state.revision,
                 status: None,
                 vcs_status: None,
@@ -357,7 +362,7 @@ impl<'s> ChangeBuilder<'s> {
             id: id.parse().unwrap_or_else(|_| FhirId::generate()),
             version_id: previous + 1,
             content: stamped.to_string(),
-            patient_id: Some(self.state.patient_id.clone()),
+            patient_id: Some(self.state.patient_id.to_string()),
             code,
         });
         self.changed.push(stamped.clone());
@@ -385,7 +390,7 @@ impl<'s> ChangeBuilder<'s> {
 
     /// A webhook to the referral's VCS organisation carrying the current record.
     fn tell_vcs(&mut self, event: VcsEvent) -> Result<(), LifecycleError> {
-        let target = self.state.vcs_id.clone();
+        let target = self.state.vcs_id.to_string();
         let sequence = self.next_sequence(TargetKind::Vcs, &target);
         let record = self.state.record_json()?;
         let payload = Envelope::new(event, self.now, sequence, &record).to_json();
@@ -485,10 +490,11 @@ pub fn matches_criteria(criteria: &str, resource: &Value, state: &ReferralState)
         match name.as_ref() {
             "focus" | "based-on" => {
                 value == format!("ServiceRequest/{}", state.referral_id)
-                    || value == state.referral_id
+                    || value == state.referral_id.as_str()
             }
             "patient" | "subject" => {
-                value == format!("Patient/{}", state.patient_id) || value == state.patient_id
+                value == format!("Patient/{}", state.patient_id)
+                    || value == state.patient_id.as_str()
             }
             "status" => value
                 .split(',')

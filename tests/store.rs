@@ -15,8 +15,8 @@ use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
 use sp_gateway::store::{
     self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
     DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep,
-    ReferralChange, ReferralQuery, ResourceQuery, Store, StoredResponse, SubscriptionRow,
-    TargetKind, VcsReferralQuery,
+    ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store, StoredResponse,
+    SubscriptionRow, TargetKind, VcsReferralQuery,
 };
 use sp_gateway::translate::vcs_status::VcsStatus;
 
@@ -135,7 +135,7 @@ fn referral(client_id: &str, reference: &str) -> NewReferral {
         identifiers: vec![Identifier::new(SYSTEM, reference)],
         message_id: None,
         patient_id: patient_id.clone(),
-        status: "active".into(),
+        status: ReferralStatus::Active,
         received_content_type: "application/fhir+json".into(),
         received_body: br#"{"resourceType":"ServiceRequest"}"#.to_vec(),
         resources: vec![
@@ -268,8 +268,9 @@ async fn create_then_read_as_owner_only(store: Arc<dyn Store>) {
         .await
         .expect("load")
         .expect("state");
-    assert_eq!(state.client_id, "emis-demo");
-    assert_eq!(state.vcs_id, "carers-count");
+    assert_eq!(state.client_id.as_str(), "emis-demo");
+    assert_eq!(state.vcs_id.as_str(), "carers-count");
+    assert_eq!(state.status, ReferralStatus::Active);
     assert_eq!(state.revision, 1);
     assert_eq!(state.vcs_status, VcsStatus::Received);
     assert_eq!(

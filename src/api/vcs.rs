@@ -171,18 +171,25 @@ async fn read_referral(
                 .store
                 .load_referral(&path)
                 .await?
-                .filter(|r| r.vcs_id == vcs.as_str())
+                .filter(|r| r.vcs_id == vcs)
                 .ok_or_else(|| {
                     Problem::NotFound(format!(
                         "No referral {} for this organisation.",
                         path.as_str()
                     ))
                 })?;
-            audit_vcs_access(&state, &request, &vcs, "read", Some(&referral.referral_id)).await?;
+            audit_vcs_access(
+                &state,
+                &request,
+                &vcs,
+                "read",
+                Some(referral.referral_id.as_str()),
+            )
+            .await?;
             Ok((
                 StatusCode::OK,
                 listed(VcsReferral {
-                    referral_id: referral.referral_id,
+                    referral_id: referral.referral_id.to_string(),
                     status: referral.vcs_status,
                     updated_at: referral.updated_at,
                     record: referral.record,

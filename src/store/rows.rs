@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::types::*;
 use super::{timestamp, StoreError};
-use crate::domain::Actor;
+use crate::domain::{Actor, ClientId, FhirId, ReferralId, VcsId};
 use crate::translate::vcs_status::VcsStatus;
 
 /// One row's cells by position, whatever the backend's types (SQLite keeps timestamps as text,
@@ -222,12 +222,12 @@ pub const REFERRAL_COLUMNS: &str = "client_id, vcs_id, patient_id, status, vcs_s
 /// A referral's own row, before its resources and sequences are read.
 #[derive(Debug)]
 pub struct ReferralRow {
-    pub referral_id: String,
-    pub client_id: String,
+    pub referral_id: ReferralId,
+    pub client_id: ClientId,
     pub task_id: Option<String>,
-    vcs_id: String,
-    patient_id: String,
-    status: String,
+    vcs_id: VcsId,
+    patient_id: FhirId,
+    status: ReferralStatus,
     vcs_status: VcsStatus,
     revision: i64,
     record: String,
@@ -236,16 +236,17 @@ pub struct ReferralRow {
 }
 
 pub fn referral<R: Cells + ?Sized>(referral_id: &str, row: &R) -> Result<ReferralRow, StoreError> {
+    let column = |i: usize| -> Result<String, StoreError> { row.text(i) };
     Ok(ReferralRow {
-        referral_id: referral_id.to_string(),
-        client_id: row.text(0)?,
-        vcs_id: row.text(1)?,
-        patient_id: row.text(2)?,
-        status: row.text(3)?,
-        vcs_status: vcs_status(referral_id, &row.text(4)?)?,
+        referral_id: parsed("referral", referral_id, referral_id)?,
+        client_id: parsed("referral", referral_id, &column(0)?)?,
+        vcs_id: parsed("referral", referral_id, &column(1)?)?,
+        patient_id: parsed("referral", referral_id, &column(2)?)?,
+        status: parsed("referral", referral_id, &column(3)?)?,
+        vcs_status: vcs_status(referral_id, &column(4)?)?,
         task_id: row.opt_text(5)?,
         revision: row.int(6)?,
-        record: row.text(7)?,
+        record: column(7)?,
         created_at: row.time(8)?,
         updated_at: row.time(9)?,
     })
@@ -261,7 +262,11 @@ impl ReferralRow {
         sequences: Vec<(TargetKind, String, i64)>,
     ) -> Result<ReferralState, StoreError> {
         let service_request = service_request.ok_or_else(|| {
-            StoreError::unreadable("referral", &self.referral_id, "it has no ServiceRequest")
+            StoreError::unreadable(
+                "referral",
+                self.referral_id.as_str(),
+                "it has no ServiceRequest",
+            )
         })?;
         Ok(ReferralState {
             referral_id: self.referral_id,

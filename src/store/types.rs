@@ -71,50 +71,76 @@ impl std::str::FromStr for TargetKind {
     }
 }
 
-/// Where an outbox message stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeliveryState {
-    /// Waiting for its next attempt (or for its endpoint to be switched back on).
-    Pending,
-    Delivered,
-    /// No more attempts: an operator may retry or recover it.
-    Dead,
-}
-
-impl DeliveryState {
-    pub const ALL: [DeliveryState; 3] = [
-        DeliveryState::Pending,
-        DeliveryState::Delivered,
-        DeliveryState::Dead,
-    ];
-
-    /// The stored text (and the operator API's).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Dead => "dead",
+/// A state kept as text in one column: the enum, every value (`ALL`), its one text form
+/// (`as_str`, also its JSON), and the one way back (`FromStr`, naming what it is on failure).
+macro_rules! stored_state {
+    ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
         }
-    }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stored text (and the APIs').
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(raw: &str) -> Result<Self, Self::Err> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|s| s.as_str() == raw)
+                    .ok_or_else(|| format!(concat!("unknown ", $what, " {:?}"), raw))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
 }
 
-impl std::str::FromStr for DeliveryState {
-    type Err = String;
-
-    fn from_str(raw: &str) -> Result<Self, Self::Err> {
-        DeliveryState::ALL
-            .into_iter()
-            .find(|s| s.as_str() == raw)
-            .ok_or_else(|| format!("unknown delivery state {raw:?}"))
+stored_state!(
+    /// Where an outbox message stands.
+    DeliveryState, "delivery state", {
+        /// Waiting for its next attempt (or for its endpoint to be switched back on).
+        Pending = "pending",
+        Delivered = "delivered",
+        /// No more attempts: an operator may retry or recover it.
+        Dead = "dead",
     }
-}
+);
 
-impl std::fmt::Display for DeliveryState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+stored_state!(
+    /// A referral's ServiceRequest status (FHIR `request-status`), as `referrals.status` keeps it.
+    ReferralStatus, "ServiceRequest status", {
+        Draft = "draft",
+        Active = "active",
+        OnHold = "on-hold",
+        Revoked = "revoked",
+        Completed = "completed",
+        EnteredInError = "entered-in-error",
+        Unknown = "unknown",
     }
-}
+);
 
 /// A message for the delivery worker.
 #[derive(Debug, Clone)]
@@ -131,11 +157,11 @@ pub struct NewOutboxMessage {
 /// The stored state of one referral, read before a change is computed.
 #[derive(Debug, Clone)]
 pub struct ReferralState {
-    pub referral_id: String,
-    pub client_id: String,
-    pub vcs_id: String,
-    pub patient_id: String,
-    pub status: String,
+    pub referral_id: ReferralId,
+    pub client_id: ClientId,
+    pub vcs_id: VcsId,
+    pub patient_id: FhirId,
+    pub status: ReferralStatus,
     pub vcs_status: VcsStatus,
     pub revision: i64,
     pub record: String,
@@ -150,7 +176,7 @@ pub struct ReferralState {
 impl ReferralState {
     /// The referral record as JSON.
     pub fn record_json(&self) -> Result<serde_json::Value, super::StoreError> {
-        super::stored_json("referral record", &self.referral_id, &self.record)
+        super::stored_json("referral record", self.referral_id.as_str(), &self.record)
     }
 
     /// The sequence number the next message to this target gets.
@@ -232,7 +258,7 @@ pub struct ReferralChange {
     pub referral_id: String,
     /// The revision the change was computed from; a different stored revision means a conflict.
     pub expected_revision: i64,
-    pub status: Option<String>,
+    pub status: Option<ReferralStatus>,
     pub vcs_status: Option<VcsStatus>,
     pub resources: Vec<NewResource>,
     pub outbox: Vec<NewOutboxMessage>,
@@ -336,7 +362,7 @@ pub struct NewReferral {
     /// The BaRS message id, for `$process-message`.
     pub message_id: Option<String>,
     pub patient_id: FhirId,
-    pub status: String,
+    pub status: ReferralStatus,
     pub received_content_type: String,
     pub received_body: Vec<u8>,
     /// Every normalised resource, the ServiceRequest and the Task included.
@@ -598,11 +624,15 @@ mod tests {
 
     #[test]
     fn delivery_states_round_trip_as_stored() {
-        for state in DeliveryState::ALL {
+        for &state in DeliveryState::ALL {
             assert_eq!(state.as_str().parse::<DeliveryState>(), Ok(state));
             assert_eq!(serde_json::json!(state), serde_json::json!(state.as_str()));
         }
         assert!("sent".parse::<DeliveryState>().is_err());
+        for &status in ReferralStatus::ALL {
+            assert_eq!(status.as_str().parse::<ReferralStatus>(), Ok(status));
+        }
+        assert_eq!(serde_json::json!(ReferralStatus::OnHold), "on-hold");
         assert!("webhook".parse::<TargetKind>().is_err());
     }
 }

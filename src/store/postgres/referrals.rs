@@ -104,7 +104,7 @@ async fn insert_referral(conn: &mut Tx, r: &NewReferral) -> Result<CreateOutcome
     .bind(client)
     .bind(r.vcs_id.as_str())
     .bind(r.patient_id.as_str())
-    .bind(&r.status)
+    .bind(r.status.as_str())
     .bind(&r.record)
     .bind(&r.received_content_type)
     .bind(&r.received_body)
@@ -165,7 +165,7 @@ async fn apply_change_in(
     .bind(&change.referral_id)
     .bind(change.expected_revision)
     .bind(change.at)
-    .bind(&change.status)
+    .bind(change.status.map(ReferralStatus::as_str))
     .bind(change.vcs_status.map(VcsStatus::as_str))
     .fetch_optional(&mut *conn)
     .await?;
@@ -224,7 +224,7 @@ async fn load_referral_in(
         return Ok(None);
     };
     let row = rows::referral(referral_id, &row)?;
-    let client = row.client_id.clone();
+    let client = row.client_id.to_string();
     let service_request = current_resource(conn, &client, "ServiceRequest", referral_id).await?;
     let task = match &row.task_id {
         Some(task_id) => current_resource(conn, &client, "Task", task_id).await?,

@@ -92,7 +92,7 @@ fn insert_referral(
         client,
         r.vcs_id.as_str(),
         r.patient_id.as_str(),
-        r.status,
+        r.status.as_str(),
         r.record,
         r.received_content_type,
         received.bytes,
@@ -138,7 +138,7 @@ fn load_referral(
     let Some(row) = row else {
         return Ok(None);
     };
-    let client = row.client_id.clone();
+    let client = row.client_id.to_string();
     let service_request = current_resource(conn, &client, "ServiceRequest", referral_id)?;
     let task = match &row.task_id {
         Some(task_id) => current_resource(conn, &client, "Task", task_id)?,
@@ -175,7 +175,7 @@ fn apply_change(conn: &Connection, change: &ReferralChange) -> Result<ChangeOutc
     .execute(params![
         change.referral_id,
         at,
-        change.status,
+        change.status.map(ReferralStatus::as_str),
         change.vcs_status.map(VcsStatus::as_str)
     ])?;
     for resource in &change.resources {
