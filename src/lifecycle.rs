@@ -331,7 +331,7 @@ impl<'s> ChangeBuilder<'s> {
             state,
             now,
             change: ReferralChange {
-                referral_id: state.referral_id.to_string(),
+                referral_id: state.referral_id.clone(),
                 expected_revision: state.revision,
                 status: None,
                 vcs_status: None,

@@ -16,7 +16,7 @@ use sp_gateway::store::{
     self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
     DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep,
     ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store, StoredResponse,
-    SubscriptionRow, TargetKind, VcsReferralQuery,
+    SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
 use sp_gateway::translate::vcs_status::VcsStatus;
 
@@ -189,7 +189,7 @@ fn attempt(at: DateTime<Utc>, status: Option<u16>) -> Attempt {
 /// A change to `referral` computed from `revision`: a new Task version and one outbox message.
 fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralChange {
     ReferralChange {
-        referral_id: referral.referral_id.to_string(),
+        referral_id: referral.referral_id.clone(),
         expected_revision: revision,
         status: None,
         vcs_status: Some(VcsStatus::Accepted),
@@ -676,7 +676,7 @@ async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
             .iter()
             .map(|i| i.referral_id.clone())
             .collect::<Vec<_>>(),
-        vec![a.referral_id.to_string(), b.referral_id.to_string()],
+        vec![a.referral_id.clone(), b.referral_id.clone()],
         "oldest change first"
     );
     let (accepted, items) = store
@@ -684,7 +684,7 @@ async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
         .await
         .expect("accepted");
     assert_eq!(accepted, 1);
-    assert_eq!(items[0].referral_id, b.referral_id.as_str());
+    assert_eq!(items[0].referral_id, b.referral_id);
     assert!(items[0].record.contains("referral-record/v1"));
     let later = now() + Duration::seconds(60);
     let (since_later, _) = store
@@ -697,7 +697,7 @@ async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
         .await
         .expect("page");
     assert_eq!(second_page.len(), 1);
-    assert_eq!(second_page[0].referral_id, b.referral_id.as_str());
+    assert_eq!(second_page[0].referral_id, b.referral_id);
 }
 
 // --- The outbox ----------------------------------------------------------------------------
@@ -718,7 +718,7 @@ async fn claims_hold_a_lease_and_keep_referral_order(store: Arc<dyn Store>) {
     assert_eq!(claimed.len(), 1, "the second event waits for the first");
     assert_eq!(claimed[0].sequence, 1);
     assert_eq!(claimed[0].event_type, "referral.created");
-    assert_eq!(claimed[0].referral_id, r.referral_id.as_str());
+    assert_eq!(claimed[0].referral_id, r.referral_id);
     assert_eq!(claimed[0].attempts, 0);
     assert!(store
         .claim_due_messages(t, lease, 10)
@@ -1102,11 +1102,11 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
 async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
     let subscription = SubscriptionRow {
         id: "sub-1".into(),
-        client_id: "emis-demo".into(),
+        client_id: client("emis-demo"),
         resource_type: "Task".into(),
         criteria: "Task?status=completed".into(),
         endpoint: "https://gp.example/notify".into(),
-        status: "active".into(),
+        status: SubscriptionStatus::Active,
         content: "{}".into(),
     };
     store
@@ -1140,7 +1140,7 @@ async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
             .await
             .expect("read")
             .map(|s| s.status),
-        Some("off".to_string())
+        Some(SubscriptionStatus::Off)
     );
     assert!(store
         .subscriptions_for("emis-demo", "Task")

@@ -16,7 +16,7 @@ use crate::domain::ClientId;
 use crate::fhir::outcome::{Issue, Severity};
 use crate::fhir::read::parse_body;
 use crate::lifecycle::{Lifecycle, LifecycleError, CRITERIA_PARAMETERS};
-use crate::store::{ResourceQuery, SubscriptionRow};
+use crate::store::{ResourceQuery, SubscriptionRow, SubscriptionStatus};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/Task").route(web::get().to(search_tasks)))
@@ -485,11 +485,11 @@ async fn create_subscription(
         let resource = crate::intake::with_version(resource, &id, &now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
         let row = SubscriptionRow {
             id: id.to_string(),
-            client_id: client.to_string(),
+            client_id: client.clone(),
             resource_type,
             criteria,
             endpoint,
-            status: "active".into(),
+            status: SubscriptionStatus::Active,
             content: resource.to_string(),
         };
         state.store.create_subscription(row, now).await?;
@@ -509,7 +509,7 @@ async fn own_subscription(
         .store
         .subscription(id)
         .await?
-        .filter(|s| s.client_id == client.as_str())
+        .filter(|s| s.client_id == *client)
         .ok_or_else(|| {
             ApiError::NotFound(format!(
                 "There is no Subscription with id {id} for this client."
@@ -528,11 +528,7 @@ async fn read_subscription(
             .await?;
         let row = own_subscription(&state, &client, &path).await?;
         let mut content: Value = row.json()?;
-        content["status"] = json!(if row.status == "active" {
-            "active"
-        } else {
-            "off"
-        });
+        content["status"] = json!(row.status);
         Ok(Reply::ok(content))
     })
     .await

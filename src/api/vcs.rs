@@ -189,7 +189,7 @@ async fn read_referral(
             Ok((
                 StatusCode::OK,
                 listed(VcsReferral {
-                    referral_id: referral.referral_id.to_string(),
+                    referral_id: referral.referral_id,
                     status: referral.vcs_status,
                     updated_at: referral.updated_at,
                     record: referral.record,

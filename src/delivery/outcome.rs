@@ -75,7 +75,7 @@ pub fn record(message: &OutboxMessage, attempt: Attempt, next: &NextStep) -> Att
             actor: message.recipient.clone(),
             action: "disclose".into(),
             resource_type: "ServiceRequest".into(),
-            resource_id: message.referral_id.clone(),
+            resource_id: message.referral_id.to_string(),
         }),
         disable_endpoint: (*next == NextStep::EndpointGone)
             .then(|| (message.vcs_id.clone(), GONE_REASON.to_string())),
@@ -111,7 +111,7 @@ mod tests {
     fn message(attempts: i64) -> OutboxMessage {
         OutboxMessage {
             id: "m1".into(),
-            referral_id: "r1".into(),
+            referral_id: "r1".parse().expect("a referral id"),
             target_kind: TargetKind::Vcs,
             vcs_id: "carers-count".into(),
             event_type: "referral.created".into(),

@@ -14,7 +14,9 @@ use super::signing::signature_header;
 use super::ssrf::{check_url, GuardedResolver};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{Attempt, NextStep, OutboxMessage, Store, StoreError, TargetKind};
+use crate::store::{
+    Attempt, NextStep, OutboxMessage, Store, StoreError, SubscriptionStatus, TargetKind,
+};
 
 /// Wakes the worker when new messages are committed.
 pub type Wake = Arc<Notify>;
@@ -234,11 +236,11 @@ impl DeliveryWorker {
                     .subscription(&message.vcs_id)
                     .await
                     .map_err(|e| TargetProblem::Retry(e.to_string()))?
-                    .filter(|s| s.status == "active")
+                    .filter(|s| s.status == SubscriptionStatus::Active)
                     .ok_or_else(|| TargetProblem::Abort("the subscription was deleted".into()))?;
                 let secret = self
                     .config
-                    .client(&subscription.client_id)
+                    .client(subscription.client_id.as_str())
                     .and_then(|c| c.notification_secret.clone())
                     .ok_or_else(|| {
                         TargetProblem::Retry(format!(

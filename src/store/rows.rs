@@ -59,14 +59,15 @@ pub const SUBSCRIPTION_COLUMNS: &str =
     "id, client_id, resource_type, criteria, endpoint, status, content";
 
 pub fn subscription<R: Cells + ?Sized>(row: &R) -> Result<SubscriptionRow, StoreError> {
+    let id = row.text(0)?;
     Ok(SubscriptionRow {
-        id: row.text(0)?,
-        client_id: row.text(1)?,
+        client_id: parsed("subscription", &id, &row.text(1)?)?,
         resource_type: row.text(2)?,
         criteria: row.text(3)?,
         endpoint: row.text(4)?,
-        status: row.text(5)?,
+        status: parsed("subscription", &id, &row.text(5)?)?,
         content: row.text(6)?,
+        id,
     })
 }
 
@@ -122,7 +123,7 @@ pub fn outbox_message<R: Cells + ?Sized>(row: &R) -> Result<OutboxMessage, Store
         &format!("{}:{target}", target_kind.as_str()),
     )?;
     Ok(OutboxMessage {
-        referral_id: row.text(1)?,
+        referral_id: parsed("outbox message", &id, &row.text(1)?)?,
         target_kind,
         vcs_id: target,
         event_type: row.text(3)?,
@@ -155,12 +156,12 @@ pub fn audit_record<R: Cells + ?Sized>(row: &R) -> Result<AuditRecord, StoreErro
 pub const VCS_REFERRAL_COLUMNS: &str = "id, vcs_status, updated_at, record";
 
 pub fn vcs_referral<R: Cells + ?Sized>(row: &R) -> Result<VcsReferral, StoreError> {
-    let referral_id = row.text(0)?;
+    let id = row.text(0)?;
     Ok(VcsReferral {
-        status: vcs_status(&referral_id, &row.text(1)?)?,
+        referral_id: parsed("referral", &id, &id)?,
+        status: vcs_status(&id, &row.text(1)?)?,
         updated_at: row.time(2)?,
         record: row.text(3)?,
-        referral_id,
     })
 }
 

@@ -142,6 +142,14 @@ stored_state!(
     }
 );
 
+stored_state!(
+    /// Whether a Subscription is sent notifications (`off` once its GP system deleted it).
+    SubscriptionStatus, "Subscription status", {
+        Active = "active",
+        Off = "off",
+    }
+);
+
 /// A message for the delivery worker.
 #[derive(Debug, Clone)]
 pub struct NewOutboxMessage {
@@ -255,7 +263,7 @@ pub struct StoredResponse {
 /// Everything one change to a referral writes, applied only if nobody changed it meanwhile.
 #[derive(Debug, Clone)]
 pub struct ReferralChange {
-    pub referral_id: String,
+    pub referral_id: ReferralId,
     /// The revision the change was computed from; a different stored revision means a conflict.
     pub expected_revision: i64,
     pub status: Option<ReferralStatus>,
@@ -319,7 +327,7 @@ pub enum Versions {
 /// A referral as a VCS organisation lists it.
 #[derive(Debug, Clone)]
 pub struct VcsReferral {
-    pub referral_id: String,
+    pub referral_id: ReferralId,
     pub status: VcsStatus,
     pub updated_at: DateTime<Utc>,
     pub record: String,
@@ -328,7 +336,7 @@ pub struct VcsReferral {
 impl VcsReferral {
     /// The referral record as JSON.
     pub fn record_json(&self) -> Result<serde_json::Value, super::StoreError> {
-        super::stored_json("referral record", &self.referral_id, &self.record)
+        super::stored_json("referral record", self.referral_id.as_str(), &self.record)
     }
 }
 
@@ -336,11 +344,11 @@ impl VcsReferral {
 #[derive(Debug, Clone)]
 pub struct SubscriptionRow {
     pub id: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub resource_type: String,
     pub criteria: String,
     pub endpoint: String,
-    pub status: String,
+    pub status: SubscriptionStatus,
     pub content: String,
 }
 
@@ -454,7 +462,7 @@ pub struct IssuedToken {
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
     pub id: String,
-    pub referral_id: String,
+    pub referral_id: ReferralId,
     pub target_kind: TargetKind,
     /// The VCS id, or the Subscription id.
     pub vcs_id: String,

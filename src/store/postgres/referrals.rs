@@ -162,7 +162,7 @@ async fn apply_change_in(
          WHERE id = $1 AND revision = $2
          RETURNING client_id, patient_id",
     )
-    .bind(&change.referral_id)
+    .bind(change.referral_id.as_str())
     .bind(change.expected_revision)
     .bind(change.at)
     .bind(change.status.map(ReferralStatus::as_str))

@@ -22,11 +22,11 @@ impl Subscriptions for PostgresStore {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
         )))
         .bind(&subscription.id)
-        .bind(&subscription.client_id)
+        .bind(subscription.client_id.as_str())
         .bind(&subscription.resource_type)
         .bind(&subscription.criteria)
         .bind(&subscription.endpoint)
-        .bind(&subscription.status)
+        .bind(subscription.status.as_str())
         .bind(&subscription.content)
         .bind(at)
         .execute(&self.pool)

@@ -155,11 +155,12 @@ fn load_referral(
 
 fn apply_change(conn: &Connection, change: &ReferralChange) -> Result<ChangeOutcome, StoreError> {
     let at = timestamp(change.at);
+    let referral_id = change.referral_id.as_str();
     let (client, patient_id): (String, String) = match conn
         .prepare_cached(
             "SELECT client_id, patient_id FROM referrals WHERE id = ?1 AND revision = ?2",
         )?
-        .query_row(params![change.referral_id, change.expected_revision], |r| {
+        .query_row(params![referral_id, change.expected_revision], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()?
@@ -173,16 +174,16 @@ fn apply_change(conn: &Connection, change: &ReferralChange) -> Result<ChangeOutc
          WHERE id = ?1",
     )?
     .execute(params![
-        change.referral_id,
+        referral_id,
         at,
         change.status.map(ReferralStatus::as_str),
         change.vcs_status.map(VcsStatus::as_str)
     ])?;
     for resource in &change.resources {
-        insert_resource(conn, resource, &client, &change.referral_id, &at)?;
+        insert_resource(conn, resource, &client, referral_id, &at)?;
     }
     for message in &change.outbox {
-        insert_outbox(conn, message, &change.referral_id, &at)?;
+        insert_outbox(conn, message, referral_id, &at)?;
     }
     for row in change.audit_rows(&patient_id) {
         insert_audit(conn, &row, &at)?;

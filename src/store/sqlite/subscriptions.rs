@@ -26,11 +26,11 @@ impl Subscriptions for SqliteStore {
             ))?
             .execute(params![
                 subscription.id,
-                subscription.client_id,
+                subscription.client_id.as_str(),
                 subscription.resource_type,
                 subscription.criteria,
                 subscription.endpoint,
-                subscription.status,
+                subscription.status.as_str(),
                 subscription.content,
                 at
             ])?;
