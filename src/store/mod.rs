@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::config::StorageConfig;
 
 pub mod postgres;
-pub mod rows;
+pub(crate) mod rows;
 pub mod sqlite;
 mod traits;
 mod types;

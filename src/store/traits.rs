@@ -281,31 +281,15 @@ pub trait DeliveryAdmin: Send + Sync {
     async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
 }
 
-/// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>`.
+/// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>` (each aggregate
+/// trait is `Send + Sync` already).
 pub trait Store:
-    Referrals
-    + Resources
-    + Subscriptions
-    + Audit
-    + Tokens
-    + Outbox
-    + DeliveryAdmin
-    + Send
-    + Sync
-    + 'static
+    Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin
 {
 }
 
-impl<T> Store for T where
-    T: Referrals
-        + Resources
-        + Subscriptions
-        + Audit
-        + Tokens
-        + Outbox
-        + DeliveryAdmin
-        + Send
-        + Sync
-        + 'static
+/// Any type with every aggregate is a store.
+impl<T: Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin> Store
+    for T
 {
 }
