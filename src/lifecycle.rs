@@ -219,10 +219,7 @@ impl Lifecycle<'_> {
         let owner = state
             .filter(|s| s.client_id == *client)
             .ok_or(LifecycleError::NotFound)?;
-        let subscriptions = self
-            .store
-            .subscriptions_for(client.as_str(), "Task")
-            .await?;
+        let subscriptions = self.store.subscriptions_for(client, "Task").await?;
         self.apply(
             || async {
                 self.store
@@ -293,11 +290,11 @@ impl Lifecycle<'_> {
         let state = self.load_for_vcs(vcs, referral_id).await?;
         let mut subscriptions = self
             .store
-            .subscriptions_for(state.client_id.as_str(), "Task")
+            .subscriptions_for(&state.client_id, "Task")
             .await?;
         subscriptions.extend(
             self.store
-                .subscriptions_for(state.client_id.as_str(), "Observation")
+                .subscriptions_for(&state.client_id, "Observation")
                 .await?,
         );
         Ok(subscriptions)

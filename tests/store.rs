@@ -1115,14 +1115,14 @@ async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
         .expect("create");
     assert_eq!(
         store
-            .subscriptions_for("emis-demo", "Task")
+            .subscriptions_for(&client("emis-demo"), "Task")
             .await
             .expect("list")
             .len(),
         1
     );
     assert!(store
-        .subscriptions_for("tpp-demo", "Task")
+        .subscriptions_for(&client("tpp-demo"), "Task")
         .await
         .expect("other")
         .is_empty());
@@ -1143,7 +1143,7 @@ async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
         Some(SubscriptionStatus::Off)
     );
     assert!(store
-        .subscriptions_for("emis-demo", "Task")
+        .subscriptions_for(&client("emis-demo"), "Task")
         .await
         .expect("after delete")
         .is_empty());
@@ -1155,7 +1155,7 @@ async fn issued_tokens_and_used_assertions_are_kept(store: Arc<dyn Store>) {
     let t = now();
     let token = IssuedToken {
         digest: "ab12".repeat(16),
-        client_id: "lab-rs".into(),
+        client_id: client("lab-rs"),
         scopes: vec![
             "system/ServiceRequest.read".into(),
             "system/Task.read".into(),
@@ -1183,21 +1183,21 @@ async fn issued_tokens_and_used_assertions_are_kept(store: Arc<dyn Store>) {
 
     let window = t + Duration::seconds(60);
     assert!(store
-        .use_assertion("lab-rs", "jti-1", window, t)
+        .use_assertion(&client("lab-rs"), "jti-1", window, t)
         .await
         .expect("first use"));
     assert!(!store
-        .use_assertion("lab-rs", "jti-1", window, t)
+        .use_assertion(&client("lab-rs"), "jti-1", window, t)
         .await
         .expect("replay"));
     assert!(store
-        .use_assertion("lab-es", "jti-1", window, t)
+        .use_assertion(&client("lab-es"), "jti-1", window, t)
         .await
         .expect("another client's jti"));
     // Once the window has passed the row is forgotten (the assertion's exp refuses it anyway).
     assert!(store
         .use_assertion(
-            "lab-rs",
+            &client("lab-rs"),
             "jti-1",
             window + Duration::seconds(60),
             window + Duration::seconds(1)

@@ -359,7 +359,7 @@ async fn exchange(
     let first_use = state
         .store
         .use_assertion(
-            client.as_str(),
+            client,
             &verified.jti,
             verified.replay_window_ends,
             Utc::now(),

@@ -184,7 +184,7 @@ pub const TOKEN_COLUMNS: &str = "client_id, scopes, expires_at";
 pub fn issued_token<R: Cells + ?Sized>(digest: &str, row: &R) -> Result<IssuedToken, StoreError> {
     Ok(IssuedToken {
         digest: digest.to_string(),
-        client_id: row.text(0)?,
+        client_id: parsed("access token", digest, &row.text(0)?)?,
         scopes: row
             .text(1)?
             .split_whitespace()

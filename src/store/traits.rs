@@ -127,7 +127,7 @@ pub trait Subscriptions: Send + Sync {
     /// Active subscriptions of `client` on `resource_type`.
     async fn subscriptions_for(
         &self,
-        client: &str,
+        client: &ClientId,
         resource_type: &str,
     ) -> Result<Vec<SubscriptionRow>, StoreError>;
 
@@ -168,7 +168,7 @@ pub trait Tokens: Send + Sync {
     /// replay, whichever replica saw it first).
     async fn use_assertion(
         &self,
-        client: &str,
+        client: &ClientId,
         jti: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,

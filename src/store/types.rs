@@ -453,7 +453,7 @@ pub struct SearchPage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct IssuedToken {
     pub digest: String,
-    pub client_id: String,
+    pub client_id: ClientId,
     pub scopes: Vec<String>,
     pub expires_at: DateTime<Utc>,
 }

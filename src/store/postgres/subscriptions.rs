@@ -36,14 +36,14 @@ impl Subscriptions for PostgresStore {
 
     async fn subscriptions_for(
         &self,
-        client: &str,
+        client: &ClientId,
         resource_type: &str,
     ) -> Result<Vec<SubscriptionRow>, StoreError> {
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions
              WHERE client_id = $1 AND resource_type = $2 AND status = 'active'"
         )))
-        .bind(client)
+        .bind(client.as_str())
         .bind(resource_type)
         .fetch_all(&self.pool)
         .await?

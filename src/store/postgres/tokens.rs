@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::PostgresStore;
+use crate::domain::ClientId;
 use crate::store::rows::{self, TOKEN_COLUMNS};
 use crate::store::traits::Tokens;
 use crate::store::types::*;
@@ -20,7 +21,7 @@ impl Tokens for PostgresStore {
             "INSERT INTO access_tokens (digest, client_id, scopes, expires_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(&token.digest)
-        .bind(&token.client_id)
+        .bind(token.client_id.as_str())
         .bind(token.scopes.join(" "))
         .bind(token.expires_at)
         .execute(&mut *tx)
@@ -47,7 +48,7 @@ impl Tokens for PostgresStore {
 
     async fn use_assertion(
         &self,
-        client: &str,
+        client: &ClientId,
         jti: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
@@ -61,7 +62,7 @@ impl Tokens for PostgresStore {
             "INSERT INTO used_assertions (client_id, jti, expires_at) VALUES ($1, $2, $3)
              ON CONFLICT (client_id, jti) DO NOTHING",
         )
-        .bind(client)
+        .bind(client.as_str())
         .bind(jti)
         .bind(expires_at)
         .execute(&self.pool)

@@ -41,7 +41,7 @@ impl Subscriptions for SqliteStore {
 
     async fn subscriptions_for(
         &self,
-        client: &str,
+        client: &ClientId,
         resource_type: &str,
     ) -> Result<Vec<SubscriptionRow>, StoreError> {
         let (client, resource_type) = (client.to_string(), resource_type.to_string());

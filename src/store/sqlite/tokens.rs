@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::SqliteStore;
+use crate::domain::ClientId;
 use crate::store::rows::{self, TOKEN_COLUMNS};
 use crate::store::traits::Tokens;
 use crate::store::types::*;
@@ -21,7 +22,7 @@ impl Tokens for SqliteStore {
             conn.prepare_cached(
                 "INSERT INTO access_tokens (digest, client_id, scopes, expires_at) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(params![token.digest, token.client_id, token.scopes.join(" "), expires_at])?;
+            .execute(params![token.digest, token.client_id.as_str(), token.scopes.join(" "), expires_at])?;
             Ok(())
         })
         .await
@@ -46,7 +47,7 @@ impl Tokens for SqliteStore {
 
     async fn use_assertion(
         &self,
-        client: &str,
+        client: &ClientId,
         jti: &str,
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
