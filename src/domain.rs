@@ -309,6 +309,56 @@ impl fmt::Display for Identifier {
     }
 }
 
+/// Who did something the audit trail records, as stored in `audit_log.actor`: a GP system client
+/// by its id, a VCS organisation as `vcs:{id}`, a Subscription's endpoint as `subscription:{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Actor {
+    Client(ClientId),
+    Vcs(VcsId),
+    Subscription(String),
+}
+
+impl Actor {
+    pub fn client(id: &ClientId) -> Self {
+        Actor::Client(id.clone())
+    }
+
+    pub fn vcs(id: &VcsId) -> Self {
+        Actor::Vcs(id.clone())
+    }
+}
+
+impl fmt::Display for Actor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Actor::Client(id) => write!(f, "{id}"),
+            Actor::Vcs(id) => write!(f, "vcs:{id}"),
+            Actor::Subscription(id) => write!(f, "subscription:{id}"),
+        }
+    }
+}
+
+impl FromStr for Actor {
+    type Err = DomainError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        if let Some(vcs) = raw.strip_prefix("vcs:") {
+            Ok(Actor::Vcs(vcs.parse()?))
+        } else if let Some(subscription) = raw.strip_prefix("subscription:") {
+            let id: FhirId = subscription.parse()?;
+            Ok(Actor::Subscription(id.to_string()))
+        } else {
+            Ok(Actor::Client(raw.parse()?))
+        }
+    }
+}
+
+impl Serialize for Actor {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,6 +405,20 @@ mod tests {
             );
         }
         assert!("loneliness".parse::<NeedCategory>().is_err());
+    }
+
+    #[test]
+    fn actors_round_trip_as_stored() {
+        for raw in ["emis-web", "vcs:carers-count", "subscription:0190-abc"] {
+            let actor: Actor = raw.parse().expect("an actor");
+            assert_eq!(actor.to_string(), raw);
+        }
+        assert_eq!(
+            "vcs:carers-count".parse::<Actor>(),
+            Ok(Actor::Vcs("carers-count".parse().expect("vcs id")))
+        );
+        assert!("vcs:Not A Slug".parse::<Actor>().is_err());
+        assert!("".parse::<Actor>().is_err());
     }
 
     #[test]

@@ -13,12 +13,12 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use crate::config::{Config, VcsConfig};
-use crate::domain::{ClientId, FhirId, VcsId};
+use crate::domain::{Actor, ClientId, FhirId, VcsId};
 use crate::fhir::outcome::Issue;
 use crate::fhir::stamp;
 use crate::store::{
-    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState, Store,
-    StoreError, StoredResource, StoredResponse, SubscriptionRow, TargetKind,
+    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState,
+    ReferralStatus, Store, StoreError, StoredResource, StoredResponse, SubscriptionRow, TargetKind,
 };
 use crate::subscriptions;
 use crate::translate::observation::{observation_count, outcome_observations};
@@ -87,8 +87,9 @@ fn now_text(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_content(content: &str) -> Value {
-    serde_json::from_str(content).unwrap_or(Value::Null)
+/// A stored resource's JSON; one that does not parse is an error naming it, never `null`.
+fn parse_content(resource: &StoredResource) -> Result<Value, LifecycleError> {
+    Ok(resource.json()?)
 }
 
 impl Lifecycle<'_> {
@@ -101,7 +102,7 @@ impl Lifecycle<'_> {
         self.store
             .load_referral(referral_id)
             .await?
-            .filter(|state| state.vcs_id == vcs.as_str())
+            .filter(|state| state.vcs_id == *vcs)
             .ok_or(LifecycleError::NotFound)
     }
 
@@ -146,7 +147,7 @@ impl Lifecycle<'_> {
         self.apply(
             || self.load_for_vcs(vcs, referral_id),
             |state| {
-                let current = VcsStatus::parse(&state.vcs_status).unwrap_or(VcsStatus::Received);
+                let current = state.vcs_status;
                 if !current.can_become(update.status) {
                     return Err(LifecycleError::Transition {
                         from: current.as_str().into(),
@@ -156,10 +157,10 @@ impl Lifecycle<'_> {
                 let now = Utc::now();
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
                 let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
-                let next_task = apply_status(&parse_content(&task.content), update, now);
+                let next_task = apply_status(&parse_content(task)?, update, now);
                 builder.version("Task", &task.id, task.version_id, next_task, None);
                 if let Some(status) = update.status.service_request_status() {
-                    let mut sr = parse_content(&state.service_request.content);
+                    let mut sr = parse_content(&state.service_request)?;
                     sr["status"] = json!(status);
                     builder.version(
                         "ServiceRequest",
@@ -168,11 +169,11 @@ impl Lifecycle<'_> {
                         sr,
                         None,
                     );
-                    builder.change.status = Some(status.to_string());
+                    builder.change.status = Some(status);
                 }
-                builder.change.vcs_status = Some(update.status.as_str().to_string());
-                builder.audit(&format!("vcs:{vcs}"), "status-update", "Task", &task.id);
-                builder.notify(&subscriptions);
+                builder.change.vcs_status = Some(update.status);
+                builder.audit(Actor::vcs(vcs), "status-update", "Task", &task.id);
+                builder.notify(&subscriptions)?;
                 let body = json!({"referral_id": referral_id, "status": update.status.as_str(),
                                   "updated_at": now_text(now)});
                 builder.finish(self.validation, idempotency.clone(), 200, body)
@@ -199,18 +200,23 @@ impl Lifecycle<'_> {
                 let ids: Vec<String> = (0..observation_count(report.instrument))
                     .map(|_| FhirId::generate().to_string())
                     .collect();
-                let observations =
-                    outcome_observations(report, &ids, referral_id, &state.patient_id, vcs_config);
+                let observations = outcome_observations(
+                    report,
+                    &ids,
+                    referral_id,
+                    state.patient_id.as_str(),
+                    vcs_config,
+                );
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
                 for (id, observation) in ids.iter().zip(observations) {
                     let code = observation_code(&observation);
                     builder.version("Observation", id, 0, observation, code);
-                    builder.audit(&format!("vcs:{vcs}"), "outcome", "Observation", id);
+                    builder.audit(Actor::vcs(vcs), "outcome", "Observation", id);
                 }
                 let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
-                let next_task = with_outputs(&parse_content(&task.content), &ids);
+                let next_task = with_outputs(&parse_content(task)?, &ids);
                 builder.version("Task", &task.id, task.version_id, next_task, None);
-                builder.notify(&subscriptions);
+                builder.notify(&subscriptions)?;
                 let body = json!({"referral_id": referral_id, "observation_ids": ids});
                 builder.finish(self.validation, idempotency.clone(), 201, body)
             },
@@ -234,7 +240,7 @@ impl Lifecycle<'_> {
             .read_resource(client, "ServiceRequest", referral_id)
             .await?
             .ok_or(LifecycleError::NotFound)?;
-        let current_content = parse_content(&current.content);
+        let current_content = parse_content(&current)?;
         if !gp_cancels(referral_id, proposed, &current_content)? {
             return Ok(GpChange::Unchanged(current));
         }
@@ -253,10 +259,9 @@ impl Lifecycle<'_> {
     ) -> Result<Applied, LifecycleError> {
         let state = self.store.load_referral(referral_id).await?;
         let owner = state
-            .filter(|s| s.client_id == client.as_str())
+            .filter(|s| s.client_id == *client)
             .ok_or(LifecycleError::NotFound)?;
-        let subscriptions =
-            subscriptions::of_client(self.store, client.as_str(), &["Task"]).await?;
+        let subscriptions = subscriptions::of_client(self.store, client, &["Task"]).await?;
         self.apply(
             || async {
                 self.store
@@ -274,7 +279,7 @@ impl Lifecycle<'_> {
                         });
                     }
                 }
-                let current = VcsStatus::parse(&state.vcs_status).unwrap_or(VcsStatus::Received);
+                let current = state.vcs_status;
                 if !current.can_become(VcsStatus::Cancelled) {
                     return Err(LifecycleError::Transition {
                         from: current.as_str().into(),
@@ -283,7 +288,7 @@ impl Lifecycle<'_> {
                 }
                 let now = Utc::now();
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
-                let mut sr = parse_content(&state.service_request.content);
+                let mut sr = parse_content(&state.service_request)?;
                 sr["status"] = json!("revoked");
                 let sr_version = builder.version(
                     "ServiceRequest",
@@ -299,14 +304,19 @@ impl Lifecycle<'_> {
                         note: None,
                         occurred_at: now.fixed_offset(),
                     };
-                    let next_task = apply_status(&parse_content(&task.content), &update, now);
+                    let next_task = apply_status(&parse_content(task)?, &update, now);
                     builder.version("Task", &task.id, task.version_id, next_task, None);
                 }
-                builder.change.status = Some("revoked".into());
-                builder.change.vcs_status = Some(VcsStatus::Cancelled.as_str().into());
-                builder.audit(client.as_str(), "cancel", "ServiceRequest", referral_id);
-                builder.tell_vcs(VcsEvent::ReferralCancelled);
-                builder.notify(&subscriptions);
+                builder.change.status = Some(ReferralStatus::Revoked);
+                builder.change.vcs_status = Some(VcsStatus::Cancelled);
+                builder.audit(
+                    Actor::client(client),
+                    "cancel",
+                    "ServiceRequest",
+                    referral_id,
+                );
+                builder.tell_vcs(VcsEvent::ReferralCancelled)?;
+                builder.notify(&subscriptions)?;
                 builder.finish(self.validation, None, 200, sr_version)
             },
         )
@@ -433,16 +443,16 @@ impl<'s> ChangeBuilder<'s> {
             id: id.parse().unwrap_or_else(|_| FhirId::generate()),
             version_id: previous + 1,
             content: stamped.to_string(),
-            patient_id: Some(self.state.patient_id.clone()),
+            patient_id: Some(self.state.patient_id.to_string()),
             code,
         });
         self.changed.push(stamped.clone());
         stamped
     }
 
-    fn audit(&mut self, actor: &str, action: &str, resource_type: &str, id: &str) {
+    fn audit(&mut self, actor: Actor, action: &str, resource_type: &str, id: &str) {
         self.change.audit.push(AuditEntry {
-            actor: actor.to_string(),
+            actor,
             action: action.to_string(),
             resource_type: resource_type.to_string(),
             resource_id: id.to_string(),
@@ -460,10 +470,10 @@ impl<'s> ChangeBuilder<'s> {
     }
 
     /// A webhook to the referral's VCS organisation carrying the current record.
-    fn tell_vcs(&mut self, event: VcsEvent) {
-        let target = self.state.vcs_id.clone();
+    fn tell_vcs(&mut self, event: VcsEvent) -> Result<(), LifecycleError> {
+        let target = self.state.vcs_id.to_string();
         let sequence = self.next_sequence(TargetKind::Vcs, &target);
-        let record = parse_content(&self.state.record);
+        let record = self.state.record_json()?;
         let payload = Envelope::new(event, self.now, sequence, &record).to_json();
         self.change.outbox.push(NewOutboxMessage {
             id: new_message_id(),
@@ -473,10 +483,11 @@ impl<'s> ChangeBuilder<'s> {
             sequence,
             payload,
         });
+        Ok(())
     }
 
     /// A notification to every matching Subscription for every changed Task or Observation.
-    fn notify(&mut self, subscriptions: &[SubscriptionRow]) {
+    fn notify(&mut self, subscriptions: &[SubscriptionRow]) -> Result<(), LifecycleError> {
         let changed = std::mem::take(&mut self.changed);
         for resource in &changed {
             for subscription in subscriptions
@@ -491,11 +502,12 @@ impl<'s> ChangeBuilder<'s> {
                     target: subscription.id.clone(),
                     event_type: format!("{resource_type}.changed"),
                     sequence,
-                    payload: subscriptions::notification_payload(subscription, resource),
+                    payload: subscriptions::notification_payload(subscription, resource)?,
                 });
             }
         }
         self.changed = changed;
+        Ok(())
     }
 
     /// Validates what was built against our profiles and completes the change.

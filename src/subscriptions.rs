@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::domain::{ClientId, FhirId};
 use crate::fhir::outcome::Issue;
-use crate::store::{ReferralState, Store, StoreError, SubscriptionRow};
+use crate::store::{ReferralState, Store, StoreError, SubscriptionRow, SubscriptionStatus};
 use crate::validation::Validation;
 
 /// Criteria parameters a Subscription may use, checked when it is created.
@@ -74,11 +74,11 @@ pub fn accept(
     );
     let row = SubscriptionRow {
         id: id.to_string(),
-        client_id: client.to_string(),
+        client_id: client.clone(),
         resource_type,
         criteria,
         endpoint,
-        status: "active".into(),
+        status: SubscriptionStatus::Active,
         content: resource.to_string(),
     };
     Ok(Accepted { row, resource })
@@ -169,24 +169,20 @@ pub async fn own(
     Ok(store
         .subscription(id)
         .await?
-        .filter(|s| s.client_id == client.as_str()))
+        .filter(|s| s.client_id == *client))
 }
 
 /// A stored Subscription as its client reads it: `active`, or `off` once deleted or given up.
-pub fn as_read(row: &SubscriptionRow) -> Value {
-    let mut content: Value = serde_json::from_str(&row.content).unwrap_or(Value::Null);
-    content["status"] = json!(if row.status == "active" {
-        "active"
-    } else {
-        "off"
-    });
-    content
+pub fn as_read(row: &SubscriptionRow) -> Result<Value, StoreError> {
+    let mut content: Value = row.json()?;
+    content["status"] = json!(row.status);
+    Ok(content)
 }
 
 /// A client's active Subscriptions on any of `resource_types`.
 pub async fn of_client(
     store: &dyn Store,
-    client_id: &str,
+    client_id: &ClientId,
     resource_types: &[&str],
 ) -> Result<Vec<SubscriptionRow>, StoreError> {
     let mut subscriptions = Vec::new();
@@ -198,13 +194,15 @@ pub async fn of_client(
 
 /// What a notification about `resource` carries: the resource when the Subscription asked for a
 /// payload (`channel.payload`), nothing otherwise (the GP system then reads it).
-pub fn notification_payload(subscription: &SubscriptionRow, resource: &Value) -> String {
-    let content: Value = serde_json::from_str(&subscription.content).unwrap_or(Value::Null);
-    if content["channel"]["payload"].is_string() {
+pub fn notification_payload(
+    subscription: &SubscriptionRow,
+    resource: &Value,
+) -> Result<String, StoreError> {
+    Ok(if subscription.json()?["channel"]["payload"].is_string() {
         resource.to_string()
     } else {
         String::new()
-    }
+    })
 }
 
 /// Whether a Subscription's criteria (`Task`, `Task?focus=ServiceRequest/{id}`,
@@ -220,10 +218,11 @@ pub fn matches_criteria(criteria: &str, resource: &Value, state: &ReferralState)
         match name.as_ref() {
             "focus" | "based-on" => {
                 value == format!("ServiceRequest/{}", state.referral_id)
-                    || value == state.referral_id
+                    || value == state.referral_id.as_str()
             }
             "patient" | "subject" => {
-                value == format!("Patient/{}", state.patient_id) || value == state.patient_id
+                value == format!("Patient/{}", state.patient_id)
+                    || value == state.patient_id.as_str()
             }
             "status" => value
                 .split(',')

@@ -10,12 +10,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use sp_gateway::config::StorageConfig;
+use sp_gateway::delivery::outcome;
 use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
 use sp_gateway::store::{
     self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
-    IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep, ReferralChange,
-    ReferralQuery, ResourceQuery, Store, StoredResponse, SubscriptionRow, TargetKind,
+    DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep,
+    ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store, StoredResponse,
+    SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
+use sp_gateway::translate::vcs_status::VcsStatus;
 
 const SYSTEM: &str = "https://fhir.emis-demo.example/Id/referral";
 
@@ -132,7 +135,7 @@ fn referral(client_id: &str, reference: &str) -> NewReferral {
         identifiers: vec![Identifier::new(SYSTEM, reference)],
         message_id: None,
         patient_id: patient_id.clone(),
-        status: "active".into(),
+        status: ReferralStatus::Active,
         received_content_type: "application/fhir+json".into(),
         received_body: br#"{"resourceType":"ServiceRequest"}"#.to_vec(),
         resources: vec![
@@ -186,10 +189,10 @@ fn attempt(at: DateTime<Utc>, status: Option<u16>) -> Attempt {
 /// A change to `referral` computed from `revision`: a new Task version and one outbox message.
 fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralChange {
     ReferralChange {
-        referral_id: referral.referral_id.to_string(),
+        referral_id: referral.referral_id.clone(),
         expected_revision: revision,
         status: None,
-        vcs_status: Some("accepted".into()),
+        vcs_status: Some(VcsStatus::Accepted),
         resources: vec![resource(
             "Task",
             &referral.task_id,
@@ -198,7 +201,7 @@ fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralC
         )],
         outbox: vec![],
         audit: vec![AuditEntry {
-            actor: "vcs:carers-count".into(),
+            actor: "vcs:carers-count".parse().expect("an actor"),
             action: "update".into(),
             resource_type: "Task".into(),
             resource_id: referral.task_id.to_string(),
@@ -206,6 +209,20 @@ fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralC
         idempotency: None,
         correlation_id: None,
         at: now(),
+    }
+}
+
+fn vcs_query(
+    status: Option<VcsStatus>,
+    since: Option<DateTime<Utc>>,
+    count: usize,
+    offset: usize,
+) -> VcsReferralQuery {
+    VcsReferralQuery {
+        status,
+        since,
+        count,
+        offset,
     }
 }
 
@@ -251,10 +268,11 @@ async fn create_then_read_as_owner_only(store: Arc<dyn Store>) {
         .await
         .expect("load")
         .expect("state");
-    assert_eq!(state.client_id, "emis-demo");
-    assert_eq!(state.vcs_id, "carers-count");
+    assert_eq!(state.client_id.as_str(), "emis-demo");
+    assert_eq!(state.vcs_id.as_str(), "carers-count");
+    assert_eq!(state.status, ReferralStatus::Active);
     assert_eq!(state.revision, 1);
-    assert_eq!(state.vcs_status, "received");
+    assert_eq!(state.vcs_status, VcsStatus::Received);
     assert_eq!(
         state.task.as_ref().map(|t| t.id.as_str()),
         Some(r.task_id.as_str())
@@ -503,7 +521,7 @@ async fn changes_apply_once_per_revision(store: Arc<dyn Store>) {
         .expect("load")
         .expect("state");
     assert_eq!(state.revision, 2);
-    assert_eq!(state.vcs_status, "accepted");
+    assert_eq!(state.vcs_status, VcsStatus::Accepted);
     assert_eq!(state.task.as_ref().map(|t| t.version_id), Some(2));
     assert_eq!(state.next_sequence(TargetKind::Vcs, "carers-count"), 3);
     let stored = store
@@ -649,7 +667,7 @@ async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
         .expect("accept b");
     let carers = vcs("carers-count");
     let (total, items) = store
-        .list_vcs_referrals(&carers, None, None, 10, 0)
+        .list_vcs_referrals(&carers, &vcs_query(None, None, 10, 0))
         .await
         .expect("list");
     assert_eq!(total, 2);
@@ -658,28 +676,28 @@ async fn vcs_lists_its_referrals(store: Arc<dyn Store>) {
             .iter()
             .map(|i| i.referral_id.clone())
             .collect::<Vec<_>>(),
-        vec![a.referral_id.to_string(), b.referral_id.to_string()],
+        vec![a.referral_id.clone(), b.referral_id.clone()],
         "oldest change first"
     );
     let (accepted, items) = store
-        .list_vcs_referrals(&carers, Some("accepted"), None, 10, 0)
+        .list_vcs_referrals(&carers, &vcs_query(Some(VcsStatus::Accepted), None, 10, 0))
         .await
         .expect("accepted");
     assert_eq!(accepted, 1);
-    assert_eq!(items[0].referral_id, b.referral_id.as_str());
+    assert_eq!(items[0].referral_id, b.referral_id);
     assert!(items[0].record.contains("referral-record/v1"));
     let later = now() + Duration::seconds(60);
     let (since_later, _) = store
-        .list_vcs_referrals(&carers, None, Some(later), 10, 0)
+        .list_vcs_referrals(&carers, &vcs_query(None, Some(later), 10, 0))
         .await
         .expect("since");
     assert_eq!(since_later, 0);
     let (_, second_page) = store
-        .list_vcs_referrals(&carers, None, None, 1, 1)
+        .list_vcs_referrals(&carers, &vcs_query(None, None, 1, 1))
         .await
         .expect("page");
     assert_eq!(second_page.len(), 1);
-    assert_eq!(second_page[0].referral_id, b.referral_id.as_str());
+    assert_eq!(second_page[0].referral_id, b.referral_id);
 }
 
 // --- The outbox ----------------------------------------------------------------------------
@@ -700,7 +718,7 @@ async fn claims_hold_a_lease_and_keep_referral_order(store: Arc<dyn Store>) {
     assert_eq!(claimed.len(), 1, "the second event waits for the first");
     assert_eq!(claimed[0].sequence, 1);
     assert_eq!(claimed[0].event_type, "referral.created");
-    assert_eq!(claimed[0].referral_id, r.referral_id.as_str());
+    assert_eq!(claimed[0].referral_id, r.referral_id);
     assert_eq!(claimed[0].attempts, 0);
     assert!(store
         .claim_due_messages(t, lease, 10)
@@ -708,7 +726,10 @@ async fn claims_hold_a_lease_and_keep_referral_order(store: Arc<dyn Store>) {
         .expect("claim again")
         .is_empty());
     store
-        .record_attempt(&claimed[0].id, attempt(t, Some(200)), NextStep::Delivered)
+        .record_attempt(
+            &claimed[0].id,
+            outcome::record(&claimed[0], attempt(t, Some(200)), &NextStep::Delivered),
+        )
         .await
         .expect("record");
     let next = store
@@ -722,7 +743,7 @@ async fn claims_hold_a_lease_and_keep_referral_order(store: Arc<dyn Store>) {
         .await
         .expect("deliveries");
     assert_eq!(deliveries.len(), 2);
-    assert_eq!(deliveries[0].0.state, "delivered");
+    assert_eq!(deliveries[0].0.state, DeliveryState::Delivered);
     assert_eq!(deliveries[0].0.attempts, 1);
     assert!(deliveries[0].0.delivered_at.is_some());
     assert_eq!(deliveries[0].1.len(), 1);
@@ -812,7 +833,14 @@ async fn retries_dead_letters_and_recovery(store: Arc<dyn Store>) {
     let id = claimed[0].id.clone();
     let retry_at = t + Duration::seconds(5);
     store
-        .record_attempt(&id, attempt(t, Some(503)), NextStep::RetryAt(retry_at))
+        .record_attempt(
+            &id,
+            outcome::record(
+                &claimed[0],
+                attempt(t, Some(503)),
+                &NextStep::RetryAt(retry_at),
+            ),
+        )
         .await
         .expect("retry");
     assert_eq!(store.next_due_at().await.expect("due"), Some(retry_at));
@@ -827,14 +855,17 @@ async fn retries_dead_letters_and_recovery(store: Arc<dyn Store>) {
         .expect("due now");
     assert_eq!(again[0].attempts, 1);
     store
-        .record_attempt(&id, attempt(retry_at, Some(500)), NextStep::Dead)
+        .record_attempt(
+            &id,
+            outcome::record(&claimed[0], attempt(retry_at, Some(500)), &NextStep::Dead),
+        )
         .await
         .expect("dead");
     let stats = store.outbox_stats(now()).await.expect("stats");
     assert_eq!((stats.pending, stats.dead), (0, 1));
     let (dead, listed) = store
         .list_deliveries(&DeliveryFilter {
-            state: Some("dead".into()),
+            state: Some(DeliveryState::Dead),
             count: 10,
             ..DeliveryFilter::default()
         })
@@ -858,7 +889,14 @@ async fn retries_dead_letters_and_recovery(store: Arc<dyn Store>) {
         "a recovered message starts afresh"
     );
     store
-        .record_attempt(&id, attempt(now(), Some(200)), NextStep::Delivered)
+        .record_attempt(
+            &id,
+            outcome::record(
+                &recovered[0],
+                attempt(now(), Some(200)),
+                &NextStep::Delivered,
+            ),
+        )
         .await
         .expect("delivered");
     let progress = store
@@ -909,8 +947,11 @@ async fn disabled_endpoints_wait(store: Arc<dyn Store>) {
     store
         .record_attempt(
             &claimed[0].id,
-            attempt(now(), Some(410)),
-            NextStep::EndpointGone,
+            outcome::record(
+                &claimed[0],
+                attempt(now(), Some(410)),
+                &NextStep::EndpointGone,
+            ),
         )
         .await
         .expect("gone");
@@ -965,7 +1006,10 @@ async fn delivered_payloads_are_pruned(store: Arc<dyn Store>) {
         .expect("claim");
     for message in &claimed[..2] {
         store
-            .record_attempt(&message.id, attempt(t, Some(204)), NextStep::Delivered)
+            .record_attempt(
+                &message.id,
+                outcome::record(message, attempt(t, Some(204)), &NextStep::Delivered),
+            )
             .await
             .expect("delivered");
     }
@@ -1004,7 +1048,7 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
     store
         .record_access(Access {
             at: now(),
-            actor: "emis-demo".into(),
+            actor: "emis-demo".parse().expect("an actor"),
             action: "read".into(),
             resource_type: "ServiceRequest".into(),
             resource_id: Some(r.referral_id.to_string()),
@@ -1020,7 +1064,10 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
         .await
         .expect("claim");
     store
-        .record_attempt(&claimed[0].id, attempt(t, Some(200)), NextStep::Delivered)
+        .record_attempt(
+            &claimed[0].id,
+            outcome::record(&claimed[0], attempt(t, Some(200)), &NextStep::Delivered),
+        )
         .await
         .expect("delivered");
     let (total, records) = store
@@ -1040,7 +1087,7 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
         Some(r.patient_id.as_str()),
         "the patient is found from the resource read"
     );
-    assert_eq!(records[2].actor, "vcs:carers-count");
+    assert_eq!(records[2].actor.to_string(), "vcs:carers-count");
     let (none, _) = store
         .audit_events(&AuditQuery {
             from: Some(now() + Duration::seconds(60)),
@@ -1055,11 +1102,11 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
 async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
     let subscription = SubscriptionRow {
         id: "sub-1".into(),
-        client_id: "emis-demo".into(),
+        client_id: client("emis-demo"),
         resource_type: "Task".into(),
         criteria: "Task?status=completed".into(),
         endpoint: "https://gp.example/notify".into(),
-        status: "active".into(),
+        status: SubscriptionStatus::Active,
         content: "{}".into(),
     };
     store
@@ -1068,14 +1115,14 @@ async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
         .expect("create");
     assert_eq!(
         store
-            .subscriptions_for("emis-demo", "Task")
+            .subscriptions_for(&client("emis-demo"), "Task")
             .await
             .expect("list")
             .len(),
         1
     );
     assert!(store
-        .subscriptions_for("tpp-demo", "Task")
+        .subscriptions_for(&client("tpp-demo"), "Task")
         .await
         .expect("other")
         .is_empty());
@@ -1093,10 +1140,10 @@ async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
             .await
             .expect("read")
             .map(|s| s.status),
-        Some("off".to_string())
+        Some(SubscriptionStatus::Off)
     );
     assert!(store
-        .subscriptions_for("emis-demo", "Task")
+        .subscriptions_for(&client("emis-demo"), "Task")
         .await
         .expect("after delete")
         .is_empty());
@@ -1108,7 +1155,7 @@ async fn issued_tokens_and_used_assertions_are_kept(store: Arc<dyn Store>) {
     let t = now();
     let token = IssuedToken {
         digest: "ab12".repeat(16),
-        client_id: "lab-rs".into(),
+        client_id: client("lab-rs"),
         scopes: vec![
             "system/ServiceRequest.read".into(),
             "system/Task.read".into(),
@@ -1136,21 +1183,21 @@ async fn issued_tokens_and_used_assertions_are_kept(store: Arc<dyn Store>) {
 
     let window = t + Duration::seconds(60);
     assert!(store
-        .use_assertion("lab-rs", "jti-1", window, t)
+        .use_assertion(&client("lab-rs"), "jti-1", window, t)
         .await
         .expect("first use"));
     assert!(!store
-        .use_assertion("lab-rs", "jti-1", window, t)
+        .use_assertion(&client("lab-rs"), "jti-1", window, t)
         .await
         .expect("replay"));
     assert!(store
-        .use_assertion("lab-es", "jti-1", window, t)
+        .use_assertion(&client("lab-es"), "jti-1", window, t)
         .await
         .expect("another client's jti"));
     // Once the window has passed the row is forgotten (the assertion's exp refuses it anyway).
     assert!(store
         .use_assertion(
-            "lab-rs",
+            &client("lab-rs"),
             "jti-1",
             window + Duration::seconds(60),
             window + Duration::seconds(1)

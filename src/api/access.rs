@@ -6,11 +6,12 @@ use actix_web::HttpRequest;
 use chrono::Utc;
 
 use super::{correlation_id, AppState};
+use crate::domain::Actor;
 use crate::store::{Access, StoreError};
 
 /// A read or search to audit.
 pub struct Accessed<'a> {
-    pub actor: &'a str,
+    pub actor: Actor,
     /// `read`, `vread`, `search`, `history`.
     pub action: &'a str,
     pub resource_type: &'a str,
@@ -28,7 +29,7 @@ pub async fn record(
 ) -> Result<(), StoreError> {
     let access = Access {
         at: Utc::now(),
-        actor: accessed.actor.to_string(),
+        actor: accessed.actor,
         action: accessed.action.to_string(),
         resource_type: accessed.resource_type.to_string(),
         resource_id: accessed.resource_id.map(str::to_string),

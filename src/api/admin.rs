@@ -13,7 +13,7 @@ use super::json::{json_page, json_result, Page};
 use super::{query_pairs, AppState};
 use crate::delivery::signing::generate_secret;
 use crate::domain::VcsId;
-use crate::store::DeliveryFilter;
+use crate::store::{DeliveryFilter, DeliveryState, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/metrics", web::get().to(metrics)).service(
@@ -54,6 +54,11 @@ async fn metrics(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// The operator API's view of our own records (strings and numbers, which always serialise).
+fn as_json(value: &impl serde::Serialize) -> Result<Value, Problem> {
+    serde_json::to_value(value).map_err(|e| Problem::Store(StoreError::Database(Box::new(e))))
+}
+
 async fn list_deliveries(
     _: Operator,
     state: web::Data<AppState>,
@@ -65,8 +70,8 @@ async fn list_deliveries(
             let mut page = Page::new(50, 500);
             for (name, value) in query_pairs(&request) {
                 match name.as_str() {
-                    "state" if ["pending", "delivered", "dead"].contains(&value.as_str()) => {
-                        filter.state = Some(value)
+                    "state" if value.parse::<DeliveryState>().is_ok() => {
+                        filter.state = value.parse().ok()
                     }
                     "state" => {
                         return Err(Problem::BadRequest(
@@ -84,10 +89,7 @@ async fn list_deliveries(
             }
             (filter.count, filter.offset) = (page.limit, page.offset);
             let (total, items) = state.store.list_deliveries(&filter).await?;
-            let items: Vec<Value> = items
-                .iter()
-                .map(|d| serde_json::to_value(d).unwrap_or(Value::Null))
-                .collect();
+            let items: Vec<Value> = items.iter().map(as_json).collect::<Result<Vec<_>, _>>()?;
             Ok((StatusCode::OK, json_page(total, filter.offset, items)))
         }
         .await,
@@ -111,12 +113,11 @@ async fn referral_deliveries(
             let messages: Vec<Value> = messages
                 .into_iter()
                 .map(|(delivery, attempts)| {
-                    let mut value = serde_json::to_value(delivery).unwrap_or(Value::Null);
-                    value["attempts_detail"] =
-                        serde_json::to_value(attempts).unwrap_or(Value::Null);
-                    value
+                    let mut value = as_json(&delivery)?;
+                    value["attempts_detail"] = as_json(&attempts)?;
+                    Ok(value)
                 })
-                .collect();
+                .collect::<Result<Vec<_>, Problem>>()?;
             Ok((
                 StatusCode::OK,
                 json!({"referral_id": path.as_str(), "messages": messages}),
@@ -140,7 +141,7 @@ async fn retry_delivery(
                 )));
             }
             state.wake.notify_one();
-            Ok((StatusCode::ACCEPTED, json!({"id": path.as_str(), "state": "pending"})))
+            Ok((StatusCode::ACCEPTED, json!({"id": path.as_str(), "state": DeliveryState::Pending})))
         }
         .await,
     )
@@ -187,7 +188,7 @@ async fn recover(
                 .with_timezone(&Utc);
             let progress = state.store.start_recovery(&vcs, since, Utc::now()).await?;
             state.wake.notify_one();
-            let body = serde_json::to_value(&progress).unwrap_or(Value::Null);
+            let body = as_json(&progress)?;
             Ok((StatusCode::ACCEPTED, body))
         }
         .await,
@@ -205,10 +206,7 @@ async fn recovery(
                 state.store.recovery_progress(&path).await?.ok_or_else(|| {
                     Problem::NotFound(format!("No recovery job {}.", path.as_str()))
                 })?;
-            Ok((
-                StatusCode::OK,
-                serde_json::to_value(progress).unwrap_or(Value::Null),
-            ))
+            Ok((StatusCode::OK, as_json(&progress)?))
         }
         .await,
     )

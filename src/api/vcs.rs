@@ -14,7 +14,7 @@ use super::json::{json_page, json_result, Page};
 use super::{correlation_id, AppState};
 use crate::domain::VcsId;
 use crate::lifecycle::{IdempotencyKey, Lifecycle};
-use crate::store::VcsReferral;
+use crate::store::{StoreError, VcsReferral, VcsReferralQuery};
 use crate::translate::vcs_request::{parse_outcome_report, parse_status_update};
 use crate::translate::vcs_status::VcsStatus;
 
@@ -66,9 +66,8 @@ async fn audit_vcs_access(
     action: &str,
     referral_id: Option<&str>,
 ) -> Result<(), Problem> {
-    let actor = format!("vcs:{vcs}");
     let accessed = Accessed {
-        actor: &actor,
+        actor: crate::domain::Actor::vcs(vcs),
         action,
         resource_type: "ServiceRequest",
         resource_id: referral_id,
@@ -78,13 +77,13 @@ async fn audit_vcs_access(
     Ok(access::record(state, request, accessed).await?)
 }
 
-fn listed(referral: VcsReferral) -> Value {
-    json!({
+fn listed(referral: VcsReferral) -> Result<Value, StoreError> {
+    Ok(json!({
+        "record": referral.record_json()?,
         "referral_id": referral.referral_id,
         "status": referral.status,
         "updated_at": referral.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true),
-        "record": serde_json::from_str::<Value>(&referral.record).unwrap_or(Value::Null),
-    })
+    }))
 }
 
 async fn list_referrals(
@@ -125,14 +124,19 @@ async fn list_referrals(
                 .store
                 .list_vcs_referrals(
                     &vcs,
-                    status.map(VcsStatus::as_str),
-                    since,
-                    page.limit,
-                    page.offset,
+                    &VcsReferralQuery {
+                        status,
+                        since,
+                        count: page.limit,
+                        offset: page.offset,
+                    },
                 )
                 .await?;
             audit_vcs_access(&state, &request, &vcs, "search", None).await?;
-            let items: Vec<Value> = items.into_iter().map(listed).collect();
+            let items = items
+                .into_iter()
+                .map(listed)
+                .collect::<Result<Vec<_>, _>>()?;
             Ok((StatusCode::OK, json_page(total, page.offset, items)))
         }
         .await,
@@ -151,14 +155,21 @@ async fn read_referral(
                 .store
                 .load_referral(&path)
                 .await?
-                .filter(|r| r.vcs_id == vcs.as_str())
+                .filter(|r| r.vcs_id == vcs)
                 .ok_or_else(|| {
                     Problem::NotFound(format!(
                         "No referral {} for this organisation.",
                         path.as_str()
                     ))
                 })?;
-            audit_vcs_access(&state, &request, &vcs, "read", Some(&referral.referral_id)).await?;
+            audit_vcs_access(
+                &state,
+                &request,
+                &vcs,
+                "read",
+                Some(referral.referral_id.as_str()),
+            )
+            .await?;
             Ok((
                 StatusCode::OK,
                 listed(VcsReferral {
@@ -166,7 +177,7 @@ async fn read_referral(
                     status: referral.vcs_status,
                     updated_at: referral.updated_at,
                     record: referral.record,
-                }),
+                })?,
             ))
         }
         .await,
@@ -188,7 +199,7 @@ async fn prepare_write(
         .and_then(|v| v.to_str().ok())
     {
         Some(key) if !key.is_empty() && key.len() <= 255 => Some(IdempotencyKey {
-            owner: format!("vcs:{vcs}"),
+            owner: crate::domain::Actor::vcs(vcs).to_string(),
             key: key.to_string(),
             request_hash: format!("{:x}", Sha256::digest(body)),
         }),
@@ -211,10 +222,11 @@ async fn prepare_write(
                     "this key was used for a different request body".into(),
                 )]));
             }
-            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            let status = StatusCode::from_u16(stored.status)
+                .map_err(|e| StoreError::unreadable("idempotent response", key.key.as_str(), e))?;
             return Ok(Err((
                 status,
-                serde_json::from_str(&stored.body).unwrap_or(Value::Null),
+                crate::store::stored_json("idempotent response", &key.key, &stored.body)?,
             )));
         }
     }

@@ -359,7 +359,7 @@ impl Auth {
         let granted = endpoint.grant(client, field("scope"))?;
         let first_use = store
             .use_assertion(
-                client.as_str(),
+                client,
                 &verified.jti,
                 verified.replay_window_ends,
                 Utc::now(),

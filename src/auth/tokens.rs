@@ -116,7 +116,7 @@ impl IssuedTokens {
         store
             .save_access_token(IssuedToken {
                 digest: hex(&digest),
-                client_id: client.to_string(),
+                client_id: client.clone(),
                 scopes: scopes.clone(),
                 expires_at: expires,
             })
@@ -146,12 +146,8 @@ impl IssuedTokens {
         let Some(stored) = store.access_token(&hex(&digest), now).await? else {
             return Ok(None);
         };
-        // A stored client id that no longer parses names no configured client.
-        let Ok(client) = stored.client_id.parse::<ClientId>() else {
-            return Ok(None);
-        };
         let grant = Grant {
-            client,
+            client: stored.client_id,
             scopes: stored.scopes,
             expires: stored.expires_at,
         };

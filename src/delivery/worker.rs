@@ -8,12 +8,15 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
 
-use super::retry::{next_attempt_at, parse_retry_after};
+use super::outcome::{self, classify, Verdict};
+use super::retry::parse_retry_after;
 use super::signing::signature_header;
 use super::ssrf::{check_url, GuardedResolver};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::store::{Attempt, NextStep, OutboxMessage, Store, StoreError, TargetKind};
+use crate::store::{
+    Attempt, NextStep, OutboxMessage, Store, StoreError, SubscriptionStatus, TargetKind,
+};
 
 /// Wakes the worker when new messages are committed.
 pub type Wake = Arc<Notify>;
@@ -35,15 +38,6 @@ pub struct DeliveryWorker {
     metrics: Arc<Metrics>,
     client: reqwest::Client,
     wake: Wake,
-}
-
-/// How a receiver's answer is treated.
-#[derive(Debug, PartialEq)]
-enum Verdict {
-    Delivered,
-    Retry { retry_after: Option<Duration> },
-    Gone,
-    Abort,
 }
 
 impl DeliveryWorker {
@@ -242,11 +236,11 @@ impl DeliveryWorker {
                     .subscription(&message.vcs_id)
                     .await
                     .map_err(|e| TargetProblem::Retry(e.to_string()))?
-                    .filter(|s| s.status == "active")
+                    .filter(|s| s.status == SubscriptionStatus::Active)
                     .ok_or_else(|| TargetProblem::Abort("the subscription was deleted".into()))?;
                 let secret = self
                     .config
-                    .client(&subscription.client_id)
+                    .client(subscription.client_id.as_str())
                     .and_then(|c| c.notification_secret.clone())
                     .ok_or_else(|| {
                         TargetProblem::Retry(format!(
@@ -254,10 +248,13 @@ impl DeliveryWorker {
                             subscription.client_id
                         ))
                     })?;
+                let content = subscription
+                    .json()
+                    .map_err(|e| TargetProblem::Retry(e.to_string()))?;
                 Ok(Target {
                     url: subscription.endpoint,
                     secrets: vec![secret],
-                    headers: channel_headers(&subscription.content),
+                    headers: channel_headers(&content),
                     content_type: "application/fhir+json",
                 })
             }
@@ -295,13 +292,10 @@ impl DeliveryWorker {
         next: NextStep,
         claimed: Instant,
     ) {
+        let record = outcome::record(message, attempt, &next);
         let mut pause = Duration::from_millis(200);
         loop {
-            match self
-                .store
-                .record_attempt(&message.id, attempt.clone(), next.clone())
-                .await
-            {
+            match self.store.record_attempt(&message.id, record.clone()).await {
                 Ok(()) => return,
                 Err(StoreError::Unavailable(e)) if claimed.elapsed() + pause < self.lease() => {
                     tracing::warn!(message_id = %message.id, error = %e, "storage unavailable; retrying to record a delivery attempt");
@@ -324,23 +318,7 @@ impl DeliveryWorker {
         verdict: &Verdict,
         now: DateTime<Utc>,
     ) -> NextStep {
-        match verdict {
-            Verdict::Delivered => NextStep::Delivered,
-            Verdict::Gone => NextStep::EndpointGone,
-            Verdict::Abort => NextStep::Dead,
-            Verdict::Retry { retry_after } => {
-                let made = message.attempts + 1;
-                match next_attempt_at(
-                    made,
-                    &self.config.delivery.retry_schedule,
-                    now,
-                    *retry_after,
-                ) {
-                    Some(at) => NextStep::RetryAt(at),
-                    None => NextStep::Dead,
-                }
-            }
-        }
+        outcome::next_step(message, verdict, &self.config.delivery.retry_schedule, now)
     }
 
     fn observe(
@@ -468,8 +446,7 @@ enum TargetProblem {
 }
 
 /// `Subscription.channel.header` entries ("Name: value"): headers the subscriber asked us to send.
-fn channel_headers(subscription: &str) -> Vec<(String, String)> {
-    let content: serde_json::Value = serde_json::from_str(subscription).unwrap_or_default();
+fn channel_headers(content: &serde_json::Value) -> Vec<(String, String)> {
     content["channel"]["header"]
         .as_array()
         .into_iter()
@@ -479,17 +456,6 @@ fn channel_headers(subscription: &str) -> Vec<(String, String)> {
         .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
         .filter(|(name, _)| !name.is_empty() && !name.to_ascii_lowercase().starts_with("webhook-"))
         .collect()
-}
-
-/// The rules of a receiver's answer (Standard Webhooks and common platform practice).
-fn classify(status: u16, abort: bool, retry_after: Option<Duration>) -> Verdict {
-    match status {
-        200..=299 => Verdict::Delivered,
-        410 => Verdict::Gone,
-        _ if abort => Verdict::Abort,
-        429 | 502 | 503 | 504 => Verdict::Retry { retry_after },
-        _ => Verdict::Retry { retry_after: None },
-    }
 }
 
 fn failed_attempt(at: DateTime<Utc>, clock: Instant, error: String) -> Attempt {
@@ -532,30 +498,4 @@ async fn body_prefix(mut response: reqwest::Response) -> Option<String> {
     bytes.truncate(RESPONSE_PREFIX_BYTES);
     let text = String::from_utf8_lossy(&bytes).into_owned();
     (!text.is_empty()).then_some(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classification() {
-        assert_eq!(classify(200, false, None), Verdict::Delivered);
-        assert_eq!(classify(204, true, None), Verdict::Delivered);
-        assert_eq!(classify(410, false, None), Verdict::Gone);
-        assert_eq!(classify(400, true, None), Verdict::Abort);
-        assert_eq!(
-            classify(302, false, None),
-            Verdict::Retry { retry_after: None }
-        );
-        let later = Some(Duration::from_secs(9));
-        assert_eq!(
-            classify(429, false, later),
-            Verdict::Retry { retry_after: later }
-        );
-        assert_eq!(
-            classify(500, false, later),
-            Verdict::Retry { retry_after: None }
-        );
-    }
 }

@@ -10,7 +10,7 @@ use crate::config::VcsConfig;
 use crate::conformance::NeedVocabulary;
 use crate::domain::FhirId;
 use crate::fhir::outcome::Issue;
-use crate::store::{NewOutboxMessage, NewReferral, NewResource, TargetKind};
+use crate::store::{NewOutboxMessage, NewReferral, NewResource, ReferralStatus, TargetKind};
 use crate::translate::referral_record::referral_record;
 use crate::translate::task::new_task;
 use crate::translate::webhook::{new_message_id, Envelope, VcsEvent};
@@ -43,13 +43,16 @@ pub(super) fn build(
     let record_text = json_text(&record);
     let event = VcsEvent::ReferralCreated;
     let envelope = Envelope::new(event, request.now, 1, &record).to_json();
-    let status = assigned
+    // The shape step admits only `active` (or no status, which means active) at create.
+    let status: ReferralStatus = assigned
         .parts
         .service_request
         .status
         .value
-        .clone()
-        .unwrap_or_else(|| "active".to_string());
+        .as_deref()
+        .unwrap_or("active")
+        .parse()
+        .map_err(|e: String| Rejected(vec![Issue::error("code-invalid", e)]))?;
     let patient_id = assigned.patient_id.as_str().to_string();
     let task_id = FhirId::generate();
     let task = new_task(

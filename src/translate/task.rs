@@ -257,11 +257,7 @@ mod tests {
                 reason_for(status),
                 "{name}"
             );
-            assert_eq!(
-                next.get("executionPeriod").cloned().unwrap_or(Value::Null),
-                period,
-                "{name}"
-            );
+            assert_eq!(next["executionPeriod"], period, "{name}");
             assert_eq!(next["lastModified"], "2026-11-23T12:00:00Z", "{name}");
             assert_eq!(next["id"], "task-1", "{name}");
         }

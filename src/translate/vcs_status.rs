@@ -1,6 +1,8 @@
 //! The VCS-side status of a referral: the vocabulary a VCS organisation reports in, which status
 //! may follow which, and what each means for the FHIR Task and ServiceRequest the GP reads.
 
+use crate::store::ReferralStatus;
+
 /// The VCS-side status vocabulary, valid by construction.
 ///
 /// Transition table (`can_become`): row = current status, ✓ = may be reported next.
@@ -124,10 +126,10 @@ impl VcsStatus {
     /// ServiceRequest.status that follows, if it changes: the referral is done when the support
     /// completes and revoked when it is cancelled. A declined referral stays `active` so that the
     /// GP practice can send the person elsewhere.
-    pub fn service_request_status(self) -> Option<&'static str> {
+    pub fn service_request_status(self) -> Option<ReferralStatus> {
         match self {
-            VcsStatus::Completed => Some("completed"),
-            VcsStatus::Cancelled => Some("revoked"),
+            VcsStatus::Completed => Some(ReferralStatus::Completed),
+            VcsStatus::Cancelled => Some(ReferralStatus::Revoked),
             _ => None,
         }
     }
@@ -276,7 +278,13 @@ mod tests {
             let name = status.as_str();
             assert_eq!(status.task_status(), task_status, "{name}");
             assert_eq!(status.business_status().map(|b| b.0), business, "{name}");
-            assert_eq!(status.service_request_status(), service_request, "{name}");
+            assert_eq!(
+                status
+                    .service_request_status()
+                    .map(crate::store::ReferralStatus::as_str),
+                service_request,
+                "{name}"
+            );
             assert_eq!(status.is_under_way(), under_way, "{name}");
         }
     }

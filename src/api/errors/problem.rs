@@ -120,10 +120,9 @@ impl From<LifecycleError> for Problem {
                     .iter()
                     .flat_map(|i| i.expression.iter().cloned())
                     .collect();
-                Problem::Store(StoreError::Database(format!(
-                    "generated FHIR failed validation at {}",
-                    places.join(", ")
-                )))
+                Problem::Store(StoreError::Database(
+                    format!("generated FHIR failed validation at {}", places.join(", ")).into(),
+                ))
             }
             LifecycleError::Store(e) => Problem::Store(e),
         }

@@ -13,7 +13,7 @@ pub use crate::api::query_pairs;
 use crate::api::AppState;
 use crate::domain::FhirId;
 use crate::fhir::read::Format;
-use crate::store::StoredResource;
+use crate::store::{StoreError, StoredResource};
 
 /// The response format a request asks for (`_format`, then `Accept`).
 pub fn response_format(request: &HttpRequest) -> Result<Format, ApiError> {
@@ -211,7 +211,7 @@ async fn read(
         }
     };
     let accessed = Accessed {
-        actor: client.as_str(),
+        actor: crate::domain::Actor::client(&client),
         action: if version.is_some() { "vread" } else { "read" },
         resource_type,
         resource_id: Some(id.as_str()),
@@ -220,10 +220,10 @@ async fn read(
     };
     access::record(state, request, accessed).await?;
     let found = found.ok_or_else(not_found)?;
-    Ok(version_headers(Reply::ok(content(&found)), &found))
+    Ok(version_headers(Reply::ok(content(&found)?), &found))
 }
 
-/// A stored resource's JSON (`null` should the stored text ever not parse).
-pub fn content(resource: &StoredResource) -> Value {
-    serde_json::from_str(&resource.content).unwrap_or(Value::Null)
+/// A stored resource's JSON; stored text that does not parse is an error naming the resource.
+pub fn content(resource: &StoredResource) -> Result<Value, StoreError> {
+    resource.json()
 }

@@ -13,7 +13,7 @@ use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::GpClient;
 use crate::api::AppState;
 use crate::fhir::outcome::{operation_outcome, Issue, Severity};
-use crate::store::{ResourceQuery, SearchPage, StoredResource};
+use crate::store::{ResourceQuery, SearchPage, StoreError, StoredResource};
 
 /// The page size when a search names none.
 pub const DEFAULT_COUNT: usize = 20;
@@ -141,7 +141,7 @@ pub async fn referral_resources(
         .search_resources(&client, resource_type, &query)
         .await?;
     let accessed = Accessed {
-        actor: client.as_str(),
+        actor: crate::domain::Actor::client(&client),
         action: "search",
         resource_type,
         resource_id: None,
@@ -158,7 +158,7 @@ pub async fn referral_resources(
         (query.count, query.offset),
         &[],
         &search.ignored,
-    )))
+    )?))
 }
 
 /// A whole-number parameter (`_count`, `_offset`, `$expand`'s `count`).
@@ -212,7 +212,7 @@ pub fn searchset(
     (count, offset): (usize, usize),
     included: &[StoredResource],
     ignored: &[Issue],
-) -> Value {
+) -> Result<Value, StoreError> {
     let mut links = vec![page_link(
         base,
         resource_type,
@@ -241,20 +241,27 @@ pub fn searchset(
             offset.saturating_sub(count),
         ));
     }
-    let entry = |r: &StoredResource, mode: &str| {
-        json!({
+    let entry = |r: &StoredResource, mode: &str| -> Result<Value, StoreError> {
+        Ok(json!({
             "fullUrl": format!("{base}/fhir/{}/{}", r.resource_type, r.id),
-            "resource": serde_json::from_str::<Value>(&r.content).unwrap_or(Value::Null),
+            "resource": r.json()?,
             "search": {"mode": mode}
-        })
+        }))
     };
-    let mut entries: Vec<Value> = page.resources.iter().map(|r| entry(r, "match")).collect();
-    entries.extend(included.iter().map(|r| entry(r, "include")));
+    let mut entries = Vec::with_capacity(page.resources.len() + included.len() + 1);
+    for r in &page.resources {
+        entries.push(entry(r, "match")?);
+    }
+    for r in included {
+        entries.push(entry(r, "include")?);
+    }
     if !ignored.is_empty() {
         entries
             .push(json!({"resource": operation_outcome(ignored), "search": {"mode": "outcome"}}));
     }
-    json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries})
+    Ok(
+        json!({"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links, "entry": entries}),
+    )
 }
 
 #[cfg(test)]

@@ -169,7 +169,7 @@ async fn create(
             .await?;
         if let Some(existing) = created_or_conflict(outcome)? {
             return Ok(
-                version_headers(Reply::ok(content(&existing)), &existing).header(
+                version_headers(Reply::ok(content(&existing)?), &existing).header(
                     "Location",
                     location("ServiceRequest", &existing.id, existing.version_id),
                 ),
@@ -316,9 +316,11 @@ fn search_query(
                 let resource_type = match value {
                     "Task:focus" => "Task",
                     "Observation:based-on" => "Observation",
-                    other => return Err(ApiError::BadRequest(format!(
+                    other => {
+                        return Err(ApiError::BadRequest(format!(
                         "_revinclude supports Task:focus and Observation:based-on; got {other:?}."
-                    ))),
+                    )))
+                    }
                 };
                 if !revincludes.contains(&resource_type) {
                     revincludes.push(resource_type);
@@ -342,7 +344,7 @@ async fn search(
         let (query, revincludes, search) = search_query(&request)?;
         let page = state.store.search_referrals(&client, &query).await?;
         let accessed = Accessed {
-            actor: client.as_str(),
+            actor: crate::domain::Actor::client(&client),
             action: "search",
             resource_type: "ServiceRequest",
             resource_id: None,
@@ -389,7 +391,7 @@ async fn search(
             (query.count, query.offset),
             &included,
             &notes,
-        )))
+        )?))
     })
     .await
 }
@@ -406,7 +408,7 @@ async fn history(
         let id = parse_id(&path, "ServiceRequest")?;
         let versions = state.store.history(&client, "ServiceRequest", id.as_str()).await?;
         let accessed = Accessed {
-            actor: client.as_str(),
+            actor: crate::domain::Actor::client(&client),
             action: "history",
             resource_type: "ServiceRequest",
             resource_id: Some(id.as_str()),
@@ -422,15 +424,15 @@ async fn history(
             .iter()
             .map(|v| {
                 let (method, status) = if v.version_id == 1 { ("POST", "201 Created") } else { ("PUT", "200 OK") };
-                json!({
+                Ok(json!({
                     "fullUrl": format!("{base}/fhir/ServiceRequest/{}", v.id),
-                    "resource": content(v),
+                    "resource": content(v)?,
                     "request": {"method": method, "url": if v.version_id == 1 { "ServiceRequest".to_string() } else { format!("ServiceRequest/{}", v.id) }},
                     "response": {"status": status, "etag": format!("W/\"{}\"", v.version_id),
                                  "lastModified": v.last_updated.to_rfc3339()}
-                })
+                }))
             })
-            .collect();
+            .collect::<Result<_, crate::store::StoreError>>()?;
         Ok(Reply::ok(json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries})))
     })
     .await
@@ -469,7 +471,7 @@ async fn change(
         .await?
     {
         GpChange::Unchanged(current) => {
-            return Ok(version_headers(Reply::ok(content(&current)), &current))
+            return Ok(version_headers(Reply::ok(content(&current)?), &current))
         }
         GpChange::Cancelled(applied) => applied,
     };
@@ -539,7 +541,7 @@ async fn patch(
                     "There is no ServiceRequest with id {id} for this client."
                 ))
             })?;
-        let mut proposed = content(&current);
+        let mut proposed = content(&current)?;
         json_patch::patch(&mut proposed, &patch).map_err(|e| {
             ApiError::Invalid(vec![Issue::error(
                 "processing",

@@ -62,7 +62,7 @@ async fn read(
                     path.as_str()
                 ))
             })?;
-        Ok(Reply::ok(subscriptions::as_read(&row)))
+        Ok(Reply::ok(subscriptions::as_read(&row)?))
     })
     .await
 }

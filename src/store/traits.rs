@@ -1,0 +1,295 @@
+//! The store, one narrow trait per aggregate, and [`Store`], all of them together.
+//!
+//! Callers hold an `Arc<dyn Store>` and call any method on it; bring the aggregate's trait into
+//! scope (`use crate::store::prelude::*` brings them all).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+
+use super::types::*;
+use super::StoreError;
+use crate::domain::{ClientId, Identifier, VcsId};
+
+/// Referrals: intake, the closed loop's changes, and what a VCS organisation lists.
+#[async_trait]
+pub trait Referrals: Send + Sync {
+    /// Stores an accepted referral atomically. With `condition` (conditional create), an
+    /// existing referral of this client carrying that identifier is returned instead.
+    async fn create_referral(
+        &self,
+        referral: NewReferral,
+        condition: Option<Identifier>,
+    ) -> Result<CreateOutcome, StoreError>;
+
+    /// `client`'s ServiceRequests matching `query`, oldest first.
+    async fn search_referrals(
+        &self,
+        client: &ClientId,
+        query: &ReferralQuery,
+    ) -> Result<SearchPage, StoreError>;
+
+    /// A referral's state, whoever it belongs to (callers check tenancy).
+    async fn load_referral(&self, referral_id: &str) -> Result<Option<ReferralState>, StoreError>;
+
+    /// Applies a change atomically if the referral is still at `expected_revision`.
+    async fn apply_change(&self, change: ReferralChange) -> Result<ChangeOutcome, StoreError>;
+
+    /// The stored answer to an earlier request with this Idempotency-Key.
+    async fn idempotent_response(
+        &self,
+        owner: &str,
+        key: &str,
+    ) -> Result<Option<StoredResponse>, StoreError>;
+
+    /// The referrals routed to `vcs`, changed since `query.since`, oldest change first.
+    async fn list_vcs_referrals(
+        &self,
+        vcs: &VcsId,
+        query: &VcsReferralQuery,
+    ) -> Result<(usize, Vec<VcsReferral>), StoreError>;
+}
+
+/// The versioned FHIR resources of referrals, as their GP systems read them.
+#[async_trait]
+pub trait Resources: Send + Sync {
+    /// The `which` versions of a resource of `client`'s referrals, newest first.
+    async fn versions(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        id: &str,
+        which: Versions,
+    ) -> Result<Vec<StoredResource>, StoreError>;
+
+    /// Current Tasks or Observations of `client`'s referrals matching `query`.
+    async fn search_resources(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        query: &ResourceQuery,
+    ) -> Result<SearchPage, StoreError>;
+
+    /// The current version of a resource, if it belongs to one of `client`'s referrals.
+    async fn read_resource(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let which = Versions::Current;
+        Ok(self
+            .versions(client, resource_type, id, which)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Every version of a resource of `client`'s referrals, newest first.
+    async fn history(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Vec<StoredResource>, StoreError> {
+        self.versions(client, resource_type, id, Versions::All)
+            .await
+    }
+
+    /// One version of a resource of `client`'s referrals.
+    async fn read_version(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+        id: &str,
+        version_id: i64,
+    ) -> Result<Option<StoredResource>, StoreError> {
+        let which = Versions::One(version_id);
+        Ok(self
+            .versions(client, resource_type, id, which)
+            .await?
+            .into_iter()
+            .next())
+    }
+}
+
+/// GP systems' rest-hook Subscriptions.
+#[async_trait]
+pub trait Subscriptions: Send + Sync {
+    async fn create_subscription(
+        &self,
+        subscription: SubscriptionRow,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Active subscriptions of `client` on `resource_type`.
+    async fn subscriptions_for(
+        &self,
+        client: &ClientId,
+        resource_type: &str,
+    ) -> Result<Vec<SubscriptionRow>, StoreError>;
+
+    async fn subscription(&self, id: &str) -> Result<Option<SubscriptionRow>, StoreError>;
+
+    /// Switches a subscription off (the GP deleted it); returns whether it existed for `client`.
+    async fn delete_subscription(&self, client: &ClientId, id: &str) -> Result<bool, StoreError>;
+}
+
+/// The audit trail.
+#[async_trait]
+pub trait Audit: Send + Sync {
+    /// Records a read, a search or a refused access (creates, changes and disclosures are
+    /// audited inside their own transactions).
+    async fn record_access(&self, access: Access) -> Result<(), StoreError>;
+
+    /// Audit records, oldest first, for `GET /fhir/AuditEvent`.
+    async fn audit_events(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(usize, Vec<AuditRecord>), StoreError>;
+}
+
+/// Tokens and client assertions (shared by every replica).
+#[async_trait]
+pub trait Tokens: Send + Sync {
+    /// Keeps an access token the token endpoint issued (its digest), and forgets expired ones.
+    async fn save_access_token(&self, token: IssuedToken) -> Result<(), StoreError>;
+
+    /// The unexpired access token with this digest.
+    async fn access_token(
+        &self,
+        digest: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IssuedToken>, StoreError>;
+
+    /// Records a client assertion id until `expires_at`; `false` when it was used before (a
+    /// replay, whichever replica saw it first).
+    async fn use_assertion(
+        &self,
+        client: &ClientId,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// The outbox, as the delivery worker uses it.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// Claims up to `limit` due messages for sending until `lease_until`. A message waits while
+    /// an earlier message of the same referral is still pending, so a referral's events arrive in
+    /// order; messages of disabled endpoints wait too.
+    async fn claim_due_messages(
+        &self,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<OutboxMessage>, StoreError>;
+
+    /// When the next pending message falls due (None: nothing pending).
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Ends leases that ran out (their holder died or hung), so any worker may claim those
+    /// messages again; returns how many were released.
+    async fn release_expired_leases(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Wakes `wake` whenever another process commits outbox messages. A store that only one
+    /// process uses has nothing to do here: that process wakes its own worker.
+    fn watch_for_work(&self, wake: Arc<Notify>) {
+        let _ = wake;
+    }
+
+    /// Writes one attempt and what follows from it (decided by `delivery::outcome`), releasing
+    /// the lease.
+    async fn record_attempt(
+        &self,
+        message_id: &str,
+        record: AttemptRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Signing secrets for `vcs` now (newest first).
+    async fn signing_secrets(
+        &self,
+        vcs: &VcsId,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Drops the payload of messages delivered before `before`, at most `batch` at a time.
+    async fn prune_delivered_payloads(
+        &self,
+        before: DateTime<Utc>,
+        batch: usize,
+    ) -> Result<usize, StoreError>;
+}
+
+/// What operators do with deliveries and endpoints.
+#[async_trait]
+pub trait DeliveryAdmin: Send + Sync {
+    /// Makes the configured secret a signing secret (at start). A secret new to the store becomes
+    /// the current one and the others keep signing until `grace_until`.
+    async fn adopt_secret(
+        &self,
+        vcs: &VcsId,
+        secret: &str,
+        now: DateTime<Utc>,
+        grace_until: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Turns an endpoint off (operator, or a 410 Gone) or back on.
+    async fn set_endpoint_enabled(
+        &self,
+        vcs: &VcsId,
+        enabled: bool,
+        reason: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Endpoints switched off, with the reason.
+    async fn disabled_endpoints(&self) -> Result<Vec<(String, Option<String>)>, StoreError>;
+
+    /// Deliveries for the operator API, newest first.
+    async fn list_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+    ) -> Result<(usize, Vec<Delivery>), StoreError>;
+
+    /// Every message of a referral with every attempt.
+    async fn referral_deliveries(
+        &self,
+        referral_id: &str,
+    ) -> Result<Vec<(Delivery, Vec<AttemptRow>)>, StoreError>;
+
+    /// Puts a delivered or dead message back in the queue for one more attempt now.
+    async fn retry_message(&self, message_id: &str, now: DateTime<Utc>)
+        -> Result<bool, StoreError>;
+
+    /// Puts every dead message of `vcs` created since `since` back in the queue; returns the job.
+    async fn start_recovery(
+        &self,
+        vcs: &VcsId,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<RecoveryProgress, StoreError>;
+
+    /// How far a recovery job has come.
+    async fn recovery_progress(&self, job_id: &str)
+        -> Result<Option<RecoveryProgress>, StoreError>;
+
+    /// Figures for `/metrics`.
+    async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
+}
+
+/// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>` (each aggregate
+/// trait is `Send + Sync` already).
+pub trait Store:
+    Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin
+{
+}
+
+/// Any type with every aggregate is a store.
+impl<T: Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin> Store
+    for T
+{
+}
