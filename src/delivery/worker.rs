@@ -237,7 +237,12 @@ impl DeliveryWorker {
                     .await
                     .map_err(|e| TargetProblem::Retry(e.to_string()))?
                     .filter(|s| s.status == SubscriptionStatus::Active)
-                    .ok_or_else(|| TargetProblem::Abort("the subscription was deleted".into()))?;
+                    .ok_or_else(|| {
+                        TargetProblem::Abort(
+                            "the subscription is off (deleted, or its endpoint answered 410 Gone)"
+                                .into(),
+                        )
+                    })?;
                 let secret = self
                     .config
                     .client(subscription.client_id.as_str())

@@ -1,0 +1,79 @@
+//! What operators and subscribers depend on, over real HTTP: a Subscription whose endpoint is
+//! gone stops being tried, the health and readiness probes, failed attempts in the log, and an
+//! operator's retry of a pending message.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::receiver::{Receiver, Reply};
+use common::*;
+use serde_json::{json, Value};
+
+const VCS_TOKEN: &str = "demo-vcs-carers-count";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn subscribe(gateway: &Gateway, endpoint: &str) -> String {
+    let subscription = json!({
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "Follow our referrals",
+        "criteria": "Task",
+        "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"}
+    });
+    let (status, created) = send(gateway.post_json("/fhir/Subscription", &subscription));
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_str().expect("id").to_string()
+}
+
+fn report(gateway: &Gateway, referral: &str, status: &str) {
+    let (code, body) = send(
+        gateway
+            .http
+            .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/status")))
+            .bearer_auth(VCS_TOKEN)
+            .json(&json!({"status": status, "occurred_at": "2026-05-10T14:00:00+01:00"})),
+    );
+    assert_eq!(code, 200, "{status}: {body}");
+}
+
+fn deliveries(gateway: &Gateway, referral: &str) -> Vec<Value> {
+    let (status, body) = gateway.admin_get(&format!("/admin/v1/referrals/{referral}/deliveries"));
+    assert_eq!(status, 200, "{body}");
+    body["messages"].as_array().cloned().unwrap_or_default()
+}
+
+/// A GP's listener answering 410 Gone was tried again and again: the claim skipped disabled
+/// endpoints only for VCS organisations. Now the Subscription is switched off, its message is
+/// dead and nothing more is sent to it.
+#[test]
+fn a_subscription_whose_endpoint_is_gone_is_switched_off() {
+    let vcs_receiver = Receiver::start();
+    let gp_listener = Receiver::start();
+    gp_listener.answer(|_| Reply::status(410));
+    let base = vcs_receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s", "1s", "1s"]), &[]);
+    let subscription = subscribe(&gateway, &format!("{}/notify", gp_listener.base));
+    let referral = gateway.refer("REF-SUB-GONE");
+    vcs_receiver.wait_for(WAIT, "the referral webhook", |r| !r.is_empty());
+
+    report(&gateway, &referral, "accepted");
+    gp_listener.wait_for(WAIT, "the first notification", |r| !r.is_empty());
+    let deadline = Instant::now() + WAIT;
+    while send(gateway.get(&format!("/fhir/Subscription/{subscription}"))).1["status"] != "off" {
+        assert!(Instant::now() < deadline, "the Subscription stays active");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    report(&gateway, &referral, "attended");
+    // Long enough for the retry schedule (1 s) to have tried three more times.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(gp_listener.arrivals(), 1, "no attempt after the 410");
+    let notifications: Vec<Value> = deliveries(&gateway, &referral)
+        .into_iter()
+        .filter(|m| m["vcs_id"] == subscription.as_str())
+        .collect();
+    // The second report notifies nobody: the Subscription is off.
+    assert_eq!(notifications.len(), 1, "{notifications:?}");
+    assert_eq!(notifications[0]["state"], "dead", "{notifications:?}");
+    assert_eq!(notifications[0]["attempts"], 1, "{notifications:?}");
+}
