@@ -112,6 +112,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     worker.adopt_configured_secrets().await?;
     // Other replicas' commits wake this one's worker too (PostgreSQL; nothing to do for SQLite).
     store.watch_for_work(wake.clone());
+    let heartbeat = config.delivery.worker.then(|| worker.heartbeat());
     if config.delivery.worker {
         actix_web::rt::spawn(worker.run());
     }
@@ -128,6 +129,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         metrics,
         wake,
         schemas,
+        heartbeat,
     ));
     let server = HttpServer::new(move || api::app(state.clone(), limits.clone()))
         .client_request_timeout(header_timeout)

@@ -16,7 +16,7 @@ use actix_web::{web, HttpMessage, HttpRequest};
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::delivery::Wake;
+use crate::delivery::{Heartbeat, Wake};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::validation::Validation;
@@ -26,6 +26,7 @@ pub mod admin;
 pub mod errors;
 pub mod extract;
 pub mod fhir;
+pub mod health;
 pub mod json;
 pub mod oauth;
 pub mod rate_limit;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// Who is calling: GP tokens (static and issued) and certificate bindings, VCS and operator
     /// tokens (as digests), the token endpoint.
     pub auth: Auth,
+    /// This process's delivery worker (`None` when `[delivery] worker = false`), for `/readyz`.
+    pub worker: Option<Heartbeat>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         wake: Wake,
         vcs_schemas: vcs::VcsSchemas,
+        worker: Option<Heartbeat>,
     ) -> Self {
         let auth = Auth::new(&config);
         AppState {
@@ -63,6 +67,7 @@ impl AppState {
             wake,
             vcs_schemas,
             auth,
+            worker,
         }
     }
 
@@ -115,6 +120,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         cfg.app_data(state);
         // Before `/fhir`, whose scope would otherwise take the SMART discovery document.
         oauth::routes(cfg);
+        health::routes(cfg);
         fhir::routes(cfg);
         admin::routes(cfg);
         vcs::routes(cfg);

@@ -2,6 +2,7 @@
 //! schedules the next. A crashed send comes back when its lease expires (or at once, when the
 //! SQLite gateway restarts). New work wakes it; otherwise it sleeps until the next due time.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,6 +32,25 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_BATCH: usize = 500;
 
+/// When the claim loop last went round (for `/readyz`): it goes round at least every
+/// `MAX_IDLE`, or after a batch's sends, each bounded by the delivery timeout.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat(Arc<AtomicI64>);
+
+impl Heartbeat {
+    fn beat(&self) {
+        self.0
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Whether the loop went round recently enough, given the delivery `timeout` a send may take.
+    pub fn alive(&self, timeout: Duration, now: DateTime<Utc>) -> bool {
+        let last = self.0.load(Ordering::Relaxed);
+        let stale_after = (MAX_IDLE * 2 + timeout).as_millis() as i64;
+        last > 0 && now.timestamp_millis() - last <= stale_after
+    }
+}
+
 #[derive(Clone)]
 pub struct DeliveryWorker {
     store: Arc<dyn Store>,
@@ -38,6 +58,7 @@ pub struct DeliveryWorker {
     metrics: Arc<Metrics>,
     client: reqwest::Client,
     wake: Wake,
+    heartbeat: Heartbeat,
 }
 
 impl DeliveryWorker {
@@ -67,7 +88,13 @@ impl DeliveryWorker {
             metrics,
             client: builder.build()?,
             wake,
+            heartbeat: Heartbeat::default(),
         })
+    }
+
+    /// The claim loop's heartbeat, beating once `run` has started.
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
     }
 
     /// Makes every configured secret a signing secret (a changed one starts a rotation).
@@ -97,6 +124,7 @@ impl DeliveryWorker {
         tokio::spawn(async move { sweeper.sweep_forever().await });
         let permits = Arc::new(Semaphore::new(self.config.delivery.concurrency));
         loop {
+            self.heartbeat.beat();
             let Ok(first) = permits.clone().acquire_owned().await else {
                 return;
             };
@@ -359,9 +387,20 @@ impl DeliveryWorker {
                 );
             }
             NextStep::EndpointGone => {
-                tracing::warn!(vcs = %message.vcs_id, "endpoint answered 410 Gone and is now disabled")
+                tracing::warn!(message_id = %message.id, recipient = %message.recipient, "endpoint answered 410 Gone and is now switched off")
             }
-            _ => {
+            NextStep::RetryAt(at) => {
+                // The receiver's status and our error text only: never the payload.
+                tracing::warn!(
+                    message_id = %message.id,
+                    recipient = %message.recipient,
+                    status = attempt.status_code,
+                    error = attempt.error.as_deref().unwrap_or(""),
+                    next_attempt_at = %at.to_rfc3339(),
+                    "delivery attempt failed; will retry"
+                )
+            }
+            NextStep::Delivered => {
                 tracing::debug!(message_id = %message.id, outcome, status = attempt.status_code, "delivery attempt")
             }
         }
