@@ -85,7 +85,7 @@ pub struct ServerConfig {
     /// Time allowed to receive a request's head; a slower client is cut off (`408`).
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
-    /// Time allowed to receive a request's body.
+    /// Time allowed to receive a request's body, on every route (`408` past it).
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
     /// HTTP worker threads (each an event loop); unset, one per CPU.

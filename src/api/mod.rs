@@ -23,6 +23,7 @@ use crate::validation::Validation;
 
 pub mod access;
 pub mod admin;
+pub mod body;
 pub mod errors;
 pub mod extract;
 pub mod fhir;
@@ -117,6 +118,8 @@ fn incoming_correlation_id(request: &actix_web::dev::ServiceRequest) -> String {
 /// Builds the application: routes plus the correlation-id and logging wrapper.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        // `web::Bytes` handlers take what `body` received, up to the same limit.
+        cfg.app_data(web::PayloadConfig::new(state.config.server.max_body_bytes));
         cfg.app_data(state);
         // Before `/fhir`, whose scope would otherwise take the SMART discovery document.
         oauth::routes(cfg);
@@ -144,6 +147,7 @@ pub fn app(
     actix_web::App::new()
         .configure(configure(state))
         .default_service(web::to(fhir::common::unknown_route))
+        .wrap(actix_web::middleware::from_fn(body::read_whole_body))
         .wrap(actix_web::middleware::Condition::new(
             limited,
             actix_governor::Governor::new(&limits),

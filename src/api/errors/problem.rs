@@ -24,6 +24,9 @@ pub enum Problem {
     Invalid(Vec<(String, String)>),
     #[error("{0}")]
     Busy(String),
+    /// A request refused before its handler, with its own status (a body too large or too slow).
+    #[error("{1}")]
+    Refused(StatusCode, String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -37,6 +40,7 @@ impl Problem {
             Problem::Conflict(_) => StatusCode::CONFLICT,
             Problem::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Problem::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Problem::Refused(status, _) => *status,
             Problem::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Problem::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

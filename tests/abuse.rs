@@ -1,0 +1,81 @@
+//! What an attacker on the network (with or without a token) tries, over real HTTP and raw TCP:
+//! bodies trickled in to hold connections, floods of made-up tokens, writes past an
+//! organisation's rate, webhook targets and headers that would turn the gateway on others.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const VCS_TOKEN: &str = "demo-vcs-carers-count";
+
+fn with_body_timeout(config: String) -> String {
+    config.replace(
+        "max_json_depth = 64",
+        "max_json_depth = 64\nbody_timeout = \"2s\"",
+    )
+}
+
+/// Sends the head of a POST declaring a 100-byte body, then one byte every 300 ms; returns what
+/// the gateway answered (empty when it just closed) and how long that took.
+fn trickle(gateway: &Gateway, path: &str, token: Option<&str>) -> (String, Duration) {
+    let address = gateway.base.trim_start_matches("http://").to_string();
+    let mut stream = TcpStream::connect(&address).expect("connect");
+    let authorization = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         {authorization}Content-Length: 100\r\n\r\n{{"
+    );
+    stream.write_all(head.as_bytes()).expect("head");
+    let mut writer = stream.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        for _ in 0..99 {
+            std::thread::sleep(Duration::from_millis(300));
+            if writer.write_all(b" ").is_err() {
+                return;
+            }
+        }
+    });
+    let started = Instant::now();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(40)))
+        .expect("read timeout");
+    let mut answer = [0u8; 512];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    (
+        String::from_utf8_lossy(&answer[..n]).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// `body_timeout` covered only the FHIR handlers: a body trickled to `/oauth2/token` (no token
+/// needed), `/vcs/v1` or `/admin` held its connection for minutes. One reader now bounds them all.
+#[test]
+fn a_trickled_body_is_cut_off_on_every_route() {
+    let gateway = Gateway::start_with(with_body_timeout, &[]);
+    let referral = gateway.refer("REF-TRICKLE");
+    let vcs_status = format!("/vcs/v1/referrals/{referral}/status");
+    for (path, token) in [
+        ("/fhir/ServiceRequest", Some(GP_TOKEN)),
+        ("/oauth2/token", None),
+        (vcs_status.as_str(), Some(VCS_TOKEN)),
+        ("/admin/v1/deliveries/msg_x/retry", Some(ADMIN_TOKEN)),
+    ] {
+        let (answer, took) = trickle(&gateway, path, token);
+        assert!(
+            took < Duration::from_secs(5),
+            "{path}: held for {took:?} (body_timeout is 2 s)"
+        );
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{path}: {answer}"
+        );
+    }
+    let (status, _) = send(gateway.get(&format!("/fhir/ServiceRequest/{referral}")));
+    assert_eq!(status, 200, "the gateway still serves");
+}
