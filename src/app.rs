@@ -118,8 +118,6 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     }
     let schemas = api::vcs::VcsSchemas::compile()
         .map_err(|e| StartError::Setup(format!("VCS request schemas: {e}")))?;
-    let limits = api::rate_limit::limits(&config.server)
-        .ok_or_else(|| StartError::Setup("rate limit settings are out of range".into()))?;
     let header_timeout = config.server.header_timeout;
     let workers = config.server.workers;
     let state = web::Data::new(AppState::new(
@@ -131,7 +129,16 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         schemas,
         heartbeat,
     ));
-    let server = HttpServer::new(move || api::app(state.clone(), limits.clone()))
+    // Buckets of callers gone quiet are dropped every minute: the limiter's memory follows the
+    // callers of the last minute, not every address or client ever seen.
+    let evicting = state.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            evicting.limits.evict_idle();
+        }
+    });
+    let server = HttpServer::new(move || api::app(state.clone()))
         .client_request_timeout(header_timeout)
         .on_connect(api::extract::on_connect);
     let server = match workers {

@@ -82,6 +82,10 @@ pub struct ServerConfig {
     pub rate_limit_per_second: u64,
     /// How many requests a client may send at once above the steady rate.
     pub rate_limit_burst: u32,
+    /// Status reports and outcomes each VCS organisation may write per minute (0: no limit).
+    pub vcs_writes_per_minute: u32,
+    /// How many writes an organisation may send at once above that rate.
+    pub vcs_write_burst: u32,
     /// Time allowed to receive a request's head; a slower client is cut off (`408`).
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
@@ -122,6 +126,8 @@ impl Default for ServerConfig {
             base_url: None,
             rate_limit_per_second: 2000,
             rate_limit_burst: 4000,
+            vcs_writes_per_minute: 600,
+            vcs_write_burst: 60,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
             tls: None,

@@ -79,3 +79,92 @@ fn a_trickled_body_is_cut_off_on_every_route() {
     let (status, _) = send(gateway.get(&format!("/fhir/ServiceRequest/{referral}")));
     assert_eq!(status, 200, "the gateway still serves");
 }
+
+fn with_limits(config: String, limits: &str) -> String {
+    config.replace(
+        "max_json_depth = 64",
+        &format!("max_json_depth = 64\n{limits}"),
+    )
+}
+
+/// The limiter was keyed by the raw `Authorization` header before authentication: each made-up
+/// token got a fresh bucket (and memory). Now a token that authenticates nobody is counted in
+/// its sender's address bucket, so a flood of them is throttled while real clients are served.
+#[test]
+fn made_up_tokens_share_one_bucket_and_real_clients_are_served() {
+    let gateway = Gateway::start_with(
+        |c| with_limits(c, "rate_limit_per_second = 5\nrate_limit_burst = 20"),
+        &[],
+    );
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..300 {
+        let status = gateway
+            .http
+            .get(gateway.url("/fhir/ServiceRequest"))
+            .bearer_auth(format!("made-up-{i}"))
+            .send()
+            .expect("request")
+            .status()
+            .as_u16();
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(statuses.get(&401).is_some_and(|n| *n <= 25), "{statuses:?}");
+    assert!(
+        statuses.get(&429).is_some_and(|n| *n >= 270),
+        "{statuses:?}"
+    );
+    let (status, body) = send(gateway.get("/fhir/ServiceRequest"));
+    assert_eq!(status, 200, "the real client has its own bucket: {body}");
+    let (status, _) = send(
+        gateway
+            .http
+            .get(gateway.url("/vcs/v1/referrals"))
+            .bearer_auth(VCS_TOKEN),
+    );
+    assert_eq!(status, 200);
+}
+
+/// Each VCS organisation has a write budget of its own: past it, `429` with `Retry-After`, and
+/// other organisations are not held up.
+#[test]
+fn an_organisation_over_its_write_limit_gets_429() {
+    let gateway = Gateway::start_with(
+        |c| with_limits(c, "vcs_writes_per_minute = 6\nvcs_write_burst = 3"),
+        &[],
+    );
+    let referral = gateway.refer("REF-WRITES");
+    let write = |token: &str| {
+        gateway
+            .http
+            .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/status")))
+            .bearer_auth(token)
+            .json(&serde_json::json!({"status": "contacted", "occurred_at": "2026-05-10T14:00:00+01:00"}))
+            .send()
+            .expect("request")
+    };
+    for _ in 0..3 {
+        assert_ne!(write(VCS_TOKEN).status(), 429);
+    }
+    let refused = write(VCS_TOKEN);
+    assert_eq!(refused.status(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=10).contains(&retry_after), "{retry_after}");
+    assert!(refused.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("application/problem+json"));
+    // Another organisation's writes are its own (this referral is not theirs: 404, not 429).
+    assert_eq!(write("demo-vcs-knit-natter").status(), 404);
+    // Reads are not writes.
+    let (status, _) = send(
+        gateway
+            .http
+            .get(gateway.url(&format!("/vcs/v1/referrals/{referral}")))
+            .bearer_auth(VCS_TOKEN),
+    );
+    assert_eq!(status, 200);
+}

@@ -45,6 +45,8 @@ pub struct AppState {
     /// Who is calling: GP tokens (static and issued) and certificate bindings, VCS and operator
     /// tokens (as digests), the token endpoint.
     pub auth: Auth,
+    /// Rate limits by caller (`rate_limit`).
+    pub limits: rate_limit::RateLimits,
     /// This process's delivery worker (`None` when `[delivery] worker = false`), for `/readyz`.
     pub worker: Option<Heartbeat>,
 }
@@ -60,6 +62,7 @@ impl AppState {
         worker: Option<Heartbeat>,
     ) -> Self {
         let auth = Auth::new(&config);
+        let limits = rate_limit::RateLimits::new(&config.server);
         AppState {
             config,
             store,
@@ -68,6 +71,7 @@ impl AppState {
             wake,
             vcs_schemas,
             auth,
+            limits,
             worker,
         }
     }
@@ -134,7 +138,6 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
 /// (method, path without query string, status, time; our ids appear in paths, never patient details).
 pub fn app(
     state: web::Data<AppState>,
-    (limited, limits): (bool, rate_limit::Limits),
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -148,9 +151,8 @@ pub fn app(
         .configure(configure(state))
         .default_service(web::to(fhir::common::unknown_route))
         .wrap(actix_web::middleware::from_fn(body::read_whole_body))
-        .wrap(actix_web::middleware::Condition::new(
-            limited,
-            actix_governor::Governor::new(&limits),
+        .wrap(actix_web::middleware::from_fn(
+            rate_limit::count_unauthenticated,
         ))
         .wrap_fn(|request, service| {
             let correlation_id = incoming_correlation_id(&request);
