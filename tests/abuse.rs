@@ -168,3 +168,53 @@ fn an_organisation_over_its_write_limit_gets_429() {
     );
     assert_eq!(status, 200);
 }
+
+/// `channel.header` entries are sent with every notification: one that sets `Host`,
+/// `Authorization`, a hop-by-hop header or our signature headers would redirect or forge the
+/// request. Refused on create, each named.
+#[test]
+fn a_subscription_may_not_set_reserved_headers() {
+    let gateway = Gateway::start();
+    let subscription = |headers: serde_json::Value| {
+        serde_json::json!({
+            "resourceType": "Subscription", "status": "requested", "reason": "Follow",
+            "criteria": "Task",
+            "channel": {"type": "rest-hook", "endpoint": "https://gp.example.org/notify",
+                        "payload": "application/fhir+json", "header": headers}
+        })
+    };
+    let reserved = [
+        "Host: internal.example",
+        "authorization: Bearer stolen",
+        "Connection: close",
+        "Keep-Alive: timeout=5",
+        "Proxy-Authorization: Basic eA==",
+        "TE: trailers",
+        "Trailer: Expires",
+        "Transfer-Encoding: chunked",
+        "Upgrade: h2c",
+        "webhook-signature: v1,forged",
+        "X-Broken\r\nHost: x",
+    ];
+    let mut headers = vec!["X-Listener-Token: fine"];
+    headers.extend(reserved);
+    let (status, outcome) = send(gateway.post_json(
+        "/fhir/Subscription",
+        &subscription(serde_json::json!(headers)),
+    ));
+    assert_eq!(status, 422, "{outcome}");
+    assert_outcome(&outcome);
+    let named: Vec<String> = issue_expressions(&outcome)
+        .into_iter()
+        .map(|(_, _, expression)| expression)
+        .collect();
+    let expected: Vec<String> = (1..=reserved.len())
+        .map(|n| format!("Subscription.channel.header[{n}]"))
+        .collect();
+    assert_eq!(named, expected, "{outcome}");
+    let (status, created) = send(gateway.post_json(
+        "/fhir/Subscription",
+        &subscription(serde_json::json!(["X-Listener-Token: fine"])),
+    ));
+    assert_eq!(status, 201, "{created}");
+}

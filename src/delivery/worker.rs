@@ -14,6 +14,7 @@ use super::retry::parse_retry_after;
 use super::signing::signature_header;
 use super::ssrf::{check_url, GuardedResolver};
 use crate::config::Config;
+use crate::domain::ChannelHeader;
 use crate::metrics::Metrics;
 use crate::store::{
     Attempt, NextStep, OutboxMessage, Store, StoreError, SubscriptionStatus, TargetKind,
@@ -490,15 +491,15 @@ enum TargetProblem {
 }
 
 /// `Subscription.channel.header` entries ("Name: value"): headers the subscriber asked us to send.
+/// One it may not set (refused on create; a Subscription stored before that rule) is left out.
 fn channel_headers(content: &serde_json::Value) -> Vec<(String, String)> {
     content["channel"]["header"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|h| h.as_str())
-        .filter_map(|h| h.split_once(':'))
-        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-        .filter(|(name, _)| !name.is_empty() && !name.to_ascii_lowercase().starts_with("webhook-"))
+        .filter_map(|h| h.parse::<ChannelHeader>().ok())
+        .map(|h| (h.name, h.value))
         .collect()
 }
 
