@@ -55,6 +55,23 @@ fn check_wiring(config: &Config) -> Result<(), ConfigError> {
         // Building the rustls configuration reads and checks every file now, not at first handshake.
         crate::auth::tls::server_config(tls).map_err(|e| invalid(e.key.into(), e.reason))?;
     }
+    // A webhook the delivery policy refuses whatever DNS says (plain http, an address literal in
+    // a special-purpose range) could never be delivered: refused now, not at the first referral.
+    for (i, vcs) in config.vcs.iter().enumerate() {
+        let key = format!("vcs[{i}].webhook_url");
+        let url = reqwest::Url::parse(&vcs.webhook_url)
+            .map_err(|e| invalid(key.clone(), format!("not a URL: {e}")))?;
+        crate::delivery::ssrf::check_url(&url, vcs.allows_private_targets(&config.delivery))
+            .map_err(|e| {
+                invalid(
+                    key,
+                    format!(
+                        "{e}, so no webhook could ever be delivered to it (a lab may set \
+                         allow_private_targets = true on this organisation)"
+                    ),
+                )
+            })?;
+    }
     for (i, client) in config.clients.iter().enumerate() {
         if let Some(fingerprint) = &client.cert_sha256 {
             let hex = crate::auth::tls::normalize_fingerprint(fingerprint);

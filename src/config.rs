@@ -198,7 +198,8 @@ pub struct DeliveryConfig {
     pub lease_margin: Duration,
     /// Sends in flight at once.
     pub concurrency: usize,
-    /// Opens the SSRF guard (plain http, loopback and private addresses) for tests and labs.
+    /// Opens the SSRF guard (plain http, loopback and private addresses) for tests and labs:
+    /// the default of every organisation's and client's own `allow_private_targets`.
     pub allow_private_targets: bool,
     /// Delivered payload bodies are pruned after this long; delivery metadata stays.
     #[serde(with = "humantime_serde")]
@@ -265,6 +266,18 @@ pub struct ClientConfig {
     /// default all of ours.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// Whether this client's Subscriptions may notify plain http and private addresses (labs);
+    /// unset, `[delivery] allow_private_targets`.
+    #[serde(default)]
+    pub allow_private_targets: Option<bool>,
+}
+
+impl ClientConfig {
+    /// Whether the SSRF guard is open for this client's Subscription endpoints.
+    pub fn allows_private_targets(&self, delivery: &DeliveryConfig) -> bool {
+        self.allow_private_targets
+            .unwrap_or(delivery.allow_private_targets)
+    }
 }
 
 /// A record field a VCS organisation may receive beyond the minimal default.
@@ -292,9 +305,19 @@ pub struct VcsConfig {
     /// Extra record fields this organisation may receive.
     #[serde(default)]
     pub share: Vec<ShareField>,
+    /// Whether this organisation's webhook may be plain http or a private address (labs);
+    /// unset, `[delivery] allow_private_targets`.
+    #[serde(default)]
+    pub allow_private_targets: Option<bool>,
 }
 
 impl VcsConfig {
+    /// Whether the SSRF guard is open for this organisation's webhook.
+    pub fn allows_private_targets(&self, delivery: &DeliveryConfig) -> bool {
+        self.allow_private_targets
+            .unwrap_or(delivery.allow_private_targets)
+    }
+
     pub fn shares(&self, field: ShareField) -> bool {
         self.share.contains(&field)
     }

@@ -57,7 +57,10 @@ pub struct DeliveryWorker {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
-    client: reqwest::Client,
+    /// Sends to public https targets only: names resolved through the SSRF guard.
+    guarded: reqwest::Client,
+    /// Sends for organisations and clients whose `allow_private_targets` is on (labs).
+    open: reqwest::Client,
     wake: Wake,
     heartbeat: Heartbeat,
 }
@@ -69,25 +72,12 @@ impl DeliveryWorker {
         metrics: Arc<Metrics>,
         wake: Wake,
     ) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.delivery.timeout)
-            // A redirect is a failed attempt: following it would let a receiver point us anywhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sp-gateway/", env!("CARGO_PKG_VERSION")));
-        if !config.delivery.allow_private_targets {
-            builder = builder.dns_resolver(Arc::new(GuardedResolver));
-        }
-        // reqwest follows the *_PROXY variables by default, and a proxy would resolve the
-        // receiver's name past the guard above: only an explicitly configured proxy is used.
-        builder = match &config.delivery.proxy {
-            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
-            None => builder.no_proxy(),
-        };
         Ok(DeliveryWorker {
+            guarded: http_client(&config, true)?,
+            open: http_client(&config, false)?,
             store,
             config,
             metrics,
-            client: builder.build()?,
             wake,
             heartbeat: Heartbeat::default(),
         })
@@ -254,6 +244,7 @@ impl DeliveryWorker {
                 };
                 Ok(Target {
                     url: vcs.webhook_url.clone(),
+                    allow_private: vcs.allows_private_targets(&self.config.delivery),
                     secrets,
                     headers: vec![],
                     content_type: "application/json",
@@ -272,9 +263,10 @@ impl DeliveryWorker {
                                 .into(),
                         )
                     })?;
-                let secret = self
-                    .config
-                    .client(subscription.client_id.as_str())
+                let client = self.config.client(subscription.client_id.as_str());
+                let allow_private =
+                    client.is_some_and(|c| c.allows_private_targets(&self.config.delivery));
+                let secret = client
                     .and_then(|c| c.notification_secret.clone())
                     .ok_or_else(|| {
                         TargetProblem::Retry(format!(
@@ -287,6 +279,7 @@ impl DeliveryWorker {
                     .map_err(|e| TargetProblem::Retry(e.to_string()))?;
                 Ok(Target {
                     url: subscription.endpoint,
+                    allow_private,
                     secrets: vec![secret],
                     headers: channel_headers(&content),
                     content_type: "application/fhir+json",
@@ -424,16 +417,21 @@ impl DeliveryWorker {
                 )
             }
         };
-        if let Err(e) = check_url(&url, self.config.delivery.allow_private_targets) {
+        if let Err(e) = check_url(&url, target.allow_private) {
             return (retry, failed_attempt(started, clock, e.to_string()));
         }
+        let client = if target.allow_private {
+            &self.open
+        } else {
+            &self.guarded
+        };
         let timestamp = Utc::now().timestamp();
         let signature =
             match signature_header(&target.secrets, &message.id, timestamp, &message.payload) {
                 Ok(signature) => signature,
                 Err(e) => return (retry, failed_attempt(started, clock, e.to_string())),
             };
-        let mut request = self.client.post(url);
+        let mut request = client.post(url);
         for (name, value) in &target.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -477,9 +475,31 @@ impl DeliveryWorker {
     }
 }
 
+/// The webhook client: no redirects, the attempt timeout, and (`guard`) every name resolved
+/// through the SSRF guard.
+fn http_client(config: &Config, guard: bool) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.delivery.timeout)
+        // A redirect is a failed attempt: following it would let a receiver point us anywhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sp-gateway/", env!("CARGO_PKG_VERSION")));
+    if guard {
+        builder = builder.dns_resolver(Arc::new(GuardedResolver));
+    }
+    // reqwest follows the *_PROXY variables by default, and a proxy would resolve the
+    // receiver's name past the guard above: only an explicitly configured proxy is used.
+    builder = match &config.delivery.proxy {
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+        None => builder.no_proxy(),
+    };
+    builder.build()
+}
+
 /// A resolved destination.
 struct Target {
     url: String,
+    /// Whether its organisation or client may be sent to on plain http and private addresses.
+    allow_private: bool,
     secrets: Vec<String>,
     headers: Vec<(String, String)>,
     content_type: &'static str,
