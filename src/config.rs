@@ -78,7 +78,8 @@ pub struct ServerConfig {
     pub base_url: Option<String>,
     /// `[server.tls]`: serve HTTPS (HTTP/1.1 and HTTP/2), optionally with client certificates.
     pub tls: Option<TlsConfig>,
-    /// Requests per second allowed per client token (0 switches rate limiting off).
+    /// Requests per second allowed per authenticated caller, and per peer address for requests
+    /// that authenticate nobody (0 switches rate limiting off).
     pub rate_limit_per_second: u64,
     /// How many requests a client may send at once above the steady rate.
     pub rate_limit_burst: u32,
