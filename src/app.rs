@@ -55,6 +55,23 @@ fn check_wiring(config: &Config) -> Result<(), ConfigError> {
         // Building the rustls configuration reads and checks every file now, not at first handshake.
         crate::auth::tls::server_config(tls).map_err(|e| invalid(e.key.into(), e.reason))?;
     }
+    // A webhook the delivery policy refuses whatever DNS says (plain http, an address literal in
+    // a special-purpose range) could never be delivered: refused now, not at the first referral.
+    for (i, vcs) in config.vcs.iter().enumerate() {
+        let key = format!("vcs[{i}].webhook_url");
+        let url = reqwest::Url::parse(&vcs.webhook_url)
+            .map_err(|e| invalid(key.clone(), format!("not a URL: {e}")))?;
+        crate::delivery::ssrf::check_url(&url, vcs.allows_private_targets(&config.delivery))
+            .map_err(|e| {
+                invalid(
+                    key,
+                    format!(
+                        "{e}, so no webhook could ever be delivered to it (a lab may set \
+                         allow_private_targets = true on this organisation)"
+                    ),
+                )
+            })?;
+    }
     for (i, client) in config.clients.iter().enumerate() {
         if let Some(fingerprint) = &client.cert_sha256 {
             let hex = crate::auth::tls::normalize_fingerprint(fingerprint);
@@ -112,13 +129,12 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     worker.adopt_configured_secrets().await?;
     // Other replicas' commits wake this one's worker too (PostgreSQL; nothing to do for SQLite).
     store.watch_for_work(wake.clone());
+    let heartbeat = config.delivery.worker.then(|| worker.heartbeat());
     if config.delivery.worker {
         actix_web::rt::spawn(worker.run());
     }
     let schemas = api::vcs::VcsSchemas::compile()
         .map_err(|e| StartError::Setup(format!("VCS request schemas: {e}")))?;
-    let limits = api::rate_limit::limits(&config.server)
-        .ok_or_else(|| StartError::Setup("rate limit settings are out of range".into()))?;
     let header_timeout = config.server.header_timeout;
     let workers = config.server.workers;
     let state = web::Data::new(AppState::new(
@@ -128,8 +144,18 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         metrics,
         wake,
         schemas,
+        heartbeat,
     ));
-    let server = HttpServer::new(move || api::app(state.clone(), limits.clone()))
+    // Buckets of callers gone quiet are dropped every minute: the limiter's memory follows the
+    // callers of the last minute, not every address or client ever seen.
+    let evicting = state.clone();
+    actix_web::rt::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            evicting.limits.evict_idle();
+        }
+    });
+    let server = HttpServer::new(move || api::app(state.clone()))
         .client_request_timeout(header_timeout)
         .on_connect(api::extract::on_connect);
     let server = match workers {

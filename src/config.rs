@@ -78,14 +78,19 @@ pub struct ServerConfig {
     pub base_url: Option<String>,
     /// `[server.tls]`: serve HTTPS (HTTP/1.1 and HTTP/2), optionally with client certificates.
     pub tls: Option<TlsConfig>,
-    /// Requests per second allowed per client token (0 switches rate limiting off).
+    /// Requests per second allowed per authenticated caller, and per peer address for requests
+    /// that authenticate nobody (0 switches rate limiting off).
     pub rate_limit_per_second: u64,
     /// How many requests a client may send at once above the steady rate.
     pub rate_limit_burst: u32,
+    /// Status reports and outcomes each VCS organisation may write per minute (0: no limit).
+    pub vcs_writes_per_minute: u32,
+    /// How many writes an organisation may send at once above that rate.
+    pub vcs_write_burst: u32,
     /// Time allowed to receive a request's head; a slower client is cut off (`408`).
     #[serde(with = "humantime_serde")]
     pub header_timeout: Duration,
-    /// Time allowed to receive a request's body.
+    /// Time allowed to receive a request's body, on every route (`408` past it).
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
     /// HTTP worker threads (each an event loop); unset, one per CPU.
@@ -122,6 +127,8 @@ impl Default for ServerConfig {
             base_url: None,
             rate_limit_per_second: 2000,
             rate_limit_burst: 4000,
+            vcs_writes_per_minute: 600,
+            vcs_write_burst: 60,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
             tls: None,
@@ -192,7 +199,8 @@ pub struct DeliveryConfig {
     pub lease_margin: Duration,
     /// Sends in flight at once.
     pub concurrency: usize,
-    /// Opens the SSRF guard (plain http, loopback and private addresses) for tests and labs.
+    /// Opens the SSRF guard (plain http, loopback and private addresses) for tests and labs:
+    /// the default of every organisation's and client's own `allow_private_targets`.
     pub allow_private_targets: bool,
     /// Delivered payload bodies are pruned after this long; delivery metadata stays.
     #[serde(with = "humantime_serde")]
@@ -259,6 +267,18 @@ pub struct ClientConfig {
     /// default all of ours.
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
+    /// Whether this client's Subscriptions may notify plain http and private addresses (labs);
+    /// unset, `[delivery] allow_private_targets`.
+    #[serde(default)]
+    pub allow_private_targets: Option<bool>,
+}
+
+impl ClientConfig {
+    /// Whether the SSRF guard is open for this client's Subscription endpoints.
+    pub fn allows_private_targets(&self, delivery: &DeliveryConfig) -> bool {
+        self.allow_private_targets
+            .unwrap_or(delivery.allow_private_targets)
+    }
 }
 
 /// A record field a VCS organisation may receive beyond the minimal default.
@@ -286,9 +306,19 @@ pub struct VcsConfig {
     /// Extra record fields this organisation may receive.
     #[serde(default)]
     pub share: Vec<ShareField>,
+    /// Whether this organisation's webhook may be plain http or a private address (labs);
+    /// unset, `[delivery] allow_private_targets`.
+    #[serde(default)]
+    pub allow_private_targets: Option<bool>,
 }
 
 impl VcsConfig {
+    /// Whether the SSRF guard is open for this organisation's webhook.
+    pub fn allows_private_targets(&self, delivery: &DeliveryConfig) -> bool {
+        self.allow_private_targets
+            .unwrap_or(delivery.allow_private_targets)
+    }
+
     pub fn shares(&self, field: ShareField) -> bool {
         self.share.contains(&field)
     }

@@ -29,6 +29,10 @@ pub enum DomainError {
     FhirId(String),
     #[error("an identifier is written system|value with both parts present; {0:?} is not")]
     Identifier(String),
+    #[error("a channel header is written \"Name: value\" with a header name and a value that fits in a header; {0:?} is not")]
+    ChannelHeader(String),
+    #[error("the header {0:?} is the gateway's to set (Host, Authorization, hop-by-hop and webhook headers)")]
+    ReservedHeader(String),
     #[error("{0:?} is not a need category (social-connection, mental-wellbeing, physical-activity, money-and-debt, housing, work-and-learning, carers, food, safety, practical-support)")]
     NeedCategory(String),
 }
@@ -356,6 +360,60 @@ impl FromStr for Actor {
 impl Serialize for Actor {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// A header a GP's Subscription asks us to send with each notification (`channel.header`,
+/// "Name: value"). Never one that would change where or how the request goes, or pass for our
+/// signature: `Host`, `Authorization`, the hop-by-hop headers (RFC 9110 section 7.6.1, and
+/// `Proxy-*`), `Content-Length`, `Content-Type`, and the `webhook-*` headers we sign with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelHeader {
+    pub name: String,
+    pub value: String,
+}
+
+/// Header names a Subscription may not set (compared without case); `proxy-` and `webhook-` as
+/// prefixes.
+const RESERVED_HEADERS: [&str; 11] = [
+    "host",
+    "authorization",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "content-type",
+    "expect",
+];
+
+impl FromStr for ChannelHeader {
+    type Err = DomainError;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        let malformed = || DomainError::ChannelHeader(raw.to_string());
+        let (name, value) = raw.split_once(':').ok_or_else(malformed)?;
+        let (name, value) = (name.trim(), value.trim());
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            return Err(malformed());
+        }
+        if value.chars().any(|c| c.is_control() || !c.is_ascii()) {
+            return Err(malformed());
+        }
+        let lower = name.to_ascii_lowercase();
+        if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("proxy-")
+            || lower.starts_with("webhook-")
+        {
+            return Err(DomainError::ReservedHeader(name.to_string()));
+        }
+        Ok(ChannelHeader {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
     }
 }
 

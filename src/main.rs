@@ -263,8 +263,24 @@ fn serve(config_path: Option<&Path>) -> ExitCode {
              referrals (serve --config with tokens of your own)."
         );
     }
-    if config.delivery.allow_private_targets {
+    let open_guard: Vec<String> = config
+        .vcs
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.allows_private_targets(&config.delivery))
+        .map(|(i, _)| format!("vcs[{i}]"))
+        .chain(
+            config
+                .clients
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.allows_private_targets(&config.delivery))
+                .map(|(i, _)| format!("clients[{i}]")),
+        )
+        .collect();
+    if config.delivery.allow_private_targets || !open_guard.is_empty() {
         tracing::warn!(
+            open_for = open_guard.join(", "),
             "delivery.allow_private_targets is on: webhooks may be sent to private, loopback and \
              link-local addresses (the SSRF guard is off for them)"
         );

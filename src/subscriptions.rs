@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{json, Value};
 
 use crate::config::Config;
-use crate::domain::{ClientId, FhirId};
+use crate::domain::{ChannelHeader, ClientId, FhirId};
 use crate::fhir::outcome::Issue;
 use crate::store::{ReferralState, Store, StoreError, SubscriptionRow, SubscriptionStatus};
 use crate::validation::Validation;
@@ -135,6 +135,22 @@ fn check(resource: &Value) -> Result<(String, String, String), Vec<Issue>> {
                 "channel.endpoint must be the absolute http(s) URL to notify.",
             )
             .at("Subscription.channel.endpoint"),
+        );
+    }
+    for (n, header) in resource["channel"]["header"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let refused = match header.as_str().map(str::parse::<ChannelHeader>) {
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => e.to_string(),
+            None => "a channel header is a string \"Name: value\"".to_string(),
+        };
+        issues.push(
+            Issue::error("business-rule", format!("{refused}."))
+                .at(format!("Subscription.channel.header[{n}]")),
         );
     }
     match resource["channel"]["payload"].as_str() {

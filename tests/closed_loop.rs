@@ -34,7 +34,7 @@ fn subscribe(gateway: &Gateway, criteria: &str, endpoint: &str) -> String {
         "reason": "Follow our social-prescribing referrals",
         "criteria": criteria,
         "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json",
-                    "header": ["Authorization: Bearer gp-listener-token"]}
+                    "header": ["X-Listener-Token: gp-listener-token"]}
     });
     let (status, created) = send(gateway.post_json("/fhir/Subscription", &subscription));
     assert_eq!(status, 201, "{created}");
@@ -183,10 +183,7 @@ fn the_whole_loop() {
         verifier
             .verify(&notification.body, &notification.http_headers())
             .unwrap();
-        assert_eq!(
-            notification.header("authorization"),
-            "Bearer gp-listener-token"
-        );
+        assert_eq!(notification.header("x-listener-token"), "gp-listener-token");
         assert_eq!(notification.header("content-type"), "application/fhir+json");
     }
     // Every action of the loop left an AuditEvent about this patient, valid FHIR R4.

@@ -78,6 +78,50 @@ fn environment_overrides_a_key() {
     assert_eq!(status, 413, "{body}");
 }
 
+/// A webhook URL the delivery policy refuses whatever DNS says (plain http, or an address in a
+/// special-purpose range, with the organisation's guard on) could never deliver: refused at start,
+/// naming the key. `[delivery] allow_private_targets` is the default each organisation may
+/// override.
+#[test]
+fn a_webhook_that_can_never_deliver_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = demo_config_in(dir.path());
+    let guarded = |url: &str| {
+        good.replacen(
+            "webhook_url = \"http://127.0.0.1:9000/hooks\"",
+            &format!("webhook_url = \"{url}\"\nallow_private_targets = false"),
+            1,
+        )
+    };
+    for url in [
+        "https://127.0.0.1/hooks",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.1/hooks",
+        "https://[::ffff:192.168.0.1]/hooks",
+        "https://[fd00::1]/hooks",
+        "http://crm.example.org/hooks",
+    ] {
+        let output = serve_with_config(&guarded(url));
+        assert_eq!(output.status.code(), Some(2), "{url}: should be refused");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("vcs[0].webhook_url"), "{url}: {stderr}");
+    }
+    // The global switch off is every organisation's default: the demo's second one is named.
+    let all_guarded = good
+        .replace(
+            "allow_private_targets = true",
+            "allow_private_targets = false",
+        )
+        .replacen(
+            "webhook_url = \"http://127.0.0.1:9000/hooks\"",
+            "webhook_url = \"https://crm.example.org/hooks\"",
+            1,
+        );
+    let output = serve_with_config(&all_guarded);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("vcs[1].webhook_url"), "{stderr}");
+}
+
 /// `serve` without `--config` runs the demo, whose tokens are public: it says so loudly, and it
 /// will not serve them on an address other hosts can reach.
 #[test]

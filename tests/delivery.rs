@@ -332,44 +332,89 @@ fn admin_api_needs_the_admin_token() {
     assert_eq!(status, 404);
 }
 
+/// The guard is each organisation's and each GP client's (`allow_private_targets`, defaulting
+/// to `[delivery]`'s): with it off for one organisation, a name that resolves to loopback is
+/// refused after DNS at send time (address literals and plain http are refused at start,
+/// `tests/config.rs`), while the others, on, still deliver; a client with it off cannot be
+/// notified on a private address either.
 #[test]
 fn private_targets_are_refused_without_the_lab_switch() {
     let receiver = Receiver::start();
     let port = receiver.base.rsplit(':').next().unwrap().to_string();
-    let targets = [
-        format!("https://127.0.0.1:{port}/hooks"),
-        "https://169.254.169.254/latest/meta-data".to_string(),
-        "https://10.0.0.1/hooks".to_string(),
-        format!("https://localhost:{port}/hooks"),
-        format!("http://127.0.0.1:{port}/hooks"),
-    ];
-    for target in targets {
-        let target_in_config = target.clone();
-        let gateway = Gateway::start_with(
-            move |c| {
-                deliver_to(c, "http://127.0.0.1:9000", &["1s"])
-                    .replace(
-                        "allow_private_targets = true",
-                        "allow_private_targets = false",
-                    )
-                    .replacen(
-                        "http://127.0.0.1:9000/hooks\"",
-                        &format!("{target_in_config}\""),
-                        1,
-                    )
-            },
-            &[],
-        );
-        let id = gateway.refer("REF-SSRF");
-        let deliveries = wait_for_state(&gateway, &id, "dead");
-        let error = deliveries["messages"][0]["last_error"]
-            .as_str()
-            .unwrap_or("")
-            .to_string();
-        assert!(
-            error.contains("loopback, private") || error.contains("only https"),
-            "{target}: {error}"
-        );
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(
+        move |c| {
+            deliver_to(c, &base, &["1s"])
+                .replacen(
+                    &format!("{base}/hooks\""),
+                    &format!("https://localhost:{port}/hooks\"\nallow_private_targets = false"),
+                    1,
+                )
+                .replacen(
+                    "id = \"tpp-demo\"",
+                    "id = \"tpp-demo\"\nallow_private_targets = false",
+                    1,
+                )
+        },
+        &[],
+    );
+    let id = gateway.refer("REF-SSRF");
+    let deliveries = wait_for_state(&gateway, &id, "dead");
+    let error = deliveries["messages"][0]["last_error"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(error.contains("loopback, private"), "{error}");
+
+    // tpp-demo (guard on) subscribes to the receiver on 127.0.0.1: its notification is refused.
+    let subscription = serde_json::json!({
+        "resourceType": "Subscription", "status": "requested", "reason": "Follow",
+        "criteria": "Task",
+        "channel": {"type": "rest-hook", "endpoint": format!("{}/notify", receiver.base),
+                    "payload": "application/fhir+json"}
+    });
+    let as_tpp = |path: &str, body: &Value| {
+        send(
+            gateway
+                .http
+                .post(gateway.url(path))
+                .bearer_auth(OTHER_GP_TOKEN)
+                .header("content-type", FHIR_JSON)
+                .body(body.to_string()),
+        )
+    };
+    let (status, created) = as_tpp("/fhir/Subscription", &subscription);
+    assert_eq!(status, 201, "{created}");
+    let (status, referral) = as_tpp("/fhir/ServiceRequest", &contained_referral("REF-SSRF-TPP"));
+    assert_eq!(status, 201, "{referral}");
+    let referral = referral["id"].as_str().unwrap().to_string();
+    let (status, _) = send(
+        gateway
+            .http
+            .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/status")))
+            .bearer_auth("demo-vcs-carers-count")
+            .json(&serde_json::json!({"status": "accepted", "occurred_at": "2026-05-10T14:00:00+01:00"})),
+    );
+    assert_eq!(status, 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = gateway.admin_get(&format!("/admin/v1/referrals/{referral}/deliveries"));
+        let notification = body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["event_type"] == "Task.changed" && m["attempts"].as_i64() >= Some(1));
+        if let Some(notification) = notification {
+            assert!(
+                notification["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("only https")),
+                "{notification}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        std::thread::sleep(Duration::from_millis(100));
     }
     assert!(
         receiver.received().is_empty(),

@@ -90,6 +90,7 @@ store_suite!(
     audit_records_reads_and_disclosures,
     subscriptions_are_kept_per_client,
     issued_tokens_and_used_assertions_are_kept,
+    a_fresh_store_has_every_migration,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -849,8 +850,14 @@ async fn retries_dead_letters_and_recovery(store: Arc<dyn Store>) {
         .await
         .expect("not yet")
         .is_empty());
+    // An operator's retry makes a pending message due now.
+    assert!(store
+        .retry_message(&id, t)
+        .await
+        .expect("retry a pending message"));
+    assert_eq!(store.next_due_at().await.expect("due"), Some(t));
     let again = store
-        .claim_due_messages(retry_at, lease, 1)
+        .claim_due_messages(t, lease, 1)
         .await
         .expect("due now");
     assert_eq!(again[0].attempts, 1);
@@ -1204,4 +1211,8 @@ async fn issued_tokens_and_used_assertions_are_kept(store: Arc<dyn Store>) {
         )
         .await
         .expect("after the window"));
+}
+
+async fn a_fresh_store_has_every_migration(store: Arc<dyn Store>) {
+    assert_eq!(store.migrations_missing().await.expect("reachable"), 0);
 }

@@ -136,12 +136,15 @@ async fn retry_delivery(
         async {
             if !state.store.retry_message(&path, Utc::now()).await? {
                 return Err(Problem::Conflict(format!(
-                    "Message {} cannot be retried: it is unknown, still pending, or its payload was pruned.",
+                    "Message {} cannot be retried: it is unknown, or its payload was pruned.",
                     path.as_str()
                 )));
             }
             state.wake.notify_one();
-            Ok((StatusCode::ACCEPTED, json!({"id": path.as_str(), "state": DeliveryState::Pending})))
+            Ok((
+                StatusCode::ACCEPTED,
+                json!({"id": path.as_str(), "state": DeliveryState::Pending}),
+            ))
         }
         .await,
     )

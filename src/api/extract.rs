@@ -21,6 +21,7 @@ use actix_web::rt::net::TcpStream;
 use actix_web::{web, FromRequest, HttpRequest};
 
 use super::errors::{refuse, ApiError, Refusal};
+use super::rate_limit::{self, Caller};
 use super::AppState;
 use crate::auth::tls::ClientCertificate;
 use crate::auth::{AuthError, Principal};
@@ -67,20 +68,45 @@ impl GpClient {
     }
 }
 
+/// Counts an authenticated request in its caller's bucket (`rate_limit`).
+fn counted<T>(
+    request: &HttpRequest,
+    state: &AppState,
+    caller: Caller,
+    found: T,
+) -> Result<T, Refusal> {
+    rate_limit::count(request, &state.limits, &caller).map_err(Refusal::Throttled)?;
+    Ok(found)
+}
+
+/// A request that authenticated nobody: counted in its peer address's bucket, so made-up tokens
+/// share one bucket per sender; past it `429`, otherwise `401`.
+fn refused(request: &HttpRequest, state: &AppState) -> Refusal {
+    match rate_limit::count(request, &state.limits, &rate_limit::peer_of(request)) {
+        Ok(()) => Refusal::Unauthorized,
+        Err(throttled) => Refusal::Throttled(throttled),
+    }
+}
+
 async fn gp_client(request: &HttpRequest) -> Result<GpClient, Refusal> {
     let state = state(request)?;
-    let token = bearer(request).ok_or(Refusal::Unauthorized)?;
+    let Some(token) = bearer(request) else {
+        return Err(refused(request, state));
+    };
     let certificate = request.conn_data::<ClientCertificate>();
     match state
         .auth
         .authenticate(state.store.as_ref(), token, certificate)
         .await
     {
-        Ok(principal) => Ok(GpClient(principal)),
+        Ok(principal) => {
+            let caller = Caller::Client(principal.client.clone());
+            counted(request, state, caller, GpClient(principal))
+        }
         Err(AuthError::Store(e)) => Err(Refusal::Store(e)),
         Err(e) => {
             tracing::info!(reason = %e, "authentication refused");
-            Err(Refusal::Unauthorized)
+            Err(refused(request, state))
         }
     }
 }
@@ -109,10 +135,15 @@ impl FromRequest for VcsCaller {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let found = state(request).and_then(|state| {
-            bearer(request)
-                .and_then(|token| state.auth.vcs(token))
-                .map(|vcs| VcsCaller(vcs.clone()))
-                .ok_or(Refusal::Unauthorized)
+            match bearer(request).and_then(|token| state.auth.vcs(token)) {
+                Some(vcs) => counted(
+                    request,
+                    state,
+                    Caller::Vcs(vcs.clone()),
+                    VcsCaller(vcs.clone()),
+                ),
+                None => Err(refused(request, state)),
+            }
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }
@@ -128,10 +159,10 @@ impl FromRequest for Operator {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let found = state(request).and_then(|state| {
-            bearer(request)
-                .filter(|token| state.auth.is_operator(token))
-                .map(|_| Operator)
-                .ok_or(Refusal::Unauthorized)
+            match bearer(request).filter(|token| state.auth.is_operator(token)) {
+                Some(_) => counted(request, state, Caller::Operator, Operator),
+                None => Err(refused(request, state)),
+            }
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }

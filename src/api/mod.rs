@@ -16,16 +16,18 @@ use actix_web::{web, HttpMessage, HttpRequest};
 
 use crate::auth::Auth;
 use crate::config::Config;
-use crate::delivery::Wake;
+use crate::delivery::{Heartbeat, Wake};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::validation::Validation;
 
 pub mod access;
 pub mod admin;
+pub mod body;
 pub mod errors;
 pub mod extract;
 pub mod fhir;
+pub mod health;
 pub mod json;
 pub mod oauth;
 pub mod rate_limit;
@@ -43,6 +45,10 @@ pub struct AppState {
     /// Who is calling: GP tokens (static and issued) and certificate bindings, VCS and operator
     /// tokens (as digests), the token endpoint.
     pub auth: Auth,
+    /// Rate limits by caller (`rate_limit`).
+    pub limits: rate_limit::RateLimits,
+    /// This process's delivery worker (`None` when `[delivery] worker = false`), for `/readyz`.
+    pub worker: Option<Heartbeat>,
 }
 
 impl AppState {
@@ -53,8 +59,10 @@ impl AppState {
         metrics: Arc<Metrics>,
         wake: Wake,
         vcs_schemas: vcs::VcsSchemas,
+        worker: Option<Heartbeat>,
     ) -> Self {
         let auth = Auth::new(&config);
+        let limits = rate_limit::RateLimits::new(&config.server);
         AppState {
             config,
             store,
@@ -63,6 +71,8 @@ impl AppState {
             wake,
             vcs_schemas,
             auth,
+            limits,
+            worker,
         }
     }
 
@@ -112,9 +122,12 @@ fn incoming_correlation_id(request: &actix_web::dev::ServiceRequest) -> String {
 /// Builds the application: routes plus the correlation-id and logging wrapper.
 pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg: &mut web::ServiceConfig| {
+        // `web::Bytes` handlers take what `body` received, up to the same limit.
+        cfg.app_data(web::PayloadConfig::new(state.config.server.max_body_bytes));
         cfg.app_data(state);
         // Before `/fhir`, whose scope would otherwise take the SMART discovery document.
         oauth::routes(cfg);
+        health::routes(cfg);
         fhir::routes(cfg);
         admin::routes(cfg);
         vcs::routes(cfg);
@@ -125,7 +138,6 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
 /// (method, path without query string, status, time; our ids appear in paths, never patient details).
 pub fn app(
     state: web::Data<AppState>,
-    (limited, limits): (bool, rate_limit::Limits),
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
@@ -138,9 +150,9 @@ pub fn app(
     actix_web::App::new()
         .configure(configure(state))
         .default_service(web::to(fhir::common::unknown_route))
-        .wrap(actix_web::middleware::Condition::new(
-            limited,
-            actix_governor::Governor::new(&limits),
+        .wrap(actix_web::middleware::from_fn(body::read_whole_body))
+        .wrap(actix_web::middleware::from_fn(
+            rate_limit::count_unauthenticated,
         ))
         .wrap_fn(|request, service| {
             let correlation_id = incoming_correlation_id(&request);

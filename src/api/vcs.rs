@@ -193,6 +193,11 @@ async fn prepare_write(
     body: &[u8],
     schema: &jsonschema::Validator,
 ) -> Result<Result<(Value, Option<IdempotencyKey>), (StatusCode, Value)>, Problem> {
+    // Every write counts, a replayed one too: each costs a lookup, most a new version.
+    state
+        .limits
+        .charge_vcs_write(vcs)
+        .map_err(|t| Problem::Throttled(t.retry_after_secs))?;
     let idempotency = match request
         .headers()
         .get("idempotency-key")

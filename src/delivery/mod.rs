@@ -9,4 +9,4 @@ pub mod signing;
 pub mod ssrf;
 pub mod worker;
 
-pub use worker::{DeliveryWorker, Wake};
+pub use worker::{DeliveryWorker, Heartbeat, Wake};

@@ -1,6 +1,7 @@
 //! What an attempt leads to, for every store alike: a 2xx delivers (and discloses the patient's
-//! details to the recipient, which is audited), a 410 Gone switches the endpoint off and the
-//! message waits for it, an abort or an exhausted retry schedule makes the message dead, anything
+//! details to the recipient, which is audited), a 410 Gone switches a VCS organisation's endpoint
+//! off and the message waits for it, or switches a GP Subscription off for good (the message is
+//! dead and nothing more is sent to it), an abort or an exhausted retry schedule makes the message dead, anything
 //! else is tried again on the schedule. The store only writes what is decided here.
 
 use std::time::Duration;
@@ -9,7 +10,10 @@ use chrono::{DateTime, Utc};
 
 use super::retry::next_attempt_at;
 use crate::config::Delay;
-use crate::store::{Attempt, AttemptRecord, AuditEntry, DeliveryState, NextStep, OutboxMessage};
+use crate::store::{
+    Attempt, AttemptRecord, AuditEntry, DeliveryState, NextStep, OutboxMessage, SwitchOff,
+    TargetKind,
+};
 
 /// Why an endpoint is switched off after a 410 Gone.
 pub const GONE_REASON: &str = "the endpoint answered 410 Gone";
@@ -57,11 +61,15 @@ pub fn next_step(
 /// Everything the store writes for `attempt` at `message` followed by `next`.
 pub fn record(message: &OutboxMessage, attempt: Attempt, next: &NextStep) -> AttemptRecord {
     let at = attempt.at;
-    let (state, next_attempt_at) = match next {
-        NextStep::Delivered => (DeliveryState::Delivered, at),
-        NextStep::RetryAt(when) => (DeliveryState::Pending, *when),
-        NextStep::Dead => (DeliveryState::Dead, at),
-        NextStep::EndpointGone => (DeliveryState::Pending, at),
+    let gone = *next == NextStep::EndpointGone;
+    let switch_off = gone.then(|| switch_off(message));
+    let (state, next_attempt_at) = match (next, &switch_off) {
+        (NextStep::Delivered, _) => (DeliveryState::Delivered, at),
+        (NextStep::RetryAt(when), _) => (DeliveryState::Pending, *when),
+        (NextStep::Dead, _) | (_, Some(SwitchOff::Subscription { .. })) => {
+            (DeliveryState::Dead, at)
+        }
+        (NextStep::EndpointGone, _) => (DeliveryState::Pending, at),
     };
     let delivered = *next == NextStep::Delivered;
     AttemptRecord {
@@ -77,15 +85,28 @@ pub fn record(message: &OutboxMessage, attempt: Attempt, next: &NextStep) -> Att
             resource_type: "ServiceRequest".into(),
             resource_id: message.referral_id.to_string(),
         }),
-        disable_endpoint: (*next == NextStep::EndpointGone)
-            .then(|| (message.vcs_id.clone(), GONE_REASON.to_string())),
+        switch_off,
+    }
+}
+
+/// What a 410 Gone from `message`'s target switches off: a VCS organisation's endpoint waits for
+/// an operator; a GP Subscription is off, as if its GP system had deleted it (it may subscribe
+/// again), so no message of it is ever sent again.
+fn switch_off(message: &OutboxMessage) -> SwitchOff {
+    match message.target_kind {
+        TargetKind::Vcs => SwitchOff::VcsEndpoint {
+            vcs: message.vcs_id.clone(),
+            reason: GONE_REASON.to_string(),
+        },
+        TargetKind::Subscription => SwitchOff::Subscription {
+            id: message.vcs_id.clone(),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::TargetKind;
 
     #[test]
     fn classification() {
@@ -144,7 +165,7 @@ mod tests {
             (disclosure.action.as_str(), disclosure.resource_id.as_str()),
             ("disclose", "r1")
         );
-        assert!(written.disable_endpoint.is_none());
+        assert!(written.switch_off.is_none());
     }
 
     #[test]
@@ -156,10 +177,27 @@ mod tests {
             (DeliveryState::Pending, now)
         );
         assert_eq!(
-            written.disable_endpoint,
-            Some(("carers-count".to_string(), GONE_REASON.to_string()))
+            written.switch_off,
+            Some(SwitchOff::VcsEndpoint {
+                vcs: "carers-count".to_string(),
+                reason: GONE_REASON.to_string()
+            })
         );
         assert!(written.disclosure.is_none());
+    }
+
+    #[test]
+    fn gone_switches_a_subscription_off_and_the_message_is_dead() {
+        let now = Utc::now();
+        let mut notification = message(0);
+        notification.target_kind = TargetKind::Subscription;
+        notification.vcs_id = "sub-1".into();
+        let written = record(&notification, attempt(now), &NextStep::EndpointGone);
+        assert_eq!(written.state, DeliveryState::Dead);
+        assert_eq!(
+            written.switch_off,
+            Some(SwitchOff::Subscription { id: "sub-1".into() })
+        );
     }
 
     #[test]

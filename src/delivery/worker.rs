@@ -2,6 +2,7 @@
 //! schedules the next. A crashed send comes back when its lease expires (or at once, when the
 //! SQLite gateway restarts). New work wakes it; otherwise it sleeps until the next due time.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use super::retry::parse_retry_after;
 use super::signing::signature_header;
 use super::ssrf::{check_url, GuardedResolver};
 use crate::config::Config;
+use crate::domain::ChannelHeader;
 use crate::metrics::Metrics;
 use crate::store::{
     Attempt, NextStep, OutboxMessage, Store, StoreError, SubscriptionStatus, TargetKind,
@@ -31,13 +33,36 @@ const SWEEP_EVERY: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_BATCH: usize = 500;
 
+/// When the claim loop last went round (for `/readyz`): it goes round at least every
+/// `MAX_IDLE`, or after a batch's sends, each bounded by the delivery timeout.
+#[derive(Debug, Clone, Default)]
+pub struct Heartbeat(Arc<AtomicI64>);
+
+impl Heartbeat {
+    fn beat(&self) {
+        self.0
+            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    /// Whether the loop went round recently enough, given the delivery `timeout` a send may take.
+    pub fn alive(&self, timeout: Duration, now: DateTime<Utc>) -> bool {
+        let last = self.0.load(Ordering::Relaxed);
+        let stale_after = (MAX_IDLE * 2 + timeout).as_millis() as i64;
+        last > 0 && now.timestamp_millis() - last <= stale_after
+    }
+}
+
 #[derive(Clone)]
 pub struct DeliveryWorker {
     store: Arc<dyn Store>,
     config: Arc<Config>,
     metrics: Arc<Metrics>,
-    client: reqwest::Client,
+    /// Sends to public https targets only: names resolved through the SSRF guard.
+    guarded: reqwest::Client,
+    /// Sends for organisations and clients whose `allow_private_targets` is on (labs).
+    open: reqwest::Client,
     wake: Wake,
+    heartbeat: Heartbeat,
 }
 
 impl DeliveryWorker {
@@ -47,27 +72,20 @@ impl DeliveryWorker {
         metrics: Arc<Metrics>,
         wake: Wake,
     ) -> Result<Self, reqwest::Error> {
-        let mut builder = reqwest::Client::builder()
-            .timeout(config.delivery.timeout)
-            // A redirect is a failed attempt: following it would let a receiver point us anywhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("sp-gateway/", env!("CARGO_PKG_VERSION")));
-        if !config.delivery.allow_private_targets {
-            builder = builder.dns_resolver(Arc::new(GuardedResolver));
-        }
-        // reqwest follows the *_PROXY variables by default, and a proxy would resolve the
-        // receiver's name past the guard above: only an explicitly configured proxy is used.
-        builder = match &config.delivery.proxy {
-            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
-            None => builder.no_proxy(),
-        };
         Ok(DeliveryWorker {
+            guarded: http_client(&config, true)?,
+            open: http_client(&config, false)?,
             store,
             config,
             metrics,
-            client: builder.build()?,
             wake,
+            heartbeat: Heartbeat::default(),
         })
+    }
+
+    /// The claim loop's heartbeat, beating once `run` has started.
+    pub fn heartbeat(&self) -> Heartbeat {
+        self.heartbeat.clone()
     }
 
     /// Makes every configured secret a signing secret (a changed one starts a rotation).
@@ -97,6 +115,7 @@ impl DeliveryWorker {
         tokio::spawn(async move { sweeper.sweep_forever().await });
         let permits = Arc::new(Semaphore::new(self.config.delivery.concurrency));
         loop {
+            self.heartbeat.beat();
             let Ok(first) = permits.clone().acquire_owned().await else {
                 return;
             };
@@ -225,6 +244,7 @@ impl DeliveryWorker {
                 };
                 Ok(Target {
                     url: vcs.webhook_url.clone(),
+                    allow_private: vcs.allows_private_targets(&self.config.delivery),
                     secrets,
                     headers: vec![],
                     content_type: "application/json",
@@ -237,10 +257,16 @@ impl DeliveryWorker {
                     .await
                     .map_err(|e| TargetProblem::Retry(e.to_string()))?
                     .filter(|s| s.status == SubscriptionStatus::Active)
-                    .ok_or_else(|| TargetProblem::Abort("the subscription was deleted".into()))?;
-                let secret = self
-                    .config
-                    .client(subscription.client_id.as_str())
+                    .ok_or_else(|| {
+                        TargetProblem::Abort(
+                            "the subscription is off (deleted, or its endpoint answered 410 Gone)"
+                                .into(),
+                        )
+                    })?;
+                let client = self.config.client(subscription.client_id.as_str());
+                let allow_private =
+                    client.is_some_and(|c| c.allows_private_targets(&self.config.delivery));
+                let secret = client
                     .and_then(|c| c.notification_secret.clone())
                     .ok_or_else(|| {
                         TargetProblem::Retry(format!(
@@ -253,6 +279,7 @@ impl DeliveryWorker {
                     .map_err(|e| TargetProblem::Retry(e.to_string()))?;
                 Ok(Target {
                     url: subscription.endpoint,
+                    allow_private,
                     secrets: vec![secret],
                     headers: channel_headers(&content),
                     content_type: "application/fhir+json",
@@ -354,9 +381,20 @@ impl DeliveryWorker {
                 );
             }
             NextStep::EndpointGone => {
-                tracing::warn!(vcs = %message.vcs_id, "endpoint answered 410 Gone and is now disabled")
+                tracing::warn!(message_id = %message.id, recipient = %message.recipient, "endpoint answered 410 Gone and is now switched off")
             }
-            _ => {
+            NextStep::RetryAt(at) => {
+                // The receiver's status and our error text only: never the payload.
+                tracing::warn!(
+                    message_id = %message.id,
+                    recipient = %message.recipient,
+                    status = attempt.status_code,
+                    error = attempt.error.as_deref().unwrap_or(""),
+                    next_attempt_at = %at.to_rfc3339(),
+                    "delivery attempt failed; will retry"
+                )
+            }
+            NextStep::Delivered => {
                 tracing::debug!(message_id = %message.id, outcome, status = attempt.status_code, "delivery attempt")
             }
         }
@@ -379,16 +417,21 @@ impl DeliveryWorker {
                 )
             }
         };
-        if let Err(e) = check_url(&url, self.config.delivery.allow_private_targets) {
+        if let Err(e) = check_url(&url, target.allow_private) {
             return (retry, failed_attempt(started, clock, e.to_string()));
         }
+        let client = if target.allow_private {
+            &self.open
+        } else {
+            &self.guarded
+        };
         let timestamp = Utc::now().timestamp();
         let signature =
             match signature_header(&target.secrets, &message.id, timestamp, &message.payload) {
                 Ok(signature) => signature,
                 Err(e) => return (retry, failed_attempt(started, clock, e.to_string())),
             };
-        let mut request = self.client.post(url);
+        let mut request = client.post(url);
         for (name, value) in &target.headers {
             request = request.header(name.as_str(), value.as_str());
         }
@@ -432,9 +475,31 @@ impl DeliveryWorker {
     }
 }
 
+/// The webhook client: no redirects, the attempt timeout, and (`guard`) every name resolved
+/// through the SSRF guard.
+fn http_client(config: &Config, guard: bool) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(config.delivery.timeout)
+        // A redirect is a failed attempt: following it would let a receiver point us anywhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sp-gateway/", env!("CARGO_PKG_VERSION")));
+    if guard {
+        builder = builder.dns_resolver(Arc::new(GuardedResolver));
+    }
+    // reqwest follows the *_PROXY variables by default, and a proxy would resolve the
+    // receiver's name past the guard above: only an explicitly configured proxy is used.
+    builder = match &config.delivery.proxy {
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+        None => builder.no_proxy(),
+    };
+    builder.build()
+}
+
 /// A resolved destination.
 struct Target {
     url: String,
+    /// Whether its organisation or client may be sent to on plain http and private addresses.
+    allow_private: bool,
     secrets: Vec<String>,
     headers: Vec<(String, String)>,
     content_type: &'static str,
@@ -446,15 +511,15 @@ enum TargetProblem {
 }
 
 /// `Subscription.channel.header` entries ("Name: value"): headers the subscriber asked us to send.
+/// One it may not set (refused on create; a Subscription stored before that rule) is left out.
 fn channel_headers(content: &serde_json::Value) -> Vec<(String, String)> {
     content["channel"]["header"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|h| h.as_str())
-        .filter_map(|h| h.split_once(':'))
-        .map(|(name, value)| (name.trim().to_string(), value.trim().to_string()))
-        .filter(|(name, _)| !name.is_empty() && !name.to_ascii_lowercase().starts_with("webhook-"))
+        .filter_map(|h| h.parse::<ChannelHeader>().ok())
+        .map(|h| (h.name, h.value))
         .collect()
 }
 

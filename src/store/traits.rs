@@ -261,7 +261,9 @@ pub trait DeliveryAdmin: Send + Sync {
         referral_id: &str,
     ) -> Result<Vec<(Delivery, Vec<AttemptRow>)>, StoreError>;
 
-    /// Puts a delivered or dead message back in the queue for one more attempt now.
+    /// Makes a message due now: a delivered or dead one goes back in the queue for one more
+    /// attempt, a pending one (waiting for its next retry) is tried at once. `false` when the
+    /// message is unknown or its payload was pruned.
     async fn retry_message(&self, message_id: &str, now: DateTime<Utc>)
         -> Result<bool, StoreError>;
 
@@ -281,15 +283,24 @@ pub trait DeliveryAdmin: Send + Sync {
     async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
 }
 
+/// Whether the database can serve, for the readiness probe.
+#[async_trait]
+pub trait Health: Send + Sync {
+    /// How many of this build's migrations the database lacks (0: current). Reaching the
+    /// database to answer is the reachability check: an error means it cannot be used now.
+    async fn migrations_missing(&self) -> Result<usize, StoreError>;
+}
+
 /// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>` (each aggregate
 /// trait is `Send + Sync` already).
 pub trait Store:
-    Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin
+    Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin + Health
 {
 }
 
 /// Any type with every aggregate is a store.
-impl<T: Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin> Store
-    for T
+impl<
+        T: Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin + Health,
+    > Store for T
 {
 }

@@ -492,8 +492,18 @@ pub enum NextStep {
     RetryAt(DateTime<Utc>),
     /// No more attempts (schedule exhausted, or the receiver asked to abort).
     Dead,
-    /// The endpoint answered 410 Gone: it is disabled and the message waits for it.
+    /// The endpoint answered 410 Gone: it is switched off (`SwitchOff`).
     EndpointGone,
+}
+
+/// What a 410 Gone switches off, decided above the store (`delivery::outcome`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SwitchOff {
+    /// A VCS organisation's endpoint (its `VcsId`): its messages wait until an operator switches
+    /// it back on.
+    VcsEndpoint { vcs: String, reason: String },
+    /// A GP Subscription (its id): it becomes `off`, and none of its messages is sent again.
+    Subscription { id: String },
 }
 
 /// Everything one attempt writes, decided above the store (`delivery::outcome`): the attempt,
@@ -507,8 +517,8 @@ pub struct AttemptRecord {
     /// Audited in the same transaction, about the patient of the entry's referral; the message
     /// id is its correlation id.
     pub disclosure: Option<AuditEntry>,
-    /// The endpoint (VCS id) to switch off, and why.
-    pub disable_endpoint: Option<(String, String)>,
+    /// The endpoint or Subscription to switch off.
+    pub switch_off: Option<SwitchOff>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -24,6 +24,12 @@ pub enum Problem {
     Invalid(Vec<(String, String)>),
     #[error("{0}")]
     Busy(String),
+    /// Past a rate limit: `429` with `Retry-After` (seconds).
+    #[error("Too many requests from this caller; retry after {0} s.")]
+    Throttled(u64),
+    /// A request refused before its handler, with its own status (a body too large or too slow).
+    #[error("{1}")]
+    Refused(StatusCode, String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -37,6 +43,8 @@ impl Problem {
             Problem::Conflict(_) => StatusCode::CONFLICT,
             Problem::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Problem::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Problem::Refused(status, _) => *status,
+            Problem::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Problem::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Problem::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -62,6 +70,9 @@ impl Problem {
         }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             builder.insert_header(("Retry-After", "2"));
+        }
+        if let Problem::Throttled(seconds) = &self {
+            builder.insert_header(("Retry-After", seconds.to_string()));
         }
         let mut body = json!({
             "type": "about:blank",

@@ -3,7 +3,6 @@
 //! `search`), not on each other.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::api::access::{self, Accessed};
@@ -57,41 +56,16 @@ pub async fn read_body(
     Ok((format, content_type, body))
 }
 
-/// Reads a body of any media type up to `limit` bytes (refusing early on a declared length above
-/// it) within the configured body timeout.
+/// Reads a body of any media type up to `limit` bytes. `api::body` has received it already (the
+/// declared length checked, within the configured body timeout): this takes it from memory.
 pub async fn read_limited(
-    request: &HttpRequest,
-    mut payload: web::Payload,
+    _request: &HttpRequest,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<web::BytesMut, ApiError> {
-    let declared = request
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > limit) {
-        return Err(ApiError::PayloadTooLarge { limit });
-    }
-    // A client that trickles its body holds a worker: it gets the configured time, then 408.
-    let allowed = request
-        .app_data::<web::Data<AppState>>()
-        .map(|state| state.config.server.body_timeout)
-        .unwrap_or(std::time::Duration::from_secs(30));
-    let receive = async {
-        let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk
-                .map_err(|e| ApiError::BadRequest(format!("The body could not be read: {e}")))?;
-            if body.len() + chunk.len() > limit {
-                return Err(ApiError::PayloadTooLarge { limit });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
-    };
-    tokio::time::timeout(allowed, receive)
+    crate::api::body::collect(payload.into_inner(), limit)
         .await
-        .map_err(|_| ApiError::RequestTimeout)?
+        .map_err(ApiError::from)
 }
 
 /// A FHIR resource path that answers `405` with an OperationOutcome to methods it has no route for.

@@ -191,8 +191,10 @@ impl DeliveryAdmin for PostgresStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let changed = sqlx::query(
-            "UPDATE outbox SET state = 'pending', next_attempt_at = $2, lease_until = NULL
-             WHERE id = $1 AND state IN ('dead', 'delivered') AND payload <> ''",
+            "UPDATE outbox SET next_attempt_at = $2,
+                    lease_until = CASE WHEN state = 'pending' THEN lease_until END,
+                    state = 'pending'
+             WHERE id = $1 AND state IN ('dead', 'delivered', 'pending') AND payload <> ''",
         )
         .bind(message_id)
         .bind(now)

@@ -143,6 +143,17 @@ async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
     )
 }
 
+#[async_trait::async_trait]
+impl super::traits::Health for PostgresStore {
+    async fn migrations_missing(&self) -> Result<usize, StoreError> {
+        let applied = applied_versions(&self.pool).await?;
+        Ok(migrator()
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count())
+    }
+}
+
 impl PostgresStore {
     /// Connects (waiting for the database at start), then migrates or checks the schema.
     pub async fn open(url: &str, settings: &StorageConfig) -> Result<Self, StoreError> {

@@ -86,8 +86,17 @@ async fn write_attempt(
         .execute(&mut *conn)
         .await?;
     }
-    if let Some((endpoint, reason)) = &record.disable_endpoint {
-        set_endpoint(conn, endpoint, false, Some(reason), attempt.at).await?;
+    match &record.switch_off {
+        Some(SwitchOff::VcsEndpoint { vcs, reason }) => {
+            set_endpoint(conn, vcs, false, Some(reason), attempt.at).await?;
+        }
+        Some(SwitchOff::Subscription { id }) => {
+            sqlx::query("UPDATE subscriptions SET status = 'off' WHERE id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
+        }
+        None => {}
     }
     Ok(())
 }

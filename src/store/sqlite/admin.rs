@@ -166,8 +166,10 @@ impl DeliveryAdmin for SqliteStore {
         self.write(move |conn| {
             let changed = conn
                 .prepare_cached(
-                    "UPDATE outbox SET state = 'pending', next_attempt_at = ?2, lease_until = NULL
-                     WHERE id = ?1 AND state IN ('dead', 'delivered') AND payload <> ''",
+                    "UPDATE outbox SET next_attempt_at = ?2,
+                            lease_until = CASE WHEN state = 'pending' THEN lease_until END,
+                            state = 'pending'
+                     WHERE id = ?1 AND state IN ('dead', 'delivered', 'pending') AND payload <> ''",
                 )?
                 .execute(params![message_id, now])?;
             Ok(changed == 1)

@@ -131,6 +131,14 @@ fn open_connection(path: &str) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
+#[async_trait::async_trait]
+impl super::traits::Health for SqliteStore {
+    async fn migrations_missing(&self) -> Result<usize, StoreError> {
+        let applied = self.read(schema_version).await?;
+        Ok(MIGRATIONS.len().saturating_sub(applied))
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database file, runs migrations (or, with `migrate` off,
     /// checks that they ran), starts the writer.

@@ -81,8 +81,15 @@ fn write_attempt(
             message_id
         ])?;
     }
-    if let Some((endpoint, reason)) = &record.disable_endpoint {
-        set_endpoint(conn, endpoint, false, Some(reason), &at)?;
+    match &record.switch_off {
+        Some(SwitchOff::VcsEndpoint { vcs, reason }) => {
+            set_endpoint(conn, vcs, false, Some(reason), &at)?;
+        }
+        Some(SwitchOff::Subscription { id }) => {
+            conn.prepare_cached("UPDATE subscriptions SET status = 'off' WHERE id = ?1")?
+                .execute(params![id])?;
+        }
+        None => {}
     }
     Ok(())
 }
