@@ -49,6 +49,9 @@ pub enum LifecycleError {
     Invalid(Vec<Issue>),
     #[error("the referral kept changing under this request; retry")]
     Busy,
+    /// The Idempotency-Key was used before on this referral for a different request body.
+    #[error("this Idempotency-Key was used for a different request on this referral")]
+    KeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -114,9 +117,36 @@ impl Lifecycle<'_> {
             .ok_or(LifecycleError::NotFound)
     }
 
-    /// Runs `compute` against fresh state until its change applies.
+    /// The answer stored for an earlier request with this Idempotency-Key on `referral_id`,
+    /// if there was one; the same key with another body is refused.
+    pub async fn replayed(
+        &self,
+        referral_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Applied>, LifecycleError> {
+        let Some(stored) = self
+            .store
+            .idempotent_response(&key.owner, referral_id, &key.key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if stored.request_hash != key.request_hash {
+            return Err(LifecycleError::KeyReused);
+        }
+        Ok(Some(Applied {
+            state_after: crate::store::stored_json("idempotent response", &key.key, &stored.body)?,
+            status: stored.status,
+        }))
+    }
+
+    /// Runs `compute` against fresh state until its change applies. With an Idempotency-Key,
+    /// a request with the same key that got there first (a concurrent duplicate) is answered
+    /// with that request's answer instead.
     async fn apply<F>(
         &self,
+        referral_id: &str,
+        idempotency: Option<&IdempotencyKey>,
         load: impl Fn() -> F,
         compute: impl Fn(&ReferralState) -> Result<(ReferralChange, Applied), LifecycleError>,
     ) -> Result<Applied, LifecycleError>
@@ -124,6 +154,11 @@ impl Lifecycle<'_> {
         F: std::future::Future<Output = Result<ReferralState, LifecycleError>>,
     {
         for _ in 0..ATTEMPTS {
+            if let Some(key) = idempotency {
+                if let Some(applied) = self.replayed(referral_id, key).await? {
+                    return Ok(applied);
+                }
+            }
             let state = load().await?;
             let (change, applied) = compute(&state)?;
             match self.store.apply_change(change).await? {
@@ -145,6 +180,8 @@ impl Lifecycle<'_> {
     ) -> Result<Applied, LifecycleError> {
         let subscriptions = self.subscriptions_of_referral(vcs, referral_id).await?;
         self.apply(
+            referral_id,
+            idempotency.as_ref(),
             || self.load_for_vcs(vcs, referral_id),
             |state| {
                 let current = state.vcs_status;
@@ -194,6 +231,8 @@ impl Lifecycle<'_> {
         let subscriptions = self.subscriptions_of_referral(vcs, referral_id).await?;
         let vcs_config = self.vcs(vcs.as_str())?;
         self.apply(
+            referral_id,
+            idempotency.as_ref(),
             || self.load_for_vcs(vcs, referral_id),
             |state| {
                 let now = Utc::now();
@@ -263,6 +302,8 @@ impl Lifecycle<'_> {
             .ok_or(LifecycleError::NotFound)?;
         let subscriptions = subscriptions::of_client(self.store, client, &["Task"]).await?;
         self.apply(
+            referral_id,
+            None,
             || async {
                 self.store
                     .load_referral(referral_id)

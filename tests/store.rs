@@ -77,6 +77,7 @@ store_suite!(
     racing_duplicate_messages_make_one_referral,
     search_filters_and_pages,
     changes_apply_once_per_revision,
+    idempotency_keys_are_scoped_to_the_referral,
     racing_changes_apply_one,
     history_versions_and_resource_search,
     vcs_lists_its_referrals,
@@ -524,8 +525,9 @@ async fn changes_apply_once_per_revision(store: Arc<dyn Store>) {
     assert_eq!(state.vcs_status, VcsStatus::Accepted);
     assert_eq!(state.task.as_ref().map(|t| t.version_id), Some(2));
     assert_eq!(state.next_sequence(TargetKind::Vcs, "carers-count"), 3);
+    let referral_id = r.referral_id.as_str();
     let stored = store
-        .idempotent_response("carers-count", "key-1")
+        .idempotent_response("carers-count", referral_id, "key-1")
         .await
         .expect("idempotency")
         .expect("stored response");
@@ -534,10 +536,58 @@ async fn changes_apply_once_per_revision(store: Arc<dyn Store>) {
         (200, "{\"ok\":true}")
     );
     assert!(store
-        .idempotent_response("carers-count", "key-2")
+        .idempotent_response("carers-count", referral_id, "key-2")
         .await
         .expect("other key")
         .is_none());
+}
+
+/// A key names one request on one referral: the same key on another referral is another request,
+/// and a change carrying a key already answered on its referral writes nothing.
+async fn idempotency_keys_are_scoped_to_the_referral(store: Arc<dyn Store>) {
+    let keyed = |change: &mut ReferralChange, body: &str| {
+        change.idempotency = Some((
+            "carers-count".into(),
+            "same-key".into(),
+            StoredResponse {
+                request_hash: "hash".into(),
+                status: 200,
+                body: body.into(),
+            },
+        ));
+    };
+    let a = create(&store, referral("emis-demo", "REF-KEY-A")).await;
+    let b = create(&store, referral("emis-demo", "REF-KEY-B")).await;
+    for (r, body) in [(&a, "{\"on\":\"a\"}"), (&b, "{\"on\":\"b\"}")] {
+        let mut first = change(r, 1, 2);
+        keyed(&mut first, body);
+        assert_eq!(
+            store.apply_change(first).await.expect("apply"),
+            ChangeOutcome::Applied
+        );
+    }
+    for (r, body) in [(&a, "{\"on\":\"a\"}"), (&b, "{\"on\":\"b\"}")] {
+        let stored = store
+            .idempotent_response("carers-count", r.referral_id.as_str(), "same-key")
+            .await
+            .expect("idempotency")
+            .expect("stored response");
+        assert_eq!(stored.body, body);
+    }
+    // At the new revision, but with the key already answered on this referral: nothing written.
+    let mut repeat = change(&a, 2, 3);
+    keyed(&mut repeat, "{\"on\":\"repeat\"}");
+    assert_eq!(
+        store.apply_change(repeat).await.expect("repeat"),
+        ChangeOutcome::Conflict
+    );
+    let state = store
+        .load_referral(a.referral_id.as_str())
+        .await
+        .expect("load")
+        .expect("state");
+    assert_eq!(state.revision, 2, "the repeat wrote nothing");
+    assert_eq!(state.task.as_ref().map(|t| t.version_id), Some(2));
 }
 
 async fn racing_changes_apply_one(store: Arc<dyn Store>) {

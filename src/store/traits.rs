@@ -34,13 +34,17 @@ pub trait Referrals: Send + Sync {
     /// A referral's state, whoever it belongs to (callers check tenancy).
     async fn load_referral(&self, referral_id: &str) -> Result<Option<ReferralState>, StoreError>;
 
-    /// Applies a change atomically if the referral is still at `expected_revision`.
+    /// Applies a change atomically if the referral is still at `expected_revision` and its
+    /// Idempotency-Key (if any) has no answer stored on this referral yet; otherwise nothing is
+    /// written and the answer is `Conflict` (the caller reloads, and finds the stored answer).
     async fn apply_change(&self, change: ReferralChange) -> Result<ChangeOutcome, StoreError>;
 
-    /// The stored answer to an earlier request with this Idempotency-Key.
+    /// The stored answer to an earlier request of `owner` on `referral_id` with this
+    /// Idempotency-Key (a key names one request on one referral).
     async fn idempotent_response(
         &self,
         owner: &str,
+        referral_id: &str,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError>;
 

@@ -196,6 +196,11 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Busy => {
                 ApiError::Store(StoreError::Unavailable("the referral is busy".into()))
             }
+            LifecycleError::KeyReused => ApiError::Invalid(single(
+                "business-rule",
+                "idempotency-key-reused",
+                error.to_string(),
+            )),
             LifecycleError::Unsupported(text) => {
                 ApiError::Invalid(single("not-supported", "unsupported-change", text))
             }

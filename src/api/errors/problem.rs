@@ -112,6 +112,9 @@ impl From<LifecycleError> for Problem {
                     .collect(),
             ),
             LifecycleError::Busy => Problem::Busy(error.to_string()),
+            LifecycleError::KeyReused => {
+                Problem::Invalid(vec![("Idempotency-Key".into(), error.to_string())])
+            }
             LifecycleError::Invalid(issues) => {
                 // Our own translation broke our profiles: a defect to fix, not the caller's fault.
                 // The log names where (FHIRPath expressions), never what: diagnostics quote the

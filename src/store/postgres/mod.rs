@@ -73,6 +73,11 @@ fn migrator() -> Migrator {
             "outbox_claim_index",
             include_str!("../migrations/postgres/0003_outbox_claim_index.sql"),
         ),
+        migration(
+            4,
+            "idempotency_scope",
+            include_str!("../migrations/postgres/0004_idempotency_scope.sql"),
+        ),
     ])
 }
 

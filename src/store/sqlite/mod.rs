@@ -47,7 +47,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 7] = [
+const MIGRATIONS: [(&str, &str); 8] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -72,6 +72,10 @@ const MIGRATIONS: [(&str, &str); 7] = [
     (
         "patient_search",
         include_str!("../migrations/sqlite/007_patient_search.sql"),
+    ),
+    (
+        "idempotency_scope",
+        include_str!("../migrations/sqlite/008_idempotency_scope.sql"),
     ),
 ];
 
