@@ -49,7 +49,11 @@ async fn metrics(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     match state.store.outbox_stats(Utc::now()).await {
         Ok(stats) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
-            .body(state.metrics.render(&stats)),
+            .body(
+                state
+                    .metrics
+                    .render(&stats, state.store.write_refusal().is_some()),
+            ),
         Err(e) => Problem::from(e).into_response(),
     }
 }

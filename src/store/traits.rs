@@ -48,6 +48,13 @@ pub trait Referrals: Send + Sync {
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError>;
 
+    /// Why this store refuses every write from now on (the SQLite writer after a commit or WAL
+    /// fsync failed: it can no longer promise what it answers), or `None`. Readiness and
+    /// `/metrics` report it.
+    fn write_refusal(&self) -> Option<String> {
+        None
+    }
+
     /// The referrals routed to `vcs`, changed since `query.since`, oldest change first.
     async fn list_vcs_referrals(
         &self,

@@ -341,6 +341,10 @@ impl Referrals for SqliteStore {
             .await
     }
 
+    fn write_refusal(&self) -> Option<String> {
+        self.poison.reason()
+    }
+
     async fn list_vcs_referrals(
         &self,
         vcs: &VcsId,
