@@ -17,8 +17,9 @@ use crate::domain::{Actor, ClientId, FhirId, VcsId};
 use crate::fhir::outcome::Issue;
 use crate::fhir::stamp;
 use crate::store::{
-    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState,
-    ReferralStatus, Store, StoreError, StoredResource, StoredResponse, SubscriptionRow, TargetKind,
+    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, Payload, ReferralChange,
+    ReferralState, ReferralStatus, Store, StoreError, StoredResource, StoredResponse,
+    SubscriptionRow, TargetKind,
 };
 use crate::subscriptions;
 use crate::translate::observation::{observation_count, outcome_observations};
@@ -441,8 +442,8 @@ struct ChangeBuilder<'s> {
     state: &'s ReferralState,
     now: DateTime<Utc>,
     change: ReferralChange,
-    /// Changed resources, for Subscription matching.
-    changed: Vec<Value>,
+    /// Changed resources, for Subscription matching, each with the stored version naming it.
+    changed: Vec<(Value, Payload)>,
     /// Messages added per target, to number them.
     added: Vec<(TargetKind, String)>,
 }
@@ -479,15 +480,21 @@ impl<'s> ChangeBuilder<'s> {
         code: Option<String>,
     ) -> Value {
         let stamped = stamp(content, id, previous + 1, &now_text(self.now));
-        self.change.resources.push(NewResource {
+        let resource = NewResource {
             resource_type: resource_type.to_string(),
             id: id.parse().unwrap_or_else(|_| FhirId::generate()),
             version_id: previous + 1,
             content: stamped.to_string(),
             patient_id: Some(self.state.patient_id.to_string()),
             code,
-        });
-        self.changed.push(stamped.clone());
+        };
+        let stored = Payload::Stored {
+            resource_type: resource.resource_type.clone(),
+            id: resource.id.to_string(),
+            version_id: resource.version_id,
+        };
+        self.change.resources.push(resource);
+        self.changed.push((stamped.clone(), stored));
         stamped
     }
 
@@ -522,7 +529,7 @@ impl<'s> ChangeBuilder<'s> {
             target,
             event_type: event.as_str().to_string(),
             sequence,
-            payload,
+            payload: Payload::Text(payload),
         });
         Ok(())
     }
@@ -530,7 +537,7 @@ impl<'s> ChangeBuilder<'s> {
     /// A notification to every matching Subscription for every changed Task or Observation.
     fn notify(&mut self, subscriptions: &[SubscriptionRow]) -> Result<(), LifecycleError> {
         let changed = std::mem::take(&mut self.changed);
-        for resource in &changed {
+        for (resource, stored) in &changed {
             for subscription in subscriptions
                 .iter()
                 .filter(|s| subscriptions::matches_criteria(&s.criteria, resource, self.state))
@@ -543,7 +550,7 @@ impl<'s> ChangeBuilder<'s> {
                     target: subscription.id.clone(),
                     event_type: format!("{resource_type}.changed"),
                     sequence,
-                    payload: subscriptions::notification_payload(subscription, resource)?,
+                    payload: subscriptions::notification_payload(subscription, stored)?,
                 });
             }
         }
@@ -562,7 +569,7 @@ impl<'s> ChangeBuilder<'s> {
         let issues: Vec<Issue> = self
             .changed
             .iter()
-            .flat_map(|resource| match resource["resourceType"].as_str() {
+            .flat_map(|(resource, _)| match resource["resourceType"].as_str() {
                 // Its profile held at intake and only `status` changes; its references may
                 // point at resources stored beside it, which a lone validation cannot resolve.
                 Some("ServiceRequest") => validation.validate_base(resource),

@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::domain::{ClientId, FhirId};
 use crate::fhir::outcome::Issue;
-use crate::store::{ReferralState, Store, StoreError, SubscriptionRow, SubscriptionStatus};
+use crate::store::{
+    Payload, ReferralState, Store, StoreError, SubscriptionRow, SubscriptionStatus,
+};
 use crate::validation::Validation;
 
 /// Criteria parameters a Subscription may use, checked when it is created.
@@ -82,6 +84,27 @@ pub fn accept(
         content: resource.to_string(),
     };
     Ok(Accepted { row, resource })
+}
+
+/// The most active Subscriptions `client` may hold (`[[clients]] max_subscriptions`).
+pub fn limit(config: &Config, client: &ClientId) -> usize {
+    config
+        .client(client.as_str())
+        .map_or(0, |c| c.max_subscriptions)
+}
+
+/// Why one more Subscription is refused: each change notifies every matching Subscription, so
+/// their number bounds what one change queues.
+pub fn over_limit(limit: usize) -> Issue {
+    Issue::error(
+        "business-rule",
+        format!(
+            "This client already has {limit} active Subscriptions, the most it may hold; \
+             delete one first (or ask the gateway's operator to raise max_subscriptions)."
+        ),
+    )
+    .with_message_id("subscription-limit")
+    .at("Subscription")
 }
 
 /// Checks what we serve: Task or Observation criteria with known parameters, a rest-hook channel
@@ -192,16 +215,18 @@ pub async fn of_client(
     Ok(subscriptions)
 }
 
-/// What a notification about `resource` carries: the resource when the Subscription asked for a
-/// payload (`channel.payload`), nothing otherwise (the GP system then reads it).
+/// What a notification about a changed resource carries (R4 rest-hook): the resource when the
+/// Subscription asked for a payload (`channel.payload`), nothing otherwise (the GP system then
+/// reads it). The resource is `stored`, the version stored with the change, named rather than
+/// copied: every Subscription notified of it shares that one copy.
 pub fn notification_payload(
     subscription: &SubscriptionRow,
-    resource: &Value,
-) -> Result<String, StoreError> {
+    stored: &Payload,
+) -> Result<Payload, StoreError> {
     Ok(if subscription.json()?["channel"]["payload"].is_string() {
-        resource.to_string()
+        stored.clone()
     } else {
-        String::new()
+        Payload::Text(String::new())
     })
 }
 

@@ -14,7 +14,7 @@ use sp_gateway::delivery::outcome;
 use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
 use sp_gateway::store::{
     self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
-    DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep,
+    DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep, Payload,
     ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store, StoredResponse,
     SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
@@ -78,6 +78,7 @@ store_suite!(
     search_filters_and_pages,
     changes_apply_once_per_revision,
     idempotency_keys_are_scoped_to_the_referral,
+    notifications_share_the_stored_version,
     racing_changes_apply_one,
     history_versions_and_resource_search,
     vcs_lists_its_referrals,
@@ -164,7 +165,7 @@ fn message(kind: TargetKind, target: &str, event: &str, sequence: i64) -> NewOut
         target: target.into(),
         event_type: event.into(),
         sequence,
-        payload: format!(r#"{{"type":"{event}"}}"#),
+        payload: Payload::Text(format!(r#"{{"type":"{event}"}}"#)),
     }
 }
 
@@ -588,6 +589,43 @@ async fn idempotency_keys_are_scoped_to_the_referral(store: Arc<dyn Store>) {
         .expect("state");
     assert_eq!(state.revision, 2, "the repeat wrote nothing");
     assert_eq!(state.task.as_ref().map(|t| t.version_id), Some(2));
+}
+
+/// Notifications about a stored resource version name it instead of holding a copy; a claim
+/// reads that version's content as each message's payload.
+async fn notifications_share_the_stored_version(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-SHARED")).await;
+    let mut shared = change(&r, 1, 2);
+    let stored = Payload::Stored {
+        resource_type: "Task".into(),
+        id: r.task_id.to_string(),
+        version_id: 2,
+    };
+    shared.outbox = ["sub-a", "sub-b"]
+        .iter()
+        .map(|target| NewOutboxMessage {
+            payload: stored.clone(),
+            ..message(TargetKind::Subscription, target, "Task.changed", 1)
+        })
+        .collect();
+    let task_v2 = shared.resources[0].content.clone();
+    assert_eq!(
+        store.apply_change(shared).await.expect("apply"),
+        ChangeOutcome::Applied
+    );
+    let later = now() + Duration::minutes(1);
+    let claimed = store
+        .claim_due_messages(later, later + Duration::minutes(1), 10)
+        .await
+        .expect("claim");
+    let notifications: Vec<_> = claimed
+        .iter()
+        .filter(|m| m.target_kind == TargetKind::Subscription)
+        .collect();
+    assert_eq!(notifications.len(), 2, "{claimed:?}");
+    for notification in notifications {
+        assert_eq!(notification.payload, task_v2);
+    }
 }
 
 async fn racing_changes_apply_one(store: Arc<dyn Store>) {
@@ -1159,10 +1197,53 @@ async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
         status: SubscriptionStatus::Active,
         content: "{}".into(),
     };
-    store
-        .create_subscription(subscription, now())
+    assert!(store
+        .create_subscription(subscription.clone(), now(), 2)
         .await
-        .expect("create");
+        .expect("create"));
+    let second = SubscriptionRow {
+        id: "sub-2".into(),
+        ..subscription.clone()
+    };
+    assert!(store
+        .create_subscription(second, now(), 2)
+        .await
+        .expect("create"));
+    let third = SubscriptionRow {
+        id: "sub-3".into(),
+        ..subscription.clone()
+    };
+    assert!(
+        !store
+            .create_subscription(third.clone(), now(), 2)
+            .await
+            .expect("over the limit"),
+        "a third active Subscription passes a limit of 2"
+    );
+    assert!(store.subscription("sub-3").await.expect("read").is_none());
+    // Another client has its own count; a deleted one frees a place.
+    let other = SubscriptionRow {
+        id: "sub-4".into(),
+        client_id: client("tpp-demo"),
+        resource_type: "Observation".into(),
+        ..subscription.clone()
+    };
+    assert!(store
+        .create_subscription(other, now(), 2)
+        .await
+        .expect("create"));
+    assert!(store
+        .delete_subscription(&client("emis-demo"), "sub-2")
+        .await
+        .expect("delete"));
+    assert!(store
+        .create_subscription(third, now(), 2)
+        .await
+        .expect("a place freed"));
+    assert!(store
+        .delete_subscription(&client("emis-demo"), "sub-3")
+        .await
+        .expect("delete"));
     assert_eq!(
         store
             .subscriptions_for(&client("emis-demo"), "Task")

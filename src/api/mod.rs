@@ -23,6 +23,7 @@ use crate::validation::Validation;
 
 pub mod access;
 pub mod admin;
+pub mod budget;
 pub mod errors;
 pub mod extract;
 pub mod fhir;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// Who is calling: GP tokens (static and issued) and certificate bindings, VCS and operator
     /// tokens (as digests), the token endpoint.
     pub auth: Auth,
+    /// `[storage] max_bytes`, checked before every write that grows the database.
+    pub budget: budget::StorageBudget,
 }
 
 impl AppState {
@@ -55,7 +58,9 @@ impl AppState {
         vcs_schemas: vcs::VcsSchemas,
     ) -> Self {
         let auth = Auth::new(&config);
+        let budget = budget::StorageBudget::new(config.storage.max_bytes);
         AppState {
+            budget,
             config,
             store,
             validation,

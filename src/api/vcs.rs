@@ -202,6 +202,7 @@ async fn prepare_write(
     body: &[u8],
     schema: &jsonschema::Validator,
 ) -> Result<Result<(Value, Option<IdempotencyKey>), (StatusCode, Value)>, Problem> {
+    state.budget.check(state.store.as_ref()).await?;
     let idempotency = match request
         .headers()
         .get("idempotency-key")

@@ -55,6 +55,10 @@ pub trait Referrals: Send + Sync {
         None
     }
 
+    /// How many bytes the database takes (SQLite: its file, without the WAL; PostgreSQL: the
+    /// database), for the storage budget.
+    async fn used_bytes(&self) -> Result<u64, StoreError>;
+
     /// The referrals routed to `vcs`, changed since `query.since`, oldest change first.
     async fn list_vcs_referrals(
         &self,
@@ -129,11 +133,14 @@ pub trait Resources: Send + Sync {
 /// GP systems' rest-hook Subscriptions.
 #[async_trait]
 pub trait Subscriptions: Send + Sync {
+    /// Stores a Subscription unless its client already has `limit` active ones (`false`: nothing
+    /// stored). Counting and storing are one step: concurrent creates cannot pass the limit.
     async fn create_subscription(
         &self,
         subscription: SubscriptionRow,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+        limit: usize,
+    ) -> Result<bool, StoreError>;
 
     /// Active subscriptions of `client` on `resource_type`.
     async fn subscriptions_for(

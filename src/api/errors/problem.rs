@@ -38,6 +38,7 @@ impl Problem {
             Problem::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Problem::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             Problem::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Problem::Store(StoreError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             Problem::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -48,6 +49,12 @@ impl Problem {
             Problem::Store(StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %self, "storage unavailable");
                 "Storage is briefly unavailable; nothing was changed. Try again shortly."
+                    .to_string()
+            }
+            Problem::Store(StoreError::OverBudget { .. }) => {
+                tracing::error!(error = %self, "storage budget reached: writes refused");
+                "The gateway's storage is full to its budget; nothing was changed. Try again \
+                 later."
                     .to_string()
             }
             Problem::Store(_) => {

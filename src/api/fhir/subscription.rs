@@ -30,6 +30,7 @@ async fn create(
 ) -> HttpResponse {
     handle(&request, |_| async {
         let client = client.require("system/Subscription.write")?;
+        state.budget.check(state.store.as_ref()).await?;
         let (format, _, body) =
             read_body(&request, payload, state.config.server.max_body_bytes).await?;
         let resource = parse_body(&body, format, state.config.server.max_json_depth)?;
@@ -38,7 +39,14 @@ async fn create(
             subscriptions::accept(&state.config, &state.validation, &client, resource, now)
                 .map_err(ApiError::Invalid)?;
         let id = accepted.row.id.clone();
-        state.store.create_subscription(accepted.row, now).await?;
+        let limit = subscriptions::limit(&state.config, &client);
+        if !state
+            .store
+            .create_subscription(accepted.row, now, limit)
+            .await?
+        {
+            return Err(ApiError::Invalid(vec![subscriptions::over_limit(limit)]));
+        }
         Ok(Reply::new(StatusCode::CREATED, Some(accepted.resource))
             .header("Location", location("Subscription", &id, 1))
             .header("ETag", "W/\"1\""))

@@ -78,6 +78,11 @@ fn migrator() -> Migrator {
             "idempotency_scope",
             include_str!("../migrations/postgres/0004_idempotency_scope.sql"),
         ),
+        migration(
+            5,
+            "shared_notifications",
+            include_str!("../migrations/postgres/0005_shared_notifications.sql"),
+        ),
     ])
 }
 

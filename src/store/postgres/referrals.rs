@@ -391,6 +391,13 @@ impl Referrals for PostgresStore {
         stored_response(&mut conn, owner, referral_id, key).await
     }
 
+    async fn used_bytes(&self) -> Result<u64, StoreError> {
+        let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
     async fn list_vcs_referrals(
         &self,
         vcs: &VcsId,

@@ -51,7 +51,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 8] = [
+const MIGRATIONS: [(&str, &str); 9] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -80,6 +80,10 @@ const MIGRATIONS: [(&str, &str); 8] = [
     (
         "idempotency_scope",
         include_str!("../migrations/sqlite/008_idempotency_scope.sql"),
+    ),
+    (
+        "shared_notifications",
+        include_str!("../migrations/sqlite/009_shared_notifications.sql"),
     ),
 ];
 

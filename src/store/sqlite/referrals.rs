@@ -345,6 +345,18 @@ impl Referrals for SqliteStore {
         self.poison.reason()
     }
 
+    async fn used_bytes(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let bytes: i64 = conn.query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(u64::try_from(bytes).unwrap_or(0))
+        })
+        .await
+    }
+
     async fn list_vcs_referrals(
         &self,
         vcs: &VcsId,
