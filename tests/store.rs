@@ -13,10 +13,10 @@ use sp_gateway::config::StorageConfig;
 use sp_gateway::delivery::outcome;
 use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
 use sp_gateway::store::{
-    self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
-    DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep, Payload,
-    ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store, StoredResponse,
-    SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
+    self, Access, Attempt, AuditEntry, AuditQuery, AuditRecord, ChangeOutcome, CreateOutcome,
+    DeliveryFilter, DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource,
+    NextStep, Payload, ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store,
+    StoredResponse, SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
 use sp_gateway::translate::vcs_status::VcsStatus;
 
@@ -90,6 +90,7 @@ store_suite!(
     secret_rotation_keeps_the_old_secret_for_the_grace,
     delivered_payloads_are_pruned,
     audit_records_reads_and_disclosures,
+    audit_records_each_access_of_a_search,
     subscriptions_are_kept_per_client,
     issued_tokens_and_used_assertions_are_kept,
 );
@@ -1158,14 +1159,7 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
         )
         .await
         .expect("delivered");
-    let (total, records) = store
-        .audit_events(&AuditQuery {
-            patient_id: Some(r.patient_id.to_string()),
-            count: 50,
-            ..AuditQuery::default()
-        })
-        .await
-        .expect("audit");
+    let (total, records) = patient_audit(&store, &r).await;
     let actions: Vec<_> = records.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(total, 3);
     assert_eq!(actions, vec!["create", "read", "disclose"]);
@@ -1185,6 +1179,63 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
         .await
         .expect("audit from later");
     assert_eq!(none, 0);
+}
+
+/// The audit records about `r`'s patient.
+async fn patient_audit(store: &Arc<dyn Store>, r: &NewReferral) -> (usize, Vec<AuditRecord>) {
+    store
+        .audit_events(&AuditQuery {
+            patient_id: Some(r.patient_id.to_string()),
+            count: 50,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit by patient")
+}
+
+/// Several accesses are kept at once, each with the patient of the resource it names; records
+/// are found by the resource (entity) too.
+async fn audit_records_each_access_of_a_search(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-AUDIT-EACH")).await;
+    let access = |resource_type: &str, id: &str| Access {
+        at: now(),
+        actor: "emis-demo".parse().expect("an actor"),
+        action: "search".into(),
+        resource_type: resource_type.into(),
+        resource_id: Some(id.into()),
+        patient_id: None,
+        outcome: "success".into(),
+        correlation_id: Some("corr-each".into()),
+    };
+    store
+        .record_accesses(vec![
+            access("ServiceRequest", r.referral_id.as_str()),
+            access("Task", r.task_id.as_str()),
+            access("Subscription", "sub-audited"),
+        ])
+        .await
+        .expect("record");
+    let (total, records) = patient_audit(&store, &r).await;
+    let searched: Vec<_> = records
+        .iter()
+        .filter(|a| a.action == "search")
+        .filter_map(|a| a.resource_type.clone())
+        .collect();
+    assert_eq!(searched, ["ServiceRequest", "Task"], "{total} records");
+    let (total, records) = store
+        .audit_events(&AuditQuery {
+            entity: Some(("Subscription".into(), "sub-audited".into())),
+            count: 50,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("by entity");
+    assert_eq!(total, 1);
+    assert_eq!(records[0].patient_id, None);
+    store
+        .record_accesses(Vec::new())
+        .await
+        .expect("nothing to record");
 }
 
 async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {

@@ -9,7 +9,8 @@
 //! One rule reads the token for all three: `Authorization: Bearer <token>`, the scheme in any
 //! case (RFC 7235). Without one, or with one that names nobody, the answer is 401 with
 //! `WWW-Authenticate: Bearer`, in the dialect of the API called (`errors::refuse`). Configured
-//! tokens are compared by digest in constant time (`auth::tokens::TokenTable`).
+//! tokens are compared by digest in constant time (`auth::tokens::TokenTable`). A token that
+//! names nobody is audited as a failed login (the caller's address, never the token).
 
 use std::any::Any;
 use std::future::{ready, Future, Ready};
@@ -20,6 +21,7 @@ use actix_web::dev::{Extensions, Payload};
 use actix_web::rt::net::TcpStream;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use super::access;
 use super::errors::{refuse, ApiError, Refusal};
 use super::AppState;
 use crate::auth::tls::ClientCertificate;
@@ -80,6 +82,7 @@ async fn gp_client(request: &HttpRequest) -> Result<GpClient, Refusal> {
         Err(AuthError::Store(e)) => Err(Refusal::Store(e)),
         Err(e) => {
             tracing::info!(reason = %e, "authentication refused");
+            access::record_failed_login(state, request);
             Err(Refusal::Unauthorized)
         }
     }
@@ -109,10 +112,14 @@ impl FromRequest for VcsCaller {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let found = state(request).and_then(|state| {
-            bearer(request)
-                .and_then(|token| state.auth.vcs(token))
-                .map(|vcs| VcsCaller(vcs.clone()))
-                .ok_or(Refusal::Unauthorized)
+            let token = bearer(request).ok_or(Refusal::Unauthorized)?;
+            match state.auth.vcs(token) {
+                Some(vcs) => Ok(VcsCaller(vcs.clone())),
+                None => {
+                    access::record_failed_login(state, request);
+                    Err(Refusal::Unauthorized)
+                }
+            }
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }
@@ -128,10 +135,13 @@ impl FromRequest for Operator {
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let found = state(request).and_then(|state| {
-            bearer(request)
-                .filter(|token| state.auth.is_operator(token))
-                .map(|_| Operator)
-                .ok_or(Refusal::Unauthorized)
+            let token = bearer(request).ok_or(Refusal::Unauthorized)?;
+            if state.auth.is_operator(token) {
+                Ok(Operator)
+            } else {
+                access::record_failed_login(state, request);
+                Err(Refusal::Unauthorized)
+            }
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }

@@ -133,6 +133,11 @@ async fn list_referrals(
                 )
                 .await?;
             audit_vcs_access(&state, &request, &vcs, "search", None).await?;
+            let returned = items
+                .iter()
+                .map(|item| ("ServiceRequest", item.referral_id.as_str()));
+            let actor = crate::domain::Actor::vcs(&vcs);
+            access::record_each(&state, &request, &actor, "search", returned).await?;
             let items = items
                 .into_iter()
                 .map(listed)

@@ -160,7 +160,14 @@ pub trait Subscriptions: Send + Sync {
 pub trait Audit: Send + Sync {
     /// Records a read, a search or a refused access (creates, changes and disclosures are
     /// audited inside their own transactions).
-    async fn record_access(&self, access: Access) -> Result<(), StoreError>;
+    async fn record_access(&self, access: Access) -> Result<(), StoreError> {
+        self.record_accesses(vec![access]).await
+    }
+
+    /// Records several accesses at once, all or none: one per resource a search returned, so
+    /// each patient whose record it disclosed is named. An access without a patient takes the
+    /// patient of the stored resource it names.
+    async fn record_accesses(&self, accesses: Vec<Access>) -> Result<(), StoreError>;
 
     /// Audit records, oldest first, for `GET /fhir/AuditEvent`.
     async fn audit_events(

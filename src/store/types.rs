@@ -260,6 +260,8 @@ pub struct Access {
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub patient_id: Option<String>,
+    /// Records about this resource: (type, id), e.g. `("Subscription", "…")`.
+    pub entity: Option<(String, String)>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub count: usize,

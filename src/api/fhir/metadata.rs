@@ -171,6 +171,7 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
             "interaction": interactions(&["search-type"]),
             "searchParam": [
                 param("patient", "reference", core("AuditEvent", "patient"), "Patient/{id}"),
+                param("entity", "reference", core("AuditEvent", "entity"), "Type/id: records about that resource (a Subscription, a ServiceRequest…)"),
                 param("date", "date", core("AuditEvent", "date"), "ge/gt/le/lt/eq and a date or dateTime"),
                 count, offset, format_param()
             ]

@@ -383,6 +383,13 @@ async fn search(
                 included.extend(found);
             }
         }
+        let returned = page
+            .resources
+            .iter()
+            .chain(&included)
+            .map(|r| (r.resource_type.as_str(), r.id.as_str()));
+        let actor = crate::domain::Actor::client(&client);
+        access::record_each(&state, &request, &actor, "search", returned).await?;
         let base = state.config.base_url();
         Ok(Reply::ok(searchset(
             &base,
