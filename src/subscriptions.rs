@@ -21,6 +21,10 @@ use crate::validation::Validation;
 pub const CRITERIA_PARAMETERS: [&str; 6] =
     ["focus", "based-on", "patient", "subject", "status", "code"];
 
+/// The Subscriptions Backport IG's extension naming what a notification carries.
+const PAYLOAD_CONTENT: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content";
+
 /// A Subscription accepted from a GP system: the row to store and the resource as created.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -160,6 +164,20 @@ fn check(resource: &Value) -> Result<(String, String, String), Vec<Issue>> {
             .at("Subscription.channel.endpoint"),
         );
     }
+    if let Some(content) = payload_content(resource) {
+        if !matches!(content, "empty" | "full-resource") {
+            issues.push(
+                Issue::error(
+                    "not-supported",
+                    format!(
+                        "Notifications carry the changed resource (full-resource) or nothing \
+                         (empty); payload content {content:?} is not supported."
+                    ),
+                )
+                .at("Subscription.channel.payload.extension"),
+            );
+        }
+    }
     match resource["channel"]["payload"].as_str() {
         None | Some("application/fhir+json") | Some("application/json") => {}
         Some(other) => issues.push(
@@ -223,11 +241,25 @@ pub fn notification_payload(
     subscription: &SubscriptionRow,
     stored: &Payload,
 ) -> Result<Payload, StoreError> {
-    Ok(if subscription.json()?["channel"]["payload"].is_string() {
+    let resource = subscription.json()?;
+    let wants_resource = resource["channel"]["payload"].is_string()
+        && payload_content(&resource).is_none_or(|content| content == "full-resource");
+    Ok(if wants_resource {
         stored.clone()
     } else {
         Payload::Text(String::new())
     })
+}
+
+/// The Subscriptions Backport's payload content on `channel.payload` (`empty`, `id-only`,
+/// `full-resource`), which R4 lets a Subscription state as an extension; `None` when absent
+/// (then R4's rule alone: a `payload` MIME type means the resource, none means nothing).
+fn payload_content(resource: &Value) -> Option<&str> {
+    resource["channel"]["_payload"]["extension"]
+        .as_array()?
+        .iter()
+        .find(|e| e["url"] == PAYLOAD_CONTENT)?["valueCode"]
+        .as_str()
 }
 
 /// Whether a Subscription's criteria (`Task`, `Task?focus=ServiceRequest/{id}`,
@@ -300,12 +332,65 @@ mod tests {
                 "Subscription.channel.endpoint"
             ]
         );
+        let mut id_only = subscription("Task", "https://gp.example");
+        id_only["channel"]["payload"] = json!("application/fhir+json");
+        id_only["channel"]["_payload"] =
+            json!({"extension": [{"url": PAYLOAD_CONTENT, "valueCode": "id-only"}]});
+        let issues = check(&id_only).unwrap_err();
+        assert_eq!(
+            issues[0].expression.as_deref(),
+            Some("Subscription.channel.payload.extension")
+        );
         for name in CRITERIA_PARAMETERS {
             let criteria = format!("Task?{name}=x");
             assert!(
                 check(&subscription(&criteria, "https://gp.example")).is_ok(),
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn a_notification_carries_what_the_subscription_asked_for() {
+        let stored = Payload::Stored {
+            resource_type: "Task".into(),
+            id: "t1".into(),
+            version_id: 2,
+        };
+        let row = |channel: Value| SubscriptionRow {
+            id: "s1".into(),
+            client_id: "emis-demo".parse().expect("client id"),
+            resource_type: "Task".into(),
+            criteria: "Task".into(),
+            endpoint: "https://gp.example".into(),
+            status: SubscriptionStatus::Active,
+            content: json!({"resourceType": "Subscription", "channel": channel}).to_string(),
+        };
+        let content =
+            |code: &str| json!({"extension": [{"url": PAYLOAD_CONTENT, "valueCode": code}]});
+        let cases = [
+            (json!({"type": "rest-hook"}), false),
+            (
+                json!({"type": "rest-hook", "payload": "application/fhir+json"}),
+                true,
+            ),
+            (
+                json!({"type": "rest-hook", "payload": "application/fhir+json", "_payload": content("full-resource")}),
+                true,
+            ),
+            (
+                json!({"type": "rest-hook", "payload": "application/fhir+json", "_payload": content("empty")}),
+                false,
+            ),
+        ];
+        for (channel, full) in cases {
+            let payload = notification_payload(&row(channel.clone()), &stored).expect("payload");
+            let expected = if full {
+                stored.clone()
+            } else {
+                Payload::Text(String::new())
+            };
+            assert_eq!(payload, expected, "{channel}");
         }
     }
 }

@@ -354,3 +354,29 @@ fn writes_over_the_storage_budget_are_507() {
     let (status, _) = send(gateway.get("/fhir/ServiceRequest"));
     assert_eq!(status, 200, "reads go on");
 }
+
+/// A Subscription may state what its notifications carry with the Subscriptions Backport's
+/// payload content: `full-resource` and `empty` are served; `id-only` is refused with a 422
+/// rather than silently sent in full.
+#[test]
+fn subscription_payload_content_is_honoured_or_refused() {
+    let gateway = Gateway::start();
+    let with_content = |code: &str| {
+        serde_json::json!({
+            "resourceType": "Subscription", "status": "requested", "reason": "Follow referrals",
+            "criteria": "Task",
+            "channel": {"type": "rest-hook", "endpoint": "https://gp.example/hook",
+                        "payload": "application/fhir+json",
+                        "_payload": {"extension": [{
+                            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
+                            "valueCode": code}]}}
+        })
+    };
+    for code in ["empty", "full-resource"] {
+        let (status, created) = send(gateway.post_json("/fhir/Subscription", &with_content(code)));
+        assert_eq!(status, 201, "{code}: {created}");
+    }
+    let (status, outcome) = send(gateway.post_json("/fhir/Subscription", &with_content("id-only")));
+    assert_eq!(status, 422, "{outcome}");
+    assert!(outcome.to_string().contains("id-only"), "{outcome}");
+}
