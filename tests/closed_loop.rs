@@ -197,6 +197,9 @@ fn the_whole_loop() {
                     "/fhir/AuditEvent?{}",
                     form_urlencoded::Serializer::new(String::new())
                         .append_pair("patient", &patient)
+                        // Each search now records every resource it returned: one page of the
+                        // default size no longer holds the whole loop.
+                        .append_pair("_count", "500")
                         .finish()
                 )))
             .bearer_auth(ADMIN_TOKEN),
