@@ -157,6 +157,11 @@ pub struct StorageConfig {
     /// database cannot hold requests and connections for ever.
     #[serde(with = "humantime_serde")]
     pub statement_timeout: Duration,
+    /// The most bytes the database may take: past it, writes that grow it (referrals, status and
+    /// outcome reports, Subscriptions, cancellations) are refused with `507` while reads and
+    /// deliveries go on. Set it below the free space of the disk, with room for the WAL.
+    /// Absent: no budget.
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for StorageConfig {
@@ -168,6 +173,7 @@ impl Default for StorageConfig {
             start_timeout: Duration::from_secs(60),
             migrate_on_start: true,
             statement_timeout: Duration::from_secs(30),
+            max_bytes: None,
         }
     }
 }
@@ -271,6 +277,14 @@ pub struct ClientConfig {
     /// unset, `[delivery] allow_private_targets`.
     #[serde(default)]
     pub allow_private_targets: Option<bool>,
+    /// The most active Subscriptions this client may hold (each change notifies every matching
+    /// one, so this bounds what one change queues); one more is refused with `422`.
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
+}
+
+fn default_max_subscriptions() -> usize {
+    10
 }
 
 impl ClientConfig {

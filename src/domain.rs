@@ -35,6 +35,8 @@ pub enum DomainError {
     ReservedHeader(String),
     #[error("{0:?} is not a need category (social-connection, mental-wellbeing, physical-activity, money-and-debt, housing, work-and-learning, carers, food, safety, practical-support)")]
     NeedCategory(String),
+    #[error("an anonymous actor is anonymous:{{IP address}} or anonymous:unknown; {0:?} is not")]
+    AnonymousActor(String),
 }
 
 /// The ten broad kinds of need (CodeSystem `need-category`): every need code we know maps to
@@ -314,12 +316,16 @@ impl fmt::Display for Identifier {
 }
 
 /// Who did something the audit trail records, as stored in `audit_log.actor`: a GP system client
-/// by its id, a VCS organisation as `vcs:{id}`, a Subscription's endpoint as `subscription:{id}`.
+/// by its id, a VCS organisation as `vcs:{id}`, a Subscription's endpoint as `subscription:{id}`,
+/// the operator as `operator:admin`, and a caller whose credentials named nobody as
+/// `anonymous:{peer address}` (`anonymous:unknown` without one).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Actor {
     Client(ClientId),
     Vcs(VcsId),
     Subscription(String),
+    Operator,
+    Anonymous(Option<std::net::IpAddr>),
 }
 
 impl Actor {
@@ -338,6 +344,9 @@ impl fmt::Display for Actor {
             Actor::Client(id) => write!(f, "{id}"),
             Actor::Vcs(id) => write!(f, "vcs:{id}"),
             Actor::Subscription(id) => write!(f, "subscription:{id}"),
+            Actor::Operator => write!(f, "operator:admin"),
+            Actor::Anonymous(Some(peer)) => write!(f, "anonymous:{peer}"),
+            Actor::Anonymous(None) => write!(f, "anonymous:unknown"),
         }
     }
 }
@@ -351,6 +360,16 @@ impl FromStr for Actor {
         } else if let Some(subscription) = raw.strip_prefix("subscription:") {
             let id: FhirId = subscription.parse()?;
             Ok(Actor::Subscription(id.to_string()))
+        } else if raw == "operator:admin" {
+            Ok(Actor::Operator)
+        } else if let Some(peer) = raw.strip_prefix("anonymous:") {
+            match peer {
+                "unknown" => Ok(Actor::Anonymous(None)),
+                _ => peer
+                    .parse()
+                    .map(|ip| Actor::Anonymous(Some(ip)))
+                    .map_err(|_| DomainError::AnonymousActor(raw.to_string())),
+            }
         } else {
             Ok(Actor::Client(raw.parse()?))
         }
@@ -467,7 +486,15 @@ mod tests {
 
     #[test]
     fn actors_round_trip_as_stored() {
-        for raw in ["emis-web", "vcs:carers-count", "subscription:0190-abc"] {
+        for raw in [
+            "emis-web",
+            "vcs:carers-count",
+            "subscription:0190-abc",
+            "operator:admin",
+            "anonymous:192.0.2.7",
+            "anonymous:2001:db8::1",
+            "anonymous:unknown",
+        ] {
             let actor: Actor = raw.parse().expect("an actor");
             assert_eq!(actor.to_string(), raw);
         }

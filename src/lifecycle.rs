@@ -17,8 +17,9 @@ use crate::domain::{Actor, ClientId, FhirId, VcsId};
 use crate::fhir::outcome::Issue;
 use crate::fhir::stamp;
 use crate::store::{
-    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, ReferralChange, ReferralState,
-    ReferralStatus, Store, StoreError, StoredResource, StoredResponse, SubscriptionRow, TargetKind,
+    AuditEntry, ChangeOutcome, NewOutboxMessage, NewResource, Payload, ReferralChange,
+    ReferralState, ReferralStatus, Store, StoreError, StoredResource, StoredResponse,
+    SubscriptionRow, TargetKind,
 };
 use crate::subscriptions;
 use crate::translate::observation::{observation_count, outcome_observations};
@@ -49,6 +50,9 @@ pub enum LifecycleError {
     Invalid(Vec<Issue>),
     #[error("the referral kept changing under this request; retry")]
     Busy,
+    /// The Idempotency-Key was used before on this referral for a different request body.
+    #[error("this Idempotency-Key was used for a different request on this referral")]
+    KeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -114,9 +118,36 @@ impl Lifecycle<'_> {
             .ok_or(LifecycleError::NotFound)
     }
 
-    /// Runs `compute` against fresh state until its change applies.
+    /// The answer stored for an earlier request with this Idempotency-Key on `referral_id`,
+    /// if there was one; the same key with another body is refused.
+    pub async fn replayed(
+        &self,
+        referral_id: &str,
+        key: &IdempotencyKey,
+    ) -> Result<Option<Applied>, LifecycleError> {
+        let Some(stored) = self
+            .store
+            .idempotent_response(&key.owner, referral_id, &key.key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if stored.request_hash != key.request_hash {
+            return Err(LifecycleError::KeyReused);
+        }
+        Ok(Some(Applied {
+            state_after: crate::store::stored_json("idempotent response", &key.key, &stored.body)?,
+            status: stored.status,
+        }))
+    }
+
+    /// Runs `compute` against fresh state until its change applies. With an Idempotency-Key,
+    /// a request with the same key that got there first (a concurrent duplicate) is answered
+    /// with that request's answer instead.
     async fn apply<F>(
         &self,
+        referral_id: &str,
+        idempotency: Option<&IdempotencyKey>,
         load: impl Fn() -> F,
         compute: impl Fn(&ReferralState) -> Result<(ReferralChange, Applied), LifecycleError>,
     ) -> Result<Applied, LifecycleError>
@@ -124,6 +155,11 @@ impl Lifecycle<'_> {
         F: std::future::Future<Output = Result<ReferralState, LifecycleError>>,
     {
         for _ in 0..ATTEMPTS {
+            if let Some(key) = idempotency {
+                if let Some(applied) = self.replayed(referral_id, key).await? {
+                    return Ok(applied);
+                }
+            }
             let state = load().await?;
             let (change, applied) = compute(&state)?;
             match self.store.apply_change(change).await? {
@@ -145,6 +181,8 @@ impl Lifecycle<'_> {
     ) -> Result<Applied, LifecycleError> {
         let subscriptions = self.subscriptions_of_referral(vcs, referral_id).await?;
         self.apply(
+            referral_id,
+            idempotency.as_ref(),
             || self.load_for_vcs(vcs, referral_id),
             |state| {
                 let current = state.vcs_status;
@@ -194,6 +232,8 @@ impl Lifecycle<'_> {
         let subscriptions = self.subscriptions_of_referral(vcs, referral_id).await?;
         let vcs_config = self.vcs(vcs.as_str())?;
         self.apply(
+            referral_id,
+            idempotency.as_ref(),
             || self.load_for_vcs(vcs, referral_id),
             |state| {
                 let now = Utc::now();
@@ -263,6 +303,8 @@ impl Lifecycle<'_> {
             .ok_or(LifecycleError::NotFound)?;
         let subscriptions = subscriptions::of_client(self.store, client, &["Task"]).await?;
         self.apply(
+            referral_id,
+            None,
             || async {
                 self.store
                     .load_referral(referral_id)
@@ -400,8 +442,8 @@ struct ChangeBuilder<'s> {
     state: &'s ReferralState,
     now: DateTime<Utc>,
     change: ReferralChange,
-    /// Changed resources, for Subscription matching.
-    changed: Vec<Value>,
+    /// Changed resources, for Subscription matching, each with the stored version naming it.
+    changed: Vec<(Value, Payload)>,
     /// Messages added per target, to number them.
     added: Vec<(TargetKind, String)>,
 }
@@ -438,15 +480,21 @@ impl<'s> ChangeBuilder<'s> {
         code: Option<String>,
     ) -> Value {
         let stamped = stamp(content, id, previous + 1, &now_text(self.now));
-        self.change.resources.push(NewResource {
+        let resource = NewResource {
             resource_type: resource_type.to_string(),
             id: id.parse().unwrap_or_else(|_| FhirId::generate()),
             version_id: previous + 1,
             content: stamped.to_string(),
             patient_id: Some(self.state.patient_id.to_string()),
             code,
-        });
-        self.changed.push(stamped.clone());
+        };
+        let stored = Payload::Stored {
+            resource_type: resource.resource_type.clone(),
+            id: resource.id.to_string(),
+            version_id: resource.version_id,
+        };
+        self.change.resources.push(resource);
+        self.changed.push((stamped.clone(), stored));
         stamped
     }
 
@@ -481,7 +529,7 @@ impl<'s> ChangeBuilder<'s> {
             target,
             event_type: event.as_str().to_string(),
             sequence,
-            payload,
+            payload: Payload::Text(payload),
         });
         Ok(())
     }
@@ -489,7 +537,7 @@ impl<'s> ChangeBuilder<'s> {
     /// A notification to every matching Subscription for every changed Task or Observation.
     fn notify(&mut self, subscriptions: &[SubscriptionRow]) -> Result<(), LifecycleError> {
         let changed = std::mem::take(&mut self.changed);
-        for resource in &changed {
+        for (resource, stored) in &changed {
             for subscription in subscriptions
                 .iter()
                 .filter(|s| subscriptions::matches_criteria(&s.criteria, resource, self.state))
@@ -502,7 +550,7 @@ impl<'s> ChangeBuilder<'s> {
                     target: subscription.id.clone(),
                     event_type: format!("{resource_type}.changed"),
                     sequence,
-                    payload: subscriptions::notification_payload(subscription, resource)?,
+                    payload: subscriptions::notification_payload(subscription, stored)?,
                 });
             }
         }
@@ -521,7 +569,7 @@ impl<'s> ChangeBuilder<'s> {
         let issues: Vec<Issue> = self
             .changed
             .iter()
-            .flat_map(|resource| match resource["resourceType"].as_str() {
+            .flat_map(|(resource, _)| match resource["resourceType"].as_str() {
                 // Its profile held at intake and only `status` changes; its references may
                 // point at resources stored beside it, which a lone validation cannot resolve.
                 Some("ServiceRequest") => validation.validate_base(resource),

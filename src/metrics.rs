@@ -59,8 +59,9 @@ impl Metrics {
         })
     }
 
-    /// The Prometheus text exposition, with the store's queue figures appended.
-    pub fn render(&self, stats: &OutboxStats) -> String {
+    /// The Prometheus text exposition, with the store's queue figures appended; `writes_refused`
+    /// says whether the store refuses writes for good (a failed fsync: restart needed).
+    pub fn render(&self, stats: &OutboxStats, writes_refused: bool) -> String {
         let mut buffer = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metric families.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buffer);
@@ -82,6 +83,11 @@ impl Metrics {
             "sp_outbox_dead",
             "Dead-lettered messages",
             stats.dead as f64,
+        ));
+        text.push_str(&gauge(
+            "sp_store_writes_refused",
+            "1 once the store refuses every write after a failed commit or fsync (restart needed)",
+            if writes_refused { 1.0 } else { 0.0 },
         ));
         text
     }

@@ -12,12 +12,18 @@ use serde_json::{json, Value};
 use crate::config::Config;
 use crate::domain::{ChannelHeader, ClientId, FhirId};
 use crate::fhir::outcome::Issue;
-use crate::store::{ReferralState, Store, StoreError, SubscriptionRow, SubscriptionStatus};
+use crate::store::{
+    Payload, ReferralState, Store, StoreError, SubscriptionRow, SubscriptionStatus,
+};
 use crate::validation::Validation;
 
 /// Criteria parameters a Subscription may use, checked when it is created.
 pub const CRITERIA_PARAMETERS: [&str; 6] =
     ["focus", "based-on", "patient", "subject", "status", "code"];
+
+/// The Subscriptions Backport IG's extension naming what a notification carries.
+const PAYLOAD_CONTENT: &str =
+    "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content";
 
 /// A Subscription accepted from a GP system: the row to store and the resource as created.
 #[derive(Debug, Clone)]
@@ -82,6 +88,27 @@ pub fn accept(
         content: resource.to_string(),
     };
     Ok(Accepted { row, resource })
+}
+
+/// The most active Subscriptions `client` may hold (`[[clients]] max_subscriptions`).
+pub fn limit(config: &Config, client: &ClientId) -> usize {
+    config
+        .client(client.as_str())
+        .map_or(0, |c| c.max_subscriptions)
+}
+
+/// Why one more Subscription is refused: each change notifies every matching Subscription, so
+/// their number bounds what one change queues.
+pub fn over_limit(limit: usize) -> Issue {
+    Issue::error(
+        "business-rule",
+        format!(
+            "This client already has {limit} active Subscriptions, the most it may hold; \
+             delete one first (or ask the gateway's operator to raise max_subscriptions)."
+        ),
+    )
+    .with_message_id("subscription-limit")
+    .at("Subscription")
 }
 
 /// Checks what we serve: Task or Observation criteria with known parameters, a rest-hook channel
@@ -153,6 +180,20 @@ fn check(resource: &Value) -> Result<(String, String, String), Vec<Issue>> {
                 .at(format!("Subscription.channel.header[{n}]")),
         );
     }
+    if let Some(content) = payload_content(resource) {
+        if !matches!(content, "empty" | "full-resource") {
+            issues.push(
+                Issue::error(
+                    "not-supported",
+                    format!(
+                        "Notifications carry the changed resource (full-resource) or nothing \
+                         (empty); payload content {content:?} is not supported."
+                    ),
+                )
+                .at("Subscription.channel.payload.extension"),
+            );
+        }
+    }
     match resource["channel"]["payload"].as_str() {
         None | Some("application/fhir+json") | Some("application/json") => {}
         Some(other) => issues.push(
@@ -208,17 +249,33 @@ pub async fn of_client(
     Ok(subscriptions)
 }
 
-/// What a notification about `resource` carries: the resource when the Subscription asked for a
-/// payload (`channel.payload`), nothing otherwise (the GP system then reads it).
+/// What a notification about a changed resource carries (R4 rest-hook): the resource when the
+/// Subscription asked for a payload (`channel.payload`), nothing otherwise (the GP system then
+/// reads it). The resource is `stored`, the version stored with the change, named rather than
+/// copied: every Subscription notified of it shares that one copy.
 pub fn notification_payload(
     subscription: &SubscriptionRow,
-    resource: &Value,
-) -> Result<String, StoreError> {
-    Ok(if subscription.json()?["channel"]["payload"].is_string() {
-        resource.to_string()
+    stored: &Payload,
+) -> Result<Payload, StoreError> {
+    let resource = subscription.json()?;
+    let wants_resource = resource["channel"]["payload"].is_string()
+        && payload_content(&resource).is_none_or(|content| content == "full-resource");
+    Ok(if wants_resource {
+        stored.clone()
     } else {
-        String::new()
+        Payload::Text(String::new())
     })
+}
+
+/// The Subscriptions Backport's payload content on `channel.payload` (`empty`, `id-only`,
+/// `full-resource`), which R4 lets a Subscription state as an extension; `None` when absent
+/// (then R4's rule alone: a `payload` MIME type means the resource, none means nothing).
+fn payload_content(resource: &Value) -> Option<&str> {
+    resource["channel"]["_payload"]["extension"]
+        .as_array()?
+        .iter()
+        .find(|e| e["url"] == PAYLOAD_CONTENT)?["valueCode"]
+        .as_str()
 }
 
 /// Whether a Subscription's criteria (`Task`, `Task?focus=ServiceRequest/{id}`,
@@ -291,12 +348,65 @@ mod tests {
                 "Subscription.channel.endpoint"
             ]
         );
+        let mut id_only = subscription("Task", "https://gp.example");
+        id_only["channel"]["payload"] = json!("application/fhir+json");
+        id_only["channel"]["_payload"] =
+            json!({"extension": [{"url": PAYLOAD_CONTENT, "valueCode": "id-only"}]});
+        let issues = check(&id_only).unwrap_err();
+        assert_eq!(
+            issues[0].expression.as_deref(),
+            Some("Subscription.channel.payload.extension")
+        );
         for name in CRITERIA_PARAMETERS {
             let criteria = format!("Task?{name}=x");
             assert!(
                 check(&subscription(&criteria, "https://gp.example")).is_ok(),
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn a_notification_carries_what_the_subscription_asked_for() {
+        let stored = Payload::Stored {
+            resource_type: "Task".into(),
+            id: "t1".into(),
+            version_id: 2,
+        };
+        let row = |channel: Value| SubscriptionRow {
+            id: "s1".into(),
+            client_id: "emis-demo".parse().expect("client id"),
+            resource_type: "Task".into(),
+            criteria: "Task".into(),
+            endpoint: "https://gp.example".into(),
+            status: SubscriptionStatus::Active,
+            content: json!({"resourceType": "Subscription", "channel": channel}).to_string(),
+        };
+        let content =
+            |code: &str| json!({"extension": [{"url": PAYLOAD_CONTENT, "valueCode": code}]});
+        let cases = [
+            (json!({"type": "rest-hook"}), false),
+            (
+                json!({"type": "rest-hook", "payload": "application/fhir+json"}),
+                true,
+            ),
+            (
+                json!({"type": "rest-hook", "payload": "application/fhir+json", "_payload": content("full-resource")}),
+                true,
+            ),
+            (
+                json!({"type": "rest-hook", "payload": "application/fhir+json", "_payload": content("empty")}),
+                false,
+            ),
+        ];
+        for (channel, full) in cases {
+            let payload = notification_payload(&row(channel.clone()), &stored).expect("payload");
+            let expected = if full {
+                stored.clone()
+            } else {
+                Payload::Text(String::new())
+            };
+            assert_eq!(payload, expected, "{channel}");
         }
     }
 }

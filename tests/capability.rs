@@ -92,7 +92,7 @@ fn search_value(seeds: &Seeds, kind: &str, name: &str) -> String {
         "identifier" => "CAP-1".into(),
         "patient" | "subject" => format!("Patient/{}", seeds.patient),
         "status" => "active".into(),
-        "focus" | "based-on" => format!("ServiceRequest/{}", seeds.referral),
+        "focus" | "based-on" | "entity" => format!("ServiceRequest/{}", seeds.referral),
         "code" => "https://fhir.sp-gateway.uk/CodeSystem/wellbeing-measure|swemwbs-total".into(),
         "date" => "ge2020-01-01".into(),
         "_count" => "5".into(),

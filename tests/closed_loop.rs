@@ -194,6 +194,9 @@ fn the_whole_loop() {
                     "/fhir/AuditEvent?{}",
                     form_urlencoded::Serializer::new(String::new())
                         .append_pair("patient", &patient)
+                        // Each search now records every resource it returned: one page of the
+                        // default size no longer holds the whole loop.
+                        .append_pair("_count", "500")
                         .finish()
                 )))
             .bearer_auth(ADMIN_TOKEN),
@@ -421,6 +424,89 @@ fn idempotency_keys_replay_the_first_answer() {
         "key-1",
     );
     assert_eq!(code, 422, "a key reused for another body is refused");
+}
+
+/// A key names one request on one referral: the same key on another referral is that
+/// referral's own update (not a replay of the first answer); the same key with another body on
+/// the same referral is refused.
+#[test]
+fn idempotency_keys_are_scoped_to_the_referral() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s"]), &[]);
+    let (first, second) = (gateway.refer("REF-KEY-1"), gateway.refer("REF-KEY-2"));
+    let post = |referral: &str, body: &Value| {
+        send(
+            gateway
+                .http
+                .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/status")))
+                .bearer_auth(VCS_TOKEN)
+                .header("Idempotency-Key", "daily-sync-1")
+                .json(body),
+        )
+    };
+    let (code, answer) = post(&first, &status("accepted"));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["referral_id"], first.as_str());
+    let (code, answer) = post(&second, &status("accepted"));
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(
+        answer["referral_id"],
+        second.as_str(),
+        "not the first referral's answer"
+    );
+    let (_, listed) = vcs_get(&gateway, VCS_TOKEN, &format!("/vcs/v1/referrals/{second}"));
+    assert_eq!(
+        listed["status"], "accepted",
+        "the second referral's update was applied"
+    );
+    let (code, problem) = post(&first, &status("in-progress"));
+    assert_eq!(code, 422, "{problem}");
+    assert_eq!(
+        problem["errors"][0]["field"], "Idempotency-Key",
+        "{problem}"
+    );
+}
+
+/// Concurrent requests with the same key: one is applied and every other gets its answer
+/// (never a 500, never a second set of Observations).
+#[test]
+fn concurrent_duplicates_get_the_first_answer() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s"]), &[]);
+    let referral = gateway.refer("REF-KEY-RACE");
+    let report = json!({"instrument": "ons4", "timepoint": "baseline", "answers": [6, 7, 5, 3], "occurred_at": "2026-06-01T10:00:00Z"});
+    let answers: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let racers: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    send(
+                        gateway
+                            .http
+                            .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/outcomes")))
+                            .bearer_auth(VCS_TOKEN)
+                            .header("Idempotency-Key", "race-1")
+                            .json(&report),
+                    )
+                })
+            })
+            .collect();
+        racers
+            .into_iter()
+            .map(|r| r.join().expect("racer"))
+            .collect()
+    });
+    for (code, answer) in &answers {
+        assert_eq!((*code, answer), (201, &answers[0].1), "{answers:?}");
+    }
+    let (_, observations) = send(gateway.get(&format!(
+        "/fhir/Observation?based-on=ServiceRequest/{referral}"
+    )));
+    assert_eq!(
+        observations["total"], 4,
+        "one report applied: {observations}"
+    );
 }
 
 #[test]

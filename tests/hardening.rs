@@ -208,3 +208,175 @@ fn repeated_search_parameters_cost_nothing_extra() {
         .as_str()
         .is_some_and(|d| d.contains("at most 32")));
 }
+
+fn db_bytes(gateway: &Gateway) -> u64 {
+    let db = gateway.db_path();
+    let wal = db.with_file_name("gateway.db-wal");
+    [db, wal]
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+/// 150 status reports with 9 Subscriptions grew the database from 10 MB to 728 MB: every Task
+/// version re-copied every earlier note, and every Subscription's outbox row held its own copy
+/// of the Task. Now a version carries its own note alone and notifications name the stored
+/// version, so the same reports, each with the longest note allowed, grow it by a few MB.
+#[test]
+fn status_reports_with_many_subscriptions_grow_the_database_boundedly() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s"]), &[]);
+    for n in 0..9 {
+        let subscription = serde_json::json!({
+            "resourceType": "Subscription", "status": "requested", "reason": "Follow referrals",
+            "criteria": "Task",
+            "channel": {"type": "rest-hook", "endpoint": format!("{}/gp-{n}", receiver.base),
+                        "payload": "application/fhir+json"}
+        });
+        let (status, created) = send(gateway.post_json("/fhir/Subscription", &subscription));
+        assert_eq!(status, 201, "{created}");
+    }
+    let referral = gateway.refer("REF-DISK-FILL");
+    let before = db_bytes(&gateway);
+    let note = "Phoned; no answer, left a message. ".repeat(110);
+    assert!(note.chars().count() <= 4000);
+    for n in 0..150 {
+        let status = if n == 0 { "accepted" } else { "contacted" };
+        let (code, answer) = send(
+            gateway
+                .http
+                .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/status")))
+                .bearer_auth("demo-vcs-carers-count")
+                .json(&serde_json::json!({"status": status, "note": note,
+                                          "occurred_at": "2026-05-10T14:00:00Z"})),
+        );
+        assert_eq!(code, 200, "report {n}: {answer}");
+    }
+    let grown = db_bytes(&gateway).saturating_sub(before);
+    eprintln!("150 reports x 9 Subscriptions grew the database by {grown} bytes");
+    assert!(grown < 20 * 1024 * 1024, "grew by {grown} bytes");
+    // The GP still reads every note: the current version has the latest, the history all.
+    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+    let task = &tasks["entry"][0]["resource"];
+    assert_eq!(task["note"].as_array().map(Vec::len), Some(1), "{task}");
+    assert_eq!(task["note"][0]["text"], note.trim());
+    let task_id = task["id"].as_str().expect("a Task id");
+    let (_, history) = send(gateway.get(&format!("/fhir/Task/{task_id}/_history")));
+    let with_note = history["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .filter(|e| e["resource"]["note"][0]["text"] == note.trim())
+        .count();
+    assert_eq!(history["total"], 151, "{}", history["total"]);
+    assert_eq!(with_note, 150, "one note per report in the history");
+    // Notifications carry the Task version they are about, each in full.
+    let hooks = receiver.wait_for(
+        std::time::Duration::from_secs(60),
+        "a notification to each Subscription",
+        |r| r.iter().filter(|h| h.path.starts_with("/gp-")).count() >= 9,
+    );
+    let notification = hooks
+        .iter()
+        .find(|h| h.path.starts_with("/gp-"))
+        .expect("a notification");
+    assert_eq!(notification.json()["resourceType"], "Task");
+    assert_eq!(notification.json()["id"], task_id);
+}
+
+/// Each active Subscription multiplies what a change queues: a client may hold
+/// `max_subscriptions` (default 10), and the next is refused with a 422 naming the limit.
+#[test]
+fn a_client_holds_at_most_its_subscription_limit() {
+    let gateway = Gateway::start();
+    let subscription = serde_json::json!({
+        "resourceType": "Subscription", "status": "requested", "reason": "Follow referrals",
+        "criteria": "Task", "channel": {"type": "rest-hook", "endpoint": "https://gp.example/hook"}
+    });
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let (status, created) = send(gateway.post_json("/fhir/Subscription", &subscription));
+        assert_eq!(status, 201, "{created}");
+        ids.push(created["id"].as_str().expect("id").to_string());
+    }
+    let (status, outcome) = send(gateway.post_json("/fhir/Subscription", &subscription));
+    assert_eq!(status, 422, "{outcome}");
+    assert_outcome(&outcome);
+    assert!(
+        outcome.to_string().contains("subscription-limit"),
+        "{outcome}"
+    );
+    let deleted = gateway
+        .http
+        .delete(gateway.url(&format!("/fhir/Subscription/{}", ids[0])))
+        .bearer_auth(GP_TOKEN)
+        .send()
+        .expect("delete");
+    assert!(deleted.status().is_success());
+    let (status, created) = send(gateway.post_json("/fhir/Subscription", &subscription));
+    assert_eq!(
+        status, 201,
+        "a deleted Subscription frees its place: {created}"
+    );
+}
+
+/// Past `[storage] max_bytes`, writes are refused before the disk is full: 507 with an
+/// OperationOutcome on the FHIR API, 507 problem+json on the VCS API; reads go on.
+#[test]
+fn writes_over_the_storage_budget_are_507() {
+    let gateway = Gateway::start_with(
+        |c| c.replacen("url = \"sqlite://", "max_bytes = 1\nurl = \"sqlite://", 1),
+        &[],
+    );
+    let (status, outcome) = send(gateway.post_json(
+        "/fhir/ServiceRequest",
+        &contained_referral("REF-OVER-BUDGET"),
+    ));
+    assert_eq!(status, 507, "{outcome}");
+    assert_outcome(&outcome);
+    assert!(outcome.to_string().contains("storage-full"), "{outcome}");
+    let response = gateway
+        .http
+        .post(gateway.url("/vcs/v1/referrals/any/status"))
+        .bearer_auth("demo-vcs-carers-count")
+        .json(&serde_json::json!({"status": "accepted", "occurred_at": "2026-05-10T14:00:00Z"}))
+        .send()
+        .expect("request");
+    assert_eq!(response.status().as_u16(), 507);
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let (status, _) = send(gateway.get("/fhir/ServiceRequest"));
+    assert_eq!(status, 200, "reads go on");
+}
+
+/// A Subscription may state what its notifications carry with the Subscriptions Backport's
+/// payload content: `full-resource` and `empty` are served; `id-only` is refused with a 422
+/// rather than silently sent in full.
+#[test]
+fn subscription_payload_content_is_honoured_or_refused() {
+    let gateway = Gateway::start();
+    let with_content = |code: &str| {
+        serde_json::json!({
+            "resourceType": "Subscription", "status": "requested", "reason": "Follow referrals",
+            "criteria": "Task",
+            "channel": {"type": "rest-hook", "endpoint": "https://gp.example/hook",
+                        "payload": "application/fhir+json",
+                        "_payload": {"extension": [{
+                            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-payload-content",
+                            "valueCode": code}]}}
+        })
+    };
+    for code in ["empty", "full-resource"] {
+        let (status, created) = send(gateway.post_json("/fhir/Subscription", &with_content(code)));
+        assert_eq!(status, 201, "{code}: {created}");
+    }
+    let (status, outcome) = send(gateway.post_json("/fhir/Subscription", &with_content("id-only")));
+    assert_eq!(status, 422, "{outcome}");
+    assert!(outcome.to_string().contains("id-only"), "{outcome}");
+}

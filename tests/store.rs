@@ -13,10 +13,10 @@ use sp_gateway::config::StorageConfig;
 use sp_gateway::delivery::outcome;
 use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
 use sp_gateway::store::{
-    self, Access, Attempt, AuditEntry, AuditQuery, ChangeOutcome, CreateOutcome, DeliveryFilter,
-    DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource, NextStep,
-    ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store, StoredResponse,
-    SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
+    self, Access, Attempt, AuditEntry, AuditQuery, AuditRecord, ChangeOutcome, CreateOutcome,
+    DeliveryFilter, DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource,
+    NextStep, Payload, ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store,
+    StoredResponse, SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
 use sp_gateway::translate::vcs_status::VcsStatus;
 
@@ -77,6 +77,8 @@ store_suite!(
     racing_duplicate_messages_make_one_referral,
     search_filters_and_pages,
     changes_apply_once_per_revision,
+    idempotency_keys_are_scoped_to_the_referral,
+    notifications_share_the_stored_version,
     racing_changes_apply_one,
     history_versions_and_resource_search,
     vcs_lists_its_referrals,
@@ -88,6 +90,7 @@ store_suite!(
     secret_rotation_keeps_the_old_secret_for_the_grace,
     delivered_payloads_are_pruned,
     audit_records_reads_and_disclosures,
+    audit_records_each_access_of_a_search,
     subscriptions_are_kept_per_client,
     issued_tokens_and_used_assertions_are_kept,
     a_fresh_store_has_every_migration,
@@ -164,7 +167,7 @@ fn message(kind: TargetKind, target: &str, event: &str, sequence: i64) -> NewOut
         target: target.into(),
         event_type: event.into(),
         sequence,
-        payload: format!(r#"{{"type":"{event}"}}"#),
+        payload: Payload::Text(format!(r#"{{"type":"{event}"}}"#)),
     }
 }
 
@@ -525,8 +528,9 @@ async fn changes_apply_once_per_revision(store: Arc<dyn Store>) {
     assert_eq!(state.vcs_status, VcsStatus::Accepted);
     assert_eq!(state.task.as_ref().map(|t| t.version_id), Some(2));
     assert_eq!(state.next_sequence(TargetKind::Vcs, "carers-count"), 3);
+    let referral_id = r.referral_id.as_str();
     let stored = store
-        .idempotent_response("carers-count", "key-1")
+        .idempotent_response("carers-count", referral_id, "key-1")
         .await
         .expect("idempotency")
         .expect("stored response");
@@ -535,10 +539,95 @@ async fn changes_apply_once_per_revision(store: Arc<dyn Store>) {
         (200, "{\"ok\":true}")
     );
     assert!(store
-        .idempotent_response("carers-count", "key-2")
+        .idempotent_response("carers-count", referral_id, "key-2")
         .await
         .expect("other key")
         .is_none());
+}
+
+/// A key names one request on one referral: the same key on another referral is another request,
+/// and a change carrying a key already answered on its referral writes nothing.
+async fn idempotency_keys_are_scoped_to_the_referral(store: Arc<dyn Store>) {
+    let keyed = |change: &mut ReferralChange, body: &str| {
+        change.idempotency = Some((
+            "carers-count".into(),
+            "same-key".into(),
+            StoredResponse {
+                request_hash: "hash".into(),
+                status: 200,
+                body: body.into(),
+            },
+        ));
+    };
+    let a = create(&store, referral("emis-demo", "REF-KEY-A")).await;
+    let b = create(&store, referral("emis-demo", "REF-KEY-B")).await;
+    for (r, body) in [(&a, "{\"on\":\"a\"}"), (&b, "{\"on\":\"b\"}")] {
+        let mut first = change(r, 1, 2);
+        keyed(&mut first, body);
+        assert_eq!(
+            store.apply_change(first).await.expect("apply"),
+            ChangeOutcome::Applied
+        );
+    }
+    for (r, body) in [(&a, "{\"on\":\"a\"}"), (&b, "{\"on\":\"b\"}")] {
+        let stored = store
+            .idempotent_response("carers-count", r.referral_id.as_str(), "same-key")
+            .await
+            .expect("idempotency")
+            .expect("stored response");
+        assert_eq!(stored.body, body);
+    }
+    // At the new revision, but with the key already answered on this referral: nothing written.
+    let mut repeat = change(&a, 2, 3);
+    keyed(&mut repeat, "{\"on\":\"repeat\"}");
+    assert_eq!(
+        store.apply_change(repeat).await.expect("repeat"),
+        ChangeOutcome::Conflict
+    );
+    let state = store
+        .load_referral(a.referral_id.as_str())
+        .await
+        .expect("load")
+        .expect("state");
+    assert_eq!(state.revision, 2, "the repeat wrote nothing");
+    assert_eq!(state.task.as_ref().map(|t| t.version_id), Some(2));
+}
+
+/// Notifications about a stored resource version name it instead of holding a copy; a claim
+/// reads that version's content as each message's payload.
+async fn notifications_share_the_stored_version(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-SHARED")).await;
+    let mut shared = change(&r, 1, 2);
+    let stored = Payload::Stored {
+        resource_type: "Task".into(),
+        id: r.task_id.to_string(),
+        version_id: 2,
+    };
+    shared.outbox = ["sub-a", "sub-b"]
+        .iter()
+        .map(|target| NewOutboxMessage {
+            payload: stored.clone(),
+            ..message(TargetKind::Subscription, target, "Task.changed", 1)
+        })
+        .collect();
+    let task_v2 = shared.resources[0].content.clone();
+    assert_eq!(
+        store.apply_change(shared).await.expect("apply"),
+        ChangeOutcome::Applied
+    );
+    let later = now() + Duration::minutes(1);
+    let claimed = store
+        .claim_due_messages(later, later + Duration::minutes(1), 10)
+        .await
+        .expect("claim");
+    let notifications: Vec<_> = claimed
+        .iter()
+        .filter(|m| m.target_kind == TargetKind::Subscription)
+        .collect();
+    assert_eq!(notifications.len(), 2, "{claimed:?}");
+    for notification in notifications {
+        assert_eq!(notification.payload, task_v2);
+    }
 }
 
 async fn racing_changes_apply_one(store: Arc<dyn Store>) {
@@ -1077,14 +1166,7 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
         )
         .await
         .expect("delivered");
-    let (total, records) = store
-        .audit_events(&AuditQuery {
-            patient_id: Some(r.patient_id.to_string()),
-            count: 50,
-            ..AuditQuery::default()
-        })
-        .await
-        .expect("audit");
+    let (total, records) = patient_audit(&store, &r).await;
     let actions: Vec<_> = records.iter().map(|a| a.action.as_str()).collect();
     assert_eq!(total, 3);
     assert_eq!(actions, vec!["create", "read", "disclose"]);
@@ -1106,6 +1188,63 @@ async fn audit_records_reads_and_disclosures(store: Arc<dyn Store>) {
     assert_eq!(none, 0);
 }
 
+/// The audit records about `r`'s patient.
+async fn patient_audit(store: &Arc<dyn Store>, r: &NewReferral) -> (usize, Vec<AuditRecord>) {
+    store
+        .audit_events(&AuditQuery {
+            patient_id: Some(r.patient_id.to_string()),
+            count: 50,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit by patient")
+}
+
+/// Several accesses are kept at once, each with the patient of the resource it names; records
+/// are found by the resource (entity) too.
+async fn audit_records_each_access_of_a_search(store: Arc<dyn Store>) {
+    let r = create(&store, referral("emis-demo", "REF-AUDIT-EACH")).await;
+    let access = |resource_type: &str, id: &str| Access {
+        at: now(),
+        actor: "emis-demo".parse().expect("an actor"),
+        action: "search".into(),
+        resource_type: resource_type.into(),
+        resource_id: Some(id.into()),
+        patient_id: None,
+        outcome: "success".into(),
+        correlation_id: Some("corr-each".into()),
+    };
+    store
+        .record_accesses(vec![
+            access("ServiceRequest", r.referral_id.as_str()),
+            access("Task", r.task_id.as_str()),
+            access("Subscription", "sub-audited"),
+        ])
+        .await
+        .expect("record");
+    let (total, records) = patient_audit(&store, &r).await;
+    let searched: Vec<_> = records
+        .iter()
+        .filter(|a| a.action == "search")
+        .filter_map(|a| a.resource_type.clone())
+        .collect();
+    assert_eq!(searched, ["ServiceRequest", "Task"], "{total} records");
+    let (total, records) = store
+        .audit_events(&AuditQuery {
+            entity: Some(("Subscription".into(), "sub-audited".into())),
+            count: 50,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("by entity");
+    assert_eq!(total, 1);
+    assert_eq!(records[0].patient_id, None);
+    store
+        .record_accesses(Vec::new())
+        .await
+        .expect("nothing to record");
+}
+
 async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
     let subscription = SubscriptionRow {
         id: "sub-1".into(),
@@ -1116,10 +1255,53 @@ async fn subscriptions_are_kept_per_client(store: Arc<dyn Store>) {
         status: SubscriptionStatus::Active,
         content: "{}".into(),
     };
-    store
-        .create_subscription(subscription, now())
+    assert!(store
+        .create_subscription(subscription.clone(), now(), 2)
         .await
-        .expect("create");
+        .expect("create"));
+    let second = SubscriptionRow {
+        id: "sub-2".into(),
+        ..subscription.clone()
+    };
+    assert!(store
+        .create_subscription(second, now(), 2)
+        .await
+        .expect("create"));
+    let third = SubscriptionRow {
+        id: "sub-3".into(),
+        ..subscription.clone()
+    };
+    assert!(
+        !store
+            .create_subscription(third.clone(), now(), 2)
+            .await
+            .expect("over the limit"),
+        "a third active Subscription passes a limit of 2"
+    );
+    assert!(store.subscription("sub-3").await.expect("read").is_none());
+    // Another client has its own count; a deleted one frees a place.
+    let other = SubscriptionRow {
+        id: "sub-4".into(),
+        client_id: client("tpp-demo"),
+        resource_type: "Observation".into(),
+        ..subscription.clone()
+    };
+    assert!(store
+        .create_subscription(other, now(), 2)
+        .await
+        .expect("create"));
+    assert!(store
+        .delete_subscription(&client("emis-demo"), "sub-2")
+        .await
+        .expect("delete"));
+    assert!(store
+        .create_subscription(third, now(), 2)
+        .await
+        .expect("a place freed"));
+    assert!(store
+        .delete_subscription(&client("emis-demo"), "sub-3")
+        .await
+        .expect("delete"));
     assert_eq!(
         store
             .subscriptions_for(&client("emis-demo"), "Task")

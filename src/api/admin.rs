@@ -7,12 +7,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
+use super::access::{self, Accessed};
 use super::errors::Problem;
 use super::extract::Operator;
 use super::json::{json_page, json_result, Page};
 use super::{query_pairs, AppState};
 use crate::delivery::signing::generate_secret;
-use crate::domain::VcsId;
+use crate::domain::{Actor, VcsId};
 use crate::store::{DeliveryFilter, DeliveryState, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -49,7 +50,11 @@ async fn metrics(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     match state.store.outbox_stats(Utc::now()).await {
         Ok(stats) => HttpResponse::Ok()
             .content_type("text/plain; version=0.0.4")
-            .body(state.metrics.render(&stats)),
+            .body(
+                state
+                    .metrics
+                    .render(&stats, state.store.write_refusal().is_some()),
+            ),
         Err(e) => Problem::from(e).into_response(),
     }
 }
@@ -89,6 +94,12 @@ async fn list_deliveries(
             }
             (filter.count, filter.offset) = (page.limit, page.offset);
             let (total, items) = state.store.list_deliveries(&filter).await?;
+            // Each referral the list names, once: the operator saw that it exists and where it
+            // went.
+            let referrals: std::collections::BTreeSet<&str> =
+                items.iter().map(|d| d.referral_id.as_str()).collect();
+            let returned = referrals.into_iter().map(|id| ("ServiceRequest", id));
+            access::record_each(&state, &request, &Actor::Operator, "search", returned).await?;
             let items: Vec<Value> = items.iter().map(as_json).collect::<Result<Vec<_>, _>>()?;
             Ok((StatusCode::OK, json_page(total, filter.offset, items)))
         }
@@ -99,11 +110,21 @@ async fn list_deliveries(
 async fn referral_deliveries(
     _: Operator,
     state: web::Data<AppState>,
+    request: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     json_result(
         async {
             let messages = state.store.referral_deliveries(&path).await?;
+            let accessed = Accessed {
+                actor: Actor::Operator,
+                action: "read",
+                resource_type: "ServiceRequest",
+                resource_id: Some(path.as_str()),
+                patient_id: None,
+                found: !messages.is_empty(),
+            };
+            access::record(&state, &request, accessed).await?;
             if messages.is_empty() {
                 return Err(Problem::NotFound(format!(
                     "No deliveries for referral {}.",

@@ -9,7 +9,8 @@
 //! One rule reads the token for all three: `Authorization: Bearer <token>`, the scheme in any
 //! case (RFC 7235). Without one, or with one that names nobody, the answer is 401 with
 //! `WWW-Authenticate: Bearer`, in the dialect of the API called (`errors::refuse`). Configured
-//! tokens are compared by digest in constant time (`auth::tokens::TokenTable`).
+//! tokens are compared by digest in constant time (`auth::tokens::TokenTable`). A token that
+//! names nobody is audited as a failed login (the caller's address, never the token).
 
 use std::any::Any;
 use std::future::{ready, Future, Ready};
@@ -20,6 +21,7 @@ use actix_web::dev::{Extensions, Payload};
 use actix_web::rt::net::TcpStream;
 use actix_web::{web, FromRequest, HttpRequest};
 
+use super::access;
 use super::errors::{refuse, ApiError, Refusal};
 use super::rate_limit::{self, Caller};
 use super::AppState;
@@ -88,6 +90,17 @@ fn refused(request: &HttpRequest, state: &AppState) -> Refusal {
     }
 }
 
+/// A presented credential that authenticates nobody: refused like any anonymous request and,
+/// unless its address is already over its limit (which bounds the audit log too), recorded as a
+/// failed login.
+fn refused_login(request: &HttpRequest, state: &AppState) -> Refusal {
+    let refusal = refused(request, state);
+    if matches!(refusal, Refusal::Unauthorized) {
+        access::record_failed_login(state, request);
+    }
+    refusal
+}
+
 async fn gp_client(request: &HttpRequest) -> Result<GpClient, Refusal> {
     let state = state(request)?;
     let Some(token) = bearer(request) else {
@@ -106,7 +119,7 @@ async fn gp_client(request: &HttpRequest) -> Result<GpClient, Refusal> {
         Err(AuthError::Store(e)) => Err(Refusal::Store(e)),
         Err(e) => {
             tracing::info!(reason = %e, "authentication refused");
-            Err(refused(request, state))
+            Err(refused_login(request, state))
         }
     }
 }
@@ -134,16 +147,17 @@ impl FromRequest for VcsCaller {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = state(request).and_then(|state| {
-            match bearer(request).and_then(|token| state.auth.vcs(token)) {
+        let found = state(request).and_then(|state| match bearer(request) {
+            None => Err(refused(request, state)),
+            Some(token) => match state.auth.vcs(token) {
                 Some(vcs) => counted(
                     request,
                     state,
                     Caller::Vcs(vcs.clone()),
                     VcsCaller(vcs.clone()),
                 ),
-                None => Err(refused(request, state)),
-            }
+                None => Err(refused_login(request, state)),
+            },
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }
@@ -158,11 +172,12 @@ impl FromRequest for Operator {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = state(request).and_then(|state| {
-            match bearer(request).filter(|token| state.auth.is_operator(token)) {
-                Some(_) => counted(request, state, Caller::Operator, Operator),
-                None => Err(refused(request, state)),
+        let found = state(request).and_then(|state| match bearer(request) {
+            None => Err(refused(request, state)),
+            Some(token) if state.auth.is_operator(token) => {
+                counted(request, state, Caller::Operator, Operator)
             }
+            Some(_) => Err(refused_login(request, state)),
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }

@@ -1,6 +1,6 @@
 //! The probes an orchestrator calls, without a token: `/healthz` (the process answers) and
-//! `/readyz` (it can do its work: the database answers, its schema is this build's, the delivery
-//! worker goes round). They name what failed and nothing else: no versions, hosts or errors.
+//! `/readyz` (it can do its work: the database answers, its schema is this build's, it still
+//! accepts writes, the delivery worker goes round). They name what failed and nothing else: no versions, hosts or errors.
 
 use actix_web::{web, HttpResponse};
 use chrono::Utc;
@@ -29,6 +29,13 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     };
     checks.insert("database".into(), json!(database));
     checks.insert("migrations".into(), json!(migrations));
+    // A writer that refuses every write (a failed commit or fsync) cannot answer `201` again.
+    let writes = if state.store.write_refusal().is_some() {
+        "refused"
+    } else {
+        "ok"
+    };
+    checks.insert("writes".into(), json!(writes));
     let worker = match &state.worker {
         None => "off",
         Some(heartbeat) if heartbeat.alive(state.config.delivery.timeout, Utc::now()) => "ok",

@@ -24,6 +24,7 @@ use crate::validation::Validation;
 pub mod access;
 pub mod admin;
 pub mod body;
+pub mod budget;
 pub mod errors;
 pub mod extract;
 pub mod fhir;
@@ -49,6 +50,8 @@ pub struct AppState {
     pub limits: rate_limit::RateLimits,
     /// This process's delivery worker (`None` when `[delivery] worker = false`), for `/readyz`.
     pub worker: Option<Heartbeat>,
+    /// `[storage] max_bytes`, checked before every write that grows the database.
+    pub budget: budget::StorageBudget,
 }
 
 impl AppState {
@@ -63,7 +66,9 @@ impl AppState {
     ) -> Self {
         let auth = Auth::new(&config);
         let limits = rate_limit::RateLimits::new(&config.server);
+        let budget = budget::StorageBudget::new(config.storage.max_bytes);
         AppState {
+            budget,
             config,
             store,
             validation,

@@ -39,6 +39,9 @@ async fn token(state: web::Data<AppState>, request: HttpRequest, body: web::Byte
             })),
         Err(error) => {
             tracing::info!(error = error.code(), reason = %error, "token request refused");
+            if !matches!(error, crate::auth::jwt::OAuthError::Unavailable(_)) {
+                super::access::record_failed_login(&state, &request);
+            }
             oauth_response(&error)
         }
     }

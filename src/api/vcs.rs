@@ -133,6 +133,11 @@ async fn list_referrals(
                 )
                 .await?;
             audit_vcs_access(&state, &request, &vcs, "search", None).await?;
+            let returned = items
+                .iter()
+                .map(|item| ("ServiceRequest", item.referral_id.as_str()));
+            let actor = crate::domain::Actor::vcs(&vcs);
+            access::record_each(&state, &request, &actor, "search", returned).await?;
             let items = items
                 .into_iter()
                 .map(listed)
@@ -184,12 +189,21 @@ async fn read_referral(
     )
 }
 
+fn lifecycle(state: &AppState) -> Lifecycle<'_> {
+    Lifecycle {
+        store: state.store.as_ref(),
+        config: &state.config,
+        validation: &state.validation,
+    }
+}
+
 /// The parts every write shares: the Idempotency-Key replay, the JSON body and its schema
 /// check. `Ok(Err(response))` is a replayed answer.
 async fn prepare_write(
     state: &AppState,
     request: &HttpRequest,
     vcs: &VcsId,
+    referral_id: &str,
     body: &[u8],
     schema: &jsonschema::Validator,
 ) -> Result<Result<(Value, Option<IdempotencyKey>), (StatusCode, Value)>, Problem> {
@@ -198,6 +212,7 @@ async fn prepare_write(
         .limits
         .charge_vcs_write(vcs)
         .map_err(|t| Problem::Throttled(t.retry_after_secs))?;
+    state.budget.check(state.store.as_ref()).await?;
     let idempotency = match request
         .headers()
         .get("idempotency-key")
@@ -216,23 +231,10 @@ async fn prepare_write(
         None => None,
     };
     if let Some(key) = &idempotency {
-        if let Some(stored) = state
-            .store
-            .idempotent_response(&key.owner, &key.key)
-            .await?
-        {
-            if stored.request_hash != key.request_hash {
-                return Err(Problem::Invalid(vec![(
-                    "Idempotency-Key".into(),
-                    "this key was used for a different request body".into(),
-                )]));
-            }
-            let status = StatusCode::from_u16(stored.status)
+        if let Some(replayed) = lifecycle(state).replayed(referral_id, key).await? {
+            let status = StatusCode::from_u16(replayed.status)
                 .map_err(|e| StoreError::unreadable("idempotent response", key.key.as_str(), e))?;
-            return Ok(Err((
-                status,
-                crate::store::stored_json("idempotent response", &key.key, &stored.body)?,
-            )));
+            return Ok(Err((status, replayed.state_after)));
         }
     }
     let json: Value = serde_json::from_slice(body)
@@ -276,13 +278,13 @@ async fn post_status(
 ) -> HttpResponse {
     json_result(
         async {
-            let (json, idempotency) = match prepare_write(&state, &request, &vcs, &body, &state.vcs_schemas.status).await? {
+            let schema = &state.vcs_schemas.status;
+            let (json, idempotency) = match prepare_write(&state, &request, &vcs, &path, &body, schema).await? {
                 Ok(ready) => ready,
                 Err(replayed) => return Ok(replayed),
             };
             let update = parse_status_update(&json)?;
-            let lifecycle = Lifecycle { store: state.store.as_ref(), config: &state.config, validation: &state.validation };
-            let applied = lifecycle
+            let applied = lifecycle(&state)
                 .report_status(&vcs, &path, &update, idempotency, correlation_id(&request))
                 .await?;
             state.wake.notify_one();
@@ -302,20 +304,14 @@ async fn post_outcome(
 ) -> HttpResponse {
     json_result(
         async {
+            let schema = &state.vcs_schemas.outcome;
             let (json, idempotency) =
-                match prepare_write(&state, &request, &vcs, &body, &state.vcs_schemas.outcome)
-                    .await?
-                {
+                match prepare_write(&state, &request, &vcs, &path, &body, schema).await? {
                     Ok(ready) => ready,
                     Err(replayed) => return Ok(replayed),
                 };
             let report = parse_outcome_report(&json)?;
-            let lifecycle = Lifecycle {
-                store: state.store.as_ref(),
-                config: &state.config,
-                validation: &state.validation,
-            };
-            let applied = lifecycle
+            let applied = lifecycle(&state)
                 .report_outcome(&vcs, &path, &report, idempotency, correlation_id(&request))
                 .await?;
             state.wake.notify_one();

@@ -10,7 +10,9 @@ use crate::config::VcsConfig;
 use crate::conformance::NeedVocabulary;
 use crate::domain::FhirId;
 use crate::fhir::outcome::Issue;
-use crate::store::{NewOutboxMessage, NewReferral, NewResource, ReferralStatus, TargetKind};
+use crate::store::{
+    NewOutboxMessage, NewReferral, NewResource, Payload, ReferralStatus, TargetKind,
+};
 use crate::translate::referral_record::referral_record;
 use crate::translate::task::new_task;
 use crate::translate::webhook::{new_message_id, Envelope, VcsEvent};
@@ -102,7 +104,7 @@ pub(super) fn build(
             target: vcs.id.to_string(),
             event_type: event.as_str().into(),
             sequence: 1,
-            payload: envelope,
+            payload: Payload::Text(envelope),
         }],
         correlation_id: request.correlation_id,
         created_at: request.now,

@@ -256,7 +256,10 @@ mod tests {
                     assert_eq!(message.sequence, 1);
                     assert_eq!(message.target, vcs);
                     let record: Value = serde_json::from_str(&referral.record).expect("record");
-                    let payload: Value = serde_json::from_str(&message.payload).expect("payload");
+                    let crate::store::Payload::Text(text) = &message.payload else {
+                        panic!("{name}: the envelope is the payload");
+                    };
+                    let payload: Value = serde_json::from_str(text).expect("payload");
                     assert_eq!(payload["type"], "referral.created");
                     assert_eq!(payload["timestamp"], "2026-05-10T09:00:00Z");
                     assert_eq!(payload["data"], record, "{name}");

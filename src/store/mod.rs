@@ -38,6 +38,10 @@ pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum StoreError {
     #[error("storage is unavailable: {0}")]
     Unavailable(String),
+    /// The database has reached its configured size (`[storage] max_bytes`): writes that would
+    /// grow it are refused before the disk is full.
+    #[error("the database holds {used} bytes, its budget is {max}")]
+    OverBudget { used: u64, max: u64 },
     #[error("storage error: {0}")]
     Database(#[source] Cause),
     #[error("cannot open storage at {url}: {reason}")]

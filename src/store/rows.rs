@@ -109,9 +109,14 @@ pub fn attempt<R: Cells + ?Sized>(message_id: &str, row: &R) -> Result<AttemptRo
     })
 }
 
-/// What a claim returns of each message.
-pub const OUTBOX_COLUMNS: &str =
-    "id, referral_id, vcs_id, event_type, sequence, payload, attempts, target_kind";
+/// What a claim returns of each message (from `UPDATE outbox … RETURNING`). A payload naming a
+/// stored resource version is that version's content; one whose version is missing reads as
+/// NULL and the row as unreadable, never as an empty notification.
+pub const OUTBOX_COLUMNS: &str = "id, referral_id, vcs_id, event_type, sequence,
+     CASE WHEN payload_type IS NULL THEN payload ELSE
+         (SELECT r.content FROM resources r WHERE r.resource_type = outbox.payload_type
+             AND r.id = outbox.payload_id AND r.version_id = outbox.payload_version) END,
+     attempts, target_kind";
 
 pub fn outbox_message<R: Cells + ?Sized>(row: &R) -> Result<OutboxMessage, StoreError> {
     let id = row.text(0)?;

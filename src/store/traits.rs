@@ -34,15 +34,30 @@ pub trait Referrals: Send + Sync {
     /// A referral's state, whoever it belongs to (callers check tenancy).
     async fn load_referral(&self, referral_id: &str) -> Result<Option<ReferralState>, StoreError>;
 
-    /// Applies a change atomically if the referral is still at `expected_revision`.
+    /// Applies a change atomically if the referral is still at `expected_revision` and its
+    /// Idempotency-Key (if any) has no answer stored on this referral yet; otherwise nothing is
+    /// written and the answer is `Conflict` (the caller reloads, and finds the stored answer).
     async fn apply_change(&self, change: ReferralChange) -> Result<ChangeOutcome, StoreError>;
 
-    /// The stored answer to an earlier request with this Idempotency-Key.
+    /// The stored answer to an earlier request of `owner` on `referral_id` with this
+    /// Idempotency-Key (a key names one request on one referral).
     async fn idempotent_response(
         &self,
         owner: &str,
+        referral_id: &str,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError>;
+
+    /// Why this store refuses every write from now on (the SQLite writer after a commit or WAL
+    /// fsync failed: it can no longer promise what it answers), or `None`. Readiness and
+    /// `/metrics` report it.
+    fn write_refusal(&self) -> Option<String> {
+        None
+    }
+
+    /// How many bytes the database takes (SQLite: its file, without the WAL; PostgreSQL: the
+    /// database), for the storage budget.
+    async fn used_bytes(&self) -> Result<u64, StoreError>;
 
     /// The referrals routed to `vcs`, changed since `query.since`, oldest change first.
     async fn list_vcs_referrals(
@@ -118,11 +133,14 @@ pub trait Resources: Send + Sync {
 /// GP systems' rest-hook Subscriptions.
 #[async_trait]
 pub trait Subscriptions: Send + Sync {
+    /// Stores a Subscription unless its client already has `limit` active ones (`false`: nothing
+    /// stored). Counting and storing are one step: concurrent creates cannot pass the limit.
     async fn create_subscription(
         &self,
         subscription: SubscriptionRow,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+        limit: usize,
+    ) -> Result<bool, StoreError>;
 
     /// Active subscriptions of `client` on `resource_type`.
     async fn subscriptions_for(
@@ -142,7 +160,14 @@ pub trait Subscriptions: Send + Sync {
 pub trait Audit: Send + Sync {
     /// Records a read, a search or a refused access (creates, changes and disclosures are
     /// audited inside their own transactions).
-    async fn record_access(&self, access: Access) -> Result<(), StoreError>;
+    async fn record_access(&self, access: Access) -> Result<(), StoreError> {
+        self.record_accesses(vec![access]).await
+    }
+
+    /// Records several accesses at once, all or none: one per resource a search returned, so
+    /// each patient whose record it disclosed is named. An access without a patient takes the
+    /// patient of the stored resource it names.
+    async fn record_accesses(&self, accesses: Vec<Access>) -> Result<(), StoreError>;
 
     /// Audit records, oldest first, for `GET /fhir/AuditEvent`.
     async fn audit_events(

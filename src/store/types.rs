@@ -159,7 +159,35 @@ pub struct NewOutboxMessage {
     pub event_type: String,
     /// Counts per referral and target, from 1: receivers see a referral's events in order.
     pub sequence: i64,
-    pub payload: String,
+    pub payload: Payload,
+}
+
+/// What a queued message carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// This text (a webhook envelope; empty for a notification without a payload).
+    Text(String),
+    /// A resource version stored with the same change, read when the message is sent: one copy
+    /// serves every notification about it, however many Subscriptions match.
+    Stored {
+        resource_type: String,
+        id: String,
+        version_id: i64,
+    },
+}
+
+impl Payload {
+    /// (text kept in the row, and the stored version it names: type, id, version).
+    pub fn columns(&self) -> (&str, Option<(&str, &str, i64)>) {
+        match self {
+            Payload::Text(text) => (text, None),
+            Payload::Stored {
+                resource_type,
+                id,
+                version_id,
+            } => ("", Some((resource_type, id, *version_id))),
+        }
+    }
 }
 
 /// The stored state of one referral, read before a change is computed.
@@ -232,6 +260,8 @@ pub struct Access {
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
     pub patient_id: Option<String>,
+    /// Records about this resource: (type, id), e.g. `("Subscription", "…")`.
+    pub entity: Option<(String, String)>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub count: usize,

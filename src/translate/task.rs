@@ -41,8 +41,9 @@ pub fn new_task(
     })
 }
 
-/// The next version of the Task after a status update. Keeps everything else (id, output,
-/// earlier notes); `now` is when the gateway records it (`lastModified`), `occurred_at` when it
+/// The next version of the Task after a status update. Keeps everything else (id, output);
+/// `note` is this update's note alone (earlier notes stay in the versions they came with, read
+/// by `_history`, so a version's size does not grow with every report); `now` is when the gateway records it (`lastModified`), `occurred_at` when it
 /// happened (execution period, note time).
 pub fn apply_status(task: &Value, update: &StatusUpdate, now: DateTime<Utc>) -> Value {
     let mut next = task.clone();
@@ -64,9 +65,11 @@ pub fn apply_status(task: &Value, update: &StatusUpdate, now: DateTime<Utc>) -> 
         "statusReason",
         update.reason.as_ref().map(|text| json!({ "text": text })),
     );
-    if let Some(text) = &update.note {
-        append_note(obj, text, update.occurred_at);
-    }
+    let note = update
+        .note
+        .as_ref()
+        .map(|text| json!([annotation(obj, text, update.occurred_at)]));
+    set_or_remove(obj, "note", note);
     obj.insert("lastModified".into(), json!(utc_text(now)));
     update_execution_period(obj, update);
     next
@@ -78,18 +81,15 @@ fn business_status_concept(status: VcsStatus) -> Option<Value> {
     })
 }
 
-/// Notes accumulate: each is part of the story the GP practice reads, with the time it is about.
-fn append_note(obj: &mut Map<String, Value>, text: &str, at: DateTime<FixedOffset>) {
+/// A note as the GP practice reads it: the organisation's words, with the time they are about.
+/// Each Task version carries the note of the report that made it; the story is the Task's
+/// `_history`.
+fn annotation(obj: &Map<String, Value>, text: &str, at: DateTime<FixedOffset>) -> Value {
     let mut annotation = json!({"time": fixed_text(at), "text": text});
     if let Some(owner) = obj.get("owner") {
         annotation["authorReference"] = owner.clone();
     }
-    match obj.get_mut("note").and_then(Value::as_array_mut) {
-        Some(notes) => notes.push(annotation),
-        None => {
-            obj.insert("note".into(), json!([annotation]));
-        }
-    }
+    annotation
 }
 
 /// `executionPeriod.start` when work starts (acceptance, or the first step after it if the Task
@@ -349,6 +349,7 @@ mod tests {
         ];
         let mut t = task();
         let mut current = VcsStatus::Received;
+        let mut notes = Vec::new();
         for (status, reason, note, when) in steps {
             assert!(
                 current.can_become(status),
@@ -373,6 +374,14 @@ mod tests {
                 Some(r) => assert_eq!(t["statusReason"]["text"], r),
                 None => assert!(t.get("statusReason").is_none(), "stale reason kept"),
             }
+            match note {
+                Some(text) => {
+                    assert_eq!(t["note"].as_array().map(Vec::len), Some(1), "{t}");
+                    assert_eq!(t["note"][0]["text"], text);
+                    notes.push(t["note"][0].clone());
+                }
+                None => assert!(t.get("note").is_none(), "an earlier note re-copied"),
+            }
             current = status;
         }
         assert_eq!(t["id"], "task-1");
@@ -381,7 +390,6 @@ mod tests {
             t["executionPeriod"],
             json!({"start": "2026-10-06T14:02:00+01:00", "end": "2026-11-18T16:20:00Z"})
         );
-        let notes = t["note"].as_array().expect("notes");
         assert_eq!(notes.len(), 3);
         assert_eq!(notes[0]["text"], "Reached her on the third call");
         assert_eq!(notes[0]["time"], "2026-10-08T10:00:00+01:00");

@@ -74,6 +74,7 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(StoreError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Conformance(ConformanceError::CannotExpand(_)) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -132,6 +133,13 @@ impl ApiError {
                 "transient",
                 "Storage is briefly unavailable; nothing was stored. Retry with If-None-Exist.".into(),
                 "storage-unavailable",
+            ),
+            ApiError::Store(StoreError::OverBudget { .. }) => single(
+                "too-costly",
+                "The gateway's storage is full to its budget; nothing was stored. Ask its \
+                 operator; reads still work."
+                    .into(),
+                "storage-full",
             ),
             ApiError::Store(_) => single(
                 "exception",
@@ -196,6 +204,11 @@ impl From<LifecycleError> for ApiError {
             LifecycleError::Busy => {
                 ApiError::Store(StoreError::Unavailable("the referral is busy".into()))
             }
+            LifecycleError::KeyReused => ApiError::Invalid(single(
+                "business-rule",
+                "idempotency-key-reused",
+                error.to_string(),
+            )),
             LifecycleError::Unsupported(text) => {
                 ApiError::Invalid(single("not-supported", "unsupported-change", text))
             }

@@ -46,6 +46,7 @@ impl Problem {
             Problem::Refused(status, _) => *status,
             Problem::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Problem::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Problem::Store(StoreError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             Problem::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -56,6 +57,12 @@ impl Problem {
             Problem::Store(StoreError::Unavailable(_)) => {
                 tracing::warn!(error = %self, "storage unavailable");
                 "Storage is briefly unavailable; nothing was changed. Try again shortly."
+                    .to_string()
+            }
+            Problem::Store(StoreError::OverBudget { .. }) => {
+                tracing::error!(error = %self, "storage budget reached: writes refused");
+                "The gateway's storage is full to its budget; nothing was changed. Try again \
+                 later."
                     .to_string()
             }
             Problem::Store(_) => {
@@ -123,6 +130,9 @@ impl From<LifecycleError> for Problem {
                     .collect(),
             ),
             LifecycleError::Busy => Problem::Busy(error.to_string()),
+            LifecycleError::KeyReused => {
+                Problem::Invalid(vec![("Idempotency-Key".into(), error.to_string())])
+            }
             LifecycleError::Invalid(issues) => {
                 // Our own translation broke our profiles: a defect to fix, not the caller's fault.
                 // The log names where (FHIRPath expressions), never what: diagnostics quote the

@@ -9,15 +9,17 @@ use serde_json::{json, Value};
 
 use super::common::{handle, resource};
 use super::search::{reference_id, Parameters};
+use crate::api::access::{self, Accessed};
 use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::Operator;
 use crate::api::AppState;
+use crate::domain::Actor;
 use crate::store::{AuditQuery, AuditRecord};
 
 /// The parameters of an AuditEvent search; any other is refused, lenient or not.
 const SEARCH: Parameters = Parameters {
     resource_type: "AuditEvent",
-    names: &["patient", "date", "_count", "_offset"],
+    names: &["patient", "entity", "date", "_count", "_offset"],
     paged: true,
     lenient: false,
 };
@@ -65,6 +67,14 @@ async fn search_audit_events(
         let search = SEARCH.parse(&request, |name, value| {
             match name {
                 "patient" => query.patient_id = Some(reference_id(value, "Patient")),
+                "entity" => {
+                    let Some((kind, id)) = value.split_once('/') else {
+                        return Err(ApiError::BadRequest(format!(
+                            "entity is a reference Type/id, such as Subscription/123; got {value:?}."
+                        )));
+                    };
+                    query.entity = Some((kind.to_string(), id.to_string()));
+                }
                 "date" => date_bound(value, &mut query)?,
                 _ => return Ok(false),
             }
@@ -72,6 +82,16 @@ async fn search_audit_events(
         })?;
         (query.count, query.offset) = (search.count, search.offset);
         let (total, records) = state.store.audit_events(&query).await?;
+        // Recorded after the search, so it is in the next answer, not this one.
+        let accessed = Accessed {
+            actor: Actor::Operator,
+            action: "search",
+            resource_type: "AuditEvent",
+            resource_id: None,
+            patient_id: query.patient_id.as_deref(),
+            found: total > 0,
+        };
+        access::record(&state, &request, accessed).await?;
         let base = state.config.base_url();
         let entries: Vec<Value> = records
             .iter()
@@ -102,7 +122,8 @@ fn interaction(action: &str) -> Option<(&'static str, &'static str)> {
         "vread" => Some(("vread", "R")),
         "search" => Some(("search-type", "E")),
         "history" => Some(("history-instance", "R")),
-        "disclose" => None,
+        "delete" => Some(("delete", "D")),
+        "disclose" | "login" => None,
         _ => Some(("update", "U")),
     }
 }
@@ -114,6 +135,13 @@ pub fn audit_event(record: &AuditRecord) -> Value {
             json!({"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest", "display": "RESTful Operation"}),
             json!([{"system": "http://hl7.org/fhir/restful-interaction", "code": code}]),
             action,
+        ),
+        // A refused authentication: DICOM "User Authentication", subtype "Login" (failed, by
+        // the outcome).
+        None if record.action == "login" => (
+            json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110114", "display": "User Authentication"}),
+            json!([{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110122", "display": "Login"}]),
+            "E",
         ),
         None => (
             json!({"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110106", "display": "Export"}),

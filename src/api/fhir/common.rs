@@ -111,19 +111,36 @@ pub fn parse_id(raw: &str, resource_type: &str) -> Result<FhirId, ApiError> {
     })
 }
 
-/// A GET route reading the current version of `resource_type` by id.
-pub fn read_route(resource_type: &'static str) -> actix_web::Route {
+/// What a GET on `/{type}/{id}` or `/{type}/{id}/_history` answers.
+#[derive(Clone, Copy)]
+enum ById {
+    Current,
+    History,
+}
+
+/// A GET route on one resource id of `resource_type`.
+fn by_id_route(resource_type: &'static str, which: ById) -> actix_web::Route {
     web::get().to(
         move |client: GpClient,
               state: web::Data<AppState>,
               request: HttpRequest,
               path: web::Path<String>| async move {
             handle(&request, |_| async {
-                read(&state, &request, &client, resource_type, &path, None).await
+                match which {
+                    ById::Current => {
+                        read(&state, &request, &client, resource_type, &path, None).await
+                    }
+                    ById::History => history(&state, &request, &client, resource_type, &path).await,
+                }
             })
             .await
         },
     )
+}
+
+/// A GET route reading the current version of `resource_type` by id.
+pub fn read_route(resource_type: &'static str) -> actix_web::Route {
+    by_id_route(resource_type, ById::Current)
 }
 
 /// A GET route reading one version (`/{id}/_history/{vid}`) of `resource_type`.
@@ -147,6 +164,62 @@ pub fn vread_route(resource_type: &'static str) -> actix_web::Route {
             .await
         },
     )
+}
+
+/// A GET route with every version (`/{id}/_history`) of `resource_type`, newest first: a
+/// `history` Bundle, audited.
+pub fn history_route(resource_type: &'static str) -> actix_web::Route {
+    by_id_route(resource_type, ById::History)
+}
+
+async fn history(
+    state: &AppState,
+    request: &HttpRequest,
+    client: &GpClient,
+    resource_type: &str,
+    id: &str,
+) -> Result<Reply, ApiError> {
+    let client = client.require(&crate::auth::scopes::read(resource_type))?;
+    let id = parse_id(id, resource_type)?;
+    let versions = state
+        .store
+        .history(&client, resource_type, id.as_str())
+        .await?;
+    let accessed = Accessed {
+        actor: crate::domain::Actor::client(&client),
+        action: "history",
+        resource_type,
+        resource_id: Some(id.as_str()),
+        patient_id: None,
+        found: !versions.is_empty(),
+    };
+    access::record(state, request, accessed).await?;
+    if versions.is_empty() {
+        return Err(ApiError::NotFound(format!(
+            "There is no {resource_type} with id {id} for this client."
+        )));
+    }
+    let base = state.config.base_url();
+    let entries: Vec<Value> = versions
+        .iter()
+        .map(|v| {
+            let (method, status, url) = if v.version_id == 1 {
+                ("POST", "201 Created", resource_type.to_string())
+            } else {
+                ("PUT", "200 OK", format!("{resource_type}/{}", v.id))
+            };
+            Ok(serde_json::json!({
+                "fullUrl": format!("{base}/fhir/{resource_type}/{}", v.id),
+                "resource": content(v)?,
+                "request": {"method": method, "url": url},
+                "response": {"status": status, "etag": format!("W/\"{}\"", v.version_id),
+                             "lastModified": v.last_updated.to_rfc3339()}
+            }))
+        })
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Reply::ok(serde_json::json!({
+        "resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries
+    })))
 }
 
 /// Reads the current version, or `version`, of a resource the client may see, audited.

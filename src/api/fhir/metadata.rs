@@ -134,8 +134,8 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
         json!({
             "type": "Task",
             "supportedProfile": [sp_validator::SP_REFERRAL_TASK],
-            "documentation": "What happened to a referral, one version per report from the organisation.",
-            "interaction": interactions(&["read", "vread", "search-type"]),
+            "documentation": "What happened to a referral, one version per report from the organisation; each version's note is the one reported with it (the whole story: _history).",
+            "interaction": interactions(&["read", "vread", "history-instance", "search-type"]),
             "versioning": "versioned",
             "readHistory": true,
             "searchParam": [
@@ -171,6 +171,7 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
             "interaction": interactions(&["search-type"]),
             "searchParam": [
                 param("patient", "reference", core("AuditEvent", "patient"), "Patient/{id}"),
+                param("entity", "reference", core("AuditEvent", "entity"), "Type/id: records about that resource (a Subscription, a ServiceRequest…)"),
                 param("date", "date", core("AuditEvent", "date"), "ge/gt/le/lt/eq and a date or dateTime"),
                 count, offset, format_param()
             ]

@@ -149,6 +149,12 @@ pub async fn referral_resources(
         found: page.total > 0,
     };
     access::record(state, request, accessed).await?;
+    let returned = page
+        .resources
+        .iter()
+        .map(|r| (r.resource_type.as_str(), r.id.as_str()));
+    let actor = crate::domain::Actor::client(&client);
+    access::record_each(state, request, &actor, "search", returned).await?;
     let base = state.config.base_url();
     Ok(Reply::ok(searchset(
         &base,

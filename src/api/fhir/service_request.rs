@@ -6,11 +6,11 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::common::{
-    content, handle, location, parse_id, read_body, read_limited, read_route, resource,
-    version_headers, vread_route,
+    content, handle, history_route, location, parse_id, read_body, read_limited, read_route,
+    resource, version_headers, vread_route,
 };
 use super::search::{reference_id, searchset, token, Parameters, MAX_COUNT, MAX_INCLUDED};
 use crate::api::access::{self, Accessed};
@@ -34,7 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(create))
             .route(web::get().to(search)),
     )
-    .service(resource("/ServiceRequest/{id}/_history").route(web::get().to(history)))
+    .service(resource("/ServiceRequest/{id}/_history").route(history_route("ServiceRequest")))
     .service(
         resource("/ServiceRequest/{id}")
             .route(read_route("ServiceRequest"))
@@ -108,6 +108,7 @@ pub(super) async fn prepare_write(
     endpoint: Endpoint,
     client: &ClientId,
 ) -> Result<Prepared, ApiError> {
+    state.budget.check(state.store.as_ref()).await?;
     let (format, content_type, body) =
         read_body(request, payload, state.config.server.max_body_bytes).await?;
     let tree = parse_body(&body, format, state.config.server.max_json_depth)?;
@@ -382,6 +383,13 @@ async fn search(
                 included.extend(found);
             }
         }
+        let returned = page
+            .resources
+            .iter()
+            .chain(&included)
+            .map(|r| (r.resource_type.as_str(), r.id.as_str()));
+        let actor = crate::domain::Actor::client(&client);
+        access::record_each(&state, &request, &actor, "search", returned).await?;
         let base = state.config.base_url();
         Ok(Reply::ok(searchset(
             &base,
@@ -392,48 +400,6 @@ async fn search(
             &included,
             &notes,
         )?))
-    })
-    .await
-}
-
-/// `GET /fhir/ServiceRequest/{id}/_history`: every version, newest first.
-async fn history(
-    client: GpClient,
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<String>,
-) -> HttpResponse {
-    handle(&request, |_| async {
-        let client = client.require("system/ServiceRequest.read")?;
-        let id = parse_id(&path, "ServiceRequest")?;
-        let versions = state.store.history(&client, "ServiceRequest", id.as_str()).await?;
-        let accessed = Accessed {
-            actor: crate::domain::Actor::client(&client),
-            action: "history",
-            resource_type: "ServiceRequest",
-            resource_id: Some(id.as_str()),
-            patient_id: None,
-            found: !versions.is_empty(),
-        };
-        access::record(&state, &request, accessed).await?;
-        if versions.is_empty() {
-            return Err(ApiError::NotFound(format!("There is no ServiceRequest with id {id} for this client.")));
-        }
-        let base = state.config.base_url();
-        let entries: Vec<Value> = versions
-            .iter()
-            .map(|v| {
-                let (method, status) = if v.version_id == 1 { ("POST", "201 Created") } else { ("PUT", "200 OK") };
-                Ok(json!({
-                    "fullUrl": format!("{base}/fhir/ServiceRequest/{}", v.id),
-                    "resource": content(v)?,
-                    "request": {"method": method, "url": if v.version_id == 1 { "ServiceRequest".to_string() } else { format!("ServiceRequest/{}", v.id) }},
-                    "response": {"status": status, "etag": format!("W/\"{}\"", v.version_id),
-                                 "lastModified": v.last_updated.to_rfc3339()}
-                }))
-            })
-            .collect::<Result<_, crate::store::StoreError>>()?;
-        Ok(Reply::ok(json!({"resourceType": "Bundle", "type": "history", "total": entries.len(), "entry": entries})))
     })
     .await
 }
@@ -461,6 +427,7 @@ async fn change(
     proposed: Value,
 ) -> Result<Reply, ApiError> {
     let expected = if_match(request)?;
+    state.budget.check(state.store.as_ref()).await?;
     let lifecycle = Lifecycle {
         store: state.store.as_ref(),
         config: &state.config,

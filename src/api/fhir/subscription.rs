@@ -7,10 +7,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
 use super::common::{handle, location, read_body, resource};
+use crate::api::access::{self, Accessed};
 use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::GpClient;
 use crate::api::AppState;
+use crate::domain::{Actor, ClientId};
 use crate::fhir::read::parse_body;
+use crate::store::StoreError;
 use crate::subscriptions;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -30,6 +33,7 @@ async fn create(
 ) -> HttpResponse {
     handle(&request, |_| async {
         let client = client.require("system/Subscription.write")?;
+        state.budget.check(state.store.as_ref()).await?;
         let (format, _, body) =
             read_body(&request, payload, state.config.server.max_body_bytes).await?;
         let resource = parse_body(&body, format, state.config.server.max_json_depth)?;
@@ -38,7 +42,15 @@ async fn create(
             subscriptions::accept(&state.config, &state.validation, &client, resource, now)
                 .map_err(ApiError::Invalid)?;
         let id = accepted.row.id.clone();
-        state.store.create_subscription(accepted.row, now).await?;
+        let limit = subscriptions::limit(&state.config, &client);
+        if !state
+            .store
+            .create_subscription(accepted.row, now, limit)
+            .await?
+        {
+            return Err(ApiError::Invalid(vec![subscriptions::over_limit(limit)]));
+        }
+        audit(&state, &request, &client, "create", &id).await?;
         Ok(Reply::new(StatusCode::CREATED, Some(accepted.resource))
             .header("Location", location("Subscription", &id, 1))
             .header("ETag", "W/\"1\""))
@@ -81,7 +93,27 @@ async fn delete(
                 path.as_str()
             )));
         }
+        audit(&state, &request, &client, "delete", &path).await?;
         Ok(Reply::new(StatusCode::NO_CONTENT, None))
     })
     .await
+}
+
+/// A Subscription created or deleted: who, which (it says where notifications about patients go).
+async fn audit(
+    state: &AppState,
+    request: &HttpRequest,
+    client: &ClientId,
+    action: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    let accessed = Accessed {
+        actor: Actor::client(client),
+        action,
+        resource_type: "Subscription",
+        resource_id: Some(id),
+        patient_id: None,
+        found: true,
+    };
+    access::record(state, request, accessed).await
 }

@@ -1,9 +1,10 @@
 //! `Task`: the VCS organisation's progress with a referral (accepted, contacted, completed…), as
-//! the GP system reads it back. Read, vread, and search by referral (`focus`) or patient.
+//! the GP system reads it back. Read, vread, history (each report's note is on the version it
+//! made), and search by referral (`focus`) or patient.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::common::{handle, read_route, resource, vread_route};
+use super::common::{handle, history_route, read_route, resource, vread_route};
 use super::search::{referral_resources, Parameters};
 use crate::api::extract::GpClient;
 use crate::api::AppState;
@@ -19,6 +20,7 @@ const SEARCH: Parameters = Parameters {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/Task").route(web::get().to(search)))
         .service(resource("/Task/{id}").route(read_route("Task")))
+        .service(resource("/Task/{id}/_history").route(history_route("Task")))
         .service(resource("/Task/{id}/_history/{version}").route(vread_route("Task")));
 }
 

@@ -36,25 +36,29 @@ pub(super) async fn insert_audit(
 
 #[async_trait]
 impl Audit for PostgresStore {
-    async fn record_access(&self, access: Access) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id,
-                                    patient_id, outcome, correlation_id)
-             VALUES ($1, $2, $3, $4, $5,
-                     COALESCE($6, (SELECT patient_id FROM resources
-                                   WHERE resource_type = $4 AND id = $5 LIMIT 1)),
-                     $7, $8)",
-        )
-        .bind(access.at)
-        .bind(access.actor.to_string())
-        .bind(&access.action)
-        .bind(&access.resource_type)
-        .bind(&access.resource_id)
-        .bind(&access.patient_id)
-        .bind(&access.outcome)
-        .bind(&access.correlation_id)
-        .execute(&self.pool)
-        .await?;
+    async fn record_accesses(&self, accesses: Vec<Access>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for access in &accesses {
+            sqlx::query(
+                "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id,
+                                        patient_id, outcome, correlation_id)
+                 VALUES ($1, $2, $3, $4, $5,
+                         COALESCE($6, (SELECT patient_id FROM resources
+                                       WHERE resource_type = $4 AND id = $5 LIMIT 1)),
+                         $7, $8)",
+            )
+            .bind(access.at)
+            .bind(access.actor.to_string())
+            .bind(&access.action)
+            .bind(&access.resource_type)
+            .bind(&access.resource_id)
+            .bind(&access.patient_id)
+            .bind(&access.outcome)
+            .bind(&access.correlation_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -62,23 +66,29 @@ impl Audit for PostgresStore {
         &self,
         query: &AuditQuery,
     ) -> Result<(usize, Vec<AuditRecord>), StoreError> {
+        let (entity_type, entity_id) = query.entity.clone().unzip();
         const CONDITION: &str = "($1::text IS NULL OR patient_id = $1)
              AND ($2::timestamptz IS NULL OR recorded_at >= $2)
-             AND ($3::timestamptz IS NULL OR recorded_at < $3)";
+             AND ($3::timestamptz IS NULL OR recorded_at < $3)
+             AND ($4::text IS NULL OR (resource_type = $4 AND resource_id = $5))";
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM audit_log WHERE {CONDITION}"
         )))
         .bind(&query.patient_id)
         .bind(query.from)
         .bind(query.to)
+        .bind(&entity_type)
+        .bind(&entity_id)
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {CONDITION} ORDER BY id LIMIT $4 OFFSET $5"
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {CONDITION} ORDER BY id LIMIT $6 OFFSET $7"
         )))
         .bind(&query.patient_id)
         .bind(query.from)
         .bind(query.to)
+        .bind(&entity_type)
+        .bind(&entity_id)
         .bind(limit(query.count))
         .bind(limit(query.offset))
         .fetch_all(&self.pool)

@@ -73,6 +73,16 @@ fn migrator() -> Migrator {
             "outbox_claim_index",
             include_str!("../migrations/postgres/0003_outbox_claim_index.sql"),
         ),
+        migration(
+            4,
+            "idempotency_scope",
+            include_str!("../migrations/postgres/0004_idempotency_scope.sql"),
+        ),
+        migration(
+            5,
+            "shared_notifications",
+            include_str!("../migrations/postgres/0005_shared_notifications.sql"),
+        ),
     ])
 }
 

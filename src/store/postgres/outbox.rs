@@ -21,10 +21,11 @@ pub(super) async fn insert_outbox(
     referral_id: &str,
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let (text, stored) = message.payload.columns();
     sqlx::query(
         "INSERT INTO outbox (id, referral_id, target_kind, vcs_id, event_type, sequence, payload,
-                             next_attempt_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+                             payload_type, payload_id, payload_version, next_attempt_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
     )
     .bind(&message.id)
     .bind(referral_id)
@@ -32,7 +33,10 @@ pub(super) async fn insert_outbox(
     .bind(&message.target)
     .bind(&message.event_type)
     .bind(message.sequence)
-    .bind(&message.payload)
+    .bind(text)
+    .bind(stored.map(|s| s.0))
+    .bind(stored.map(|s| s.1))
+    .bind(stored.map(|s| s.2))
     .bind(at)
     .execute(conn)
     .await?;

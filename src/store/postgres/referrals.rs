@@ -149,6 +149,25 @@ async fn insert_referral(conn: &mut Tx, r: &NewReferral) -> Result<CreateOutcome
     Ok(CreateOutcome::Created)
 }
 
+async fn stored_response(
+    conn: &mut Tx,
+    owner: &str,
+    referral_id: &str,
+    key: &str,
+) -> Result<Option<StoredResponse>, StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM idempotency_keys WHERE owner = $1 AND referral_id = $2 AND key = $3",
+        rows::STORED_RESPONSE_COLUMNS
+    )))
+    .bind(owner)
+    .bind(referral_id)
+    .bind(key)
+    .fetch_optional(conn)
+    .await?
+    .map(|row| rows::stored_response(key, &row))
+    .transpose()
+}
+
 /// A change inside `conn`'s transaction; `Conflict` means nothing may be committed.
 async fn apply_change_in(
     conn: &mut Tx,
@@ -174,6 +193,16 @@ async fn apply_change_in(
     };
     let (client, patient_id): (String, String) = (row.try_get(0)?, row.try_get(1)?);
     let referral_id = change.referral_id.as_str();
+    if let Some((owner, key, _)) = &change.idempotency {
+        // Checked while this transaction holds the referral's row: a request with this key
+        // applied meanwhile has committed, and its answer stands.
+        if stored_response(&mut *conn, owner, referral_id, key)
+            .await?
+            .is_some()
+        {
+            return Ok(ChangeOutcome::Conflict);
+        }
+    }
     insert_resources(
         conn,
         &change.resources,
@@ -194,10 +223,11 @@ async fn apply_change_in(
     }
     if let Some((owner, key, response)) = &change.idempotency {
         sqlx::query(
-            "INSERT INTO idempotency_keys (owner, key, request_hash, status, body, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO idempotency_keys (owner, referral_id, key, request_hash, status, body, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(owner)
+        .bind(referral_id)
         .bind(key)
         .bind(&response.request_hash)
         .bind(i32::from(response.status))
@@ -354,18 +384,18 @@ impl Referrals for PostgresStore {
     async fn idempotent_response(
         &self,
         owner: &str,
+        referral_id: &str,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {} FROM idempotency_keys WHERE owner = $1 AND key = $2",
-            rows::STORED_RESPONSE_COLUMNS
-        )))
-        .bind(owner)
-        .bind(key)
-        .fetch_optional(&self.pool)
-        .await?
-        .map(|row| rows::stored_response(key, &row))
-        .transpose()
+        let mut conn = self.pool.acquire().await?;
+        stored_response(&mut conn, owner, referral_id, key).await
+    }
+
+    async fn used_bytes(&self) -> Result<u64, StoreError> {
+        let bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     async fn list_vcs_referrals(

@@ -16,7 +16,24 @@ impl Subscriptions for PostgresStore {
         &self,
         subscription: SubscriptionRow,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        limit: usize,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // One client's creates take turns (on every replica), so the count stays true until
+        // the insert commits.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext('subscriptions:' || $1))")
+            .bind(subscription.client_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        let active: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM subscriptions WHERE client_id = $1 AND status = 'active'",
+        )
+        .bind(subscription.client_id.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if rows::count(active) >= limit {
+            return Ok(false);
+        }
         sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -29,9 +46,10 @@ impl Subscriptions for PostgresStore {
         .bind(subscription.status.as_str())
         .bind(&subscription.content)
         .bind(at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn subscriptions_for(

@@ -22,25 +22,26 @@ pub(super) fn insert_audit(conn: &Connection, row: &AuditRow, at: &str) -> Resul
 
 #[async_trait]
 impl Audit for SqliteStore {
-    async fn record_access(&self, access: Access) -> Result<(), StoreError> {
+    async fn record_accesses(&self, accesses: Vec<Access>) -> Result<(), StoreError> {
         self.write(move |conn| {
-            let at = timestamp(access.at);
-            conn.prepare_cached(
+            let mut insert = conn.prepare_cached(
                 "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id, patient_id, outcome, correlation_id)
                  VALUES (?1, ?2, ?3, ?4, ?5,
                          COALESCE(?6, (SELECT patient_id FROM resources WHERE resource_type = ?4 AND id = ?5 LIMIT 1)),
                          ?7, ?8)",
-            )?
-            .execute(params![
-                at,
-                access.actor.to_string(),
-                access.action,
-                access.resource_type,
-                access.resource_id,
-                access.patient_id,
-                access.outcome,
-                access.correlation_id
-            ])?;
+            )?;
+            for access in &accesses {
+                insert.execute(params![
+                    timestamp(access.at),
+                    access.actor.to_string(),
+                    access.action,
+                    access.resource_type,
+                    access.resource_id,
+                    access.patient_id,
+                    access.outcome,
+                    access.correlation_id
+                ])?;
+            }
             Ok(())
         })
         .await
@@ -53,18 +54,20 @@ impl Audit for SqliteStore {
         let query = query.clone();
         self.read(move |conn| {
             let (from, to) = (query.from.map(timestamp), query.to.map(timestamp));
-            let condition = "(?1 IS NULL OR patient_id = ?1) AND (?2 IS NULL OR recorded_at >= ?2) AND (?3 IS NULL OR recorded_at < ?3)";
+            let (entity_type, entity_id) = query.entity.clone().unzip();
+            let condition = "(?1 IS NULL OR patient_id = ?1) AND (?2 IS NULL OR recorded_at >= ?2) AND (?3 IS NULL OR recorded_at < ?3)
+                 AND (?4 IS NULL OR (resource_type = ?4 AND resource_id = ?5))";
             let total: i64 = conn.query_row(
                 &format!("SELECT COUNT(*) FROM audit_log WHERE {condition}"),
-                params![query.patient_id, from, to],
+                params![query.patient_id, from, to, entity_type, entity_id],
                 |row| row.get(0),
             )?;
             let records = conn
                 .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {condition} ORDER BY id LIMIT ?4 OFFSET ?5"
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {condition} ORDER BY id LIMIT ?6 OFFSET ?7"
                 ))?
                 .query_and_then(
-                    params![query.patient_id, from, to, limit(query.count), limit(query.offset)],
+                    params![query.patient_id, from, to, entity_type, entity_id, limit(query.count), limit(query.offset)],
                     |row| rows::audit_record(row),
                 )?
                 .collect::<Result<Vec<_>, _>>()?;

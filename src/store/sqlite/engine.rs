@@ -46,6 +46,38 @@ impl Cells for rusqlite::Row<'_> {
     }
 }
 
+/// Set for good once a commit failed with an I/O error or the WAL's fsync failed. After a
+/// failed fsync the kernel may have dropped the dirty pages it could not write and report the
+/// next fsync as a success, so nothing committed since can be promised to be on disk: the writer
+/// refuses every write from then on (503), instead of answering `201` for data it may lose, and
+/// the store reports why until the process is restarted (SQLite's recovery then starts from what
+/// the disk really holds).
+#[derive(Clone, Default)]
+pub(super) struct Poison(std::sync::Arc<std::sync::OnceLock<String>>);
+
+impl Poison {
+    pub(super) fn set(&self, reason: &str) {
+        if self.0.set(reason.to_string()).is_ok() {
+            tracing::error!(
+                reason,
+                "SQLite writes are refused from now on: restart the gateway once the disk is sound"
+            );
+        }
+    }
+
+    /// Why writes are refused, if they are.
+    pub(super) fn reason(&self) -> Option<String> {
+        self.0
+            .get()
+            .map(|reason| format!("writes are refused after a storage failure ({reason})"))
+    }
+}
+
+/// Whether a failed COMMIT means the disk failed (rather than, say, a constraint).
+fn is_io_error(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::SystemIoFailure)
+}
+
 /// The most writes one commit carries; bounds the time a batch holds the write lock.
 const MAX_BATCH: usize = 512;
 /// The checkpointer's rest between passes: under load, each pass then copies about this much of
@@ -115,6 +147,7 @@ pub(super) fn run_writer(
     mut queue: mpsc::Receiver<Job>,
     syncer: std::sync::mpsc::Sender<Outcomes>,
     committed: std::sync::mpsc::SyncSender<()>,
+    poison: Poison,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
@@ -124,7 +157,13 @@ pub(super) fn run_writer(
                 Err(_) => break,
             }
         }
-        let outcomes = commit_batch(&conn, batch);
+        if let Some(reason) = poison.reason() {
+            for job in batch {
+                job.abandon(reason.clone());
+            }
+            continue;
+        }
+        let outcomes = commit_batch(&conn, batch, &poison);
         if let Err(unsent) = syncer.send(outcomes) {
             // The syncer has gone (only while the process ends): nothing can be promised.
             for (completion, _) in unsent.0 {
@@ -164,7 +203,7 @@ pub(super) fn run_checkpointer(
 /// Each job's completion with how its part of the batch went (before the WAL is synced).
 pub(super) type Outcomes = Vec<(Completion, Result<(), String>)>;
 
-pub(super) fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Outcomes {
+pub(super) fn commit_batch(conn: &Connection, batch: Vec<Job>, poison: &Poison) -> Outcomes {
     if !conn.is_autocommit() {
         // A transaction left open by a batch whose COMMIT and ROLLBACK both failed: its jobs
         // were told they failed, so it must not be committed along with this batch.
@@ -190,7 +229,12 @@ pub(super) fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Outcomes {
         let outcome = savepoint.and(closed).map_err(|e| e.to_string());
         completions.push((completion, outcome));
     }
-    let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+    let commit = conn.execute_batch("COMMIT").map_err(|e| {
+        if is_io_error(&e) {
+            poison.set(&e.to_string());
+        }
+        e.to_string()
+    });
     if commit.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
@@ -209,15 +253,22 @@ pub(super) fn commit_batch(conn: &Connection, batch: Vec<Job>) -> Outcomes {
 /// committed but not yet synced when the machine fails is rolled back by SQLite's recovery
 /// (its frames fail the WAL checksums), and nobody was told it was stored. Checkpoints sync the
 /// WAL before copying from it, so unsynced pages never reach the database file.
+///
+/// A failed fsync poisons the store ([`Poison`]): this batch and every later one hear "failed",
+/// even should a later fsync succeed.
 pub(super) fn run_syncer(
     wal_path: std::path::PathBuf,
     batches: std::sync::mpsc::Receiver<Outcomes>,
+    poison: Poison,
 ) {
     let mut wal = None;
     while let Ok(first) = batches.recv() {
         let mut ready = vec![first];
         ready.extend(batches.try_iter());
-        let synced = sync_wal(&mut wal, &wal_path);
+        let synced = match poison.reason() {
+            Some(reason) => Err(reason),
+            None => sync_wal(&mut wal, &wal_path).inspect_err(|e| poison.set(e)),
+        };
         for (completion, outcome) in ready.into_iter().flatten() {
             completion(outcome.and(synced.clone()));
         }
@@ -230,7 +281,10 @@ pub(super) fn run_syncer(
 fn sync_wal(wal: &mut Option<std::fs::File>, path: &Path) -> Result<(), String> {
     let file = match wal {
         Some(file) => file,
-        None => wal.insert(std::fs::File::open(path).map_err(|e| e.to_string())?),
+        None => wal.insert(
+            std::fs::File::open(path)
+                .map_err(|e| format!("opening the WAL for its fsync failed: {e}"))?,
+        ),
     };
     file.sync_all()
         .map_err(|e| format!("syncing the WAL failed: {e}"))
@@ -261,9 +315,54 @@ mod tests {
                 .send(vec![(completion, Ok(()))])
                 .expect("syncer queue");
             drop(to_syncer);
-            run_syncer(wal, batches);
+            let poison = Poison::default();
+            run_syncer(wal, batches, poison.clone());
             assert_eq!(heard.recv().expect("an answer").is_ok(), synced);
+            assert_eq!(poison.reason().is_none(), synced, "a failed fsync poisons");
         }
+    }
+
+    /// Once an fsync failed, no later batch is run or answered "done", even if the disk
+    /// seems fine again: the writer abandons every job, and the syncer fails every batch.
+    #[test]
+    fn a_poisoned_writer_refuses_every_later_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("gateway.db");
+        let conn = Connection::open(&path).expect("writer");
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER);")
+            .expect("schema");
+        let poison = Poison::default();
+        poison.set("syncing the WAL failed: Input/output error (os error 5)");
+        let (writes, queue) = mpsc::channel(4);
+        let (to_syncer, batches) = std::sync::mpsc::channel();
+        let (committed, _commits) = std::sync::mpsc::sync_channel(1);
+        let (job, answer) = insert_job(1);
+        writes.blocking_send(job).expect("queued");
+        drop(writes);
+        run_writer(conn, queue, to_syncer, committed, poison.clone());
+        let heard = answer.blocking_recv().expect("an answer");
+        assert!(
+            matches!(&heard, Err(StoreError::Unavailable(reason)) if reason.contains("refused")),
+            "{heard:?}"
+        );
+        assert!(batches.try_recv().is_err(), "nothing was committed");
+        let rows: i64 = Connection::open(&path)
+            .and_then(|c| c.query_row("SELECT count(*) FROM t", [], |row| row.get(0)))
+            .expect("count");
+        assert_eq!(rows, 0);
+        // The syncer, too, answers a batch that reached it after the failure with "failed",
+        // though this WAL would sync.
+        let wal = dir.path().join("gateway.db-wal");
+        std::fs::write(&wal, b"frames").expect("a WAL file");
+        let (to_syncer, batches) = std::sync::mpsc::channel();
+        let (told, heard) = std::sync::mpsc::channel();
+        let completion: Completion = Box::new(move |outcome| {
+            let _ = told.send(outcome);
+        });
+        to_syncer.send(vec![(completion, Ok(()))]).expect("queued");
+        drop(to_syncer);
+        run_syncer(wal, batches, poison);
+        assert!(heard.recv().expect("an answer").is_err());
     }
 
     /// A batch whose transaction cannot begin (another process holds the write lock) runs none
@@ -291,7 +390,7 @@ mod tests {
             Ok(())
         };
         let reader: Job = Box::new(PendingWrite { op, reply });
-        let outcomes = commit_batch(&writer, vec![job, reader]);
+        let outcomes = commit_batch(&writer, vec![job, reader], &Poison::default());
         assert!(outcomes.is_empty(), "nothing to sync");
         assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "a job ran");
         let heard = answer.blocking_recv().expect("an answer");
@@ -323,7 +422,7 @@ mod tests {
             .execute_batch("CREATE TABLE t (x INTEGER); BEGIN; INSERT INTO t (x) VALUES (1);")
             .expect("a stale transaction");
         let (job, answer) = insert_job(2);
-        for (completion, outcome) in commit_batch(&writer, vec![job]) {
+        for (completion, outcome) in commit_batch(&writer, vec![job], &Poison::default()) {
             completion(outcome);
         }
         assert!(answer.blocking_recv().expect("an answer").is_ok());

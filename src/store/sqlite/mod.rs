@@ -24,7 +24,9 @@ use rusqlite::Connection;
 use rusqlite_migration::{Migrations, M};
 use tokio::sync::{mpsc, oneshot};
 
-use self::engine::{run_checkpointer, run_syncer, run_writer, spawn_thread, Job, PendingWrite};
+use self::engine::{
+    run_checkpointer, run_syncer, run_writer, spawn_thread, Job, PendingWrite, Poison,
+};
 use super::StoreError;
 
 /// Statements the writer keeps prepared.
@@ -44,10 +46,12 @@ const WRITER_CHECKPOINT_PAGES: u32 = 65536;
 pub struct SqliteStore {
     reads: Pool,
     writes: mpsc::Sender<Job>,
+    /// Set once a commit or fsync failed: every write is refused from then on.
+    poison: Poison,
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 7] = [
+const MIGRATIONS: [(&str, &str); 9] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -72,6 +76,14 @@ const MIGRATIONS: [(&str, &str); 7] = [
     (
         "patient_search",
         include_str!("../migrations/sqlite/007_patient_search.sql"),
+    ),
+    (
+        "idempotency_scope",
+        include_str!("../migrations/sqlite/008_idempotency_scope.sql"),
+    ),
+    (
+        "shared_notifications",
+        include_str!("../migrations/sqlite/009_shared_notifications.sql"),
     ),
 ];
 
@@ -191,15 +203,24 @@ impl SqliteStore {
         writer.execute_batch("PRAGMA synchronous = NORMAL;")?;
         let (to_syncer, batches) = std::sync::mpsc::channel();
         let wal_path = std::path::PathBuf::from(format!("{path}-wal"));
-        spawn_thread(path, "sqlite-syncer", move || run_syncer(wal_path, batches))?;
+        let poison = Poison::default();
+        let syncer_poison = poison.clone();
+        spawn_thread(path, "sqlite-syncer", move || {
+            run_syncer(wal_path, batches, syncer_poison)
+        })?;
         let (writes, queue) = mpsc::channel(QUEUE_CAPACITY);
+        let writer_poison = poison.clone();
         spawn_thread(path, "sqlite-writer", move || {
-            run_writer(writer, queue, to_syncer, committed)
+            run_writer(writer, queue, to_syncer, committed, writer_poison)
         })?;
         let reads = PoolConfig::new(path)
             .create_pool(Runtime::Tokio1)
             .map_err(|e| open_error(path, e))?;
-        Ok(SqliteStore { reads, writes })
+        Ok(SqliteStore {
+            reads,
+            writes,
+            poison,
+        })
     }
 
     /// Runs `op` in the writer thread, inside the next batch; returns once it is committed.
@@ -208,6 +229,9 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        if let Some(reason) = self.poison.reason() {
+            return Err(StoreError::Unavailable(reason));
+        }
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(PendingWrite { op, reply });
         self.writes
@@ -233,5 +257,33 @@ impl SqliteStore {
         conn.interact(move |conn| op(conn))
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::traits::Referrals;
+
+    /// A real failure of the WAL's fsync (here: the WAL file is gone when the syncer first
+    /// opens it) refuses that write and every one after it, and the store says why.
+    #[tokio::test]
+    async fn a_failed_wal_sync_refuses_every_later_write() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("gateway.db");
+        let path = path.to_str().expect("a UTF-8 path");
+        let store = SqliteStore::open(path, true).await.expect("open");
+        assert_eq!(store.write_refusal(), None);
+        std::fs::remove_file(format!("{path}-wal")).expect("the WAL file removed");
+        let write = || store.write(|conn| Ok(conn.execute("DELETE FROM outbox", [])?));
+        for _ in 0..2 {
+            let refused = write().await;
+            assert!(
+                matches!(refused, Err(StoreError::Unavailable(_))),
+                "{refused:?}"
+            );
+        }
+        let reason = store.write_refusal().expect("the store says why");
+        assert!(reason.contains("the WAL"), "{reason}");
     }
 }

@@ -18,9 +18,11 @@ pub(super) fn insert_outbox(
     referral_id: &str,
     at: &str,
 ) -> Result<(), StoreError> {
+    let (text, stored) = message.payload.columns();
     conn.prepare_cached(
-        "INSERT INTO outbox (id, referral_id, target_kind, vcs_id, event_type, sequence, payload, next_attempt_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        "INSERT INTO outbox (id, referral_id, target_kind, vcs_id, event_type, sequence, payload,
+             payload_type, payload_id, payload_version, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
     )?
     .execute(params![
         message.id,
@@ -29,7 +31,10 @@ pub(super) fn insert_outbox(
         message.target,
         message.event_type,
         message.sequence,
-        message.payload,
+        text,
+        stored.map(|s| s.0),
+        stored.map(|s| s.1),
+        stored.map(|s| s.2),
         at
     ])?;
     Ok(())

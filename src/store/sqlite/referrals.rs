@@ -153,6 +153,23 @@ fn load_referral(
     row.into_state(service_request, task, sequences).map(Some)
 }
 
+fn stored_response(
+    conn: &Connection,
+    owner: &str,
+    referral_id: &str,
+    key: &str,
+) -> Result<Option<StoredResponse>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {} FROM idempotency_keys WHERE owner = ?1 AND referral_id = ?2 AND key = ?3",
+        rows::STORED_RESPONSE_COLUMNS
+    ))?
+    .query_and_then(params![owner, referral_id, key], |row| {
+        rows::stored_response(key, row)
+    })?
+    .next()
+    .transpose()
+}
+
 fn apply_change(conn: &Connection, change: &ReferralChange) -> Result<ChangeOutcome, StoreError> {
     let at = timestamp(change.at);
     let referral_id = change.referral_id.as_str();
@@ -168,6 +185,12 @@ fn apply_change(conn: &Connection, change: &ReferralChange) -> Result<ChangeOutc
         Some(found) => found,
         None => return Ok(ChangeOutcome::Conflict),
     };
+    if let Some((owner, key, _)) = &change.idempotency {
+        if stored_response(conn, owner, referral_id, key)?.is_some() {
+            // A request with this key was applied meanwhile: its answer stands.
+            return Ok(ChangeOutcome::Conflict);
+        }
+    }
     conn.prepare_cached(
         "UPDATE referrals SET revision = revision + 1, updated_at = ?2,
                 status = COALESCE(?3, status), vcs_status = COALESCE(?4, vcs_status)
@@ -190,9 +213,10 @@ fn apply_change(conn: &Connection, change: &ReferralChange) -> Result<ChangeOutc
     }
     if let Some((owner, key, response)) = &change.idempotency {
         conn.prepare_cached(
-            "INSERT INTO idempotency_keys (owner, key, request_hash, status, body, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO idempotency_keys (owner, referral_id, key, request_hash, status, body, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
-        .execute(params![owner, key, response.request_hash, response.status, response.body, at])?;
+        .execute(params![owner, referral_id, key, response.request_hash, response.status, response.body, at])?;
     }
     Ok(ChangeOutcome::Applied)
 }
@@ -308,17 +332,27 @@ impl Referrals for SqliteStore {
     async fn idempotent_response(
         &self,
         owner: &str,
+        referral_id: &str,
         key: &str,
     ) -> Result<Option<StoredResponse>, StoreError> {
-        let (owner, key) = (owner.to_string(), key.to_string());
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {} FROM idempotency_keys WHERE owner = ?1 AND key = ?2",
-                rows::STORED_RESPONSE_COLUMNS
-            ))?
-            .query_and_then(params![owner, key], |row| rows::stored_response(&key, row))?
-            .next()
-            .transpose()
+        let (owner, referral_id, key) =
+            (owner.to_string(), referral_id.to_string(), key.to_string());
+        self.read(move |conn| stored_response(conn, &owner, &referral_id, &key))
+            .await
+    }
+
+    fn write_refusal(&self) -> Option<String> {
+        self.poison.reason()
+    }
+
+    async fn used_bytes(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let bytes: i64 = conn.query_row(
+                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                [],
+                |row| row.get(0),
+            )?;
+            Ok(u64::try_from(bytes).unwrap_or(0))
         })
         .await
     }

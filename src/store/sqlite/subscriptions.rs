@@ -17,9 +17,18 @@ impl Subscriptions for SqliteStore {
         &self,
         subscription: SubscriptionRow,
         at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        limit: usize,
+    ) -> Result<bool, StoreError> {
         let at = timestamp(at);
         self.write(move |conn| {
+            let active: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM subscriptions WHERE client_id = ?1 AND status = 'active'",
+                )?
+                .query_row(params![subscription.client_id.as_str()], |row| row.get(0))?;
+            if rows::count(active) >= limit {
+                return Ok(false);
+            }
             conn.prepare_cached(&format!(
                 "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
@@ -34,7 +43,7 @@ impl Subscriptions for SqliteStore {
                 subscription.content,
                 at
             ])?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
