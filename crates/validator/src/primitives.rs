@@ -191,6 +191,21 @@ impl PrimitiveRegexes {
             Prim::String | Prim::Markdown => return check_text(s),
             Prim::Code => is_code(s),
             Prim::Id => is_id(s),
+            // A URN that says it is a UUID or an OID must be one (as the HL7 validator checks).
+            Prim::Uri | Prim::Url | Prim::Canonical if s.starts_with("urn:uuid:") => {
+                return if self.uuid.is_match(s) {
+                    Ok(())
+                } else {
+                    Err(PrimError::Format(format_hint("uuid")))
+                };
+            }
+            Prim::Uri | Prim::Url | Prim::Canonical if s.starts_with("urn:oid:") => {
+                return if self.oid.is_match(s) {
+                    Ok(())
+                } else {
+                    Err(PrimError::Format(format_hint("oid")))
+                };
+            }
             Prim::Uri | Prim::Url | Prim::Canonical if s.is_ascii() => {
                 !s.as_bytes().iter().any(is_space)
             }
