@@ -187,6 +187,12 @@ impl PrimitiveRegexes {
         if s.is_empty() {
             return Err(PrimError::Empty);
         }
+        // R4: "strings SHALL NOT exceed 1MB in size" (base64Binary has no such limit).
+        if s.len() > MAX_STRING_BYTES && p != Prim::Base64Binary {
+            return Err(PrimError::Format(
+                "a value of at most 1 MB (1,048,576 bytes): it is longer",
+            ));
+        }
         let ok = match p {
             Prim::String | Prim::Markdown => return check_text(s),
             Prim::Code => is_code(s),
@@ -226,6 +232,9 @@ impl PrimitiveRegexes {
         }
     }
 }
+
+/// The R4 size limit of a string value.
+const MAX_STRING_BYTES: usize = 1_048_576;
 
 /// What a valid value looks like, for the diagnostics.
 fn format_hint(code: &str) -> &'static str {

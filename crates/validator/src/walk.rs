@@ -19,6 +19,7 @@ pub(crate) use native::is_native;
 mod overlay;
 mod questionnaire;
 mod terms;
+mod xhtml;
 
 /// Deeper than any real resource; stops hostile nesting long before the stack would.
 const MAX_DEPTH: usize = 96;
@@ -879,6 +880,9 @@ impl<'v, 'r> Walker<'v, 'r> {
 
     /// Checks JSON type and format; returns whether the value is well-formed.
     fn primitive_value(&mut self, prim: Prim, val: &Value, node: &Node) -> bool {
+        if prim == Prim::Xhtml {
+            self.narrative_div(val);
+        }
         let code = prim.code();
         match self.val.regexes.check(prim, val) {
             Ok(()) => {}

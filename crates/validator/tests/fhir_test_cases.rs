@@ -249,6 +249,7 @@ const AGREEING_EXACT: &[&str] = &[
     "res-inv-example-good/base",
     "resource-invalid-eid-0/base",
     "resource-invalid-eid-1/base",
+    "resource-invalid-eid-2/base",
     "resource-invalid-id-0/base",
     "resource-invalid-id-1/base",
     "resource-invalid-id-2/base",
@@ -300,6 +301,7 @@ const AGREEING_EXACT: &[&str] = &[
     "url-value-qr/base",
     "valueset-import-legacy-test/base",
     "valueset-import-legacy-test/profile",
+    "xml-bad-entities-json/base",
     "xver-extensions-vs/base",
     "xver-valueset-4_5/base",
 ];
@@ -336,6 +338,7 @@ const AGREEING_VERDICT: &[&str] = &[
     "obs-unit-profile/base",
     "opdef-params/base",
     "open-choice-invalid-type-qr/base",
+    "pat-security-bad-xhtml/base",
     "patient-bad-gender/base",
     "patient-bad-gender/profile",
     "patient-extension-bad3/base",
@@ -501,10 +504,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "not yet checked: Java reports “The string value contains text that looks like embedded HTML tags, which are not allowed for security reasons in this context”",
     ),
     (
-        "pat-security-bad-xhtml/base",
-        "not yet checked: Java reports “Constraint failed: txt-1: 'The narrative SHALL contain only the basic html formatting elements and attributes described in chapters 7-11 (except section 4 of chapter 9) and 15 of the HTML 4.0 standard”",
-    ),
-    (
         "profile-slicing-multipleb/profile",
         "not yet checked: Java reports “Bundle.entry:myslicename2: max allowed = 1, but found 2 (from http://hl7.org/fhir/test/StructureDefinition/profile-slicing-multiple|1.0.0-ballot)”",
     ),
@@ -531,10 +530,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "res-inv-example-good/profile",
         "not yet checked: Java reports “Unable to resolve the profile reference 'http://hl7.org/fhir/smart-app-launch/StructureDefinition/user-access-endpoint'”",
-    ),
-    (
-        "resource-invalid-eid-2/base",
-        "not yet checked: Java reports “value is longer than permitted maximum length of 1 MB (1048576 bytes)”",
     ),
     (
         "sdoh-type-slice/base",
@@ -603,10 +598,6 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "uuid-extension/base",
         "cannot run: cannot read definition uuid-ext.xml",
-    ),
-    (
-        "xml-bad-entities-json/base",
-        "not yet checked: Java reports “Invalid entity in the XHTML ('&reg;')”",
     ),
 ];
 
