@@ -1253,10 +1253,17 @@ fn fhirpath_context_path(expr: &str) -> Option<&str> {
 
 /// Unknown extensions reported only when the HL7 validator would find no definition either:
 /// not HL7's own (`http://hl7.org/fhir/..`: it resolves those from the extension packs and
-/// cross-version definitions it carries and we do not) and not in the example domains it
-/// lets through.
+/// cross-version definitions it carries and we do not; an IG's, under `/uv/` or a realm
+/// such as `/us/`, it has only with that IG's package) and not in the example domains it lets
+/// through.
 fn unknown_extension_allowed(url: &str) -> bool {
-    url.starts_with("http://hl7.org/fhir/")
+    let ig = url
+        .strip_prefix("http://hl7.org/fhir/")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|seg| {
+            seg == "uv" || (seg.len() == 2 && seg.bytes().all(|b| b.is_ascii_lowercase()))
+        });
+    (url.starts_with("http://hl7.org/fhir/") && !ig)
         || ["example.org", "acme.com", "nema.org"]
             .iter()
             .any(|d| url.contains(d))

@@ -163,6 +163,7 @@ const AGREEING_EXACT: &[&str] = &[
     "mr-covid-m4/base",
     "mycommunication.invalid/base",
     "mycommunication.valid.example/base",
+    "nested-questionnaire-nested-valueset/base",
     "obs-max-decimal/base",
     "obs-temp-bad/base",
     "obs-temp/base",
@@ -362,15 +363,15 @@ const AGREEING_VERDICT: &[&str] = &[
 const UNSUPPORTED: &[(&str, &str)] = &[
     (
         "PulseOxBundle_25Oct2022/profile",
-        "cannot run: profile source not readable",
+        "needs the IG package hl7.fhir.us.core#4.0.0 (not loaded: no IG packages)",
     ),
     (
         "StructureDefinition-Slice23/base",
-        "not yet checked: Java reports “The element at AuditEvent.agent.extension defines the slicing unordered/open [value=url] but then an element in the slicing AuditEvent.agent.extension:extOtherId tries to redefine the slicing to ??/op”",
+        "not checked: a StructureDefinition's own slicing definitions (snapshot generation rules)",
     ),
     (
         "bad-markdown-no-html/base",
-        "not yet checked: Java reports “The markdown contains content that appears to be an embedded HTML tag starting at '<r'. This will (or SHOULD) be escaped by the presentation layer. The content should be checked to confirm that this i”",
+        "the run sets a Java validator option we do not have: noHtmlInMarkdown",
     ),
     (
         "bundle-conformsto/base",
@@ -382,55 +383,55 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "bundle-id-5/base",
-        "not yet checked: Java reports “Wrong Display Name 'SARS-COV-2 (COVID-19) vaccine, mRNA, spike protein, LNP, preservative free, 100 mcg/0.5mL dose' for http://hl7.org/fhir/sid/cvx#207. Valid display is 'COVID-19, mRNA, LNP-S, PF, 10”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“Wrong Display Name 'SARS-COV-2 (COVID-19) vaccine, mRNA, spike protein, LNP, preservative free, 100 mcg/0.5mL dose' for ”)",
     ),
     (
         "bundle-resolve-deep/base",
-        "not yet: we report an error Java does not: Bundle: Bundle does not meet constraint bundle-observation-device-exists: Bundle Observation Device must resolve",
+        "not yet: an IG's Bundle invariant using resolve() across entries, which our FHIRPath engine cannot follow",
     ),
     (
         "capstmt/base",
-        "not yet checked: Java reports “Type mismatch - SearchParameter 'http://hl7.org/fhir/SearchParameter/AllergyIntolerance-clinical-status|4.0.1' type is token, but type here is date”",
+        "not checked: CapabilityStatement search parameters against their SearchParameter definitions",
     ),
     (
         "choice-async-qr/base",
-        "not yet checked: Java reports “Wrong Display Name 'Australia' for urn:iso:std:iso:3166#BD. Valid display is 'Bangladesh' (en) (for the language(s) 'en-US')”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“Wrong Display Name 'Australia' for urn:iso:std:iso:3166#BD. Valid display is 'Bangladesh' (en) (for the language(s) 'en-”)",
     ),
     (
         "choice-gender-coding-async-qr/base",
-        "not yet checked: Java reports “Wrong Display Name 'Australia' for http://hl7.org/fhir/item-type#string. Valid display is 'String' (for the language(s) 'en-US')”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“Wrong Display Name 'Australia' for http://hl7.org/fhir/item-type#string. Valid display is 'String' (for the language(s) ”)",
     ),
     (
         "contained-resource-bad-id-ignore/base",
-        "not yet: we report an error Java does not: Condition.contained[0].id: Condition.contained[0].id value \"12345678901234567890123456789012345678901234567890123456789012345\" is not an id: 1-64 characters of A-Z, a-z, 0-9, '-' and '.'",
+        "the run sets a Java validator option we do not have: validateContains",
     ),
     (
         "dr-example-org/base",
-        "not yet checked: Java reports “Example URLs are not allowed in this context (http://repository.example.org/fhir/DocumentReference/example)”",
+        "the run sets a Java validator option we do not have: examples: false (example URLs rejected)",
     ),
     (
         "ext-derived-circle/base",
-        "not yet checked: Java reports “When HL7 is publishing a resource, the owning committee must be stated using the http://hl7.org/fhir/StructureDefinition/structuredefinition-wg extension”",
+        "not checked: HL7 publication rules for StructureDefinitions (work-group extension) and circular derivation",
     ),
     (
         "ext-derived/base",
-        "not yet checked: Java reports “Value is 'http://hl7.org/fhir/test/StructureDefinition/ext-derived' but is fixed to 'http://hl7.org/fhir/test/StructureDefinition/ext-base' in the profile , because the value must match the fixed valu”",
+        "not checked: a StructureDefinition's differential against its base definition's fixed values",
     ),
     (
         "ips-nz-pj/base",
-        "not yet checked: Java reports “Wrong Display Name 'History of Immunization Narrative' for http://loinc.org#11369-6. Valid display is one of 3 choices: 'History of Immunization note' (en-US), 'History of Immunization note' (en-US) o”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“Wrong Display Name 'History of Immunization Narrative' for http://loinc.org#11369-6. Valid display is one of 3 choices: ”)",
     ),
     (
         "json-comments-1-yes/base",
-        "not yet: we report an error Java does not: not JSON",
+        "by design: JSON with comments is not JSON; this run turns on the Java validator's allow-comments option",
     ),
     (
         "json-comments-2-yes/base",
-        "not yet: we report an error Java does not: not JSON",
+        "by design: JSON with comments is not JSON; this run turns on the Java validator's allow-comments option",
     ),
     (
         "measure-report-ihe/base",
-        "not yet checked: Java reports “Group should have a code that matches the group stratifier definition in the measure”",
+        "not checked: MeasureReport against its Measure",
     ),
     (
         "medstmt-ips/profile",
@@ -438,11 +439,11 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "mr-covid-m2/base",
-        "not yet checked: Java reports “Wrong Display Name 'COVID-19' for http://snomed.info/sct#840535000. Valid display is one of 11 choices: 'Antibody to Wuhan coronavirus' (en), 'Antibody to 2019 novel coronavirus' (en), 'Antibody to 20”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“Wrong Display Name 'COVID-19' for http://snomed.info/sct#840535000. Valid display is one of 11 choices: 'Antibody to Wuh”)",
     ),
     (
         "mr-covid-mr1/base",
-        "not yet checked: Java reports “No measureScore when the scoring of the message is 'cohort'”",
+        "not checked: MeasureReport against its Measure",
     ),
     (
         "mycommunication.invalid/profile",
@@ -453,12 +454,8 @@ const UNSUPPORTED: &[(&str, &str)] = &[
         "cannot run: profile source not readable",
     ),
     (
-        "nested-questionnaire-nested-valueset/base",
-        "not yet checked: Java reports “The extension http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-questionnaireAdaptive could not be found so is not allowed here”",
-    ),
-    (
         "obs-fio2/base",
-        "not yet: we report an error Java does not: Observation.component[0].valueQuantity: Observation.component[0].valueQuantity code http://unitsofmeasure.org#L/min is not in the required value set http://hl7.org/fhir/ValueSet/ucum-vitals-common (ex",
+        "the R4 vital-signs profile binds component.value[x] to ucum-vitals-common as required and we report it as an error; Java reports it as a warning (extensible)",
     ),
     (
         "obs-max-decimal/profile",
@@ -466,23 +463,23 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "obs-mz/base",
-        "not yet checked: Java reports “Error generating Snapshot: The path must be 'Observation.value[x]' not 'Observation.valueBla' when the type list is not constrained (this usually arises from a problem in the differential)”",
+        "not checked: the Java error comes from generating a snapshot of a broken profile differential",
     ),
     (
         "obs-percent/base",
-        "not yet: we report an error Java does not: Observation.component[0].valueQuantity: Observation.component[0].valueQuantity code http://unitsofmeasure.org#L/min is not in the required value set http://hl7.org/fhir/ValueSet/ucum-vitals-common (ex",
+        "the R4 vital-signs profile binds component.value[x] to ucum-vitals-common as required and we report it as an error; Java reports it as a warning (extensible)",
     ),
     (
         "obs-percent/profile",
-        "not yet: we report an error Java does not: Observation.component[0].valueQuantity: Observation.component[0].valueQuantity code http://unitsofmeasure.org#L/min is not in the required value set http://hl7.org/fhir/ValueSet/ucum-vitals-common (ex",
+        "the R4 vital-signs profile binds component.value[x] to ucum-vitals-common as required and we report it as an error; Java reports it as a warning (extensible)",
     ),
     (
         "obs-vital-signs-mdc/base",
-        "not yet: we report an error Java does not: Observation.component[0].valueCodeableConcept: Observation.component[0].valueCodeableConcept code urn:iso:std:iso:11073:10101#150588 is not in the required value set http://hl7.org/fhir/ValueSet/ucum-",
+        "the R4 vital-signs profile binds component.value[x] to ucum-vitals-common as required and we report it as an error; Java reports it as a warning (extensible)",
     ),
     (
         "open-choice-gender-coding-async-qr/base",
-        "not yet checked: Java reports “Wrong Display Name 'Australia' for http://hl7.org/fhir/item-type#string. Valid display is 'String' (for the language(s) 'en-US')”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“Wrong Display Name 'Australia' for http://hl7.org/fhir/item-type#string. Valid display is 'String' (for the language(s) ”)",
     ),
     (
         "parameters-profiled-resource-invalid/profile",
@@ -494,15 +491,15 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "params-resource/base",
-        "no Java outcome upstream for this run",
+        "no Java outcome upstream for this run (the manifest names a file that does not exist)",
     ),
     (
         "pat-example-extensions/base",
-        "not yet checked: Java reports “The extension http://example.org/fhir/StructureDefinition/something could not be found so is not allowed here”",
+        "the run sets a Java validator option we do not have: examples: false (example URLs rejected)",
     ),
     (
         "pat-security-bad-string/base",
-        "not yet checked: Java reports “The string value contains text that looks like embedded HTML tags, which are not allowed for security reasons in this context”",
+        "the run sets a Java validator option we do not have: security-checks (HTML in strings)",
     ),
     (
         "profile-slicing-multipleb/profile",
@@ -510,19 +507,19 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "qr-bad-ref2/base",
-        "not yet checked: Java reports “Canonical URL 'http://hl7.org/fhir/ValueSet/example-extensional' refers to a resource that has the wrong type. Found ValueSet expecting one of [Questionnaire]”",
+        "not checked: the type of resource a canonical reference (QuestionnaireResponse.questionnaire) resolves to",
     ),
     (
         "quantity-units-not-in-value-set-qr/base",
-        "not yet checked: Java reports “The value 10 kilometer (UCUM#null) has a unit that is not in the unit value set 'http://hl7.org/fhir/ValueSet/jurisdiction'”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“The value 10 kilometer (UCUM#null) has a unit that is not in the unit value set 'http://hl7.org/fhir/ValueSet/jurisdicti”)",
     ),
     (
         "ref-policy-default-apply-r5/base",
-        "not yet: we report an error Java does not: Bundle.entry[0].resource.entry[1].item.reference: Bundle.entry[0].resource.entry[1].item.reference \"urn:uuid:23ac0bc6-0959-4181-8af0-6db5e2ef8176-X\" is not a valid reference: use 'Type/id', '#id' for ",
+        "by design: a reference must be 'Type/id', '#id', an absolute URL or a valid urn:uuid (docs/CONTRACTS.md); Java accepts any string ('urn:uuid:…-X')",
     ),
     (
         "ref-policy-default-r4/base",
-        "not yet: we report an error Java does not: Bundle.entry[0].resource.entry[1].item.reference: Bundle.entry[0].resource.entry[1].item.reference \"urn:uuid:23ac0bc6-0959-4181-8af0-6db5e2ef8176-X\" is not a valid reference: use 'Type/id', '#id' for ",
+        "by design: a reference must be 'Type/id', '#id', an absolute URL or a valid urn:uuid (docs/CONTRACTS.md); Java accepts any string ('urn:uuid:…-X')",
     ),
     (
         "res-inv-example-bad/profile",
@@ -534,47 +531,47 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "sdoh-type-slice/base",
-        "not yet checked: Java reports “Wrong Display Name 'Within the past 12 months the food we bought just didn't last and we didn't have money to get more [U.S. FSS]' for http://loinc.org#88123-5. Valid display is one of 2 choices: 'Wit”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“Wrong Display Name 'Within the past 12 months the food we bought just didn't last and we didn't have money to get more [”)",
     ),
     (
         "sdoh-type-slice/profile",
-        "not yet checked: Java reports “Wrong Display Name 'Within the past 12 months the food we bought just didn't last and we didn't have money to get more [U.S. FSS]' for http://loinc.org#88123-5. Valid display is one of 2 choices: 'Wit”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“Wrong Display Name 'Within the past 12 months the food we bought just didn't last and we didn't have money to get more [”)",
     ),
     (
         "shc-bad-1/profile",
-        "cannot run: profile source not readable",
+        "needs the IG package hl7.fhir.uv.shc-vaccination#0.6.2 (not loaded: no IG packages)",
     ),
     (
         "shc-bundle/base",
-        "not yet: we report an error Java does not: Bundle.entry[1].resource.patient.reference: Bundle.entry[1].resource.patient.reference \"resource:0\" is not a valid reference: use 'Type/id', '#id' for a contained resource, an absolute URL or 'urn:uui",
+        "by design: a reference must be 'Type/id', '#id', an absolute URL or a valid urn:uuid; SMART Health Cards use 'resource:0', which Java accepts",
     ),
     (
         "shc-bundle/profile",
-        "cannot run: profile source not readable",
+        "needs the IG package hl7.fhir.uv.shc-vaccination#0.6.2 (not loaded: no IG packages)",
     ),
     (
         "shc-cvx/profile",
-        "cannot run: profile source not readable",
+        "needs the IG package hl7.fhir.uv.shc-vaccination#0.6.2 (not loaded: no IG packages)",
     ),
     (
         "shc/base",
-        "not yet: we report an error Java does not: Bundle.entry[1].resource.patient.reference: Bundle.entry[1].resource.patient.reference \"resource:0\" is not a valid reference: use 'Type/id', '#id' for a contained resource, an absolute URL or 'urn:uui",
+        "by design: a reference must be 'Type/id', '#id', an absolute URL or a valid urn:uuid; SMART Health Cards use 'resource:0', which Java accepts",
     ),
     (
         "shc/profile",
-        "cannot run: profile source not readable",
+        "needs the IG package hl7.fhir.uv.shc-vaccination#0.6.2 (not loaded: no IG packages)",
     ),
     (
         "signatures-example-2/base",
-        "not yet checked: Java reports “The signature did not verify against the provided certificate”",
+        "digital signatures are not verified",
     ),
     (
         "sp-diff-base/base",
-        "not yet checked: Java reports “Error in search expression 'Organization.name | Organization.alias': Error evaluating FHIRPath expression: The name 'Organization' is not valid for any of the possible types: [http://hl7.org/fhir/Stru”",
+        "not checked: SearchParameter expressions and derivedFrom consistency",
     ),
     (
         "sp-diff-type/base",
-        "not yet checked: Java reports “The type string is different to the type http://hl7.org/fhir/SearchParameter/Organization-name in the derivedFrom SearchParameter”",
+        "not checked: SearchParameter expressions and derivedFrom consistency",
     ),
     (
         "standards-status-x-r4/base",
@@ -582,7 +579,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "string-with-coding-async-qr/base",
-        "not yet checked: Java reports “The value 'Australia' is not in the list of allowed values (value set 'http://hl7.org/fhir/ValueSet/jurisdiction')”",
+        "needs a terminology server: Java's errors are display names or value-set membership of external code systems (“The value 'Australia' is not in the list of allowed values (value set 'http://hl7.org/fhir/ValueSet/jurisdiction')”)",
     ),
     (
         "toplevel-maxvalueduration-fail/profile",
@@ -594,7 +591,7 @@ const UNSUPPORTED: &[(&str, &str)] = &[
     ),
     (
         "uuid-extension/base",
-        "cannot run: cannot read definition uuid-ext.xml",
+        "cannot run: a definition is XML (cannot read definition uuid-ext.xml)",
     ),
 ];
 
