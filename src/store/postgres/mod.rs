@@ -17,6 +17,7 @@
 
 mod admin;
 mod audit;
+mod directory;
 mod engine;
 mod outbox;
 mod referrals;
@@ -72,6 +73,11 @@ fn migrator() -> Migrator {
             3,
             "outbox_claim_index",
             include_str!("../migrations/postgres/0003_outbox_claim_index.sql"),
+        ),
+        migration(
+            4,
+            "directory",
+            include_str!("../migrations/postgres/0004_directory.sql"),
         ),
     ])
 }

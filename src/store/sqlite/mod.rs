@@ -10,6 +10,7 @@
 
 mod admin;
 mod audit;
+mod directory;
 mod engine;
 mod outbox;
 mod referrals;
@@ -47,7 +48,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 7] = [
+const MIGRATIONS: [(&str, &str); 8] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -72,6 +73,10 @@ const MIGRATIONS: [(&str, &str); 7] = [
     (
         "patient_search",
         include_str!("../migrations/sqlite/007_patient_search.sql"),
+    ),
+    (
+        "directory",
+        include_str!("../migrations/sqlite/008_directory.sql"),
     ),
 ];
 
