@@ -119,6 +119,13 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         .map_err(|e| StartError::Setup(format!("VCS request schemas: {e}")))?;
     let limits = api::rate_limit::limits(&config.server)
         .ok_or_else(|| StartError::Setup("rate limit settings are out of range".into()))?;
+    let taxonomy = crate::directory::catalog::taxonomy(&config)
+        .map_err(|e| StartError::Setup(format!("service directory: {e}")))?;
+    let catalog = Arc::new(crate::directory::Catalog::load(store.as_ref(), taxonomy).await?);
+    tracing::info!(
+        services = catalog.index().len(),
+        "service directory index built"
+    );
     let header_timeout = config.server.header_timeout;
     let workers = config.server.workers;
     let state = web::Data::new(AppState::new(
@@ -128,6 +135,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         metrics,
         wake,
         schemas,
+        catalog,
     ));
     let server = HttpServer::new(move || api::app(state.clone(), limits.clone()))
         .client_request_timeout(header_timeout)

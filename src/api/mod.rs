@@ -17,6 +17,7 @@ use actix_web::{web, HttpMessage, HttpRequest};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::delivery::Wake;
+use crate::directory::Catalog;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::validation::Validation;
@@ -43,6 +44,8 @@ pub struct AppState {
     /// Who is calling: GP tokens (static and issued) and certificate bindings, VCS and operator
     /// tokens (as digests), the token endpoint.
     pub auth: Auth,
+    /// The service directory's search index (built from the store at start).
+    pub catalog: Arc<Catalog>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
         metrics: Arc<Metrics>,
         wake: Wake,
         vcs_schemas: vcs::VcsSchemas,
+        catalog: Arc<Catalog>,
     ) -> Self {
         let auth = Auth::new(&config);
         AppState {
@@ -63,6 +67,7 @@ impl AppState {
             wake,
             vcs_schemas,
             auth,
+            catalog,
         }
     }
 

@@ -1,12 +1,15 @@
 //! SMART `system/<Type>.<read|write>` scopes: which exist, and which a pattern covers.
 
 /// The resource types our FHIR API serves; each has a `read` and a `write` scope.
-pub const RESOURCE_TYPES: [&str; 5] = [
+pub const RESOURCE_TYPES: [&str; 8] = [
     "ServiceRequest",
     "Patient",
     "Task",
     "Observation",
     "Subscription",
+    "HealthcareService",
+    "Organization",
+    "Location",
 ];
 
 const ACCESS: [&str; 2] = ["read", "write"];
