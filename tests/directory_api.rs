@@ -4,6 +4,9 @@
 
 mod common;
 
+use std::time::Duration;
+
+use common::receiver::Receiver;
 use common::*;
 use serde_json::Value;
 
@@ -153,4 +156,108 @@ fn reads_includes_paging_and_bad_input() {
     assert_eq!(status, 404);
     let (status, _) = send(gateway.http.get(gateway.url("/fhir/HealthcareService")));
     assert_eq!(status, 401);
+}
+
+/// The standard test referral, addressed to `performer` instead of an organisation.
+fn referral_to(gp_reference: &str, performer: Value) -> Value {
+    let mut referral = contained_referral(gp_reference);
+    referral["performer"] = serde_json::json!([performer]);
+    referral
+}
+
+#[test]
+fn a_referral_to_a_found_service_reaches_its_organisation_with_the_service_named() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &base, &["1s"]), &[]);
+    gateway.import_directory(&[FEEDS]);
+
+    // The GP finds the knitting group by need and postcode, and refers to what it found.
+    let (_, found) = search(
+        &gateway,
+        "need=http://snomed.info/sct|422650009&postcode=HR2%200LT&name=knit",
+    );
+    let service = &found["entry"][0]["resource"];
+    let id = service["id"].as_str().expect("a service");
+    assert_eq!(id, KNIT);
+    let (status, created) = send(gateway.post_json(
+        "/fhir/ServiceRequest",
+        &referral_to(
+            "DIR-1",
+            serde_json::json!({"reference": format!("HealthcareService/{id}"), "display": "Knit and Natter"}),
+        ),
+    ));
+    assert_eq!(status, 201, "{created}");
+    let referral_id = created["id"].as_str().expect("id").to_string();
+    let hooks = receiver.wait_for(Duration::from_secs(30), "the referral webhook", |r| {
+        !r.is_empty()
+    });
+    // Knit and Natter's charity (GB-CHC 1187654) is the configured valley-knit-natter.
+    assert_eq!(hooks[0].path, "/hooks/knit");
+    let event = hooks[0].json();
+    assert_eq!(event["data"]["referral_id"], referral_id.as_str());
+    assert_eq!(event["data"]["recipient"]["vcs_id"], "valley-knit-natter");
+    assert_eq!(event["data"]["service"]["id"], KNIT);
+    assert_eq!(
+        event["data"]["service"]["name"],
+        "Knit and Natter, Ewyas Harold"
+    );
+    let schema: Value =
+        serde_json::from_str(include_str!("../profiles/referral-record.v1.schema.json"))
+            .expect("schema");
+    let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+    assert!(
+        validator.is_valid(&event["data"]),
+        "{:?}",
+        validator
+            .iter_errors(&event["data"])
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
+
+    // By the service's identifier (urn:uuid) too.
+    let (status, created) = send(gateway.post_json(
+        "/fhir/ServiceRequest",
+        &referral_to(
+            "DIR-2",
+            serde_json::json!({"type": "HealthcareService",
+                "identifier": {"system": "urn:ietf:rfc:3986", "value": format!("urn:uuid:{KNIT}")}}),
+        ),
+    ));
+    assert_eq!(status, 201, "{created}");
+
+    // The lunch club's organisation is in the directory but not connected: 422 with its contact
+    // details so that the GP can refer by hand; nothing is delivered.
+    let (status, outcome) = send(gateway.post_json(
+        "/fhir/ServiceRequest",
+        &referral_to(
+            "DIR-3",
+            serde_json::json!({"reference": "HealthcareService/9fd71e5e-079c-59ce-9346-a98199715973"}),
+        ),
+    ));
+    assert_eq!(status, 422, "{outcome}");
+    let text = outcome.to_string();
+    for detail in [
+        "lunches@example.org",
+        "https://example.org/golden-valley-lunch-club",
+        "01632 960123",
+    ] {
+        assert!(text.contains(detail), "{detail} missing: {outcome}");
+    }
+    assert!(text.contains("service-not-connected"), "{outcome}");
+    // A service that is not in the directory.
+    let (status, outcome) = send(gateway.post_json(
+        "/fhir/ServiceRequest",
+        &referral_to(
+            "DIR-4",
+            serde_json::json!({"reference": "HealthcareService/00000000-0000-4000-8000-000000000000"}),
+        ),
+    ));
+    assert_eq!(status, 422, "{outcome}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        receiver.received().len(),
+        2,
+        "only the two connected referrals"
+    );
 }

@@ -19,6 +19,6 @@ pub mod taxonomy;
 pub use catalog::{Catalog, CatalogError};
 pub use coverage::{Coverage, MatchRank};
 pub use import::{parse_paths, ImportError, ImportReport};
-pub use index::{Index, IndexedService, Match, Query};
+pub use index::{Index, IndexedService, Match, Query, ServiceContact};
 pub use postcode::{district_of, Postcode, PostcodeArea, PostcodeDistrict, PostcodeError};
 pub use taxonomy::TaxonomyMap;

@@ -17,8 +17,9 @@ use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::DirectoryReader;
 use crate::api::AppState;
 use crate::directory::index::{need_category, OrganizationFilter};
-use crate::directory::{district_of, Query};
+use crate::directory::{district_of, Index, Query};
 use crate::domain::{systems, NeedCategory};
+use crate::intake::routing::{ListedService, ServiceDirectory};
 use crate::store::{DirectoryResourceType, SearchPage, StoredResource};
 
 const SEARCH: Parameters = Parameters {
@@ -277,4 +278,20 @@ async fn search(
         )?))
     })
     .await
+}
+
+/// Intake finds the services a referral names in the search index.
+impl ServiceDirectory for Index {
+    fn service(&self, id: &str) -> Option<ListedService> {
+        let s = self.get(id)?;
+        Some(ListedService {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            active: s.active,
+            organization_identifiers: s.organization_identifiers.clone(),
+            email: s.contact.email.clone(),
+            website: s.contact.website.clone(),
+            telephones: s.contact.telephones.clone(),
+        })
+    }
 }
