@@ -1,16 +1,16 @@
 //! SMART `system/<Type>.<read|write>` scopes: which exist, and which a pattern covers.
 
 /// The resource types our FHIR API serves; each has a `read` and a `write` scope.
-pub const RESOURCE_TYPES: [&str; 8] = [
+pub const RESOURCE_TYPES: [&str; 5] = [
     "ServiceRequest",
     "Patient",
     "Task",
     "Observation",
     "Subscription",
-    "HealthcareService",
-    "Organization",
-    "Location",
 ];
+
+/// The service directory's types: GP systems only read them (a `read` scope each).
+pub const DIRECTORY_TYPES: [&str; 3] = ["HealthcareService", "Organization", "Location"];
 
 const ACCESS: [&str; 2] = ["read", "write"];
 
@@ -19,6 +19,7 @@ pub fn all() -> Vec<String> {
     RESOURCE_TYPES
         .iter()
         .flat_map(|t| ACCESS.iter().map(move |a| format!("system/{t}.{a}")))
+        .chain(DIRECTORY_TYPES.iter().map(|t| read(t)))
         .collect()
 }
 
@@ -61,7 +62,9 @@ mod tests {
             "system/ServiceRequest.write"
         ));
         assert!(!covers("patient/*.read", "system/Task.read"));
-        assert_eq!(expand("system/*.*").len(), 10);
+        assert_eq!(expand("system/*.*").len(), 13);
+        assert_eq!(expand("system/*.read").len(), 8);
+        assert!(expand("system/HealthcareService.write").is_empty());
         assert!(expand("system/Condition.read").is_empty());
     }
 }
