@@ -113,13 +113,14 @@ fn service(rng: &mut Rng, i: usize) -> Value {
         .map(|_| {
             let code = CATEGORIES[rng.below(CATEGORIES.len())];
             json!({"id": uuid(rng), "taxonomy_term": {"id": uuid(rng), "name": code,
-                "taxonomy": NEED_CATEGORY, "term": code}})
+                "description": code, "taxonomy": NEED_CATEGORY, "term": code}})
         })
         .collect();
     let mut s = json!({
         "id": uuid(rng), "name": format!("{name} {i}"), "description": description,
         "status": if rng.below(20) == 0 { "inactive" } else { "active" },
         "organization": {"id": uuid(rng), "name": format!("Organisation {}", i / 3),
+            "description": "A community group",
             "organization_identifiers": [{"id": uuid(rng), "identifier_scheme": "GB-CHC",
                 "identifier_type": "Charity number", "identifier": format!("{}", 1_100_000 + i / 3)}]},
         "attributes": attributes
