@@ -135,6 +135,13 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
     }
     let schemas = api::vcs::VcsSchemas::compile()
         .map_err(|e| StartError::Setup(format!("VCS request schemas: {e}")))?;
+    let taxonomy = crate::directory::catalog::taxonomy(&config)
+        .map_err(|e| StartError::Setup(format!("service directory: {e}")))?;
+    let catalog = Arc::new(crate::directory::Catalog::load(store.as_ref(), taxonomy).await?);
+    tracing::info!(
+        services = catalog.index().len(),
+        "service directory index built"
+    );
     let header_timeout = config.server.header_timeout;
     let workers = config.server.workers;
     let state = web::Data::new(AppState::new(
@@ -145,6 +152,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         wake,
         schemas,
         heartbeat,
+        catalog,
     ));
     // Buckets of callers gone quiet are dropped every minute: the limiter's memory follows the
     // callers of the last minute, not every address or client ever seen.

@@ -62,6 +62,17 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub vcs: Vec<VcsConfig>,
+    #[serde(default)]
+    pub directory: DirectoryConfig,
+}
+
+/// `[directory]`: the service directory (Open Referral UK feeds).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DirectoryConfig {
+    /// A table of taxonomy terms and the need category each means, in the format of
+    /// `profiles/directory/taxonomy-map.json`, added to the bundled one.
+    pub taxonomy_map: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

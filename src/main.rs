@@ -1,5 +1,6 @@
 //! The `sp-gateway` command: a thin CLI over the library.
 
+mod directory_cli;
 mod validate_cli;
 
 use std::net::TcpListener;
@@ -43,6 +44,9 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// The service directory: `directory import` reads Open Referral UK feeds into the database.
+    #[command(subcommand)]
+    Directory(directory_cli::DirectoryCommand),
     /// Validate FHIR files (any R4 resource) against base R4 and our profiles. Exit 0 valid,
     /// 1 invalid, 2 when a file is not FHIR at all (unreadable, not JSON or XML, not a resource).
     Validate(validate_cli::ValidateArgs),
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Migrate { config } => migrate(config.as_deref()),
         Command::Validate(args) => validate_cli::run(&args),
+        Command::Directory(command) => directory_cli::run(&command),
         Command::Translate { config, file } => translate(config.as_deref(), &file),
         Command::MockVcs {
             listen,

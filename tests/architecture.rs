@@ -55,6 +55,7 @@ fn nothing_below_the_edge_imports_it() {
         "lifecycle.rs",
         "subscriptions.rs",
         "delivery",
+        "directory",
         "fhir",
         "domain.rs",
     ] {

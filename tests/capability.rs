@@ -18,7 +18,13 @@ struct Seeds {
     ids: std::collections::HashMap<String, String>,
 }
 
+/// The Knit and Natter group of the directory fixtures, its organisation and its place.
+const KNIT_SERVICE: &str = "f80b822c-7172-5b8d-9f63-72b7f1989394";
+const KNIT_ORGANIZATION: &str = "36d3c8c7-9d44-5398-98ce-444af5f09305";
+const KNIT_PLACE: &str = "69f2e302-2947-5477-9b1d-93f0ab588e26";
+
 fn seed(gateway: &Gateway) -> Seeds {
+    gateway.import_directory(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory")]);
     let referral = gateway.refer("CAP-1");
     let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
     let task = &tasks["entry"][0]["resource"];
@@ -68,6 +74,9 @@ fn seed(gateway: &Gateway) -> Seeds {
         ("ValueSet", "sp-referral-need".to_string()),
         ("CodeSystem", "need-category".to_string()),
         ("ConceptMap", "need-to-category".to_string()),
+        ("HealthcareService", KNIT_SERVICE.to_string()),
+        ("Organization", KNIT_ORGANIZATION.to_string()),
+        ("Location", KNIT_PLACE.to_string()),
     ] {
         ids.insert(kind.to_string(), id);
     }
@@ -88,6 +97,19 @@ fn subscription() -> Value {
 
 /// A value for a declared search parameter that should find the seeded resources.
 fn search_value(seeds: &Seeds, kind: &str, name: &str) -> String {
+    match (kind, name) {
+        ("HealthcareService", "need") => return "http://snomed.info/sct|422650009".into(),
+        ("HealthcareService", "postcode") => return "HR2 0LT".into(),
+        ("HealthcareService", "service-category") => {
+            return format!("{NEED_CODE_SYSTEM_URL}|social-connection")
+        }
+        ("HealthcareService", "name" | "_text") => return "knit".into(),
+        ("HealthcareService", "organization") => {
+            return format!("Organization/{KNIT_ORGANIZATION}")
+        }
+        ("HealthcareService", "active") => return "true".into(),
+        _ => {}
+    }
     match name {
         "identifier" => "CAP-1".into(),
         "patient" | "subject" => format!("Patient/{}", seeds.patient),
@@ -244,6 +266,27 @@ fn every_declared_interaction_parameter_and_operation_works() {
                 }
                 other => panic!("no recipe for the interaction {other} on {kind}"),
             }
+        }
+        for include in resource["searchInclude"].as_array().into_iter().flatten() {
+            let include = include.as_str().expect("an include");
+            let (_, target) = include.split_once(':').expect("Type:parameter");
+            let included_type = if target == "organization" {
+                "Organization"
+            } else {
+                "Location"
+            };
+            let (status, body) = get(
+                &gateway,
+                kind,
+                &format!("/fhir/{kind}?name=knit&_include={include}"),
+            );
+            assert_eq!(status, 200, "{body}");
+            assert_nothing_ignored(&body, include);
+            let included = body["entry"].as_array().into_iter().flatten().any(|e| {
+                e["search"]["mode"] == "include" && e["resource"]["resourceType"] == included_type
+            });
+            assert!(included, "_include={include} included nothing: {body}");
+            calls += 1;
         }
         for include in resource["searchRevInclude"]
             .as_array()

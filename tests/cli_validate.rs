@@ -158,3 +158,39 @@ fn base_drops_our_profiles_and_definitions_bring_a_vendors() {
     let (code, _, err) = validate(&["--definitions", broken.to_str().expect("path"), patient]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn definitions_bring_a_questionnaire_its_responses_are_checked_against() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let questionnaire = dir.path().join("questionnaire.json");
+    std::fs::write(
+        &questionnaire,
+        r#"{"resourceType": "Questionnaire", "url": "https://example.org/Questionnaire/wellbeing",
+            "status": "active", "item": [
+              {"linkId": "score", "type": "integer", "required": true,
+               "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/maxValue", "valueInteger": 10}]}]}"#,
+    )
+    .expect("write");
+    let response = |name: &str, answer: i64| {
+        let path = dir.path().join(name);
+        let body = format!(
+            r#"{{"resourceType": "QuestionnaireResponse", "status": "completed",
+                "questionnaire": "https://example.org/Questionnaire/wellbeing",
+                "item": [{{"linkId": "score", "answer": [{{"valueInteger": {answer}}}]}}]}}"#
+        );
+        std::fs::write(&path, body).expect("write");
+        path.to_str().expect("path").to_string()
+    };
+    let (good, bad) = (response("good.json", 7), response("bad.json", 12));
+    let defs = questionnaire.to_str().expect("path");
+    let (code, out, _) = validate(&["--base", "--definitions", defs, &good]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = validate(&["--base", "--definitions", defs, &bad]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("greater than the allowed maximum of 10"),
+        "{out}"
+    );
+    // Without the Questionnaire there is nothing to check the answers against.
+    assert_eq!(validate(&["--base", &bad]).0, 0);
+}

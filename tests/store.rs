@@ -18,6 +18,10 @@ use sp_gateway::store::{
     NextStep, Payload, ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store,
     StoredResponse, SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
+use sp_gateway::store::{
+    DirectoryImport, DirectoryImportOutcome, DirectoryResourceType, DirectoryState,
+    NewDirectoryOrganization, NewDirectoryService,
+};
 use sp_gateway::translate::vcs_status::VcsStatus;
 
 const SYSTEM: &str = "https://fhir.emis-demo.example/Id/referral";
@@ -94,6 +98,7 @@ store_suite!(
     subscriptions_are_kept_per_client,
     issued_tokens_and_used_assertions_are_kept,
     a_fresh_store_has_every_migration,
+    directory_imports_update_by_id_and_withdraw_what_a_full_feed_dropped,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -1397,4 +1402,163 @@ async fn issued_tokens_and_used_assertions_are_kept(store: Arc<dyn Store>) {
 
 async fn a_fresh_store_has_every_migration(store: Arc<dyn Store>) {
     assert_eq!(store.migrations_missing().await.expect("reachable"), 0);
+}
+
+// --- Directory -----------------------------------------------------------------------------
+
+fn directory_service(id: &str, name: &str, org: &str, charity: &str) -> NewDirectoryService {
+    NewDirectoryService {
+        id: id.into(),
+        name: name.into(),
+        state: DirectoryState::Active,
+        source: serde_json::json!({"id": id, "name": name, "status": "active"}).to_string(),
+        content: serde_json::json!({"resourceType": "HealthcareService", "id": id, "name": name, "active": true})
+            .to_string(),
+        organization: Some(NewDirectoryOrganization {
+            id: org.into(),
+            content: serde_json::json!({"resourceType": "Organization", "id": org}).to_string(),
+            identifiers: vec![Identifier::new(
+                "https://www.gov.uk/charity-commission",
+                charity,
+            )],
+        }),
+        locations: vec![(
+            format!("{id}-place"),
+            serde_json::json!({"resourceType": "Location", "id": format!("{id}-place"), "name": name})
+                .to_string(),
+        )],
+    }
+}
+
+fn directory_import(feed: &str, full: bool, services: Vec<NewDirectoryService>) -> DirectoryImport {
+    DirectoryImport {
+        feed: feed.into(),
+        full,
+        services,
+        at: now(),
+    }
+}
+
+async fn directory_imports_update_by_id_and_withdraw_what_a_full_feed_dropped(
+    store: Arc<dyn Store>,
+) {
+    let knit = directory_service("svc-knit", "Knit and Natter", "org-a", "1100001");
+    let lunch = directory_service("svc-lunch", "Lunch Club", "org-b", "1100002");
+    let other = directory_service("svc-other", "Men's Shed", "org-c", "1100003");
+    let first = store
+        .import_directory(directory_import(
+            "hfd",
+            true,
+            vec![knit.clone(), lunch.clone()],
+        ))
+        .await
+        .expect("first import");
+    assert_eq!(
+        first,
+        DirectoryImportOutcome {
+            created: 2,
+            updated: 0,
+            withdrawn: 0
+        }
+    );
+    store
+        .import_directory(directory_import("elsewhere", true, vec![other]))
+        .await
+        .expect("another feed");
+
+    // The same feed again, the lunch club dropped and the knitting group renamed, its charity
+    // number changed: updated in place, the dropped one withdrawn (still readable).
+    let mut renamed = directory_service("svc-knit", "Knit, Natter and Tea", "org-a", "1100009");
+    renamed.state = DirectoryState::Active;
+    let again = store
+        .import_directory(directory_import("hfd", true, vec![renamed]))
+        .await
+        .expect("second import");
+    assert_eq!(
+        again,
+        DirectoryImportOutcome {
+            created: 0,
+            updated: 1,
+            withdrawn: 1
+        }
+    );
+    let knit = store
+        .directory_service("svc-knit")
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(knit.name, "Knit, Natter and Tea");
+    assert_eq!(knit.state, DirectoryState::Active);
+    assert_eq!(knit.feed, "hfd");
+    assert_eq!(knit.organization_id.as_deref(), Some("org-a"));
+    assert_eq!(
+        knit.organization_identifiers,
+        [Identifier::new(
+            "https://www.gov.uk/charity-commission",
+            "1100009"
+        )]
+    );
+    assert_eq!(knit.json().expect("json")["name"], "Knit, Natter and Tea");
+    let lunch = store
+        .directory_service("svc-lunch")
+        .await
+        .expect("read")
+        .expect("withdrawn, never deleted");
+    assert_eq!(lunch.state, DirectoryState::Withdrawn);
+    assert_eq!(lunch.json().expect("json")["active"], false);
+
+    // A partial import changes what it carries and withdraws nothing; the other feed is untouched.
+    let partial = store
+        .import_directory(directory_import("hfd", false, vec![lunch_again(&lunch.id)]))
+        .await
+        .expect("partial import");
+    assert_eq!(partial.withdrawn, 0);
+    let all = store.directory_services().await.expect("all");
+    let states: Vec<(&str, DirectoryState)> =
+        all.iter().map(|s| (s.id.as_str(), s.state)).collect();
+    assert_eq!(
+        states,
+        [
+            ("svc-knit", DirectoryState::Active),
+            ("svc-lunch", DirectoryState::Inactive),
+            ("svc-other", DirectoryState::Active),
+        ]
+    );
+    assert_eq!(
+        all[2].organization_identifiers,
+        [Identifier::new(
+            "https://www.gov.uk/charity-commission",
+            "1100003"
+        )]
+    );
+
+    let org = store
+        .directory_resource(DirectoryResourceType::Organization, "org-b")
+        .await
+        .expect("read")
+        .expect("organisation");
+    assert!(org.contains("\"org-b\""), "{org}");
+    let place = store
+        .directory_resource(DirectoryResourceType::Location, "svc-knit-place")
+        .await
+        .expect("read")
+        .expect("location");
+    assert!(place.contains("Knit, Natter and Tea"), "{place}");
+    assert!(store
+        .directory_resource(DirectoryResourceType::Location, "org-b")
+        .await
+        .expect("read")
+        .is_none());
+    assert!(store
+        .directory_service("nope")
+        .await
+        .expect("read")
+        .is_none());
+}
+
+/// The lunch club back in its feed, marked inactive by the feed itself.
+fn lunch_again(id: &str) -> NewDirectoryService {
+    let mut s = directory_service(id, "Lunch Club", "org-b", "1100002");
+    s.state = DirectoryState::Inactive;
+    s
 }

@@ -30,7 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/vcs/{vcs_id}/enable", web::post().to(enable))
             .route("/vcs/{vcs_id}/disable", web::post().to(disable))
             .route("/vcs/{vcs_id}/rotate-secret", web::post().to(rotate_secret))
-            .route("/recoveries/{job_id}", web::get().to(recovery)),
+            .route("/recoveries/{job_id}", web::get().to(recovery))
+            .route("/directory/refresh", web::post().to(refresh_directory)),
     );
 }
 
@@ -279,6 +280,18 @@ async fn rotate_secret(
                 StatusCode::CREATED,
                 json!({"vcs_id": vcs, "secret": secret, "previous_secrets_valid_until": grace_until.to_rfc3339()}),
             ))
+        }
+        .await,
+    )
+}
+
+/// Rebuilds the service directory's search index from the store (after `sp-gateway directory
+/// import` wrote to the database of a running gateway).
+async fn refresh_directory(_: Operator, state: web::Data<AppState>) -> HttpResponse {
+    json_result(
+        async {
+            let services = state.catalog.refresh(state.store.as_ref()).await?;
+            Ok((StatusCode::OK, json!({"services": services})))
         }
         .await,
     )

@@ -5,6 +5,7 @@
 //!   mutual TLS, its certificate; the handler then asks for the scope it needs.
 //! - `VcsCaller`: a VCS organisation's token for the VCS API.
 //! - `Operator`: the operator's token for the admin API, `/metrics` and AuditEvent.
+//! - `DirectoryReader`: a GP system or a VCS organisation, reading the service directory.
 //!
 //! One rule reads the token for all three: `Authorization: Bearer <token>`, the scheme in any
 //! case (RFC 7235). Without one, or with one that names nobody, the answer is 401 with
@@ -160,6 +161,45 @@ impl FromRequest for VcsCaller {
             },
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
+    }
+}
+
+/// Who reads the service directory: a GP system (its token must carry the scope for the type
+/// read) or a VCS organisation (for onward referral).
+#[derive(Debug, Clone)]
+pub enum DirectoryReader {
+    Gp(GpClient),
+    Vcs(VcsId),
+}
+
+impl DirectoryReader {
+    /// Whether this caller may read `resource_type`: GP systems need its read scope (403).
+    pub fn require(&self, resource_type: &str) -> Result<(), ApiError> {
+        match self {
+            DirectoryReader::Gp(client) => client
+                .require(&crate::auth::scopes::read(resource_type))
+                .map(|_| ()),
+            DirectoryReader::Vcs(_) => Ok(()),
+        }
+    }
+}
+
+impl FromRequest for DirectoryReader {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            let vcs = state(&request)
+                .ok()
+                .and_then(|state| bearer(&request).and_then(|token| state.auth.vcs(token)))
+                .cloned();
+            match vcs {
+                Some(vcs) => Ok(DirectoryReader::Vcs(vcs)),
+                None => GpClient::extract(&request).await.map(DirectoryReader::Gp),
+            }
+        })
     }
 }
 

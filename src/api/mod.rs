@@ -17,6 +17,7 @@ use actix_web::{web, HttpMessage, HttpRequest};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::delivery::{Heartbeat, Wake};
+use crate::directory::Catalog;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::validation::Validation;
@@ -52,6 +53,8 @@ pub struct AppState {
     pub worker: Option<Heartbeat>,
     /// `[storage] max_bytes`, checked before every write that grows the database.
     pub budget: budget::StorageBudget,
+    /// The service directory's search index (built from the store at start).
+    pub catalog: Arc<Catalog>,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
         wake: Wake,
         vcs_schemas: vcs::VcsSchemas,
         worker: Option<Heartbeat>,
+        catalog: Arc<Catalog>,
     ) -> Self {
         let auth = Auth::new(&config);
         let limits = rate_limit::RateLimits::new(&config.server);
@@ -78,6 +82,7 @@ impl AppState {
             auth,
             limits,
             worker,
+            catalog,
         }
     }
 

@@ -9,6 +9,9 @@ pub const RESOURCE_TYPES: [&str; 5] = [
     "Subscription",
 ];
 
+/// The service directory's types: GP systems only read them (a `read` scope each).
+pub const DIRECTORY_TYPES: [&str; 3] = ["HealthcareService", "Organization", "Location"];
+
 const ACCESS: [&str; 2] = ["read", "write"];
 
 /// Every concrete scope we know, e.g. `system/ServiceRequest.write`.
@@ -16,6 +19,7 @@ pub fn all() -> Vec<String> {
     RESOURCE_TYPES
         .iter()
         .flat_map(|t| ACCESS.iter().map(move |a| format!("system/{t}.{a}")))
+        .chain(DIRECTORY_TYPES.iter().map(|t| read(t)))
         .collect()
 }
 
@@ -58,7 +62,9 @@ mod tests {
             "system/ServiceRequest.write"
         ));
         assert!(!covers("patient/*.read", "system/Task.read"));
-        assert_eq!(expand("system/*.*").len(), 10);
+        assert_eq!(expand("system/*.*").len(), 13);
+        assert_eq!(expand("system/*.read").len(), 8);
+        assert!(expand("system/HealthcareService.write").is_empty());
         assert!(expand("system/Condition.read").is_empty());
     }
 }

@@ -13,6 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::coverage::{Coverage, CoverageNote};
@@ -99,6 +100,8 @@ impl fmt::Display for InvalidService {
 #[derive(Debug, Clone)]
 pub struct ImportedService {
     pub service: oruk::Service,
+    /// The service as the feed gave it (what the store keeps).
+    pub raw: Value,
     pub origin: Origin,
     pub coverage: Coverage,
     pub notes: Vec<CoverageNote>,
@@ -176,11 +179,12 @@ impl ServiceSchema {
         if !faults.is_empty() {
             return Err(InvalidService { id, origin, faults });
         }
-        match serde_json::from_value::<oruk::Service>(value) {
+        match oruk::Service::deserialize(&value) {
             Ok(service) => {
                 let (coverage, notes) = Coverage::of(&service);
                 Ok(ImportedService {
                     service,
+                    raw: value,
                     origin,
                     coverage,
                     notes,

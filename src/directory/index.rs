@@ -32,6 +32,16 @@ pub struct IndexedService {
     pub active: bool,
     pub categories: BTreeSet<NeedCategory>,
     pub coverage: Coverage,
+    /// How to reach the service by hand (for a GP whose referral the gateway cannot deliver).
+    pub contact: ServiceContact,
+}
+
+/// A service's own contact details, as its feed gives them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceContact {
+    pub email: Option<String>,
+    pub website: Option<String>,
+    pub telephones: Vec<String>,
 }
 
 impl IndexedService {
@@ -48,8 +58,24 @@ impl IndexedService {
             active: service.is_active(),
             categories: taxonomy.categories(service),
             coverage: Coverage::of(service).0,
+            contact: ServiceContact {
+                email: filled(&service.email),
+                website: filled(&service.url),
+                telephones: service
+                    .phone_numbers()
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect(),
+            },
         }
     }
+}
+
+fn filled(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 /// Which organisation: its id, or one of its identifiers.

@@ -349,6 +349,7 @@ fn synthetic(n: usize) -> Vec<IndexedService> {
                 active: rng.below(20) != 0,
                 categories,
                 coverage,
+                contact: Default::default(),
             }
         })
         .collect()

@@ -2,10 +2,12 @@
 //! postcode, their need categories, their FHIR form (HealthcareService, Organization,
 //! Location) and an in-memory search index.
 //!
-//! Nothing here touches the store or HTTP: `import` reads files and judges them against the UK
-//! profile's schema, the rest is pure. The `directory import` command, storage, feed polling
-//! and the FHIR search endpoints build on these parts (issue 21).
+//! Nothing here knows HTTP: `import` reads files and judges them against the UK profile's
+//! schema, `catalog` turns an import into what the store writes and keeps the search index
+//! built from the store; the rest is pure. The `directory import` command and the FHIR
+//! endpoints (`api::fhir::healthcare_service`) build on these parts.
 
+pub mod catalog;
 pub mod coverage;
 pub mod fhir;
 pub mod import;
@@ -14,8 +16,9 @@ pub mod oruk;
 pub mod postcode;
 pub mod taxonomy;
 
+pub use catalog::{Catalog, CatalogError};
 pub use coverage::{Coverage, MatchRank};
 pub use import::{parse_paths, ImportError, ImportReport};
-pub use index::{Index, IndexedService, Match, Query};
+pub use index::{Index, IndexedService, Match, Query, ServiceContact};
 pub use postcode::{district_of, Postcode, PostcodeArea, PostcodeDistrict, PostcodeError};
 pub use taxonomy::TaxonomyMap;

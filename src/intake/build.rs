@@ -4,9 +4,9 @@
 use chrono::SecondsFormat;
 
 use super::ids::Assigned;
+use super::routing::Routed;
 use super::{json_text, with_version};
 use super::{Prepared, Rejected, Request};
-use crate::config::VcsConfig;
 use crate::conformance::NeedVocabulary;
 use crate::domain::FhirId;
 use crate::fhir::outcome::Issue;
@@ -19,7 +19,7 @@ use crate::translate::webhook::{new_message_id, Envelope, VcsEvent};
 
 /// The referral as one transaction stores it, from the ids assigned and the typed parts.
 pub(super) fn build(
-    vcs: &VcsConfig,
+    routed: Routed<'_>,
     needs: &NeedVocabulary,
     request: Request<'_>,
     assigned: Assigned,
@@ -34,7 +34,8 @@ pub(super) fn build(
         .at("ServiceRequest.identifier")
         .with_message_id("identifier-required")])
     })?;
-    let record = referral_record(
+    let vcs = routed.vcs;
+    let mut record = referral_record(
         &assigned.parts,
         assigned.referral_id.as_str(),
         &gp_reference,
@@ -42,6 +43,10 @@ pub(super) fn build(
         vcs,
         needs,
     );
+    if let Some((id, name)) = routed.service {
+        record.service.id = Some(id.to_string());
+        record.service.name = Some(name.to_string());
+    }
     let record_text = json_text(&record);
     let event = VcsEvent::ReferralCreated;
     let envelope = Envelope::new(event, request.now, 1, &record).to_json();

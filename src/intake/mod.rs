@@ -83,10 +83,21 @@ pub fn has_errors(issues: &[Issue]) -> bool {
     issues.iter().any(|i| i.severity.is_error())
 }
 
-/// Turns a submission into what a create stores, or says why not.
+/// Turns a submission into what a create stores, or says why not (without the service
+/// directory: a performer naming a directory service is refused).
 pub fn prepare(
     config: &Config,
     validation: &Validation,
+    request: Request<'_>,
+) -> Result<Prepared, Rejected> {
+    prepare_with_directory(config, validation, &routing::NoDirectory, request)
+}
+
+/// [`prepare`], routing a performer that names a service of `directory` to its organisation.
+pub fn prepare_with_directory(
+    config: &Config,
+    validation: &Validation,
+    directory: &dyn routing::ServiceDirectory,
     mut request: Request<'_>,
 ) -> Result<Prepared, Rejected> {
     let mut issues = check(validation, request.endpoint, &request.tree);
@@ -96,8 +107,16 @@ pub fn prepare(
     let submission = Submission::of(&request.tree);
     let located = locate::locate_referral(&submission).map_err(|issue| Rejected(vec![issue]))?;
     let mut rules = shape::create_rules(&located);
-    let vcs = match routing::route(&located.service_request, &submission, &config.vcs) {
-        Ok(vcs) => Some(vcs),
+    let mut listed = None;
+    let routed = routing::route_to_service(
+        &located.service_request,
+        &submission,
+        &config.vcs,
+        directory,
+        &mut listed,
+    );
+    let vcs = match routed {
+        Ok(routed) => Some(routed),
         Err(issue) => {
             rules.push(issue);
             None

@@ -1,5 +1,6 @@
 //! Routing: which configured VCS organisation (`[[vcs]]`) a referral goes to, found from the
-//! identifiers its performer carries or resolves to.
+//! identifiers its performer carries or resolves to, or, when the performer is a service of the
+//! directory (`HealthcareService/{id}`, or its identifier), from its organisation's identifiers.
 
 use serde_json::Value;
 
@@ -7,6 +8,137 @@ use crate::config::VcsConfig;
 use crate::domain::Identifier;
 use crate::fhir::bundle::{Located, Submission};
 use crate::fhir::outcome::Issue;
+
+/// The HealthcareService identifier system of directory services (`urn:uuid:{id}`).
+const URI_SYSTEM: &str = "urn:ietf:rfc:3986";
+
+/// A service of the directory, as routing needs it.
+#[derive(Debug, Clone, Default)]
+pub struct ListedService {
+    pub id: String,
+    pub name: String,
+    pub active: bool,
+    pub organization_identifiers: Vec<Identifier>,
+    pub email: Option<String>,
+    pub website: Option<String>,
+    pub telephones: Vec<String>,
+}
+
+/// The service directory, looked up by service id (what intake knows of it).
+pub trait ServiceDirectory {
+    fn service(&self, id: &str) -> Option<ListedService>;
+}
+
+/// No directory (offline checks): a performer naming a service is unknown.
+pub struct NoDirectory;
+
+impl ServiceDirectory for NoDirectory {
+    fn service(&self, _: &str) -> Option<ListedService> {
+        None
+    }
+}
+
+/// Where a referral goes: the organisation, and the directory service it named (if it did).
+#[derive(Debug, Clone, Copy)]
+pub struct Routed<'c> {
+    pub vcs: &'c VcsConfig,
+    pub service: Option<(&'c str, &'c str)>,
+}
+
+/// The directory service id a performer names: a literal `HealthcareService/{id}` reference
+/// (relative or absolute), or the service's identifier (`urn:ietf:rfc:3986|urn:uuid:{id}`).
+fn named_service(performer: &Value) -> Option<String> {
+    let literal = performer
+        .get("reference")
+        .and_then(Value::as_str)
+        .and_then(|r| {
+            let (kind, id) = r.trim_end_matches('/').rsplit_once('/')?;
+            (kind == "HealthcareService" || kind.ends_with("/HealthcareService"))
+                .then(|| id.to_string())
+        });
+    let identified = || {
+        let i = performer.get("identifier")?;
+        (i.get("system")?.as_str()? == URI_SYSTEM)
+            .then(|| i.get("value")?.as_str()?.strip_prefix("urn:uuid:"))
+            .flatten()
+            .map(str::to_string)
+    };
+    literal.or_else(identified)
+}
+
+/// Routes a referral whose performer may be a directory service: to the service's organisation
+/// when it is a configured `[[vcs]]` (matched by any identifier), refused with the service's own
+/// contact details when it is not connected; any other performer is routed by [`route`].
+pub fn route_to_service<'c>(
+    service_request: &Located<'_>,
+    submission: &Submission<'_>,
+    organisations: &'c [VcsConfig],
+    directory: &dyn ServiceDirectory,
+    listed: &'c mut Option<ListedService>,
+) -> Result<Routed<'c>, Issue> {
+    let sr = service_request;
+    let performer = sr
+        .resource
+        .get("performer")
+        .and_then(Value::as_array)
+        .and_then(|p| p.first());
+    let Some(id) = performer.and_then(named_service) else {
+        return route(sr, submission, organisations).map(|vcs| Routed { vcs, service: None });
+    };
+    let at = format!("{}.performer[0]", sr.path);
+    let Some(service) = directory.service(&id) else {
+        return Err(Issue::error(
+            "business-rule",
+            format!("The performer names HealthcareService {id}, which is not in this gateway's service directory."),
+        )
+        .at(at)
+        .with_message_id("performer-unknown"));
+    };
+    if !service.active {
+        return Err(Issue::error(
+            "business-rule",
+            format!("The service {:?} (HealthcareService {id}) is no longer listed as active in the service directory.", service.name),
+        )
+        .at(at)
+        .with_message_id("service-inactive"));
+    }
+    let vcs = organisations.iter().find(|vcs| {
+        vcs.identifiers
+            .iter()
+            .any(|i| service.organization_identifiers.contains(i))
+    });
+    let Some(vcs) = vcs else {
+        let mut how = Vec::new();
+        if let Some(e) = &service.email {
+            how.push(format!("email {e}"));
+        }
+        if let Some(w) = &service.website {
+            how.push(format!("website {w}"));
+        }
+        for t in &service.telephones {
+            how.push(format!("telephone {t}"));
+        }
+        let contact = if how.is_empty() {
+            "the directory gives no contact details".to_string()
+        } else {
+            format!("contact it directly: {}", how.join(", "))
+        };
+        return Err(Issue::error(
+            "business-rule",
+            format!(
+                "The service {:?} (HealthcareService {id}) is in the service directory, but its organisation does not take referrals through this gateway; {contact}.",
+                service.name
+            ),
+        )
+        .at(at)
+        .with_message_id("service-not-connected"));
+    };
+    let listed = listed.insert(service);
+    Ok(Routed {
+        vcs,
+        service: Some((listed.id.as_str(), listed.name.as_str())),
+    })
+}
 
 /// Finds the configured VCS organisation the referral's performer names: the first of the
 /// performer's identifiers (its logical identifier first, then those of the resource it resolves

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 
 use super::types::*;
 use super::{timestamp, StoreError};
-use crate::domain::{Actor, ClientId, FhirId, ReferralId, VcsId};
+use crate::domain::{Actor, ClientId, FhirId, Identifier, ReferralId, VcsId};
 use crate::translate::vcs_status::VcsStatus;
 
 /// One row's cells by position, whatever the backend's types (SQLite keeps timestamps as text,
@@ -324,4 +324,40 @@ pub fn recovery_job<R: Cells + ?Sized>(
         row.text(0)?,
         timestamp(row.time(1)?),
     ))
+}
+
+pub const DIRECTORY_SERVICE_COLUMNS: &str =
+    "id, feed, name, state, organization_id, source, content, updated_at";
+
+/// A directory service without its organisation's identifiers (read beside it).
+pub fn directory_service<R: Cells + ?Sized>(row: &R) -> Result<DirectoryService, StoreError> {
+    let id = row.text(0)?;
+    Ok(DirectoryService {
+        feed: row.text(1)?,
+        name: row.text(2)?,
+        state: parsed("directory service", &id, &row.text(3)?)?,
+        organization_id: row.opt_text(4)?,
+        organization_identifiers: Vec::new(),
+        source: row.text(5)?,
+        content: row.text(6)?,
+        updated_at: row.time(7)?,
+        id,
+    })
+}
+
+/// `(organization_id, system, value)` rows given to the services of those organisations.
+pub fn attach_identifiers(
+    services: &mut [DirectoryService],
+    identifiers: Vec<(String, Identifier)>,
+) {
+    let mut by_org: std::collections::HashMap<String, Vec<Identifier>> =
+        std::collections::HashMap::new();
+    for (org, identifier) in identifiers {
+        by_org.entry(org).or_default().push(identifier);
+    }
+    for s in services {
+        if let Some(ids) = s.organization_id.as_ref().and_then(|o| by_org.get(o)) {
+            s.organization_identifiers = ids.clone();
+        }
+    }
 }

@@ -316,16 +316,43 @@ pub trait Health: Send + Sync {
     async fn migrations_missing(&self) -> Result<usize, StoreError>;
 }
 
+/// The service directory: services imported from Open Referral UK feeds, with their FHIR
+/// resources. Services are keyed by their Open Referral UK id and never deleted (referrals point
+/// at them): importing again updates them, a full import withdraws those its feed dropped.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Writes an import atomically: each service, its organisation (with its identifiers,
+    /// replacing those stored) and locations, created or updated by id; with `full`, the
+    /// feed's other services become `withdrawn`.
+    async fn import_directory(
+        &self,
+        import: DirectoryImport,
+    ) -> Result<DirectoryImportOutcome, StoreError>;
+
+    /// Every stored service, withdrawn ones included, by id.
+    async fn directory_services(&self) -> Result<Vec<DirectoryService>, StoreError>;
+
+    /// One service by its id.
+    async fn directory_service(&self, id: &str) -> Result<Option<DirectoryService>, StoreError>;
+
+    /// A directory Organization or Location by its id (its stored JSON).
+    async fn directory_resource(
+        &self,
+        resource_type: DirectoryResourceType,
+        id: &str,
+    ) -> Result<Option<String>, StoreError>;
+}
+
 /// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>` (each aggregate
 /// trait is `Send + Sync` already).
 pub trait Store:
-    Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin + Health
+    Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin + Health + Directory
 {
 }
 
 /// Any type with every aggregate is a store.
 impl<
-        T: Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin + Health,
+        T: Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin + Health + Directory,
     > Store for T
 {
 }

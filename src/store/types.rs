@@ -684,3 +684,104 @@ mod tests {
         assert!("webhook".parse::<TargetKind>().is_err());
     }
 }
+
+stored_state!(
+    /// Whether a directory service is listed: as its feed says (`active`, `inactive`), or
+    /// `withdrawn` when a full import of its feed no longer carried it (kept, never deleted:
+    /// referrals point at it).
+    DirectoryState, "directory service state", {
+        Active = "active",
+        Inactive = "inactive",
+        Withdrawn = "withdrawn",
+    }
+);
+
+impl DirectoryState {
+    pub fn is_active(self) -> bool {
+        self == DirectoryState::Active
+    }
+}
+
+/// A directory organisation to store: its `Organization` and the identifiers it is routed on.
+#[derive(Debug, Clone)]
+pub struct NewDirectoryOrganization {
+    pub id: String,
+    pub content: String,
+    pub identifiers: Vec<Identifier>,
+}
+
+/// One service of an import: its Open Referral UK id (also the FHIR id of its
+/// HealthcareService), the feed's JSON, and its FHIR resources.
+#[derive(Debug, Clone)]
+pub struct NewDirectoryService {
+    pub id: String,
+    pub name: String,
+    /// `Active` or `Inactive`, as the feed says.
+    pub state: DirectoryState,
+    /// The Open Referral UK service, as the feed gave it (the index is rebuilt from it).
+    pub source: String,
+    /// The `HealthcareService`.
+    pub content: String,
+    pub organization: Option<NewDirectoryOrganization>,
+    /// `(id, Location)` of its places and areas.
+    pub locations: Vec<(String, String)>,
+}
+
+/// What one import writes, in one transaction.
+#[derive(Debug, Clone)]
+pub struct DirectoryImport {
+    /// Which feed the services come from (`files` for the command line, a feed's id when polled).
+    pub feed: String,
+    /// The whole feed: its services missing from `services` become `withdrawn`.
+    pub full: bool,
+    pub services: Vec<NewDirectoryService>,
+    pub at: DateTime<Utc>,
+}
+
+/// What an import changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DirectoryImportOutcome {
+    pub created: usize,
+    pub updated: usize,
+    /// Services of the feed that a full import did not carry, withdrawn now.
+    pub withdrawn: usize,
+}
+
+/// A stored directory service.
+#[derive(Debug, Clone)]
+pub struct DirectoryService {
+    pub id: String,
+    pub feed: String,
+    pub name: String,
+    pub state: DirectoryState,
+    pub organization_id: Option<String>,
+    /// The identifiers of its organisation (charity, company, ODS).
+    pub organization_identifiers: Vec<Identifier>,
+    pub source: String,
+    pub content: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl DirectoryService {
+    /// The stored `HealthcareService`, its `active` as the stored state says.
+    pub fn json(&self) -> Result<serde_json::Value, super::StoreError> {
+        let mut v = super::stored_json("directory service", &self.id, &self.content)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("active".into(), self.state.is_active().into());
+        }
+        Ok(v)
+    }
+
+    /// The feed's service as stored.
+    pub fn source_json(&self) -> Result<serde_json::Value, super::StoreError> {
+        super::stored_json("directory service", &self.id, &self.source)
+    }
+}
+
+stored_state!(
+    /// The resource types the directory keeps beside its services.
+    DirectoryResourceType, "directory resource type", {
+        Organization = "Organization",
+        Location = "Location",
+    }
+);

@@ -36,13 +36,25 @@ pub struct ReferralRecord {
     pub created_at: String,
     pub authored_on: Option<String>,
     pub priority: String,
-    pub service: Coded,
+    pub service: RequestedService,
     pub needs: Vec<Need>,
     pub notes: Vec<String>,
     pub patient: PatientDetails,
     pub referrer: Referrer,
     pub consent: ConsentDetails,
     pub recipient: Recipient,
+}
+
+/// What was asked for: the ServiceRequest's code, and the directory service it was addressed to
+/// (`id`, `name`: only when the performer named one).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestedService {
+    pub code: Option<String>,
+    pub display: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -153,10 +165,18 @@ pub fn referral_record(
         created_at: created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
         authored_on: sr.authored_on.as_ref().and_then(|d| d.value.clone()),
         priority: plain_priority(sr.priority.as_ref().and_then(|p| p.value.as_deref())),
-        service: sr.code.as_deref().map(coded).unwrap_or(Coded {
-            code: None,
-            display: None,
-        }),
+        service: {
+            let coded = sr.code.as_deref().map(coded).unwrap_or(Coded {
+                code: None,
+                display: None,
+            });
+            RequestedService {
+                code: coded.code,
+                display: coded.display,
+                id: None,
+                name: None,
+            }
+        },
         needs: sr
             .reason_code
             .iter()

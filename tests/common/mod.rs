@@ -169,6 +169,34 @@ impl Gateway {
         format!("{}{}", self.base, path)
     }
 
+    /// Imports Open Referral UK files into this gateway's database with `sp-gateway directory
+    /// import --skip-invalid` (its own configuration), then has it rebuild its directory index.
+    /// Returns the command's output.
+    #[allow(dead_code)]
+    pub fn import_directory(&self, paths: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_sp-gateway"))
+            .args(["directory", "import", "--skip-invalid", "--config"])
+            .arg(&self.config_path)
+            .args(paths)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("directory import runs");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            text.contains("imported "),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let refreshed = self
+            .http
+            .post(self.url("/admin/v1/directory/refresh"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .expect("refresh");
+        assert_eq!(refreshed.status().as_u16(), 200);
+        text
+    }
+
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("gateway.db")
     }

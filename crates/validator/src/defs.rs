@@ -26,16 +26,27 @@ static R4_VITAL_SIGNS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/profiles-vitalsigns.json"
 ));
+/// The R4 core resource definitions `profiles/r4` does not carry, and what they bind
+/// (`definitions/SOURCES.md`).
+static R4_MORE_RESOURCES: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/definitions/r4-resources.json"
+));
+static R4_MORE_VALUESETS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/definitions/r4-valuesets.json"
+));
 static R4_VALUESETS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/valuesets.json"
 ));
 
 /// The embedded base R4 StructureDefinition Bundles (datatypes, resources): (file, JSON).
-pub(crate) fn base_definition_texts() -> [(&'static str, &'static str); 2] {
+pub(crate) fn base_definition_texts() -> [(&'static str, &'static str); 3] {
     [
         ("r4/profiles-types.json", R4_TYPES),
         ("r4/profiles-resources.json", R4_RESOURCES),
+        ("definitions/r4-resources.json", R4_MORE_RESOURCES),
     ]
 }
 
@@ -78,6 +89,11 @@ pub(crate) struct Defs {
     pub global: Vec<(String, String)>,
     /// Constraints not evaluated, with the reason (key, reason).
     pub skipped: Vec<(String, String)>,
+    /// Questionnaires given as extra definitions, by canonical URL (QuestionnaireResponses
+    /// that name one are checked against it).
+    questionnaires: FastMap<String, Arc<Value>>,
+    /// Canonical URLs of the loaded ValueSets.
+    value_set_urls: FastSet<String>,
 }
 
 impl Defs {
@@ -86,9 +102,11 @@ impl Defs {
         for (name, text) in [
             ("r4/profiles-types.json", R4_TYPES),
             ("r4/profiles-resources.json", R4_RESOURCES),
+            ("definitions/r4-resources.json", R4_MORE_RESOURCES),
             ("r4/extension-definitions.json", R4_EXTENSIONS),
             ("r4/profiles-vitalsigns.json", R4_VITAL_SIGNS),
             ("r4/valuesets.json", R4_VALUESETS),
+            ("definitions/r4-valuesets.json", R4_MORE_VALUESETS),
         ]
         .into_iter()
         .chain(SP_FILES.iter().copied())
@@ -117,6 +135,8 @@ impl Defs {
             model: fhirpath::StructureDefinitionModel::new(),
             skipped: Vec::new(),
             global: Vec::new(),
+            questionnaires: FastMap::default(),
+            value_set_urls: FastSet::default(),
         };
         let mut value_sets: HashMap<String, Value> = HashMap::new();
         let mut code_systems: HashMap<String, CodeSystem> = HashMap::new();
@@ -145,6 +165,9 @@ impl Defs {
                 Some("CodeSystem") => {
                     code_systems.insert(url, CodeSystem::from_json(&r));
                 }
+                Some("Questionnaire") if !url.is_empty() => {
+                    defs.questionnaires.insert(url, Arc::new(r));
+                }
                 Some("ImplementationGuide") => {
                     let globals = r
                         .get("global")
@@ -171,6 +194,11 @@ impl Defs {
         if let Some(cs) = code_systems.get(RESOURCE_TYPES_CS) {
             defs.resource_types = cs.parents.keys().cloned().collect();
         }
+        defs.value_set_urls = value_sets
+            .keys()
+            .filter(|u| !code_systems.contains_key(*u))
+            .cloned()
+            .collect();
         defs.expand_bindings(&value_sets, &code_systems);
         defs.link();
         defs.compile_constraints();
@@ -298,6 +326,19 @@ impl Defs {
     }
 
     /// An R4 resource type name (whether or not we have its definition).
+    /// Whether a ValueSet with this canonical URL (version ignored) is loaded.
+    pub fn is_value_set(&self, url: &str) -> bool {
+        self.value_set_urls
+            .contains(crate::model::strip_version(url))
+    }
+
+    /// A loaded Questionnaire by canonical URL (a version suffix is ignored).
+    pub fn questionnaire(&self, url: &str) -> Option<&Value> {
+        self.questionnaires
+            .get(crate::model::strip_version(url))
+            .map(|q| &**q)
+    }
+
     pub fn is_resource_type(&self, name: &str) -> bool {
         self.resource_types.contains(name)
             || self

@@ -65,6 +65,8 @@ pub struct Validator {
     regexes: PrimitiveRegexes,
     /// See [`Validator::assume_valid_rest_references`].
     assume_valid_rest_references: bool,
+    /// See [`Validator::allow_unknown_extensions`].
+    allow_unknown_extensions: bool,
 }
 
 impl Validator {
@@ -83,6 +85,7 @@ impl Validator {
             defs,
             regexes,
             assume_valid_rest_references: true,
+            allow_unknown_extensions: true,
         })
     }
 
@@ -94,6 +97,17 @@ impl Validator {
     #[must_use]
     pub fn assume_valid_rest_references(mut self, assume: bool) -> Validator {
         self.assume_valid_rest_references = assume;
+        self
+    }
+
+    /// Whether an extension whose definition is not loaded is accepted. On by default (a
+    /// vendor's own extensions pass unchecked). Off, as in the HL7 validator's test suite
+    /// (`anyExtensionsAllowed` false), such an extension is an error, except HL7's own
+    /// (`http://hl7.org/fhir/..`, which that validator resolves from extension packs we do not
+    /// carry) and the example domains it also lets through (example.org, acme.com, nema.org).
+    #[must_use]
+    pub fn allow_unknown_extensions(mut self, allow: bool) -> Validator {
+        self.allow_unknown_extensions = allow;
         self
     }
 

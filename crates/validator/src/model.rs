@@ -235,6 +235,9 @@ pub(crate) struct Sd {
     /// Extension definitions: where the extension may be used, as
     /// (context type, expression), e.g. ("element", "Patient.name").
     pub contexts: Vec<(String, String)>,
+    /// Extension definitions: whether the extension is a modifier, when the definition says
+    /// (`isModifier` on its root element; the embedded core definitions are trimmed of it).
+    pub is_modifier: Option<bool>,
     /// Element tree; node 0 is the root.
     pub nodes: Vec<Node>,
 }
@@ -356,6 +359,32 @@ fn parse_additional_bindings(b: &Value) -> Vec<Binding> {
             })
         })
         .collect()
+}
+
+/// `isModifier` of the root element (`Extension`), in the snapshot or else the differential.
+fn root_is_modifier(sd: &Value, type_name: &str) -> Option<bool> {
+    ["snapshot", "differential"].iter().find_map(|part| {
+        sd.get(part)?
+            .get("element")?
+            .as_array()?
+            .iter()
+            .find(|e| e.get("path").and_then(Value::as_str) == Some(type_name))?
+            .get("isModifier")?
+            .as_bool()
+    })
+}
+
+/// R4 says the `structuredefinition-fhir-type` extension goes on `ElementDefinition.type.code`,
+/// but its own definitions carry it on `ElementDefinition.type`; later versions correct the
+/// context to that, and the HL7 validator accepts it there. Other contexts are as published.
+fn corrected_context(sd: &Value, kind: String, expr: String) -> (String, String) {
+    const FHIR_TYPE: &str = "http://hl7.org/fhir/StructureDefinition/structuredefinition-fhir-type";
+    if sd.get("url").and_then(Value::as_str) == Some(FHIR_TYPE)
+        && expr == "ElementDefinition.type.code"
+    {
+        return (kind, "ElementDefinition.type".to_string());
+    }
+    (kind, expr)
 }
 
 pub(crate) fn strip_version(url: &str) -> &str {
@@ -617,9 +646,11 @@ pub(crate) fn compile_sd(sd: &Value) -> Option<Sd> {
                             c.get("expression")?.as_str()?.to_string(),
                         ))
                     })
+                    .map(|(t, e)| corrected_context(sd, t, e))
                     .collect()
             })
             .unwrap_or_default(),
+        is_modifier: root_is_modifier(sd, &type_name),
         nodes: Vec::new(),
     };
     let mut by_id: HashMap<String, NodeId> = HashMap::new();

@@ -187,10 +187,31 @@ impl PrimitiveRegexes {
         if s.is_empty() {
             return Err(PrimError::Empty);
         }
+        // R4: "strings SHALL NOT exceed 1MB in size" (base64Binary has no such limit).
+        if s.len() > MAX_STRING_BYTES && p != Prim::Base64Binary {
+            return Err(PrimError::Format(
+                "a value of at most 1 MB (1,048,576 bytes): it is longer",
+            ));
+        }
         let ok = match p {
             Prim::String | Prim::Markdown => return check_text(s),
             Prim::Code => is_code(s),
             Prim::Id => is_id(s),
+            // A URN that says it is a UUID or an OID must be one (as the HL7 validator checks).
+            Prim::Uri | Prim::Url | Prim::Canonical if s.starts_with("urn:uuid:") => {
+                return if self.uuid.is_match(s) {
+                    Ok(())
+                } else {
+                    Err(PrimError::Format(format_hint("uuid")))
+                };
+            }
+            Prim::Uri | Prim::Url | Prim::Canonical if s.starts_with("urn:oid:") => {
+                return if self.oid.is_match(s) {
+                    Ok(())
+                } else {
+                    Err(PrimError::Format(format_hint("oid")))
+                };
+            }
             Prim::Uri | Prim::Url | Prim::Canonical if s.is_ascii() => {
                 !s.as_bytes().iter().any(is_space)
             }
@@ -211,6 +232,9 @@ impl PrimitiveRegexes {
         }
     }
 }
+
+/// The R4 size limit of a string value.
+const MAX_STRING_BYTES: usize = 1_048_576;
 
 /// What a valid value looks like, for the diagnostics.
 fn format_hint(code: &str) -> &'static str {

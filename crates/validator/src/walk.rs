@@ -12,11 +12,14 @@ use crate::model::{strip_version, Kind, Node, NodeId, Sd, Targets, TypeRef};
 use crate::primitives::{Prim, PrimError};
 use crate::{Options, Validator};
 
+mod bundle;
 mod implied;
 mod native;
 pub(crate) use native::is_native;
 mod overlay;
+mod questionnaire;
 mod terms;
+mod xhtml;
 
 /// Deeper than any real resource; stops hostile nesting long before the stack would.
 const MAX_DEPTH: usize = 96;
@@ -72,7 +75,8 @@ pub(crate) struct Walker<'v, 'r> {
     bundle: Vec<native::Entry<'r>>,
     /// The resources being walked, innermost last (for `#id` references).
     resources: Vec<&'r Value>,
-    /// The validated root (`%rootResource` for FHIRPath).
+    /// `%rootResource` for FHIRPath: the innermost resource being walked that is not a
+    /// contained resource (a Bundle entry's or a Parameters resource is its own root).
     root: &'r Value,
     /// Definition path of the current element (`Patient.name`), for
     /// extension contexts.
@@ -271,13 +275,34 @@ impl<'v, 'r> Walker<'v, 'r> {
         }
         let overlays = self.resource_profiles(rt, obj, is_root);
         self.resources.push(v);
+        let saved_root = self.root;
+        if !self.def_path.ends_with(".contained") {
+            self.root = v;
+        }
         let saved_def = std::mem::replace(&mut self.def_path, rt.to_string());
         let saved_type = std::mem::take(&mut self.type_ctx);
         let base = Ov { sd, node: 0 };
         self.object(obj, base, &overlays, true, None);
         self.constraints(v, None, rt, &[base], &overlays);
+        match rt {
+            "QuestionnaireResponse" => self.questionnaire_response(v),
+            "Bundle" => self.bundle_rules(obj),
+            _ => {}
+        }
+        if obj.get("_id").is_some_and(|x| x.get("extension").is_some()) {
+            let mark = self.push("id");
+            self.report(
+                Severity::Error,
+                IssueCode::Structure,
+                "resource-id-extension",
+                "Extensions are not allowed on Resource.id".to_string(),
+                None,
+            );
+            self.pop(mark);
+        }
         self.def_path = saved_def;
         self.type_ctx = saved_type;
+        self.root = saved_root;
         self.resources.pop();
         self.pop(mark);
     }
@@ -714,6 +739,56 @@ impl<'v, 'r> Walker<'v, 'r> {
                 self.reference(obj, t, ovs);
             }
         }
+        match tcode {
+            "Attachment" => self.attachment_size(obj),
+            "Coding" => self.coding_system(obj),
+            _ => {}
+        }
+    }
+
+    /// A Coding's `system` is an absolute URI naming a code system, not a value set.
+    fn coding_system(&mut self, coding: &Map<String, Value>) {
+        let Some(system) = coding.get("system").and_then(Value::as_str) else {
+            return;
+        };
+        let msg = if !system.contains(':') {
+            "Coding.system must be an absolute reference, not a local reference".to_string()
+        } else if self.val.defs.is_value_set(system) {
+            format!("The Coding references a value set, not a code system ('{system}')")
+        } else {
+            return;
+        };
+        let mark = self.push("system");
+        self.report(
+            Severity::Error,
+            IssueCode::Value,
+            "coding-system",
+            msg,
+            None,
+        );
+        self.pop(mark);
+    }
+
+    /// An Attachment's stated `size` must be the length of its `data` (as the HL7
+    /// validator checks).
+    fn attachment_size(&mut self, att: &Map<String, Value>) {
+        let (Some(stated), Some(actual)) = (
+            att.get("size").and_then(Value::as_u64),
+            attachment_data_len(att),
+        ) else {
+            return;
+        };
+        if stated != actual as u64 {
+            let mark = self.push("size");
+            self.report(
+                Severity::Error,
+                IssueCode::Value,
+                "attachment-size",
+                format!("Stated Attachment Size {stated} does not match actual attachment size {actual}"),
+                None,
+            );
+            self.pop(mark);
+        }
     }
 
     fn primitive_item(
@@ -805,6 +880,9 @@ impl<'v, 'r> Walker<'v, 'r> {
 
     /// Checks JSON type and format; returns whether the value is well-formed.
     fn primitive_value(&mut self, prim: Prim, val: &Value, node: &Node) -> bool {
+        if prim == Prim::Xhtml {
+            self.narrative_div(val);
+        }
         let code = prim.code();
         match self.val.regexes.check(prim, val) {
             Ok(()) => {}
@@ -872,9 +950,41 @@ impl<'v, 'r> Walker<'v, 'r> {
                     continue;
                 };
                 let Some(sd) = self.val.defs.sd(strip_version(url)) else {
+                    // A plain name is a complex extension's own sub-extension.
+                    if !self.val.allow_unknown_extensions
+                        && url.contains(':')
+                        && !unknown_extension_allowed(url)
+                    {
+                        self.extension_issue(
+                            key,
+                            i,
+                            "extension-unknown",
+                            format!(
+                                "The extension {url} could not be found so is not allowed here"
+                            ),
+                        );
+                    }
                     continue;
                 };
-                if sd.type_name != "Extension" || sd.contexts.is_empty() {
+                if sd.type_name != "Extension" {
+                    continue;
+                }
+                match (key, sd.is_modifier) {
+                    ("extension", Some(true)) => self.extension_issue(
+                        key,
+                        i,
+                        "extension-modifier",
+                        format!("The extension {url} must not be used as an extension (it is a modifierExtension)"),
+                    ),
+                    ("modifierExtension", Some(false)) => self.extension_issue(
+                        key,
+                        i,
+                        "extension-modifier",
+                        format!("The extension {url} must not be used as a modifierExtension (it is a regular extension)"),
+                    ),
+                    _ => {}
+                }
+                if sd.contexts.is_empty() {
                     continue;
                 }
                 let allowed = sd.contexts.iter().any(|(kind, expr)| match kind.as_str() {
@@ -919,6 +1029,14 @@ impl<'v, 'r> Walker<'v, 'r> {
                 }
             }
         }
+    }
+
+    /// An error about the `i`th item of `extension` or `modifierExtension`.
+    fn extension_issue(&mut self, key: &str, i: usize, id: &'static str, msg: String) {
+        let mark = self.push(key);
+        self.push_index(i);
+        self.report(Severity::Error, IssueCode::Structure, id, msg, None);
+        self.pop(mark);
     }
 
     /// Whether `path` names the current position from its data type (see `type_ctx`).
@@ -1131,6 +1249,49 @@ fn fhirpath_context_path(expr: &str) -> Option<&str> {
         && first.chars().all(|c| c.is_ascii_alphanumeric())
         && segs.all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric()));
     ok.then_some(head)
+}
+
+/// Unknown extensions reported only when the HL7 validator would find no definition either:
+/// not HL7's own (`http://hl7.org/fhir/..`: it resolves those from the extension packs and
+/// cross-version definitions it carries and we do not; an IG's, under `/uv/` or a realm
+/// such as `/us/`, it has only with that IG's package) and not in the example domains it lets
+/// through.
+fn unknown_extension_allowed(url: &str) -> bool {
+    let ig = url
+        .strip_prefix("http://hl7.org/fhir/")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|seg| {
+            seg == "uv" || (seg.len() == 2 && seg.bytes().all(|b| b.is_ascii_lowercase()))
+        });
+    (url.starts_with("http://hl7.org/fhir/") && !ig)
+        || ["example.org", "acme.com", "nema.org"]
+            .iter()
+            .any(|d| url.contains(d))
+}
+
+/// The decoded length of an Attachment's base-64 `data`.
+pub(crate) fn attachment_data_len(att: &Map<String, Value>) -> Option<usize> {
+    att.get("data")
+        .and_then(Value::as_str)
+        .map(base64_decoded_len)
+}
+
+/// The number of bytes base-64 text decodes to (white space ignored).
+pub(crate) fn base64_decoded_len(data: &str) -> usize {
+    let chars = data.bytes().filter(|b| !b.is_ascii_whitespace()).count();
+    let pad = data
+        .bytes()
+        .rev()
+        .filter(|b| !b.is_ascii_whitespace())
+        .take_while(|&b| b == b'=')
+        .count()
+        .min(2);
+    let tail = match chars % 4 {
+        2 => 1,
+        3 => 2,
+        _ => 0,
+    };
+    ((chars / 4) * 3 + tail).saturating_sub(pad)
 }
 
 pub(crate) fn is_id(s: &str) -> bool {

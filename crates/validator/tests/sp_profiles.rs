@@ -160,7 +160,12 @@ fn every_sp_profile_has_a_valid_snapshot() {
                 }
             }
         }
-        let issues = validator().validate(&with, &Options::default());
+        let mut issues = validator().validate(&with, &Options::default());
+        // The embedded base R4 definitions are trimmed of documentation (`definition`,
+        // `short`, binding descriptions; profiles/r4/SOURCES.md), so a generated snapshot
+        // lacks the formal definitions sdf-3 asks for and the binding descriptions sdf-10
+        // asks for; everything else about it must be valid.
+        issues.retain(|i| !matches!(i.message_id, "sdf-3" | "sdf-10"));
         assert!(errors(&issues).is_empty(), "{}: {}", p["id"], show(&issues));
     }
 }

@@ -118,6 +118,35 @@ def trim_vs(vs):
     return out
 
 
+def close_value_sets(wanted_vs, by_url):
+    """Closes over ValueSet imports; returns (value set URLs, code system URLs they draw on)."""
+    wanted_cs = set()
+    todo = list(wanted_vs)
+    seen = set()
+    while todo:
+        url = todo.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        vs = by_url.get(url)
+        if not vs or vs["resourceType"] != "ValueSet":
+            continue
+        for part in ("include", "exclude"):
+            for inc in vs.get("compose", {}).get(part, []):
+                if "system" in inc:
+                    wanted_cs.add(inc["system"])
+                for imp in inc.get("valueSet", []):
+                    todo.append(strip_version(imp))
+    return seen, wanted_cs
+
+
+def write_bundle(dst, name, entries):
+    bundle = {"resourceType": "Bundle", "id": name, "type": "collection", "entry": entries}
+    with open(os.path.join(dst, name + ".json"), "w") as f:
+        json.dump(bundle, f, separators=(",", ":"), ensure_ascii=False)
+        f.write("\n")
+
+
 def main(src, dst, others=None):
     types = json.load(open(os.path.join(src, "profiles-types.json")))
     res = json.load(open(os.path.join(src, "profiles-resources-subset.json")))
@@ -147,25 +176,8 @@ def main(src, dst, others=None):
         r = e["resource"]
         by_url.setdefault(r["url"], r)
 
-    # Close over ValueSet imports and collect the code systems they draw on.
-    wanted_cs = set(ALWAYS_CODESYSTEMS)
-    todo = list(wanted_vs)
-    seen = set()
-    while todo:
-        url = todo.pop()
-        if url in seen:
-            continue
-        seen.add(url)
-        vs = by_url.get(url)
-        if not vs or vs["resourceType"] != "ValueSet":
-            continue
-        for part in ("include", "exclude"):
-            for inc in vs.get("compose", {}).get(part, []):
-                if "system" in inc:
-                    wanted_cs.add(inc["system"])
-                for imp in inc.get("valueSet", []):
-                    todo.append(strip_version(imp))
-    wanted_vs = seen
+    wanted_vs, wanted_cs = close_value_sets(wanted_vs, by_url)
+    wanted_cs |= ALWAYS_CODESYSTEMS
 
     out_vs = []
     for e in vsb["entry"]:
@@ -176,10 +188,7 @@ def main(src, dst, others=None):
             out_vs.append({"resource": trim_cs(r)})
 
     def write(name, entries):
-        bundle = {"resourceType": "Bundle", "id": name, "type": "collection", "entry": entries}
-        with open(os.path.join(dst, name + ".json"), "w") as f:
-            json.dump(bundle, f, separators=(",", ":"), ensure_ascii=False)
-            f.write("\n")
+        write_bundle(dst, name, entries)
 
     write("profiles-types", [{"resource": s} for s in sds_types])
     write("profiles-resources", [{"resource": s} for s in sds_res])

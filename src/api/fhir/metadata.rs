@@ -177,6 +177,35 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
             ]
         }),
         json!({
+            "type": "HealthcareService",
+            "supportedProfile": [crate::directory::fhir::SP_HEALTHCARE_SERVICE],
+            "documentation": "The service directory (Open Referral UK feeds): community services by need and place, best matches first (the postcode's district, then its area, then services that cover everywhere). Readable by GP systems and VCS organisations.",
+            "interaction": interactions(&["read", "search-type"]),
+            "searchInclude": ["HealthcareService:organization", "HealthcareService:location"],
+            "searchParam": [
+                param("need", "token", None, "A need (SNOMED CT, ValueSet sp-referral-need) or need category, system|code or code; comma-separated means any. Finds the services in its need category"),
+                param("postcode", "string", None, "A UK postcode (HR2 0LT) or district (HR2): the services covering it, district before area before everywhere; not a UK postcode is a 400"),
+                param("service-category", "token", core("HealthcareService", "service-category"), "A need category (https://fhir.sp-gateway.uk/CodeSystem/need-category|code or code)"),
+                param("name", "string", core("HealthcareService", "name"), "Words that start words of the name or description"),
+                param("_text", "string", None, "Words that start words of the name or description"),
+                param("organization", "reference", core("HealthcareService", "organization"), "Organization/{id} of the directory"),
+                param("active", "token", core("HealthcareService", "active"), "true or false (withdrawn services are not active)"),
+                count.clone(), offset.clone(), format_param()
+            ]
+        }),
+        json!({
+            "type": "Organization",
+            "supportedProfile": [crate::directory::fhir::SP_DIRECTORY_ORGANIZATION],
+            "documentation": "Organisations of the service directory, with their charity, company and ODS identifiers.",
+            "interaction": interactions(&["read"])
+        }),
+        json!({
+            "type": "Location",
+            "supportedProfile": [crate::directory::fhir::SP_DIRECTORY_LOCATION],
+            "documentation": "Places and areas of the service directory's services.",
+            "interaction": interactions(&["read"])
+        }),
+        json!({
             "type": "Bundle",
             "documentation": "Transaction and BaRS message Bundles are accepted at the base and at $process-message; $validate checks one without storing it.",
             "operation": [{"name": "validate", "definition": VALIDATE}]

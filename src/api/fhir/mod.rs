@@ -13,6 +13,7 @@ pub mod audit_event;
 pub mod bundle;
 pub mod common;
 pub mod conformance;
+pub mod healthcare_service;
 pub mod metadata;
 pub mod observation;
 pub mod patient;
@@ -32,6 +33,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(task::routes)
             .configure(observation::routes)
             .configure(subscription::routes)
-            .configure(audit_event::routes),
+            .configure(audit_event::routes)
+            .configure(healthcare_service::routes),
     );
 }

@@ -121,8 +121,14 @@ pub(super) async fn prepare_write(
         correlation_id: correlation_id(request),
         now: Utc::now(),
     };
-    intake::prepare(&state.config, &state.validation, intake_request)
-        .map_err(|Rejected(issues)| ApiError::Invalid(issues))
+    let directory = state.catalog.index();
+    intake::prepare_with_directory(
+        &state.config,
+        &state.validation,
+        directory.as_ref(),
+        intake_request,
+    )
+    .map_err(|Rejected(issues)| ApiError::Invalid(issues))
 }
 
 fn conflict(code: &'static str, message_id: &str, text: String) -> ApiError {
@@ -252,7 +258,14 @@ pub(super) async fn validate(
         correlation_id: correlation_id(request),
         now: Utc::now(),
     };
-    let issues = match intake::prepare(&state.config, &state.validation, intake_request) {
+    let directory = state.catalog.index();
+    let prepared = intake::prepare_with_directory(
+        &state.config,
+        &state.validation,
+        directory.as_ref(),
+        intake_request,
+    );
+    let issues = match prepared {
         Ok(prepared) => prepared.warnings,
         Err(Rejected(issues)) => issues,
     };

@@ -17,6 +17,7 @@
 
 mod admin;
 mod audit;
+mod directory;
 mod engine;
 mod outbox;
 mod referrals;
@@ -82,6 +83,11 @@ fn migrator() -> Migrator {
             5,
             "shared_notifications",
             include_str!("../migrations/postgres/0005_shared_notifications.sql"),
+        ),
+        migration(
+            6,
+            "directory",
+            include_str!("../migrations/postgres/0006_directory.sql"),
         ),
     ])
 }

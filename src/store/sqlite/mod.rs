@@ -10,6 +10,7 @@
 
 mod admin;
 mod audit;
+mod directory;
 mod engine;
 mod outbox;
 mod referrals;
@@ -51,7 +52,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 9] = [
+const MIGRATIONS: [(&str, &str); 10] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -84,6 +85,10 @@ const MIGRATIONS: [(&str, &str); 9] = [
     (
         "shared_notifications",
         include_str!("../migrations/sqlite/009_shared_notifications.sql"),
+    ),
+    (
+        "directory",
+        include_str!("../migrations/sqlite/010_directory.sql"),
     ),
 ];
 

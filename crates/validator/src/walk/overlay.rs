@@ -445,12 +445,17 @@ impl<'v, 'r> Walker<'v, 'r> {
                 actual.iter().any(|a| pattern_matches(&expected, a, 0))
             }
             DiscriminatorKind::Type => {
-                let Some(t) = element_at(slice, path).and_then(|n| n.types.first()) else {
+                // A slice may allow several types: an item of any of them belongs to it.
+                let Some(types) = element_at(slice, path)
+                    .map(|n| &n.types)
+                    .filter(|t| !t.is_empty())
+                else {
                     return false;
                 };
                 match values_at(item, path).first() {
                     Some(Value::Object(o)) if o.contains_key("resourceType") => {
-                        o.get("resourceType").and_then(Value::as_str) == Some(t.code.as_str())
+                        let rt = o.get("resourceType").and_then(Value::as_str);
+                        types.iter().any(|t| Some(t.code.as_str()) == rt)
                     }
                     Some(_) => true,
                     None => false,
