@@ -149,9 +149,8 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         store,
         Arc::new(validation),
         metrics,
-        wake,
+        api::WorkerLink { wake, heartbeat },
         schemas,
-        heartbeat,
         catalog,
     ));
     // Buckets of callers gone quiet are dropped every minute: the limiter's memory follows the

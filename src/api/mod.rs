@@ -57,17 +57,24 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
 }
 
+/// How the API reaches this process's delivery worker: the signal that wakes it after a commit,
+/// and (when it runs here) its heartbeat for `/readyz`.
+pub struct WorkerLink {
+    pub wake: Wake,
+    pub heartbeat: Option<Heartbeat>,
+}
+
 impl AppState {
     pub fn new(
         config: Arc<Config>,
         store: Arc<dyn Store>,
         validation: Arc<Validation>,
         metrics: Arc<Metrics>,
-        wake: Wake,
+        worker: WorkerLink,
         vcs_schemas: vcs::VcsSchemas,
-        worker: Option<Heartbeat>,
         catalog: Arc<Catalog>,
     ) -> Self {
+        let WorkerLink { wake, heartbeat } = worker;
         let auth = Auth::new(&config);
         let limits = rate_limit::RateLimits::new(&config.server);
         let budget = budget::StorageBudget::new(config.storage.max_bytes);
@@ -81,7 +88,7 @@ impl AppState {
             vcs_schemas,
             auth,
             limits,
-            worker,
+            worker: heartbeat,
             catalog,
         }
     }

@@ -19,16 +19,16 @@ mod traits;
 mod types;
 
 pub use traits::{
-    Audit, DeliveryAdmin, Directory, Health,
- Outbox, Referrals, Resources, Store, Subscriptions, Tokens,
+    Audit, DeliveryAdmin, Directory, Health, Outbox, Referrals, Resources, Store, Subscriptions,
+    Tokens,
 };
 pub use types::*;
 
 /// Every store trait, for callers of `Arc<dyn Store>`.
 pub mod prelude {
     pub use super::traits::{
-        Audit, DeliveryAdmin, Directory, Health,
- Outbox, Referrals, Resources, Store, Subscriptions, Tokens,
+        Audit, DeliveryAdmin, Directory, Health, Outbox, Referrals, Resources, Store,
+        Subscriptions, Tokens,
     };
 }
 

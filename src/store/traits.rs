@@ -352,7 +352,15 @@ pub trait Store:
 
 /// Any type with every aggregate is a store.
 impl<
-        T: Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin + Health + Directory,
+        T: Referrals
+            + Resources
+            + Subscriptions
+            + Audit
+            + Tokens
+            + Outbox
+            + DeliveryAdmin
+            + Health
+            + Directory,
     > Store for T
 {
 }
