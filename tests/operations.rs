@@ -96,7 +96,7 @@ fn health_and_readiness_probes_need_no_token_and_name_what_failed() {
     assert_eq!(ready["status"], "ready", "{ready}");
     assert_eq!(
         ready["checks"],
-        json!({"database": "ok", "migrations": "ok", "worker": "ok"})
+        json!({"database": "ok", "migrations": "ok", "writes": "ok", "worker": "ok"})
     );
 
     // Someone ran an older build's schema under this one: not ready, and it says why.
