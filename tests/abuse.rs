@@ -232,3 +232,25 @@ fn a_subscription_may_not_set_reserved_headers() {
     ));
     assert_eq!(status, 201, "{created}");
 }
+
+/// The service directory is read by VCS organisations too: their reads are counted in their own
+/// bucket like their other requests, not let through uncounted.
+#[test]
+fn directory_reads_by_an_organisation_are_counted() {
+    let gateway = Gateway::start_with(
+        |c| with_limits(c, "rate_limit_per_second = 1\nrate_limit_burst = 5"),
+        &[],
+    );
+    let mut throttled = 0;
+    for _ in 0..30 {
+        let (status, _) = send(
+            gateway
+                .http
+                .get(gateway.url("/fhir/HealthcareService?active=true"))
+                .bearer_auth(VCS_TOKEN),
+        );
+        assert!(status == 200 || status == 429, "{status}");
+        throttled += usize::from(status == 429);
+    }
+    assert!(throttled >= 15, "{throttled} of 30 throttled");
+}

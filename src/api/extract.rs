@@ -102,6 +102,22 @@ fn refused_login(request: &HttpRequest, state: &AppState) -> Refusal {
     refusal
 }
 
+/// A caller named by a static token (a VCS organisation, the operator): a known one is counted in
+/// its own bucket, a token that names nobody is a failed login, no token an anonymous request.
+fn by_token<T>(
+    request: &HttpRequest,
+    identify: impl FnOnce(&AppState, &str) -> Option<(Caller, T)>,
+) -> Result<T, Refusal> {
+    let state = state(request)?;
+    let Some(token) = bearer(request) else {
+        return Err(refused(request, state));
+    };
+    match identify(state, token) {
+        Some((caller, found)) => counted(request, state, caller, found),
+        None => Err(refused_login(request, state)),
+    }
+}
+
 async fn gp_client(request: &HttpRequest) -> Result<GpClient, Refusal> {
     let state = state(request)?;
     let Some(token) = bearer(request) else {
@@ -148,17 +164,9 @@ impl FromRequest for VcsCaller {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = state(request).and_then(|state| match bearer(request) {
-            None => Err(refused(request, state)),
-            Some(token) => match state.auth.vcs(token) {
-                Some(vcs) => counted(
-                    request,
-                    state,
-                    Caller::Vcs(vcs.clone()),
-                    VcsCaller(vcs.clone()),
-                ),
-                None => Err(refused_login(request, state)),
-            },
+        let found = by_token(request, |state, token| {
+            let vcs = state.auth.vcs(token)?;
+            Some((Caller::Vcs(vcs.clone()), VcsCaller(vcs.clone())))
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }
@@ -191,12 +199,19 @@ impl FromRequest for DirectoryReader {
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let request = request.clone();
         Box::pin(async move {
-            let vcs = state(&request)
-                .ok()
-                .and_then(|state| bearer(&request).and_then(|token| state.auth.vcs(token)))
-                .cloned();
+            let vcs = state(&request).ok().and_then(|state| {
+                let vcs = bearer(&request).and_then(|token| state.auth.vcs(token))?;
+                Some((state, vcs.clone()))
+            });
             match vcs {
-                Some(vcs) => Ok(DirectoryReader::Vcs(vcs)),
+                // Counted in the organisation's bucket, as its other requests are.
+                Some((state, vcs)) => counted(
+                    &request,
+                    state,
+                    Caller::Vcs(vcs.clone()),
+                    DirectoryReader::Vcs(vcs),
+                )
+                .map_err(|refusal| refuse(&request, refusal)),
                 None => GpClient::extract(&request).await.map(DirectoryReader::Gp),
             }
         })
@@ -212,12 +227,11 @@ impl FromRequest for Operator {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let found = state(request).and_then(|state| match bearer(request) {
-            None => Err(refused(request, state)),
-            Some(token) if state.auth.is_operator(token) => {
-                counted(request, state, Caller::Operator, Operator)
-            }
-            Some(_) => Err(refused_login(request, state)),
+        let found = by_token(request, |state, token| {
+            state
+                .auth
+                .is_operator(token)
+                .then_some((Caller::Operator, Operator))
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
     }
