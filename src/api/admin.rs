@@ -14,6 +14,7 @@ use super::json::{json_page, json_result, Page};
 use super::{query_pairs, AppState};
 use crate::delivery::signing::generate_secret;
 use crate::domain::{Actor, VcsId};
+use crate::metrics::StoreFigures;
 use crate::store::{DeliveryFilter, DeliveryState, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -47,17 +48,24 @@ fn configured_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
 }
 
 /// Prometheus scrapes with the admin token (`authorization: credentials` in its scrape config).
+/// A store that cannot be reached is reported as `sp_store_up 0`, not as a failed scrape.
 async fn metrics(_: Operator, state: web::Data<AppState>) -> HttpResponse {
-    match state.store.outbox_stats(Utc::now()).await {
-        Ok(stats) => HttpResponse::Ok()
-            .content_type("text/plain; version=0.0.4")
-            .body(
-                state
-                    .metrics
-                    .render(&stats, state.store.write_refusal().is_some()),
-            ),
-        Err(e) => Problem::from(e).into_response(),
+    let figures = async {
+        let outbox = state.store.outbox_stats(Utc::now()).await?;
+        let disabled_endpoints = state.store.disabled_endpoints().await?.len();
+        Ok::<_, StoreError>(StoreFigures {
+            outbox,
+            disabled_endpoints,
+            writes_refused: state.store.write_refusal().is_some(),
+        })
     }
+    .await;
+    if let Err(error) = &figures {
+        tracing::warn!(%error, "metrics: the store did not answer");
+    }
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(figures.ok().as_ref()))
 }
 
 /// The operator API's view of our own records (strings and numbers, which always serialise).

@@ -18,9 +18,11 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::delivery::{Heartbeat, Wake};
 use crate::directory::Catalog;
+use crate::domain::ClientId;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::validation::Validation;
+use errors::ApiError;
 
 pub mod access;
 pub mod admin;
@@ -90,6 +92,24 @@ impl AppState {
             limits,
             worker: heartbeat,
             catalog,
+        }
+    }
+
+    /// Intake refused a submission of `client`: count it once, and under each rule it broke.
+    pub fn refused(&self, client: &ClientId, error: &ApiError) {
+        if !error.status().is_client_error() {
+            return;
+        }
+        let client = client.to_string();
+        self.metrics
+            .intake_refusals
+            .with_label_values(&[client.as_str()])
+            .inc();
+        for message_id in error.error_message_ids() {
+            self.metrics
+                .intake_refused
+                .with_label_values(&[client.as_str(), message_id.as_str()])
+                .inc();
         }
     }
 

@@ -7,7 +7,7 @@ use actix_web::HttpResponse;
 use serde_json::Value;
 
 use crate::conformance::ConformanceError;
-use crate::fhir::outcome::{operation_outcome, Issue};
+use crate::fhir::outcome::{operation_outcome, Issue, Severity};
 use crate::fhir::read::{render, Format, ReadError};
 use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
@@ -81,6 +81,20 @@ impl ApiError {
             }
             ApiError::Conformance(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+
+    /// The message ids of the errors this answer reports (the rule broken, `unreadable-body`,
+    /// `payload-too-large`…), each once: what the intake refusal counter is labelled by.
+    pub fn error_message_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .issues()
+            .into_iter()
+            .filter(|issue| matches!(issue.severity, Severity::Error | Severity::Fatal))
+            .map(|issue| issue.message_id.unwrap_or_else(|| issue.code.to_string()))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     fn issues(&self) -> Vec<Issue> {

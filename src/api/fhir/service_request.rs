@@ -100,8 +100,23 @@ pub(super) fn parse_condition(raw: &str) -> Result<Identifier, ApiError> {
     }
 }
 
-/// Parses and runs intake for a write, answering validation failures with all issues at once.
+/// Parses and runs intake for a write, answering validation failures with all issues at once;
+/// every refusal is counted by client and rule (`sp_intake_refused_total`).
 pub(super) async fn prepare_write(
+    state: &AppState,
+    request: &HttpRequest,
+    payload: web::Payload,
+    endpoint: Endpoint,
+    client: &ClientId,
+) -> Result<Prepared, ApiError> {
+    let prepared = run_intake(state, request, payload, endpoint, client).await;
+    if let Err(error) = &prepared {
+        state.refused(client, error);
+    }
+    prepared
+}
+
+async fn run_intake(
     state: &AppState,
     request: &HttpRequest,
     payload: web::Payload,
