@@ -472,10 +472,55 @@ fn reference_of<'x>(item: &'x Item<'_>) -> Option<&'x str> {
 fn resolve<'a>(input: &[Item<'a>], env: &Env<'_, 'a>) -> Coll<'a> {
     input
         .iter()
-        .filter_map(reference_of)
-        .filter_map(|r| resolve_one(r, env))
+        .filter_map(|item| {
+            let reference = reference_of(item)?;
+            resolve_one(reference, env).or_else(|| contained_in_entry(item, reference, env))
+        })
         .map(|v| Item::Node(Node::new(v)))
         .collect()
+}
+
+/// A `#id` reference made inside an entry of a Bundle root (the expression runs on the
+/// Bundle): the contained resource of the entry that holds the reference.
+fn contained_in_entry<'a>(
+    item: &Item<'a>,
+    reference: &str,
+    env: &Env<'_, 'a>,
+) -> Option<&'a Value> {
+    let id = reference.strip_prefix('#')?;
+    let Item::Node(node) = item else {
+        return None;
+    };
+    let at = node.value?;
+    let entries = env
+        .root
+        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"))?
+        .get("entry")?
+        .as_array()?;
+    let holder = entries
+        .iter()
+        .filter_map(|e| e.get("resource"))
+        .find(|r| holds(r, at, 0))?;
+    holder
+        .get("contained")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+}
+
+/// Whether `target` is `v` or inside it (by identity).
+fn holds(v: &Value, target: &Value, depth: usize) -> bool {
+    if std::ptr::eq(v, target) {
+        return true;
+    }
+    if depth > 64 {
+        return false;
+    }
+    match v {
+        Value::Object(o) => o.values().any(|x| holds(x, target, depth + 1)),
+        Value::Array(a) => a.iter().any(|x| holds(x, target, depth + 1)),
+        _ => false,
+    }
 }
 
 /// Resolution order: contained resources (`#id`), entries of a Bundle root

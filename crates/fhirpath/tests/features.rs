@@ -444,6 +444,39 @@ fn resolve_contained_bundle_and_resolver() {
     );
 }
 
+/// A `#id` reference inside a Bundle entry, followed from an expression on the Bundle,
+/// finds the contained resource of that entry (not of another entry with the same id).
+#[test]
+fn resolve_contained_in_an_entry_from_the_bundle() {
+    let bundle = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"fullUrl": "http://x/Observation/a", "resource": {"resourceType": "Observation", "id": "a",
+            "contained": [{"resourceType": "Device", "id": "d", "status": "active"}],
+            "device": {"reference": "#d"}}},
+        {"fullUrl": "http://x/Observation/b", "resource": {"resourceType": "Observation", "id": "b",
+            "contained": [{"resourceType": "Device", "id": "d", "status": "inactive"}],
+            "device": {"reference": "#d"}}},
+        {"fullUrl": "http://x/Observation/c", "resource": {"resourceType": "Observation", "id": "c",
+            "device": {"reference": "#d"}}}
+    ]});
+    let ctx = Context {
+        root_resource: Some(&bundle),
+        ..Context::default()
+    };
+    assert_eq!(
+        run_with("entry.resource.device.resolve().status", &bundle, &ctx).unwrap(),
+        ["active", "inactive"]
+    );
+    assert_eq!(
+        run_with(
+            "entry.resource.ofType(Observation).all(device.resolve().exists())",
+            &bundle,
+            &ctx
+        )
+        .unwrap(),
+        ["false"]
+    );
+}
+
 struct Genders;
 
 impl Terminology for Genders {

@@ -36,6 +36,16 @@ static R4_MORE_VALUESETS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/definitions/r4-valuesets.json"
 ));
+/// The R4 core SearchParameters, reduced to url, code, type and base (`definitions/SOURCES.md`).
+static R4_SEARCH_PARAMETERS: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/definitions/r4-search-parameters.json"
+));
+/// ISO 3166-1 country codes as a CodeSystem (`definitions/SOURCES.md`).
+static ISO_3166: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/definitions/iso-3166.json"
+));
 static R4_VALUESETS: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../profiles/r4/valuesets.json"
@@ -82,6 +92,8 @@ pub(crate) struct Defs {
     /// Type name -> core (non-profile) definition.
     by_type: FastMap<String, usize>,
     expansions: FastMap<String, Arc<Expansion>>,
+    /// The loaded CodeSystems by URL (their displays are checked).
+    code_systems: HashMap<String, CodeSystem>,
     resource_types: FastSet<String>,
     /// Element types for FHIRPath navigation, from the same definitions.
     pub model: fhirpath::StructureDefinitionModel,
@@ -92,6 +104,11 @@ pub(crate) struct Defs {
     /// Questionnaires given as extra definitions, by canonical URL (QuestionnaireResponses
     /// that name one are checked against it).
     questionnaires: FastMap<String, Arc<Value>>,
+    /// SearchParameters (R4 core and extra definitions) by URL: (type, base resource types).
+    search_params: FastMap<String, (String, Vec<String>)>,
+    /// Measures given as extra definitions, by canonical URL (MeasureReports that name one
+    /// are checked against it).
+    measures: FastMap<String, Arc<Value>>,
     /// Canonical URLs of the loaded ValueSets.
     value_set_urls: FastSet<String>,
 }
@@ -107,6 +124,11 @@ impl Defs {
             ("r4/profiles-vitalsigns.json", R4_VITAL_SIGNS),
             ("r4/valuesets.json", R4_VALUESETS),
             ("definitions/r4-valuesets.json", R4_MORE_VALUESETS),
+            ("definitions/iso-3166.json", ISO_3166),
+            (
+                "definitions/r4-search-parameters.json",
+                R4_SEARCH_PARAMETERS,
+            ),
         ]
         .into_iter()
         .chain(SP_FILES.iter().copied())
@@ -131,11 +153,14 @@ impl Defs {
             by_url: FastMap::default(),
             by_type: FastMap::default(),
             expansions: FastMap::default(),
+            code_systems: HashMap::new(),
             resource_types: FastSet::default(),
             model: fhirpath::StructureDefinitionModel::new(),
             skipped: Vec::new(),
             global: Vec::new(),
             questionnaires: FastMap::default(),
+            measures: FastMap::default(),
+            search_params: FastMap::default(),
             value_set_urls: FastSet::default(),
         };
         let mut value_sets: HashMap<String, Value> = HashMap::new();
@@ -167,6 +192,20 @@ impl Defs {
                 }
                 Some("Questionnaire") if !url.is_empty() => {
                     defs.questionnaires.insert(url, Arc::new(r));
+                }
+                Some("SearchParameter") if !url.is_empty() => {
+                    let t = r.get("type").and_then(Value::as_str).unwrap_or_default();
+                    let base = r.get("base").and_then(Value::as_array).map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    });
+                    defs.search_params
+                        .insert(url, (t.to_string(), base.unwrap_or_default()));
+                }
+                Some("Measure") if !url.is_empty() => {
+                    defs.measures.insert(url, Arc::new(r));
                 }
                 Some("ImplementationGuide") => {
                     let globals = r
@@ -200,6 +239,7 @@ impl Defs {
             .cloned()
             .collect();
         defs.expand_bindings(&value_sets, &code_systems);
+        defs.code_systems = code_systems;
         defs.link();
         defs.compile_constraints();
         Ok(defs)
@@ -241,6 +281,10 @@ impl Defs {
                     }
                 }
             }
+        }
+        // The value sets loaded Questionnaires draw answers and units from.
+        for q in self.questionnaires.values() {
+            questionnaire_value_sets(q.get("item"), 0, &mut wanted);
         }
         for url in wanted {
             if value_sets.contains_key(&url) {
@@ -339,6 +383,35 @@ impl Defs {
             .map(|q| &**q)
     }
 
+    /// The expansion of a value set bound by a loaded element or named by a loaded
+    /// Questionnaire (`answerValueSet`, `questionnaire-unitValueSet`).
+    pub fn expansion(&self, url: &str) -> Option<&Expansion> {
+        self.expansions
+            .get(crate::model::strip_version(url))
+            .map(|e| &**e)
+    }
+
+    /// When `display` is not a display of `system#code` and we hold the code system: the
+    /// displays the code has.
+    pub fn wrong_display(&self, system: &str, code: &str, display: &str) -> Option<&[String]> {
+        self.code_systems.get(system)?.wrong_display(code, display)
+    }
+
+    /// A SearchParameter by canonical URL (a version suffix is ignored): its type and
+    /// base resource types.
+    pub fn search_param(&self, url: &str) -> Option<(&str, &[String])> {
+        self.search_params
+            .get(crate::model::strip_version(url))
+            .map(|(t, b)| (t.as_str(), b.as_slice()))
+    }
+
+    /// A loaded Measure by canonical URL (a version suffix is ignored).
+    pub fn measure(&self, url: &str) -> Option<&Value> {
+        self.measures
+            .get(crate::model::strip_version(url))
+            .map(|m| &**m)
+    }
+
     pub fn is_resource_type(&self, name: &str) -> bool {
         self.resource_types.contains(name)
             || self
@@ -364,5 +437,32 @@ fn flatten(v: Value, out: &mut Vec<Value>, depth: usize) {
         }
     } else {
         out.push(v);
+    }
+}
+
+/// The value sets a Questionnaire's items name: `answerValueSet` and the
+/// `questionnaire-unitValueSet` extension, at any depth.
+fn questionnaire_value_sets(items: Option<&Value>, depth: usize, out: &mut HashSet<String>) {
+    const UNIT_VALUE_SET: &str =
+        "http://hl7.org/fhir/StructureDefinition/questionnaire-unitValueSet";
+    let Some(items) = items.and_then(Value::as_array) else {
+        return;
+    };
+    if depth > 64 {
+        return;
+    }
+    for item in items {
+        if let Some(u) = item.get("answerValueSet").and_then(Value::as_str) {
+            out.insert(crate::model::strip_version(u).to_string());
+        }
+        let exts = item.get("extension").and_then(Value::as_array);
+        for e in exts.map(Vec::as_slice).unwrap_or(&[]) {
+            if e.get("url").and_then(Value::as_str) == Some(UNIT_VALUE_SET) {
+                if let Some(u) = e.get("valueCanonical").and_then(Value::as_str) {
+                    out.insert(crate::model::strip_version(u).to_string());
+                }
+            }
+        }
+        questionnaire_value_sets(item.get("item"), depth + 1, out);
     }
 }

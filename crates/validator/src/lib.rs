@@ -67,6 +67,8 @@ pub struct Validator {
     assume_valid_rest_references: bool,
     /// See [`Validator::allow_unknown_extensions`].
     allow_unknown_extensions: bool,
+    /// See [`Validator::check_references_exist`].
+    check_references_exist: bool,
 }
 
 impl Validator {
@@ -86,6 +88,7 @@ impl Validator {
             regexes,
             assume_valid_rest_references: true,
             allow_unknown_extensions: true,
+            check_references_exist: false,
         })
     }
 
@@ -108,6 +111,16 @@ impl Validator {
     #[must_use]
     pub fn allow_unknown_extensions(mut self, allow: bool) -> Validator {
         self.allow_unknown_extensions = allow;
+        self
+    }
+
+    /// Whether a relative reference (`Patient/123`) must resolve to a resource of the Bundle
+    /// or Parameters being validated (the HL7 validator's `validateReference`
+    /// `CHECK_EXISTS`, with nothing else to fetch from). Off by default: a referral names
+    /// resources held elsewhere.
+    #[must_use]
+    pub fn check_references_exist(mut self, check: bool) -> Validator {
+        self.check_references_exist = check;
         self
     }
 

@@ -119,6 +119,38 @@ pub(crate) struct TypeRef {
     pub targets: Targets,
     /// Index of the core definition of `code` in `Defs` (set after loading).
     pub sd_index: Option<usize>,
+    /// `aggregation` of a Reference type: where the target may be (none listed: anywhere).
+    pub aggregation: Aggregation,
+}
+
+/// `ElementDefinition.type.aggregation`: the places a referenced resource may be, as flags.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Aggregation(u8);
+
+impl Aggregation {
+    pub const CONTAINED: u8 = 1;
+    pub const BUNDLED: u8 = 2;
+    pub const REFERENCED: u8 = 4;
+
+    fn parse(modes: &[String]) -> Aggregation {
+        Aggregation(modes.iter().fold(0, |acc, m| {
+            acc | match m.as_str() {
+                "contained" => Self::CONTAINED,
+                "bundled" => Self::BUNDLED,
+                "referenced" => Self::REFERENCED,
+                _ => 0,
+            }
+        }))
+    }
+
+    /// Whether any mode is listed.
+    pub fn restricts(self) -> bool {
+        self.0 != 0
+    }
+
+    pub fn allows(self, mode: u8) -> bool {
+        self.0 & mode != 0
+    }
 }
 
 /// Allowed reference targets.
@@ -291,6 +323,7 @@ fn parse_type(t: &Value) -> Option<TypeRef> {
         targets: precompute_targets(&target_profiles),
         target_profiles,
         sd_index: None,
+        aggregation: Aggregation::parse(&strings("aggregation")),
     })
 }
 

@@ -11,6 +11,8 @@ use crate::model::{strip_version, FastMap, FastSet};
 pub(crate) struct CodeSystem {
     /// code -> parent codes.
     pub parents: HashMap<String, Vec<String>>,
+    /// code -> the displays it may be shown with: its `display`, then its designations.
+    displays: HashMap<String, Vec<String>>,
 }
 
 impl CodeSystem {
@@ -36,10 +38,36 @@ impl CodeSystem {
             if let Some(p) = parent {
                 entry.push(p.to_string());
             }
+            let designations = c
+                .get("designation")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(|d| d.get("value").and_then(Value::as_str));
+            let shown: Vec<String> = c
+                .get("display")
+                .and_then(Value::as_str)
+                .into_iter()
+                .chain(designations)
+                .map(str::to_string)
+                .collect();
+            if !shown.is_empty() {
+                self.displays.insert(code.to_string(), shown);
+            }
             if let Some(sub) = c.get("concept").and_then(Value::as_array) {
                 self.add_concepts(sub, Some(code), depth + 1);
             }
         }
+    }
+
+    /// When `display` is not a display of `code` (compared ignoring case and runs of
+    /// white space, as the HL7 validator compares): the displays it may have. `None`
+    /// when it is one, or when the code or its displays are unknown.
+    pub fn wrong_display(&self, code: &str, display: &str) -> Option<&[String]> {
+        let shown = self.displays.get(code)?;
+        let wanted = normalise(display);
+        (!shown.iter().any(|d| normalise(d) == wanted)).then_some(shown.as_slice())
     }
 
     fn is_a(&self, code: &str, ancestor: &str, depth: usize) -> bool {
@@ -53,6 +81,13 @@ impl CodeSystem {
             .get(code)
             .is_some_and(|ps| ps.iter().any(|p| self.is_a(p, ancestor, depth + 1)))
     }
+}
+
+fn normalise(s: &str) -> String {
+    s.split_whitespace()
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The codes of a ValueSet, per system, as far as we can enumerate them.
@@ -91,6 +126,17 @@ impl Expansion {
             return self.check_code(code);
         };
         if self.codes.get(system).is_some_and(|s| s.contains(code)) {
+            Membership::In
+        } else if self.unknown_systems.contains(system) || self.incomplete {
+            Membership::Unknown
+        } else {
+            Membership::NotIn
+        }
+    }
+
+    /// Whether the value set draws on `system` at all (for a coding without a code).
+    pub fn check_system(&self, system: &str) -> Membership {
+        if self.codes.contains_key(system) {
             Membership::In
         } else if self.unknown_systems.contains(system) || self.incomplete {
             Membership::Unknown

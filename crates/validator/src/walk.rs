@@ -13,11 +13,14 @@ use crate::primitives::{Prim, PrimError};
 use crate::{Options, Validator};
 
 mod bundle;
+mod conformance;
 mod implied;
+mod measure;
 mod native;
 pub(crate) use native::is_native;
 mod overlay;
 mod questionnaire;
+mod refs;
 mod terms;
 mod xhtml;
 
@@ -37,13 +40,15 @@ pub(crate) fn validate(v: &Validator, resource: &Value, opts: &Options) -> Vec<I
         path: String::with_capacity(128),
         depth: 0,
         truncated: false,
-        bundle: native::bundle_entries(resource),
+        bundle: refs::root_entries(resource),
+        bundle_root: (resource.get("resourceType").and_then(Value::as_str) == Some("Bundle"))
+            .then_some(resource),
         resources: Vec::new(),
         root: resource,
         def_path: String::new(),
         type_ctx: ("", 0),
     };
-    w.resource(resource, true);
+    w.resource(resource, true, &[]);
     w.finish()
 }
 
@@ -71,8 +76,11 @@ pub(crate) struct Walker<'v, 'r> {
     path: String,
     depth: usize,
     truncated: bool,
-    /// Entries of the root Bundle, for resolving references.
-    bundle: Vec<native::Entry<'r>>,
+    /// Entries of the root Bundle (or resources of the root Parameters), for resolving
+    /// references.
+    bundle: Vec<refs::Entry<'r>>,
+    /// The root, when it is a Bundle.
+    bundle_root: Option<&'r Value>,
     /// The resources being walked, innermost last (for `#id` references).
     resources: Vec<&'r Value>,
     /// `%rootResource` for FHIRPath: the innermost resource being walked that is not a
@@ -116,10 +124,11 @@ impl<'v, 'r> Walker<'v, 'r> {
     fn finish(mut self) -> Vec<Issue> {
         // Profiles restate base rules; report each finding once. Slice
         // findings share the sliced element's path, so their text (which
-        // names the slice) is part of what makes them distinct.
+        // names the slice) is part of what makes them distinct; so do a
+        // MeasureReport group's missing populations and stratifiers.
         let mut seen = HashSet::new();
         self.issues.retain(|i| {
-            let detail = if i.message_id.starts_with("slice-") {
+            let detail = if i.message_id.starts_with("slice-") || i.message_id == "measure-report" {
                 i.diagnostics.clone()
             } else {
                 String::new()
@@ -189,7 +198,7 @@ impl<'v, 'r> Walker<'v, 'r> {
 
     /// Validates a resource at the current path (the root, or a contained /
     /// Bundle entry resource).
-    fn resource(&mut self, v: &'r Value, is_root: bool) {
+    fn resource(&mut self, v: &'r Value, is_root: bool, type_profiles: &[&'v str]) {
         let mark = self.path.len();
         let Some(obj) = v.as_object() else {
             if is_root {
@@ -273,7 +282,10 @@ impl<'v, 'r> Walker<'v, 'r> {
         if is_root {
             self.push(rt);
         }
-        let overlays = self.resource_profiles(rt, obj, is_root);
+        let mut overlays = self.resource_profiles(rt, obj, is_root);
+        for url in type_profiles {
+            self.add_profile(url, rt, &mut overlays);
+        }
         self.resources.push(v);
         let saved_root = self.root;
         if !self.def_path.ends_with(".contained") {
@@ -286,6 +298,9 @@ impl<'v, 'r> Walker<'v, 'r> {
         self.constraints(v, None, rt, &[base], &overlays);
         match rt {
             "QuestionnaireResponse" => self.questionnaire_response(v),
+            "MeasureReport" => self.measure_report(v),
+            "CapabilityStatement" => self.capability_statement(v),
+            "SearchParameter" => self.search_parameter(v),
             "Bundle" => self.bundle_rules(obj),
             _ => {}
         }
@@ -690,7 +705,8 @@ impl<'v, 'r> Walker<'v, 'r> {
             || tcode == "DomainResource"
             || type_sd.is_some_and(|sd| sd.kind == Kind::Resource);
         if resource_typed {
-            self.nested_resource(tcode, obj, val);
+            let profiles = self.resource_type_profiles(tref, ovs, obj);
+            self.nested_resource(tcode, obj, val, &profiles);
             return;
         }
         let target = if !node.children.is_empty() {
@@ -751,6 +767,7 @@ impl<'v, 'r> Walker<'v, 'r> {
         let Some(system) = coding.get("system").and_then(Value::as_str) else {
             return;
         };
+        self.coding_display(system, coding);
         let msg = if !system.contains(':') {
             "Coding.system must be an absolute reference, not a local reference".to_string()
         } else if self.val.defs.is_value_set(system) {
@@ -764,6 +781,29 @@ impl<'v, 'r> Walker<'v, 'r> {
             IssueCode::Value,
             "coding-system",
             msg,
+            None,
+        );
+        self.pop(mark);
+    }
+
+    /// A Coding's `display` must be one of its code's displays, when we hold the code
+    /// system (the FHIR code systems, ISO 3166).
+    fn coding_display(&mut self, system: &str, coding: &Map<String, Value>) {
+        let (Some(code), Some(display)) = (
+            coding.get("code").and_then(Value::as_str),
+            coding.get("display").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        let Some(valid) = self.val.defs.wrong_display(system, code, display) else {
+            return;
+        };
+        let mark = self.push("display");
+        self.report(
+            Severity::Error,
+            IssueCode::Invalid,
+            "coding-display",
+            wrong_display_message(system, code, display, valid),
             None,
         );
         self.pop(mark);
@@ -860,7 +900,44 @@ impl<'v, 'r> Walker<'v, 'r> {
 
     /// A resource inside another (contained, Bundle entry, Parameters):
     /// validated as a resource of its own type, the path continuing through.
-    fn nested_resource(&mut self, tcode: &str, obj: &Map<String, Value>, val: &'r Value) {
+    /// The profiles an element's type (in the base or a profile) names for the resource it
+    /// holds (`Bundle.entry.resource`, `Parameters.parameter.resource`): those of the
+    /// resource's own type, where a type names one (a choice of several is left alone).
+    fn resource_type_profiles(
+        &self,
+        tref: Option<&'v TypeRef>,
+        ovs: &[Ov<'v>],
+        obj: &Map<String, Value>,
+    ) -> Vec<&'v str> {
+        let rt = obj
+            .get("resourceType")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let defs = &self.val.defs;
+        let mut out: Vec<&'v str> = Vec::new();
+        let types = tref
+            .into_iter()
+            .chain(ovs.iter().flat_map(|o| o.node().types.iter()));
+        for t in types {
+            if let [one] = t.profiles.as_slice() {
+                let fits = defs
+                    .sd(strip_version(one))
+                    .is_some_and(|sd| sd.type_name == rt);
+                if fits && !out.contains(&one.as_str()) {
+                    out.push(one);
+                }
+            }
+        }
+        out
+    }
+
+    fn nested_resource(
+        &mut self,
+        tcode: &str,
+        obj: &Map<String, Value>,
+        val: &'r Value,
+        profiles: &[&'v str],
+    ) {
         if tcode != "Resource" && tcode != "DomainResource" {
             if let Some(rt) = obj.get("resourceType").and_then(Value::as_str) {
                 if rt != tcode {
@@ -875,7 +952,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                 }
             }
         }
-        self.resource(val, false);
+        self.resource(val, false, profiles);
     }
 
     /// Checks JSON type and format; returns whether the value is well-formed.
@@ -1073,14 +1150,25 @@ impl<'v, 'r> Walker<'v, 'r> {
     fn reference(&mut self, obj: &Map<String, Value>, tref: &TypeRef, ovs: &[Ov<'v>]) {
         // Profiles may narrow the targets; resolved only when a reference names a type.
         let mut targets: &TypeRef = tref;
+        let mut aggregation = tref.aggregation;
         for ov in ovs {
             for t in &ov.node().types {
                 if t.code == "Reference" && !t.target_profiles.is_empty() {
                     targets = t;
                 }
+                if t.code == "Reference" && t.aggregation.restricts() {
+                    aggregation = t.aggregation;
+                }
             }
         }
         if let Some(Value::String(s)) = obj.get("reference") {
+            if !self.bundle.is_empty() || self.val.check_references_exist {
+                self.reference_ambiguity(s);
+                self.reference_exists(s);
+            }
+            if aggregation.restricts() {
+                self.reference_aggregation(s, aggregation);
+            }
             let mark = self.push("reference");
             match self.reference_type(s) {
                 Err(()) => {
@@ -1233,6 +1321,36 @@ impl<'v, 'r> Walker<'v, 'r> {
         } else {
             Err(())
         }
+    }
+}
+
+/// The array at `v.key`, empty when absent or not an array.
+pub(crate) fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+    v.get(key)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// The HL7 validator's words for a display that is not the code's.
+pub(crate) fn wrong_display_message(
+    system: &str,
+    code: &str,
+    display: &str,
+    valid: &[String],
+) -> String {
+    match valid {
+        [one] => format!(
+            "Wrong Display Name '{display}' for {system}#{code}. Valid display is '{one}'"
+        ),
+        many => format!(
+            "Wrong Display Name '{display}' for {system}#{code}. Valid display is one of {} choices: {}",
+            many.len(),
+            many.iter()
+                .map(|d| format!("'{d}'"))
+                .collect::<Vec<_>>()
+                .join(" or ")
+        ),
     }
 }
 

@@ -89,6 +89,8 @@ def trim_concepts(concepts):
     out = []
     for c in concepts:
         t = {"code": c["code"]}
+        if "display" in c:
+            t["display"] = c["display"]
         if "concept" in c:
             t["concept"] = trim_concepts(c["concept"])
         out.append(t)

@@ -54,6 +54,13 @@ impl Walker<'_, '_> {
     }
 
     pub(super) fn bundle_rules(&mut self, bundle: &Map<String, Value>) {
+        let is_root = self
+            .bundle_root
+            .and_then(Value::as_object)
+            .is_some_and(|root| std::ptr::eq(root, bundle));
+        if is_root && bundle.get("type").and_then(Value::as_str) == Some("document") {
+            self.document_references(bundle);
+        }
         let links = array(bundle, "link");
         for (i, link) in links.iter().enumerate() {
             let relation = link.get("relation").and_then(Value::as_str);

@@ -14,37 +14,6 @@ const ODS_CODE: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
 /// Clock skew tolerated by `sp-sr-1`, in seconds.
 const CLOCK_SKEW: i64 = 300;
 
-/// A resource of the root Bundle and the names it can be referenced by.
-pub(crate) struct Entry<'r> {
-    full_url: Option<&'r str>,
-    type_name: Option<&'r str>,
-    id: Option<&'r str>,
-    resource: &'r Value,
-}
-
-pub(crate) fn bundle_entries(root: &Value) -> Vec<Entry<'_>> {
-    if root.get("resourceType").and_then(Value::as_str) != Some("Bundle") {
-        return Vec::new();
-    }
-    let entries = root
-        .get("entry")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    entries
-        .iter()
-        .filter_map(|e| {
-            let resource = e.get("resource").filter(|r| r.is_object())?;
-            Some(Entry {
-                full_url: e.get("fullUrl").and_then(Value::as_str),
-                type_name: resource.get("resourceType").and_then(Value::as_str),
-                id: resource.get("id").and_then(Value::as_str),
-                resource,
-            })
-        })
-        .collect()
-}
-
 /// Whether a native implementation exists for `key`.
 pub(crate) fn is_native(key: &str) -> bool {
     matches!(
@@ -391,22 +360,8 @@ impl<'v, 'r> Walker<'v, 'r> {
             }
             return None;
         }
-        if let Some(e) = self.bundle.iter().find(|e| e.full_url == Some(reference)) {
-            return Some(e.resource);
-        }
-        // Type/id, relative or at the end of an absolute URL.
-        let mut segs = reference.rsplit('/');
-        let id = segs.next()?;
-        let t = segs.next()?;
-        self.bundle
-            .iter()
-            .find(|e| e.type_name == Some(t) && e.id == Some(id))
-            .or_else(|| {
-                let tail = format!("/{t}/{id}");
-                self.bundle
-                    .iter()
-                    .find(|e| e.full_url.is_some_and(|u| u.ends_with(&tail)))
-            })
+        super::refs::matches(&self.bundle, reference)
+            .first()
             .map(|e| e.resource)
     }
 }
@@ -721,7 +676,7 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 
 /// The earliest UTC instant (epoch seconds) a FHIR date/dateTime can mean.
 /// Assumes the primitive format was already checked; `None` if unparsable.
-fn earliest_epoch_seconds(s: &str) -> Option<i64> {
+pub(super) fn earliest_epoch_seconds(s: &str) -> Option<i64> {
     let num = |r: std::ops::Range<usize>| -> Option<i64> { s.get(r)?.parse().ok() };
     let year = num(0..4)?;
     let month = if s.len() >= 7 { num(5..7)? } else { 1 };

@@ -468,22 +468,43 @@ impl<'v, 'r> Walker<'v, 'r> {
                 values_at(item, path).is_empty() != want
             }
             DiscriminatorKind::Profile => {
-                // Needs validating the item against each candidate profile; we
-                // approximate with the declared meta.profile.
-                let Some(p) = element_at(slice, path)
-                    .and_then(|n| n.types.first())
-                    .and_then(|t| t.profiles.first())
-                else {
+                // The item belongs to the slice when what is at `path` conforms to a
+                // profile the slice names for its type: each is validated on its own.
+                let Some(types) = element_at(slice, path).map(|n| &n.types) else {
                     return false;
                 };
-                values_at(item, path).iter().any(|v| {
-                    v.get("meta")
-                        .and_then(|m| m.get("profile"))
-                        .and_then(Value::as_array)
-                        .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(p)))
-                })
+                values_at(item, path)
+                    .iter()
+                    .any(|v| self.conforms_to_type_profile(types, v))
             }
         }
+    }
+
+    /// Whether a resource conforms to one of the profiles `types` name for its type
+    /// (validated on its own, as the root of a validation).
+    fn conforms_to_type_profile(&self, types: &[TypeRef], v: &Value) -> bool {
+        let Some(rt) = v.get("resourceType").and_then(Value::as_str) else {
+            return false;
+        };
+        types
+            .iter()
+            .filter(|t| t.code == rt || t.code == "Resource" || t.code == "DomainResource")
+            .flat_map(|t| t.profiles.iter())
+            .any(|p| {
+                let known = self
+                    .val
+                    .defs
+                    .sd(strip_version(p))
+                    .is_some_and(|sd| sd.type_name == rt);
+                let opts = crate::Options {
+                    profiles_by_type: &[],
+                    root_profiles: &[p.as_str()],
+                };
+                known
+                    && !super::validate(self.val, v, &opts)
+                        .iter()
+                        .any(Issue::is_error)
+            })
     }
 
     /// The fixed/pattern value a slice requires at `path`; an extension
@@ -550,14 +571,16 @@ fn fixed_through_slices<'d>(
 }
 
 /// The slicing discriminators, defaulting extensions to `url` as R4 does.
-/// Slicing by `profile` would need a validation per candidate slice; it is
-/// not supported, and such slices are not checked (no false errors).
+/// A `profile` discriminator is followed on the resource a `resource` element
+/// holds (`Bundle.entry`, `Parameters.parameter`), which is validated on its own;
+/// on data types it is not, and such slices are not checked (no false errors).
 fn discriminators(n: &Node) -> Vec<Discriminator> {
-    if n.slicing.as_ref().is_some_and(|s| {
-        s.discriminators
-            .iter()
-            .any(|d| d.kind == DiscriminatorKind::Profile)
-    }) {
+    let unsupported_profile = n.slicing.as_ref().is_some_and(|s| {
+        s.discriminators.iter().any(|d| {
+            d.kind == DiscriminatorKind::Profile && d.path.rsplit('.').next() != Some("resource")
+        })
+    });
+    if unsupported_profile {
         return Vec::new();
     }
     match &n.slicing {

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::{attachment_data_len, quote, Walker};
 use crate::issue::{IssueCode, Severity};
+use crate::terminology::Membership;
 
 const EXT: &str = "http://hl7.org/fhir/StructureDefinition/";
 const SDC_MIN_QUANTITY: &str =
@@ -360,6 +361,9 @@ impl<'v, 'r> Walker<'v, 'r> {
                 ),
             );
         }
+        if suffix == "Coding" && !has_options {
+            self.qr_value_set_coding(value, def, kind);
+        }
         match suffix {
             "String" => self.qr_string(value, def),
             "Integer" | "Decimal" | "Date" | "DateTime" => self.qr_range(value, def),
@@ -488,6 +492,7 @@ impl<'v, 'r> Walker<'v, 'r> {
             };
             self.qr_error("qr-quantity-range", msg);
         }
+        self.qr_unit_value_set(value, def);
         let options = extension_values(def, "questionnaire-unitOption");
         if !options.is_empty() {
             let same = |o: &&Value| {
@@ -513,6 +518,70 @@ impl<'v, 'r> Walker<'v, 'r> {
                     ),
                 );
             }
+        }
+    }
+
+    /// A Coding answer against the item's `answerValueSet` (when we can expand it): a
+    /// display that is not the code's fails the check (the HL7 validator's terminology
+    /// error), and for a `choice` item the code must be in the value set.
+    fn qr_value_set_coding(&mut self, value: &Value, def: &'v Value, kind: &str) {
+        let Some(url) = def.get("answerValueSet").and_then(Value::as_str) else {
+            return;
+        };
+        let (system, Some(code)) = (
+            value.get("system").and_then(Value::as_str),
+            value.get("code").and_then(Value::as_str),
+        ) else {
+            return;
+        };
+        let defs = &self.val.defs;
+        let wrong = match (system, value.get("display").and_then(Value::as_str)) {
+            (Some(s), Some(d)) => defs
+                .wrong_display(s, code, d)
+                .map(|valid| super::wrong_display_message(s, code, d, valid)),
+            _ => None,
+        };
+        let not_in = kind == "choice"
+            && defs
+                .expansion(url)
+                .is_some_and(|e| e.check_coding(system, code) == Membership::NotIn);
+        if wrong.is_none() && !not_in {
+            return;
+        }
+        let mut msg = format!(
+            "The code '{code}' in the system '{}' is not in the options value set ({url}) specified by the questionnaire",
+            system.unwrap_or_default()
+        );
+        if let Some(w) = wrong {
+            msg.push_str(". Terminology Error: ");
+            msg.push_str(&w);
+        }
+        self.qr_error("qr-answer-value-set", msg);
+    }
+
+    /// A Quantity answer's unit against the item's `questionnaire-unitValueSet`.
+    fn qr_unit_value_set(&mut self, value: &Value, def: &'v Value) {
+        let Some(url) = extension_value(def, "questionnaire-unitValueSet").and_then(Value::as_str)
+        else {
+            return;
+        };
+        let Some(expansion) = self.val.defs.expansion(url) else {
+            return;
+        };
+        let system = value.get("system").and_then(Value::as_str);
+        let membership = match (system, value.get("code").and_then(Value::as_str)) {
+            (s, Some(code)) => expansion.check_coding(s, code),
+            (Some(s), None) => expansion.check_system(s),
+            (None, None) => return,
+        };
+        if membership == Membership::NotIn {
+            self.qr_error(
+                "qr-quantity-unit-value-set",
+                format!(
+                    "The value {} has a unit that is not in the unit value set '{url}'",
+                    quantity_text(value)
+                ),
+            );
         }
     }
 

@@ -220,7 +220,13 @@ impl<'v, 'r> Walker<'v, 'r> {
             }
             for (bound, is_min) in [(&n.min_value, true), (&n.max_value, false)] {
                 let Some(bound) = bound else { continue };
-                if let Some(ord) = compare_values(v, bound) {
+                let ord = match duration_seconds(bound).filter(|_| v.is_string()) {
+                    // A Duration bound on a date: relative to now (the HL7 validator reads
+                    // `minValueDuration`/`maxValueDuration`, an R5 form, on R4 profiles).
+                    Some(d) => compare_with_now(v, if is_min { -d } else { d }),
+                    None => compare_values(v, bound),
+                };
+                if let Some(ord) = ord {
                     let bad = if is_min { ord.is_lt() } else { ord.is_gt() };
                     if bad {
                         let (id, word) = if is_min {
@@ -272,6 +278,36 @@ pub(crate) fn pattern_matches(p: &Value, v: &Value, depth: usize) -> bool {
         (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
         _ => p == v,
     }
+}
+
+/// The length of a Duration bound (a Quantity in UCUM time units), in seconds.
+fn duration_seconds(bound: &Value) -> Option<i64> {
+    let b = bound.as_object()?;
+    if b.get("system").and_then(Value::as_str) != Some("http://unitsofmeasure.org") {
+        return None;
+    }
+    let per_unit = match b.get("code").and_then(Value::as_str)? {
+        "a" => 31_557_600.0, // the Julian year, as UCUM defines `a`
+        "mo" => 2_629_800.0, // a twelfth of it
+        "wk" => 604_800.0,
+        "d" => 86_400.0,
+        "h" => 3_600.0,
+        "min" => 60.0,
+        "s" => 1.0,
+        _ => return None,
+    };
+    let seconds = b.get("value")?.as_f64()? * per_unit;
+    seconds.is_finite().then_some(seconds as i64)
+}
+
+/// Orders a date/dateTime value against now shifted by `offset` seconds.
+fn compare_with_now(v: &Value, offset: i64) -> Option<std::cmp::Ordering> {
+    let at = super::native::earliest_epoch_seconds(v.as_str()?)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| i64::try_from(d.as_secs()).ok())?;
+    Some(at.cmp(&now.saturating_add(offset)))
 }
 
 /// Orders a value against a minValue/maxValue bound: numbers, ISO dates and
