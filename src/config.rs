@@ -170,10 +170,18 @@ pub struct StorageConfig {
     pub statement_timeout: Duration,
     /// The most bytes the database may take: past it, writes that grow it (referrals, status and
     /// outcome reports, Subscriptions, cancellations) are refused with `507` while reads and
-    /// deliveries go on. Set it below the free space of the disk, with room for the WAL.
-    /// Absent: no budget.
+    /// deliveries go on. SQLite counts its WAL and shared-memory files too. Absent: no budget.
     pub max_bytes: Option<u64>,
+    /// SQLite: writes that grow the database are refused the same way (`507`) while the
+    /// filesystem holding the database file has less free space than this, whatever
+    /// `max_bytes` says, so other files filling the disk cannot take the gateway's last bytes
+    /// (a WAL checkpoint needs room). 0 turns the check off. PostgreSQL's disk is its server's,
+    /// which the gateway cannot see: watch it there.
+    pub min_free_bytes: u64,
 }
+
+/// `[storage] min_free_bytes` by default: 1 GiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 1 << 30;
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -185,6 +193,7 @@ impl Default for StorageConfig {
             migrate_on_start: true,
             statement_timeout: Duration::from_secs(30),
             max_bytes: None,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }

@@ -33,13 +33,17 @@ pub struct Accepted {
 }
 
 /// Checks a Subscription a GP client sends and, when it can be served, makes it active with a new
-/// id. Every reason to refuse is reported at once.
+/// id. Every reason to refuse is reported at once. `endpoint_refused` is why the client's
+/// delivery policy (`allow_private_targets`) would refuse its `channel.endpoint`, which the caller
+/// asks the delivery guard (`endpoint`, `allows_private_targets`): a Subscription that could
+/// never be notified is refused now, not at its first notification.
 pub fn accept(
     config: &Config,
     validation: &Validation,
     client: &ClientId,
     mut resource: Value,
     now: DateTime<Utc>,
+    endpoint_refused: Option<String>,
 ) -> Result<Accepted, Vec<Issue>> {
     if resource["resourceType"] != "Subscription" {
         return Err(vec![Issue::error(
@@ -52,6 +56,19 @@ pub fn accept(
     let checked = check(&resource);
     if let Err(more) = &checked {
         issues.extend(more.iter().cloned());
+    }
+    if let Some(refused) = endpoint_refused {
+        issues.push(
+            Issue::error(
+                "business-rule",
+                format!(
+                    "{refused}: no notification could be delivered to this endpoint (a lab may \
+                     set allow_private_targets = true on this client)."
+                ),
+            )
+            .with_message_id("subscription-endpoint-refused")
+            .at("Subscription.channel.endpoint"),
+        );
     }
     let has_secret = config
         .client(client.as_str())
@@ -88,6 +105,18 @@ pub fn accept(
         content: resource.to_string(),
     };
     Ok(Accepted { row, resource })
+}
+
+/// The `channel.endpoint` of a Subscription as sent, when it is an absolute URL.
+pub fn endpoint(resource: &Value) -> Option<url::Url> {
+    url::Url::parse(resource["channel"]["endpoint"].as_str()?).ok()
+}
+
+/// Whether `client`'s notifications may go to private and special-purpose addresses.
+pub fn allows_private_targets(config: &Config, client: &ClientId) -> bool {
+    config
+        .client(client.as_str())
+        .is_some_and(|c| c.allows_private_targets(&config.delivery))
 }
 
 /// The most active Subscriptions `client` may hold (`[[clients]] max_subscriptions`).
@@ -187,7 +216,11 @@ fn check(resource: &Value) -> Result<(String, String, String), Vec<Issue>> {
                     "not-supported",
                     format!(
                         "Notifications carry the changed resource (full-resource) or nothing \
-                         (empty); payload content {content:?} is not supported."
+                         (empty); payload content {content:?} is not supported: the Subscriptions \
+                         Backport defines id-only only inside its notification Bundle (a \
+                         SubscriptionStatus naming a SubscriptionTopic and numbering events), \
+                         which these R4 rest-hook Subscriptions do not send. Use empty and \
+                         search by the criteria."
                     ),
                 )
                 .at("Subscription.channel.payload.extension"),

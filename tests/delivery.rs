@@ -341,13 +341,13 @@ fn admin_api_needs_the_admin_token() {
 fn private_targets_are_refused_without_the_lab_switch() {
     let receiver = Receiver::start();
     let port = receiver.base.rsplit(':').next().unwrap().to_string();
-    let base = receiver.base.clone();
+    let (base, vcs_port) = (receiver.base.clone(), port.clone());
     let gateway = Gateway::start_with(
         move |c| {
             deliver_to(c, &base, &["1s"])
                 .replacen(
                     &format!("{base}/hooks\""),
-                    &format!("https://localhost:{port}/hooks\"\nallow_private_targets = false"),
+                    &format!("https://localhost:{vcs_port}/hooks\"\nallow_private_targets = false"),
                     1,
                 )
                 .replacen(
@@ -366,56 +366,49 @@ fn private_targets_are_refused_without_the_lab_switch() {
         .to_string();
     assert!(error.contains("loopback, private"), "{error}");
 
-    // tpp-demo (guard on) subscribes to the receiver on 127.0.0.1: its notification is refused.
-    let subscription = serde_json::json!({
-        "resourceType": "Subscription", "status": "requested", "reason": "Follow",
-        "criteria": "Task",
-        "channel": {"type": "rest-hook", "endpoint": format!("{}/notify", receiver.base),
-                    "payload": "application/fhir+json"}
-    });
-    let as_tpp = |path: &str, body: &Value| {
+    // tpp-demo (guard on) may not subscribe to the receiver on 127.0.0.1, by address or by a
+    // name that resolves there: refused when created (`422` naming the endpoint), so nothing is
+    // ever queued for it; the guard stays at send time for names that change later.
+    let subscription = |endpoint: String| {
+        serde_json::json!({
+            "resourceType": "Subscription", "status": "requested", "reason": "Follow",
+            "criteria": "Task",
+            "channel": {"type": "rest-hook", "endpoint": endpoint,
+                        "payload": "application/fhir+json"}
+        })
+    };
+    let create = |token: &str, endpoint: String| {
         send(
             gateway
                 .http
-                .post(gateway.url(path))
-                .bearer_auth(OTHER_GP_TOKEN)
+                .post(gateway.url("/fhir/Subscription"))
+                .bearer_auth(token)
                 .header("content-type", FHIR_JSON)
-                .body(body.to_string()),
+                .body(subscription(endpoint).to_string()),
         )
     };
-    let (status, created) = as_tpp("/fhir/Subscription", &subscription);
-    assert_eq!(status, 201, "{created}");
-    let (status, referral) = as_tpp("/fhir/ServiceRequest", &contained_referral("REF-SSRF-TPP"));
-    assert_eq!(status, 201, "{referral}");
-    let referral = referral["id"].as_str().unwrap().to_string();
-    let (status, _) = send(
-        gateway
-            .http
-            .post(gateway.url(&format!("/vcs/v1/referrals/{referral}/status")))
-            .bearer_auth("demo-vcs-carers-count")
-            .json(&serde_json::json!({"status": "accepted", "occurred_at": "2026-05-10T14:00:00+01:00"})),
-    );
-    assert_eq!(status, 200);
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let (_, body) = gateway.admin_get(&format!("/admin/v1/referrals/{referral}/deliveries"));
-        let notification = body["messages"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m["event_type"] == "Task.changed" && m["attempts"].as_i64() >= Some(1));
-        if let Some(notification) = notification {
-            assert!(
-                notification["last_error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("only https")),
-                "{notification}"
-            );
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "{body}");
-        std::thread::sleep(Duration::from_millis(100));
+    for (endpoint, reason) in [
+        (format!("{}/notify", receiver.base), "only https"),
+        (
+            format!("https://127.0.0.1:{port}/notify"),
+            "loopback, private",
+        ),
+        (
+            format!("https://localhost:{port}/notify"),
+            "loopback, private",
+        ),
+    ] {
+        let (status, outcome) = create(OTHER_GP_TOKEN, endpoint.clone());
+        assert_eq!(status, 422, "{endpoint}: {outcome}");
+        assert_outcome(&outcome);
+        let issues = issue_expressions(&outcome);
+        assert_eq!(issues.len(), 1, "{outcome}");
+        assert_eq!(issues[0].2, "Subscription.channel.endpoint", "{outcome}");
+        assert!(outcome.to_string().contains(reason), "{outcome}");
     }
+    // The demo client keeps the lab switch of [delivery]: the same endpoint is its to use.
+    let (status, created) = create(GP_TOKEN, format!("{}/notify", receiver.base));
+    assert_eq!(status, 201, "{created}");
     assert!(
         receiver.received().is_empty(),
         "nothing reached the receiver"

@@ -334,10 +334,14 @@ fn writes_over_the_storage_budget_are_507() {
         |c| c.replacen("url = \"sqlite://", "max_bytes = 1\nurl = \"sqlite://", 1),
         &[],
     );
-    let (status, outcome) = send(gateway.post_json(
-        "/fhir/ServiceRequest",
-        &contained_referral("REF-OVER-BUDGET"),
-    ));
+    writes_are_refused_with_507(&gateway, "REF-OVER-BUDGET");
+}
+
+/// A referral (FHIR API) and a status report (VCS API) are refused with 507, each in its API's
+/// error form; reads go on.
+fn writes_are_refused_with_507(gateway: &Gateway, reference: &str) {
+    let (status, outcome) =
+        send(gateway.post_json("/fhir/ServiceRequest", &contained_referral(reference)));
     assert_eq!(status, 507, "{outcome}");
     assert_outcome(&outcome);
     assert!(outcome.to_string().contains("storage-full"), "{outcome}");
@@ -358,6 +362,93 @@ fn writes_over_the_storage_budget_are_507() {
     );
     let (status, _) = send(gateway.get("/fhir/ServiceRequest"));
     assert_eq!(status, 200, "reads go on");
+}
+
+/// The SQLite WAL is disk the database takes (it keeps its largest size): `max_bytes` counts it,
+/// so a budget the pages alone would stay under for many referrals refuses writes once the
+/// file, its WAL and its shared memory reach it.
+#[test]
+fn the_storage_budget_counts_the_sqlite_wal() {
+    const BUDGET: u64 = 4 << 20;
+    let gateway = Gateway::start_with(
+        |c| {
+            c.replacen(
+                "url = \"sqlite://",
+                &format!("max_bytes = {BUDGET}\nurl = \"sqlite://"),
+                1,
+            )
+        },
+        &[],
+    );
+    let db = gateway.db_path();
+    let on_disk = |suffix: &str| {
+        let mut path = db.clone().into_os_string();
+        path.push(suffix);
+        std::fs::metadata(path).map_or(0, |m| m.len())
+    };
+    let mut refused = None;
+    for n in 0..400 {
+        let (status, body) = send(gateway.post_json(
+            "/fhir/ServiceRequest",
+            &contained_referral(&format!("REF-WAL-{n}")),
+        ));
+        match status {
+            201 => {}
+            507 => {
+                refused = Some(n);
+                break;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let accepted = refused.expect("the budget was reached");
+    assert!(accepted > 0, "the first referral fitted");
+    let files = on_disk("") + on_disk("-wal") + on_disk("-shm");
+    assert!(files >= BUDGET, "{files} bytes on disk at the refusal");
+    // What the pages alone take (the measure before the WAL was counted) is under the budget:
+    // only the WAL tipped it.
+    let conn =
+        rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open the database read-only");
+    let pages: i64 = conn
+        .query_row(
+            "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+            [],
+            |row| row.get(0),
+        )
+        .expect("page count");
+    assert!((pages as u64) < BUDGET, "{pages} bytes of pages");
+    let (status, _) = send(gateway.get("/fhir/ServiceRequest"));
+    assert_eq!(status, 200, "reads go on");
+}
+
+/// `[storage] min_free_bytes`: while the filesystem holding the database has less free space
+/// than the floor, writes are refused with 507 (on both APIs) whatever the budget, reads go on,
+/// and the log says why; a floor of 0 turns the check off.
+#[test]
+fn writes_are_507_when_the_disk_is_nearly_full() {
+    // No test disk has an exbibyte free: the floor is always above what is free.
+    let floor = |bytes: u64| {
+        move |c: String| {
+            c.replacen(
+                "url = \"sqlite://",
+                &format!("min_free_bytes = {bytes}\nurl = \"sqlite://"),
+                1,
+            )
+        }
+    };
+    let gateway = Gateway::start_capturing_logs(floor(1 << 60), "info");
+    writes_are_refused_with_507(&gateway, "REF-DISK-LOW");
+    let logs = gateway.logs();
+    assert!(
+        logs.contains("less than the 1152921504606846976 kept free"),
+        "{logs}"
+    );
+
+    let gateway = Gateway::start_with(floor(0), &[]);
+    let (status, created) =
+        send(gateway.post_json("/fhir/ServiceRequest", &contained_referral("REF-NO-FLOOR")));
+    assert_eq!(status, 201, "{created}");
 }
 
 /// A Subscription may state what its notifications carry with the Subscriptions Backport's

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::postgres::TestSchema;
+use common::postgres::{TestDatabase, TestSchema};
 use common::*;
 
 /// The demo configuration with its storage URL replaced by `url`.
@@ -231,4 +231,48 @@ fn a_stuck_database_gives_503_after_the_statement_timeout() {
     ));
     assert_eq!(bundle["total"], 0, "nothing stored: {bundle}");
     gateway.refer("REF-AFTER-THE-LOCK");
+}
+
+/// `/readyz` on PostgreSQL: ready while the database answers; once the database is gone (dropped
+/// under the running gateway, which closes its connections), `503` naming `database`, while
+/// `/healthz` still answers (the process is up: an orchestrator stops sending it traffic
+/// rather than restarting it).
+#[test]
+fn readiness_names_a_database_that_cannot_be_reached() {
+    let database = TestDatabase::create();
+    let url = database.url.clone();
+    let gateway = Gateway::start_with(
+        move |c| {
+            c.lines()
+                .map(|line| match line.starts_with("url = \"sqlite://") {
+                    true => format!("url = \"{url}\""),
+                    false => line.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let (status, ready) = send(gateway.http.get(gateway.url("/readyz")));
+        if status == 200 || Instant::now() > deadline {
+            break ready;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(ready["checks"]["database"], "ok", "{ready}");
+
+    database.drop_now();
+    let (status, ready) = send(gateway.http.get(gateway.url("/readyz")));
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["checks"]["database"], "unreachable", "{ready}");
+    assert!(
+        ready["failed"]
+            .as_array()
+            .is_some_and(|f| f.contains(&serde_json::json!("database"))),
+        "{ready}"
+    );
+    let (status, health) = send(gateway.http.get(gateway.url("/healthz")));
+    assert_eq!(status, 200, "{health}");
 }

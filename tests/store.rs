@@ -1404,6 +1404,45 @@ async fn a_fresh_store_has_every_migration(store: Arc<dyn Store>) {
     assert_eq!(store.migrations_missing().await.expect("reachable"), 0);
 }
 
+/// SQLite counts its WAL and shared-memory files (disk the database takes) and sees the free
+/// space of the filesystem that holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_measures_its_wal_and_the_free_disk_beside_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("store.db");
+    let config = StorageConfig {
+        url: format!("sqlite://{}", path.display()),
+        ..StorageConfig::default()
+    };
+    let store = store::open(&config).await.expect("open sqlite");
+    let before = store.used_bytes().await.expect("size");
+    for n in 0..20 {
+        create(&store, referral("emis-demo", &format!("REF-WAL-{n}"))).await;
+    }
+    let beside = |suffix: &str| {
+        std::fs::metadata(format!("{}{suffix}", path.display())).map_or(0, |m| m.len())
+    };
+    let (wal, shm) = (beside("-wal"), beside("-shm"));
+    assert!(wal > 0, "the writes are in the WAL");
+    let used = store.used_bytes().await.expect("size");
+    assert!(
+        used >= wal + shm,
+        "{used} counts the WAL ({wal}) and shm ({shm})"
+    );
+    assert!(used > before, "{before} -> {used}");
+    let free = store.free_bytes().await.expect("free space");
+    assert!(free.is_some_and(|f| f > 0), "{free:?}");
+}
+
+/// PostgreSQL's size is the database's (shared here by parallel tests, so only its presence is
+/// checked); its disk is its server's: the gateway does not claim to see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_leaves_its_servers_disk_to_the_server() {
+    let (store, _keep) = postgres_store().await;
+    assert!(store.used_bytes().await.expect("size") > 0);
+    assert_eq!(store.free_bytes().await.expect("answer"), None);
+}
+
 // --- Directory -----------------------------------------------------------------------------
 
 fn directory_service(id: &str, name: &str, org: &str, charity: &str) -> NewDirectoryService {

@@ -79,7 +79,7 @@ impl AppState {
         let WorkerLink { wake, heartbeat } = worker;
         let auth = Auth::new(&config);
         let limits = rate_limit::RateLimits::new(&config.server);
-        let budget = budget::StorageBudget::new(config.storage.max_bytes);
+        let budget = budget::StorageBudget::new(&config.storage);
         AppState {
             budget,
             config,

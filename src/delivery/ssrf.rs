@@ -115,6 +115,35 @@ pub fn check_url(url: &Url, allow_private: bool) -> Result<(), TargetError> {
     }
 }
 
+/// How long `check_target` waits for DNS before leaving the name to the send-time guard.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Checks a target before anything is queued for it (a Subscription's endpoint when it is
+/// created): `check_url`, then, for a name, what it resolves to now. A name whose every address
+/// is forbidden is refused; one that does not resolve yet is let through (the send-time guard
+/// still checks each address, so a name that changes later is caught there).
+pub async fn check_target(url: &Url, allow_private: bool) -> Result<(), TargetError> {
+    check_url(url, allow_private)?;
+    if allow_private {
+        return Ok(());
+    }
+    let Some(url::Host::Domain(host)) = url.host() else {
+        return Ok(());
+    };
+    let port = url.port_or_known_default().unwrap_or(443);
+    let lookup = tokio::net::lookup_host((host, port));
+    let Ok(Ok(found)) = tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await else {
+        return Ok(());
+    };
+    let found: Vec<IpAddr> = found.map(|a| a.ip()).collect();
+    match found.iter().find(|ip| !is_forbidden(**ip)) {
+        Some(_) => Ok(()),
+        None => found
+            .first()
+            .map_or(Ok(()), |ip| Err(TargetError::Forbidden(*ip))),
+    }
+}
+
 /// A DNS resolver for reqwest that drops forbidden addresses, and fails when none is left.
 #[derive(Debug, Default, Clone)]
 pub struct GuardedResolver;
@@ -211,6 +240,28 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_url(&url("http://127.0.0.1/hook"), true), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn targets_are_checked_before_anything_is_queued() {
+        let url = |s: &str| Url::parse(s).unwrap();
+        assert!(matches!(
+            check_target(&url("https://localhost:8443/notify"), false).await,
+            Err(TargetError::Forbidden(ip)) if ip.is_loopback()
+        ));
+        assert_eq!(
+            check_target(&url("http://gp.example.org/notify"), false).await,
+            Err(TargetError::NotHttps)
+        );
+        // A name that does not resolve (yet) is left to the send-time guard.
+        assert_eq!(
+            check_target(&url("https://no-such-host.invalid/notify"), false).await,
+            Ok(())
+        );
+        assert_eq!(
+            check_target(&url("http://localhost:8443/notify"), true).await,
+            Ok(())
+        );
     }
 
     #[tokio::test]

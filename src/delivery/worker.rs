@@ -40,8 +40,12 @@ pub struct Heartbeat(Arc<AtomicI64>);
 
 impl Heartbeat {
     fn beat(&self) {
-        self.0
-            .store(Utc::now().timestamp_millis(), Ordering::Relaxed);
+        self.beat_at(Utc::now());
+    }
+
+    /// Records a round of the loop at `at`.
+    pub fn beat_at(&self, at: DateTime<Utc>) {
+        self.0.store(at.timestamp_millis(), Ordering::Relaxed);
     }
 
     /// Whether the loop went round recently enough, given the delivery `timeout` a send may take.

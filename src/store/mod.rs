@@ -44,6 +44,12 @@ pub enum StoreError {
     /// grow it are refused before the disk is full.
     #[error("the database holds {used} bytes, its budget is {max}")]
     OverBudget { used: u64, max: u64 },
+    /// The filesystem holding the database has less free space than `[storage]
+    /// min_free_bytes`: writes that would grow the database are refused until room is made.
+    #[error(
+        "the disk holding the database has {free} bytes free, less than the {min_free} kept free"
+    )]
+    DiskLow { free: u64, min_free: u64 },
     #[error("storage error: {0}")]
     Database(#[source] Cause),
     #[error("cannot open storage at {url}: {reason}")]

@@ -55,9 +55,14 @@ pub trait Referrals: Send + Sync {
         None
     }
 
-    /// How many bytes the database takes (SQLite: its file, without the WAL; PostgreSQL: the
-    /// database), for the storage budget.
+    /// How many bytes the database takes (SQLite: its file, its WAL and its shared-memory file;
+    /// PostgreSQL: the database), for the storage budget.
     async fn used_bytes(&self) -> Result<u64, StoreError>;
+
+    /// The bytes free to this process on the filesystem that holds the database (SQLite), for
+    /// `[storage] min_free_bytes`; `None` where the gateway cannot see that disk (PostgreSQL:
+    /// it is the database server's).
+    async fn free_bytes(&self) -> Result<Option<u64>, StoreError>;
 
     /// The referrals routed to `vcs`, changed since `query.since`, oldest change first.
     async fn list_vcs_referrals(

@@ -52,14 +52,16 @@ async fn execute(sql: String) {
     pool.close().await;
 }
 
+/// Runs one statement on the test server from sync or async code (on a thread of its own).
+fn run(statement: String) -> std::thread::Result<()> {
+    std::thread::spawn(move || block_on(execute(statement))).join()
+}
+
 impl TestSchema {
     /// Creates a fresh, empty schema (from sync or async code: it runs on a thread of its own).
     pub fn create() -> TestSchema {
         let name = format!("sp_test_{}", uuid::Uuid::new_v4().simple());
-        let statement = format!("CREATE SCHEMA {name}");
-        std::thread::spawn(move || block_on(execute(statement)))
-            .join()
-            .expect("create schema");
+        run(format!("CREATE SCHEMA {name}")).expect("create schema");
         let server = server_url();
         let separator = if server.contains('?') { '&' } else { '?' };
         let url = format!("{server}{separator}options=-c%20search_path%3D{name}");
@@ -69,8 +71,46 @@ impl TestSchema {
 
 impl Drop for TestSchema {
     fn drop(&mut self) {
-        let statement = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name);
         // Best effort: a test that failed may have left connections that block the drop briefly.
-        let _ = std::thread::spawn(move || block_on(execute(statement))).join();
+        let _ = run(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
+/// A database of its own on the test server (for a test that drops it under a running gateway);
+/// dropped, if still there, when this goes out of scope.
+pub struct TestDatabase {
+    pub name: String,
+    /// What `[storage] url` takes.
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create() -> TestDatabase {
+        let name = format!("sp_test_{}", uuid::Uuid::new_v4().simple());
+        run(format!("CREATE DATABASE {name}")).expect("create database");
+        let mut url = url::Url::parse(&server_url()).expect("SP_TEST_POSTGRES is a URL");
+        url.set_path(&name);
+        TestDatabase {
+            name,
+            url: url.to_string(),
+        }
+    }
+
+    /// Drops the database now, closing every connection to it (`WITH (FORCE)`).
+    pub fn drop_now(&self) {
+        run(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .expect("drop database");
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = run(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }

@@ -74,7 +74,9 @@ impl ApiError {
             ApiError::PreconditionFailed(_) => StatusCode::PRECONDITION_FAILED,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Store(StoreError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Store(StoreError::OverBudget { .. } | StoreError::DiskLow { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Conformance(ConformanceError::CannotExpand(_)) => {
                 StatusCode::UNPROCESSABLE_ENTITY
@@ -148,10 +150,10 @@ impl ApiError {
                 "Storage is briefly unavailable; nothing was stored. Retry with If-None-Exist.".into(),
                 "storage-unavailable",
             ),
-            ApiError::Store(StoreError::OverBudget { .. }) => single(
+            ApiError::Store(StoreError::OverBudget { .. } | StoreError::DiskLow { .. }) => single(
                 "too-costly",
-                "The gateway's storage is full to its budget; nothing was stored. Ask its \
-                 operator; reads still work."
+                "The gateway's storage is full to its budget, or its disk nearly full; nothing was \
+                 stored. Ask its operator; reads still work."
                     .into(),
                 "storage-full",
             ),

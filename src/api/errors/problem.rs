@@ -46,7 +46,9 @@ impl Problem {
             Problem::Refused(status, _) => *status,
             Problem::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             Problem::Store(StoreError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
-            Problem::Store(StoreError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
+            Problem::Store(StoreError::OverBudget { .. } | StoreError::DiskLow { .. }) => {
+                StatusCode::INSUFFICIENT_STORAGE
+            }
             Problem::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -59,10 +61,10 @@ impl Problem {
                 "Storage is briefly unavailable; nothing was changed. Try again shortly."
                     .to_string()
             }
-            Problem::Store(StoreError::OverBudget { .. }) => {
+            Problem::Store(StoreError::OverBudget { .. } | StoreError::DiskLow { .. }) => {
                 tracing::error!(error = %self, "storage budget reached: writes refused");
-                "The gateway's storage is full to its budget; nothing was changed. Try again \
-                 later."
+                "The gateway's storage is full to its budget, or its disk nearly full; nothing \
+                 was changed. Try again later."
                     .to_string()
             }
             Problem::Store(_) => {

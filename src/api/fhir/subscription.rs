@@ -11,6 +11,7 @@ use crate::api::access::{self, Accessed};
 use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::GpClient;
 use crate::api::AppState;
+use crate::delivery::ssrf::check_target;
 use crate::domain::{Actor, ClientId};
 use crate::fhir::read::parse_body;
 use crate::store::StoreError;
@@ -38,9 +39,25 @@ async fn create(
             read_body(&request, payload, state.config.server.max_body_bytes).await?;
         let resource = parse_body(&body, format, state.config.server.max_json_depth)?;
         let now = Utc::now();
-        let accepted =
-            subscriptions::accept(&state.config, &state.validation, &client, resource, now)
-                .map_err(ApiError::Invalid)?;
+        let endpoint_refused = match subscriptions::endpoint(&resource) {
+            Some(url) => check_target(
+                &url,
+                subscriptions::allows_private_targets(&state.config, &client),
+            )
+            .await
+            .err()
+            .map(|e| e.to_string()),
+            None => None,
+        };
+        let accepted = subscriptions::accept(
+            &state.config,
+            &state.validation,
+            &client,
+            resource,
+            now,
+            endpoint_refused,
+        )
+        .map_err(ApiError::Invalid)?;
         let id = accepted.row.id.clone();
         let limit = subscriptions::limit(&state.config, &client);
         if !state

@@ -398,6 +398,12 @@ impl Referrals for PostgresStore {
         Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
+    async fn free_bytes(&self) -> Result<Option<u64>, StoreError> {
+        // The server's data directory may be on another machine; SQL has no portable way to
+        // ask for its free space.
+        Ok(None)
+    }
+
     async fn list_vcs_referrals(
         &self,
         vcs: &VcsId,

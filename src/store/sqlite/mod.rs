@@ -49,6 +49,8 @@ pub struct SqliteStore {
     writes: mpsc::Sender<Job>,
     /// Set once a commit or fsync failed: every write is refused from then on.
     poison: Poison,
+    /// The database file (its WAL and free disk are measured beside it).
+    path: std::path::PathBuf,
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
@@ -225,6 +227,7 @@ impl SqliteStore {
             reads,
             writes,
             poison,
+            path: std::path::PathBuf::from(path),
         })
     }
 

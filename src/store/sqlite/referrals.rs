@@ -346,15 +346,31 @@ impl Referrals for SqliteStore {
     }
 
     async fn used_bytes(&self) -> Result<u64, StoreError> {
-        self.read(|conn| {
-            let bytes: i64 = conn.query_row(
-                "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-                [],
-                |row| row.get(0),
-            )?;
-            Ok(u64::try_from(bytes).unwrap_or(0))
-        })
-        .await
+        let pages: i64 = self
+            .read(|conn| {
+                Ok(conn.query_row(
+                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
+                    [],
+                    |row| row.get(0),
+                )?)
+            })
+            .await?;
+        // The WAL keeps its largest size (see `SqliteStore::open`): it is disk the database takes.
+        let beside = |suffix: &str| {
+            let mut path = self.path.clone().into_os_string();
+            path.push(suffix);
+            std::fs::metadata(path).map_or(0, |m| m.len())
+        };
+        Ok(u64::try_from(pages).unwrap_or(0) + beside("-wal") + beside("-shm"))
+    }
+
+    async fn free_bytes(&self) -> Result<Option<u64>, StoreError> {
+        let path = self.path.clone();
+        let free = tokio::task::spawn_blocking(move || fs4::available_space(path))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("free space: {e}")))?
+            .map_err(|e| StoreError::Database(Box::new(e)))?;
+        Ok(Some(free))
     }
 
     async fn list_vcs_referrals(
