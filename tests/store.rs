@@ -19,8 +19,8 @@ use sp_gateway::store::{
     StoredResponse, SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
 use sp_gateway::store::{
-    DirectoryImport, DirectoryImportOutcome, DirectoryResourceType, DirectoryState,
-    NewDirectoryOrganization, NewDirectoryService,
+    DirectoryImport, DirectoryImportOutcome, DirectoryResourceType, DirectoryState, FeedOutcome,
+    FeedPoll, NewDirectoryOrganization, NewDirectoryService,
 };
 use sp_gateway::translate::vcs_status::VcsStatus;
 
@@ -99,6 +99,7 @@ store_suite!(
     issued_tokens_and_used_assertions_are_kept,
     a_fresh_store_has_every_migration,
     directory_imports_update_by_id_and_withdraw_what_a_full_feed_dropped,
+    feed_polls_replace_the_last_one_per_feed,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -1561,4 +1562,44 @@ fn lunch_again(id: &str) -> NewDirectoryService {
     let mut s = directory_service(id, "Lunch Club", "org-b", "1100002");
     s.state = DirectoryState::Inactive;
     s
+}
+
+fn feed_poll(feed: &str, outcome: FeedOutcome, at: DateTime<Utc>) -> FeedPoll {
+    FeedPoll {
+        feed: feed.into(),
+        polled_at: at,
+        outcome,
+        http_status: Some(200),
+        imported: 3,
+        skipped: 1,
+        withdrawn: 0,
+        faults: vec!["service x (page 1 [2]):\n  /name: \"name\" is a required property".into()],
+        etag: Some("\"v1\"".into()),
+        last_modified: Some("Wed, 21 Oct 2026 07:28:00 GMT".into()),
+        next_poll_at: at + chrono::Duration::minutes(5),
+    }
+}
+
+async fn feed_polls_replace_the_last_one_per_feed(store: Arc<dyn Store>) {
+    assert!(store.feed_polls().await.expect("read").is_empty());
+    let at = now();
+    let council = feed_poll("council", FeedOutcome::Imported, at);
+    let mut cvs = feed_poll("cvs", FeedOutcome::Failed, at);
+    (cvs.http_status, cvs.etag, cvs.last_modified) = (None, None, None);
+    store.record_feed_poll(&council).await.expect("stored");
+    store.record_feed_poll(&cvs).await.expect("stored");
+    assert_eq!(
+        store.feed_polls().await.expect("read"),
+        [council.clone(), cvs.clone()]
+    );
+    let later = at + chrono::Duration::minutes(5);
+    let mut again = feed_poll("council", FeedOutcome::NotModified, later);
+    (
+        again.http_status,
+        again.imported,
+        again.skipped,
+        again.faults,
+    ) = (Some(304), 0, 0, vec![]);
+    store.record_feed_poll(&again).await.expect("stored");
+    assert_eq!(store.feed_polls().await.expect("read"), [again, cvs]);
 }

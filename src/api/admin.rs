@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::access::{self, Accessed};
+use super::admin_directory;
 use super::errors::Problem;
 use super::extract::Operator;
 use super::json::{json_page, json_result, Page};
@@ -31,7 +32,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/vcs/{vcs_id}/disable", web::post().to(disable))
             .route("/vcs/{vcs_id}/rotate-secret", web::post().to(rotate_secret))
             .route("/recoveries/{job_id}", web::get().to(recovery))
-            .route("/directory/refresh", web::post().to(refresh_directory)),
+            .route("/directory/refresh", web::post().to(refresh_directory))
+            .route(
+                "/directory/feeds",
+                web::get().to(admin_directory::list_feeds),
+            )
+            .route(
+                "/directory/feeds/{feed_id}/refresh",
+                web::post().to(admin_directory::refresh_feed),
+            ),
     );
 }
 

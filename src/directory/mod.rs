@@ -9,6 +9,7 @@
 
 pub mod catalog;
 pub mod coverage;
+pub mod feeds;
 pub mod fhir;
 pub mod import;
 pub mod index;
