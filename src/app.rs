@@ -159,6 +159,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         crate::directory::feeds::Feeds::new(store.clone(), catalog.clone(), config.clone())
             .map_err(|e| StartError::Setup(format!("service directory feeds: {e}")))?,
     );
+    actix_web::rt::spawn(catalog.clone().keep_responsiveness(store.clone()));
     // One poller per feed, on the server's runtime: they stop when the server stops.
     for feed in &config.directory.feeds {
         actix_web::rt::spawn(feeds.clone().run(feed.clone()));

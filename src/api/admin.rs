@@ -295,12 +295,18 @@ async fn rotate_secret(
 }
 
 /// Rebuilds the service directory's search index from the store (after `sp-gateway directory
-/// import` wrote to the database of a running gateway).
+/// import` wrote to the database of a running gateway), and computes the services'
+/// responsiveness figures now.
 async fn refresh_directory(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     json_result(
         async {
             let services = state.catalog.refresh(state.store.as_ref()).await?;
-            Ok((StatusCode::OK, json!({"services": services})))
+            let store = state.store.as_ref();
+            let with_figures = state.catalog.refresh_responsiveness(store).await?;
+            Ok((
+                StatusCode::OK,
+                json!({"services": services, "services_with_responsiveness": with_figures}),
+            ))
         }
         .await,
     )

@@ -15,6 +15,7 @@ pub mod import;
 pub mod index;
 pub mod oruk;
 pub mod postcode;
+pub mod responsiveness;
 pub mod taxonomy;
 
 pub use catalog::{Catalog, CatalogError};

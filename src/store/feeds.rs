@@ -113,3 +113,23 @@ impl FeedPoll {
         serde_json::Value::from(self.faults.clone()).to_string()
     }
 }
+
+/// A referral addressed to a directory service: when it was made, when its organisation first
+/// answered it through the gateway (its Task first `accepted` or `rejected`), and whether it
+/// was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceReferral {
+    pub service_id: String,
+    pub created_at: DateTime<Utc>,
+    pub first_response_at: Option<DateTime<Utc>>,
+    pub accepted: bool,
+}
+
+pub(crate) fn service_referral<R: Cells + ?Sized>(row: &R) -> Result<ServiceReferral, StoreError> {
+    Ok(ServiceReferral {
+        service_id: row.text(0)?,
+        created_at: row.time(1)?,
+        first_response_at: row.opt_time(2)?,
+        accepted: row.int(3)? != 0,
+    })
+}

@@ -19,7 +19,7 @@ pub mod sqlite;
 mod traits;
 mod types;
 
-pub use feeds::{FeedOutcome, FeedPoll};
+pub use feeds::{FeedOutcome, FeedPoll, ServiceReferral};
 pub use traits::{
     Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals, Resources, Store,
     Subscriptions, Tokens,

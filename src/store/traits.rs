@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::feeds::FeedPoll;
+use super::feeds::{FeedPoll, ServiceReferral};
 use super::types::*;
 use super::StoreError;
 use crate::domain::{ClientId, Identifier, VcsId};
@@ -353,6 +353,14 @@ pub trait DirectoryFeeds: Send + Sync {
 
     /// Records a feed's poll in place of its last one.
     async fn record_feed_poll(&self, poll: &FeedPoll) -> Result<(), StoreError>;
+
+    /// The referrals made since `since` to a directory service (the record names the service),
+    /// with their first answer (the first Task version `accepted` or `rejected`, as recorded)
+    /// and whether they were accepted: what the services' responsiveness is computed from.
+    async fn service_referrals(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ServiceReferral>, StoreError>;
 }
 
 /// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>` (each aggregate

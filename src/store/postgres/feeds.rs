@@ -1,9 +1,12 @@
 //! The directory's polled feeds in PostgreSQL.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::PostgresStore;
-use crate::store::feeds::{feed_poll, FeedPoll, FEED_POLL_COLUMNS, FEED_POLL_UPDATE};
+use crate::store::feeds::{
+    feed_poll, service_referral, FeedPoll, ServiceReferral, FEED_POLL_COLUMNS, FEED_POLL_UPDATE,
+};
 use crate::store::traits::DirectoryFeeds;
 use crate::store::StoreError;
 
@@ -44,5 +47,28 @@ impl DirectoryFeeds for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn service_referrals(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ServiceReferral>, StoreError> {
+        sqlx::query(
+            "SELECT r.record::jsonb -> 'service' ->> 'id', r.created_at,
+                 (SELECT MIN(t.last_updated) FROM resources t
+                  WHERE t.resource_type = 'Task' AND t.referral_id = r.id
+                    AND t.content::jsonb ->> 'status' IN ('accepted', 'rejected')),
+                 (EXISTS (SELECT 1 FROM resources t
+                  WHERE t.resource_type = 'Task' AND t.referral_id = r.id
+                    AND t.content::jsonb ->> 'status' = 'accepted'))::int::bigint
+             FROM referrals r
+             WHERE r.created_at >= $1 AND r.record::jsonb -> 'service' ->> 'id' IS NOT NULL",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| service_referral(row))
+        .collect()
     }
 }

@@ -1,10 +1,13 @@
 //! The directory's polled feeds in SQLite.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use rusqlite::params;
 
 use super::SqliteStore;
-use crate::store::feeds::{feed_poll, FeedPoll, FEED_POLL_COLUMNS, FEED_POLL_UPDATE};
+use crate::store::feeds::{
+    feed_poll, service_referral, FeedPoll, ServiceReferral, FEED_POLL_COLUMNS, FEED_POLL_UPDATE,
+};
 use crate::store::traits::DirectoryFeeds;
 use crate::store::{timestamp, StoreError};
 
@@ -42,6 +45,29 @@ impl DirectoryFeeds for SqliteStore {
                 timestamp(poll.next_poll_at),
             ])?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn service_referrals(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ServiceReferral>, StoreError> {
+        let since = timestamp(since);
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT json_extract(r.record, '$.service.id'), r.created_at,
+                     (SELECT MIN(t.last_updated) FROM resources t
+                      WHERE t.resource_type = 'Task' AND t.referral_id = r.id
+                        AND json_extract(t.content, '$.status') IN ('accepted', 'rejected')),
+                     EXISTS (SELECT 1 FROM resources t
+                      WHERE t.resource_type = 'Task' AND t.referral_id = r.id
+                        AND json_extract(t.content, '$.status') = 'accepted')
+                 FROM referrals r
+                 WHERE r.created_at >= ?1 AND json_extract(r.record, '$.service.id') IS NOT NULL",
+            )?
+            .query_and_then(params![since], |row| service_referral(row))?
+            .collect()
         })
         .await
     }
