@@ -72,6 +72,19 @@ fn check_wiring(config: &Config) -> Result<(), ConfigError> {
                 )
             })?;
     }
+    // Likewise a feed the policy refuses whatever DNS says could never be polled.
+    for (i, feed) in config.directory.feeds.iter().enumerate() {
+        let private = feed.allows_private_targets(&config.delivery);
+        crate::delivery::ssrf::check_url(&feed.url, private).map_err(|e| {
+            invalid(
+                format!("directory.feeds[{i}].url"),
+                format!(
+                    "{e}, so the feed could never be polled (a lab may set \
+                     allow_private_targets = true on this feed)"
+                ),
+            )
+        })?;
+    }
     for (i, client) in config.clients.iter().enumerate() {
         if let Some(fingerprint) = &client.cert_sha256 {
             let hex = crate::auth::tls::normalize_fingerprint(fingerprint);
@@ -142,6 +155,15 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         services = catalog.index().len(),
         "service directory index built"
     );
+    let feeds = Arc::new(
+        crate::directory::feeds::Feeds::new(store.clone(), catalog.clone(), config.clone())
+            .map_err(|e| StartError::Setup(format!("service directory feeds: {e}")))?,
+    );
+    actix_web::rt::spawn(catalog.clone().keep_responsiveness(store.clone()));
+    // One poller per feed, on the server's runtime: they stop when the server stops.
+    for feed in &config.directory.feeds {
+        actix_web::rt::spawn(feeds.clone().run(feed.clone()));
+    }
     let header_timeout = config.server.header_timeout;
     let workers = config.server.workers;
     let state = web::Data::new(AppState::new(
@@ -152,6 +174,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         api::WorkerLink { wake, heartbeat },
         schemas,
         catalog,
+        feeds,
     ));
     // Buckets of callers gone quiet are dropped every minute: the limiter's memory follows the
     // callers of the last minute, not every address or client ever seen.

@@ -21,6 +21,9 @@ use serde::Deserialize;
 
 use crate::domain::{ClientId, Identifier, VcsId};
 
+mod feeds;
+pub use feeds::{BadFeedId, FeedConfig, FeedId, FeedLimits};
+
 /// The demo configuration used when no `--config` is given: its tokens are in the README.
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
 
@@ -73,6 +76,10 @@ pub struct DirectoryConfig {
     /// A table of taxonomy terms and the need category each means, in the format of
     /// `profiles/directory/taxonomy-map.json`, added to the bundled one.
     pub taxonomy_map: Option<PathBuf>,
+    /// `[[directory.feeds]]`: Open Referral UK APIs polled for services.
+    pub feeds: Vec<FeedConfig>,
+    /// `[directory.feed_limits]`: timeout and size bounds of every poll.
+    pub feed_limits: FeedLimits,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -426,6 +433,7 @@ impl Config {
             ));
         }
         check_storage(&self.storage)?;
+        feeds::check_feeds(&self.directory.feeds, &self.directory.feed_limits)?;
         if let Some(tls) = &self.server.tls {
             if tls.client_auth.is_some() && tls.client_ca.is_none() {
                 return Err(invalid(

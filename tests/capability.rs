@@ -9,6 +9,7 @@ use common::*;
 use serde_json::{json, Value};
 
 const VCS_TOKEN: &str = "demo-vcs-carers-count";
+const OUR_SEARCH_PARAMETERS: &str = "https://fhir.sp-gateway.uk/SearchParameter/";
 const NEED_CODE_SYSTEM_URL: &str = "https://fhir.sp-gateway.uk/CodeSystem/need-category";
 
 /// Ids of one resource of each type, made through the API.
@@ -74,6 +75,7 @@ fn seed(gateway: &Gateway) -> Seeds {
         ("ValueSet", "sp-referral-need".to_string()),
         ("CodeSystem", "need-category".to_string()),
         ("ConceptMap", "need-to-category".to_string()),
+        ("SearchParameter", "HealthcareService-need".to_string()),
         ("HealthcareService", KNIT_SERVICE.to_string()),
         ("Organization", KNIT_ORGANIZATION.to_string()),
         ("Location", KNIT_PLACE.to_string()),
@@ -125,10 +127,12 @@ fn search_value(seeds: &Seeds, kind: &str, name: &str) -> String {
             "ValueSet" => "https://fhir.sp-gateway.uk/ValueSet/sp-referral-need".into(),
             "CodeSystem" => NEED_CODE_SYSTEM_URL.into(),
             "ConceptMap" => "https://fhir.sp-gateway.uk/ConceptMap/need-to-category".into(),
+            "SearchParameter" => format!("{OUR_SEARCH_PARAMETERS}HealthcareService-need"),
             _ => "https://fhir.sp-gateway.uk/none".into(),
         },
         "name" => match kind {
             "CodeSystem" | "ConceptMap" => "need".into(),
+            "SearchParameter" => "HealthcareService".into(),
             _ => "Sp".into(),
         },
         "version" => "1.0.0".into(),
@@ -194,6 +198,27 @@ fn every_declared_interaction_parameter_and_operation_works() {
                 "search-type" => {
                     for p in resource["searchParam"].as_array().into_iter().flatten() {
                         let name = p["name"].as_str().expect("name");
+                        // A parameter of ours is defined by a SearchParameter we serve.
+                        let definition = p["definition"].as_str().unwrap_or_default();
+                        if kind == "HealthcareService" && !name.starts_with("_") || name == "_text"
+                        {
+                            assert!(
+                                !definition.is_empty(),
+                                "HealthcareService?{name} has no definition"
+                            );
+                        }
+                        if let Some(id) = definition.strip_prefix(OUR_SEARCH_PARAMETERS) {
+                            let path = format!("/fhir/SearchParameter/{id}");
+                            let (status, defined) = get(&gateway, "SearchParameter", &path);
+                            assert_eq!(status, 200, "{definition}: {defined}");
+                            assert_eq!(defined["url"], definition);
+                            assert_eq!(defined["code"], name, "{definition}");
+                            assert!(defined["base"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .any(|b| b == kind));
+                        }
                         let value = search_value(&seeds, kind, name);
                         let query = form_urlencoded::Serializer::new(String::new())
                             .append_pair(name, &value)

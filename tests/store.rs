@@ -19,8 +19,8 @@ use sp_gateway::store::{
     StoredResponse, SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
 use sp_gateway::store::{
-    DirectoryImport, DirectoryImportOutcome, DirectoryResourceType, DirectoryState,
-    NewDirectoryOrganization, NewDirectoryService,
+    DirectoryImport, DirectoryImportOutcome, DirectoryResourceType, DirectoryState, FeedOutcome,
+    FeedPoll, NewDirectoryOrganization, NewDirectoryService,
 };
 use sp_gateway::translate::vcs_status::VcsStatus;
 
@@ -99,6 +99,8 @@ store_suite!(
     issued_tokens_and_used_assertions_are_kept,
     a_fresh_store_has_every_migration,
     directory_imports_update_by_id_and_withdraw_what_a_full_feed_dropped,
+    feed_polls_replace_the_last_one_per_feed,
+    service_referrals_carry_their_first_answer,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -1600,4 +1602,117 @@ fn lunch_again(id: &str) -> NewDirectoryService {
     let mut s = directory_service(id, "Lunch Club", "org-b", "1100002");
     s.state = DirectoryState::Inactive;
     s
+}
+
+fn feed_poll(feed: &str, outcome: FeedOutcome, at: DateTime<Utc>) -> FeedPoll {
+    FeedPoll {
+        feed: feed.into(),
+        polled_at: at,
+        outcome,
+        http_status: Some(200),
+        imported: 3,
+        skipped: 1,
+        withdrawn: 0,
+        faults: vec!["service x (page 1 [2]):\n  /name: \"name\" is a required property".into()],
+        etag: Some("\"v1\"".into()),
+        last_modified: Some("Wed, 21 Oct 2026 07:28:00 GMT".into()),
+        next_poll_at: at + chrono::Duration::minutes(5),
+    }
+}
+
+async fn feed_polls_replace_the_last_one_per_feed(store: Arc<dyn Store>) {
+    assert!(store.feed_polls().await.expect("read").is_empty());
+    let at = now();
+    let council = feed_poll("council", FeedOutcome::Imported, at);
+    let mut cvs = feed_poll("cvs", FeedOutcome::Failed, at);
+    (cvs.http_status, cvs.etag, cvs.last_modified) = (None, None, None);
+    store.record_feed_poll(&council).await.expect("stored");
+    store.record_feed_poll(&cvs).await.expect("stored");
+    assert_eq!(
+        store.feed_polls().await.expect("read"),
+        [council.clone(), cvs.clone()]
+    );
+    let later = at + chrono::Duration::minutes(5);
+    let mut again = feed_poll("council", FeedOutcome::NotModified, later);
+    (
+        again.http_status,
+        again.imported,
+        again.skipped,
+        again.faults,
+    ) = (Some(304), 0, 0, vec![]);
+    store.record_feed_poll(&again).await.expect("stored");
+    assert_eq!(store.feed_polls().await.expect("read"), [again, cvs]);
+}
+
+/// A referral addressed to a directory service, its Task `requested`.
+fn referral_to_service(service: &str, reference: &str) -> NewReferral {
+    let mut r = referral("emis-demo", reference);
+    r.record = format!(
+        r#"{{"schema":"referral-record/v1","referral_id":"{}","service":{{"id":"{service}","name":"S"}}}}"#,
+        r.referral_id
+    );
+    for res in r.resources.iter_mut().filter(|x| x.resource_type == "Task") {
+        res.content = format!(
+            r#"{{"resourceType":"Task","id":"{}","status":"requested"}}"#,
+            res.id
+        );
+    }
+    r
+}
+
+/// The change that moves the referral's Task to `status` (its version 2).
+fn task_status(r: &NewReferral, status: &str) -> ReferralChange {
+    let mut c = change(r, 1, 2);
+    c.resources[0].content = format!(
+        r#"{{"resourceType":"Task","id":"{}","status":"{status}"}}"#,
+        r.task_id
+    );
+    c
+}
+
+async fn service_referrals_carry_their_first_answer(store: Arc<dyn Store>) {
+    let since = now() - chrono::Duration::days(90);
+    let accepted = create(&store, referral_to_service("knit", "SR-1")).await;
+    let declined = create(&store, referral_to_service("knit", "SR-2")).await;
+    let waiting = create(&store, referral_to_service("advice", "SR-3")).await;
+    create(&store, referral("emis-demo", "SR-4")).await; // to an organisation: not listed
+    store
+        .apply_change(task_status(&accepted, "accepted"))
+        .await
+        .expect("accepted");
+    store
+        .apply_change(task_status(&declined, "rejected"))
+        .await
+        .expect("declined");
+    let mut rows = store.service_referrals(since).await.expect("read");
+    rows.sort_by(|a, b| {
+        (a.service_id.as_str(), a.accepted).cmp(&(b.service_id.as_str(), b.accepted))
+    });
+    let seen: Vec<(&str, bool, bool)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.service_id.as_str(),
+                r.first_response_at.is_some(),
+                r.accepted,
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("advice", false, false),
+            ("knit", true, false),
+            ("knit", true, true)
+        ]
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.created_at >= since && r.created_at <= waiting.created_at));
+    let later = now() + chrono::Duration::seconds(1);
+    assert!(store
+        .service_referrals(later)
+        .await
+        .expect("read")
+        .is_empty());
 }

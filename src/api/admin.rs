@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::access::{self, Accessed};
+use super::admin_directory;
 use super::errors::Problem;
 use super::extract::Operator;
 use super::json::{json_page, json_result, Page};
@@ -32,7 +33,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/vcs/{vcs_id}/disable", web::post().to(disable))
             .route("/vcs/{vcs_id}/rotate-secret", web::post().to(rotate_secret))
             .route("/recoveries/{job_id}", web::get().to(recovery))
-            .route("/directory/refresh", web::post().to(refresh_directory)),
+            .route("/directory/refresh", web::post().to(refresh_directory))
+            .route(
+                "/directory/feeds",
+                web::get().to(admin_directory::list_feeds),
+            )
+            .route(
+                "/directory/feeds/{feed_id}/refresh",
+                web::post().to(admin_directory::refresh_feed),
+            ),
     );
 }
 
@@ -294,12 +303,18 @@ async fn rotate_secret(
 }
 
 /// Rebuilds the service directory's search index from the store (after `sp-gateway directory
-/// import` wrote to the database of a running gateway).
+/// import` wrote to the database of a running gateway), and computes the services'
+/// responsiveness figures now.
 async fn refresh_directory(_: Operator, state: web::Data<AppState>) -> HttpResponse {
     json_result(
         async {
             let services = state.catalog.refresh(state.store.as_ref()).await?;
-            Ok((StatusCode::OK, json!({"services": services})))
+            let store = state.store.as_ref();
+            let with_figures = state.catalog.refresh_responsiveness(store).await?;
+            Ok((
+                StatusCode::OK,
+                json!({"services": services, "services_with_responsiveness": with_figures}),
+            ))
         }
         .await,
     )

@@ -17,6 +17,7 @@ use actix_web::{web, HttpMessage, HttpRequest};
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::delivery::{Heartbeat, Wake};
+use crate::directory::feeds::Feeds;
 use crate::directory::Catalog;
 use crate::domain::ClientId;
 use crate::metrics::Metrics;
@@ -26,6 +27,7 @@ use errors::ApiError;
 
 pub mod access;
 pub mod admin;
+pub mod admin_directory;
 pub mod body;
 pub mod budget;
 pub mod errors;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub budget: budget::StorageBudget,
     /// The service directory's search index (built from the store at start).
     pub catalog: Arc<Catalog>,
+    /// The polled directory feeds (`[[directory.feeds]]`), for the admin API.
+    pub feeds: Arc<Feeds>,
 }
 
 /// How the API reaches this process's delivery worker: the signal that wakes it after a commit,
@@ -75,6 +79,7 @@ impl AppState {
         worker: WorkerLink,
         vcs_schemas: vcs::VcsSchemas,
         catalog: Arc<Catalog>,
+        feeds: Arc<Feeds>,
     ) -> Self {
         let WorkerLink { wake, heartbeat } = worker;
         let auth = Auth::new(&config);
@@ -92,6 +97,7 @@ impl AppState {
             limits,
             worker: heartbeat,
             catalog,
+            feeds,
         }
     }
 

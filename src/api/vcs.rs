@@ -288,6 +288,7 @@ async fn post_status(
                 .report_status(&vcs, &path, &update, idempotency, correlation_id(&request))
                 .await?;
             state.wake.notify_one();
+            state.catalog.status_changed();
             tracing::info!(referral_id = %path.as_str(), vcs = %vcs, status = update.status.as_str(), "status reported");
             Ok((StatusCode::from_u16(applied.status).unwrap_or(StatusCode::OK), applied.state_after))
         }

@@ -169,6 +169,29 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// An HTTP client for targets the configuration names (webhooks, directory feeds): `timeout`
+/// per request, no redirects (following one would let the target point us anywhere), and
+/// (`guard`) every name resolved through [`GuardedResolver`]. The `*_PROXY` variables are
+/// ignored: a proxy resolves names past the guard, so only an explicitly configured one is used.
+pub fn http_client(
+    timeout: std::time::Duration,
+    guard: bool,
+    proxy: Option<&Url>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("sp-gateway/", env!("CARGO_PKG_VERSION")));
+    if guard {
+        builder = builder.dns_resolver(std::sync::Arc::new(GuardedResolver));
+    }
+    builder = match proxy {
+        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
+        None => builder.no_proxy(),
+    };
+    builder.build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

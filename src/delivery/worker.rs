@@ -12,7 +12,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::outcome::{self, classify, Verdict};
 use super::retry::parse_retry_after;
 use super::signing::signature_header;
-use super::ssrf::{check_url, GuardedResolver};
+use super::ssrf::check_url;
 use crate::config::Config;
 use crate::domain::ChannelHeader;
 use crate::metrics::Metrics;
@@ -479,24 +479,14 @@ impl DeliveryWorker {
     }
 }
 
-/// The webhook client: no redirects, the attempt timeout, and (`guard`) every name resolved
+/// The webhook client: the attempt timeout, no redirects, and (`guard`) every name resolved
 /// through the SSRF guard.
 fn http_client(config: &Config, guard: bool) -> Result<reqwest::Client, reqwest::Error> {
-    let mut builder = reqwest::Client::builder()
-        .timeout(config.delivery.timeout)
-        // A redirect is a failed attempt: following it would let a receiver point us anywhere.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("sp-gateway/", env!("CARGO_PKG_VERSION")));
-    if guard {
-        builder = builder.dns_resolver(Arc::new(GuardedResolver));
-    }
-    // reqwest follows the *_PROXY variables by default, and a proxy would resolve the
-    // receiver's name past the guard above: only an explicitly configured proxy is used.
-    builder = match &config.delivery.proxy {
-        Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.as_str())?),
-        None => builder.no_proxy(),
-    };
-    builder.build()
+    super::ssrf::http_client(
+        config.delivery.timeout,
+        guard,
+        config.delivery.proxy.as_ref(),
+    )
 }
 
 /// A resolved destination.

@@ -2,14 +2,18 @@
 //! feed's JSON and the FHIR resources of each service), and the search index built from the
 //! store at start and rebuilt after each import.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 
 use super::fhir::{organization_identifiers, to_fhir};
 use super::import::{ImportReport, ImportedService};
 use super::index::{Index, IndexedService};
 use super::oruk;
+use super::responsiveness::{self, Figures};
 use super::taxonomy::{TaxonomyMap, TaxonomyMapError};
 use crate::config::Config;
 use crate::domain::Identifier;
@@ -115,10 +119,33 @@ pub async fn store_import(
         .await
 }
 
-/// The search index over the stored services, swapped whole when rebuilt.
+/// The search index over the stored services, swapped whole when rebuilt, and the services'
+/// responsiveness figures beside it.
 pub struct Catalog {
     taxonomy: TaxonomyMap,
     index: RwLock<Arc<Index>>,
+    responsiveness: RwLock<Arc<HashMap<String, Figures>>>,
+    /// A status report may have changed the figures.
+    stale: Notify,
+}
+
+/// How long after a status report the figures are computed again (reports come in bursts).
+const SETTLE: Duration = Duration::from_secs(5);
+/// How often they are computed anyway (the window slides).
+const RECOMPUTE: Duration = Duration::from_secs(3600);
+
+fn swap<T>(lock: &RwLock<Arc<T>>, value: Arc<T>) {
+    match lock.write() {
+        Ok(mut guard) => *guard = value,
+        Err(poisoned) => *poisoned.into_inner() = value,
+    }
+}
+
+fn current<T>(lock: &RwLock<Arc<T>>) -> Arc<T> {
+    match lock.read() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
 }
 
 impl Catalog {
@@ -128,6 +155,8 @@ impl Catalog {
         Ok(Catalog {
             taxonomy,
             index: RwLock::new(Arc::new(index)),
+            responsiveness: RwLock::new(Arc::new(HashMap::new())),
+            stale: Notify::new(),
         })
     }
 
@@ -135,18 +164,48 @@ impl Catalog {
     pub async fn refresh(&self, store: &dyn Store) -> Result<usize, StoreError> {
         let index = Arc::new(build_index(store, &self.taxonomy).await?);
         let n = index.len();
-        match self.index.write() {
-            Ok(mut guard) => *guard = index,
-            Err(poisoned) => *poisoned.into_inner() = index,
-        }
+        swap(&self.index, index);
         Ok(n)
     }
 
     /// The index as it stands now.
     pub fn index(&self) -> Arc<Index> {
-        match self.index.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
+        current(&self.index)
+    }
+
+    /// Computes every service's responsiveness over the last 90 days from the store; answers
+    /// how many services have figures.
+    pub async fn refresh_responsiveness(&self, store: &dyn Store) -> Result<usize, StoreError> {
+        let until = Utc::now();
+        let since = until - chrono::Duration::days(responsiveness::WINDOW_DAYS);
+        let referrals = store.service_referrals(since).await?;
+        let figures = Arc::new(responsiveness::compute(&referrals, since, until));
+        let n = figures.len();
+        swap(&self.responsiveness, figures);
+        Ok(n)
+    }
+
+    /// A service's responsiveness figures, when at least five referrals stand behind them.
+    pub fn figures(&self, service_id: &str) -> Option<Figures> {
+        current(&self.responsiveness).get(service_id).cloned()
+    }
+
+    /// A referral's status changed: the figures are computed again shortly.
+    pub fn status_changed(&self) {
+        self.stale.notify_one();
+    }
+
+    /// Keeps the figures current for as long as the server runs: now, a few seconds after
+    /// status reports, and every hour.
+    pub async fn keep_responsiveness(self: Arc<Self>, store: Arc<dyn Store>) {
+        loop {
+            if let Err(e) = self.refresh_responsiveness(store.as_ref()).await {
+                tracing::warn!(error = %e, "directory responsiveness not computed");
+            }
+            tokio::select! {
+                _ = self.stale.notified() => tokio::time::sleep(SETTLE).await,
+                _ = tokio::time::sleep(RECOMPUTE) => {}
+            }
         }
     }
 

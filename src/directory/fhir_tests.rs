@@ -70,6 +70,7 @@ fn our_profiles_are_loaded() {
         SP_DIRECTORY_ORGANIZATION,
         SP_DIRECTORY_LOCATION,
         REFERRALS_THROUGH_GATEWAY,
+        crate::directory::responsiveness::RESPONSIVENESS_EXTENSION,
     ] {
         assert!(validator().knows_profile(url), "{url}");
     }
@@ -391,4 +392,43 @@ fn category_displays_match_the_code_system() {
             .expect("concept");
         assert_eq!(concept["display"], json!(category_display(c)), "{c}");
     }
+}
+
+#[test]
+fn responsiveness_figures_are_valid_and_malformed_ones_are_not() {
+    use crate::directory::responsiveness::{annotate, compute, WINDOW_DAYS};
+    use crate::store::ServiceReferral;
+    let now = chrono::Utc::now();
+    let referrals: Vec<ServiceReferral> = (0..6)
+        .map(|i| ServiceReferral {
+            service_id: "knit".into(),
+            created_at: now - chrono::Duration::days(3),
+            first_response_at: (i < 5).then(|| now - chrono::Duration::days(2)),
+            accepted: i < 4,
+        })
+        .collect();
+    let figures = compute(&referrals, now - chrono::Duration::days(WINDOW_DAYS), now);
+    let mut service = by_name("Knit and Natter").healthcare_service;
+    annotate(&mut service, figures.get("knit"));
+    assert_eq!(errors(&service), Vec::<String>::new(), "{service}");
+    let at = service["extension"]
+        .as_array()
+        .and_then(|l| {
+            l.iter().position(|e| {
+                e["url"] == crate::directory::responsiveness::RESPONSIVENESS_EXTENSION
+            })
+        })
+        .expect("the extension");
+    assert_eq!(
+        service["extension"][at]["extension"][0]["valueUnsignedInt"],
+        6
+    );
+    let mut bad = service.clone();
+    bad["extension"][at]["extension"][2]["valueDecimal"] = json!("most");
+    assert!(!errors(&bad).is_empty(), "a share that is not a decimal");
+    let mut missing = service.clone();
+    if let Some(parts) = missing["extension"][at]["extension"].as_array_mut() {
+        parts.retain(|p| p["url"] != "referrals");
+    }
+    assert!(!errors(&missing).is_empty(), "figures without their count");
 }

@@ -115,9 +115,30 @@ pub struct ImportReport {
     pub invalid: Vec<InvalidService>,
     /// Ids given to more than one service (the later one is kept).
     pub repeated: Vec<String>,
+    /// Where each id is in `services`.
+    positions: HashMap<String, usize>,
 }
 
 impl ImportReport {
+    /// Adds one judged service: a valid one replaces an earlier copy of its id (which
+    /// `repeated` names), an invalid one is listed.
+    pub fn add(&mut self, judged: Result<ImportedService, InvalidService>) {
+        match judged {
+            Ok(s) => match self.positions.get(&s.service.id) {
+                Some(&i) => {
+                    self.repeated.push(s.service.id.clone());
+                    self.services[i] = s;
+                }
+                None => {
+                    self.positions
+                        .insert(s.service.id.clone(), self.services.len());
+                    self.services.push(s);
+                }
+            },
+            Err(bad) => self.invalid.push(bad),
+        }
+    }
+
     /// Distinct organisations and locations of the valid services.
     pub fn organisation_and_location_counts(&self) -> (usize, usize) {
         let orgs: BTreeSet<&str> = self
@@ -215,7 +236,6 @@ pub fn parse_paths(paths: &[PathBuf]) -> Result<ImportReport, ImportError> {
         }
     }
     let mut report = ImportReport::default();
-    let mut at: HashMap<String, usize> = HashMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file).map_err(|source| ImportError::Io {
             path: file.clone(),
@@ -231,19 +251,7 @@ pub fn parse_paths(paths: &[PathBuf]) -> Result<ImportReport, ImportError> {
             what: e.to_string(),
         })?;
         for (item, origin) in items {
-            match schema.check(item, origin) {
-                Ok(s) => match at.get(&s.service.id) {
-                    Some(&i) => {
-                        report.repeated.push(s.service.id.clone());
-                        report.services[i] = s;
-                    }
-                    None => {
-                        at.insert(s.service.id.clone(), report.services.len());
-                        report.services.push(s);
-                    }
-                },
-                Err(bad) => report.invalid.push(bad),
-            }
+            report.add(schema.check(item, origin));
         }
     }
     Ok(report)

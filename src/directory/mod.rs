@@ -9,11 +9,13 @@
 
 pub mod catalog;
 pub mod coverage;
+pub mod feeds;
 pub mod fhir;
 pub mod import;
 pub mod index;
 pub mod oruk;
 pub mod postcode;
+pub mod responsiveness;
 pub mod taxonomy;
 
 pub use catalog::{Catalog, CatalogError};

@@ -12,23 +12,25 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::config::StorageConfig;
 
+mod feeds;
 pub mod postgres;
 pub(crate) mod rows;
 pub mod sqlite;
 mod traits;
 mod types;
 
+pub use feeds::{FeedOutcome, FeedPoll, ServiceReferral};
 pub use traits::{
-    Audit, DeliveryAdmin, Directory, Health, Outbox, Referrals, Resources, Store, Subscriptions,
-    Tokens,
+    Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals, Resources, Store,
+    Subscriptions, Tokens,
 };
 pub use types::*;
 
 /// Every store trait, for callers of `Arc<dyn Store>`.
 pub mod prelude {
     pub use super::traits::{
-        Audit, DeliveryAdmin, Directory, Health, Outbox, Referrals, Resources, Store,
-        Subscriptions, Tokens,
+        Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals, Resources,
+        Store, Subscriptions, Tokens,
     };
 }
 

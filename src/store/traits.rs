@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
+use super::feeds::{FeedPoll, ServiceReferral};
 use super::types::*;
 use super::StoreError;
 use crate::domain::{ClientId, Identifier, VcsId};
@@ -348,10 +349,38 @@ pub trait Directory: Send + Sync {
     ) -> Result<Option<String>, StoreError>;
 }
 
+/// The directory's polled feeds: the last poll of each (one row per feed, replaced by each
+/// poll), which the next poll starts from and the admin API shows.
+#[async_trait]
+pub trait DirectoryFeeds: Send + Sync {
+    /// The last poll of every feed polled so far, by feed.
+    async fn feed_polls(&self) -> Result<Vec<FeedPoll>, StoreError>;
+
+    /// Records a feed's poll in place of its last one.
+    async fn record_feed_poll(&self, poll: &FeedPoll) -> Result<(), StoreError>;
+
+    /// The referrals made since `since` to a directory service (the record names the service),
+    /// with their first answer (the first Task version `accepted` or `rejected`, as recorded)
+    /// and whether they were accepted: what the services' responsiveness is computed from.
+    async fn service_referrals(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ServiceReferral>, StoreError>;
+}
+
 /// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>` (each aggregate
 /// trait is `Send + Sync` already).
 pub trait Store:
-    Referrals + Resources + Subscriptions + Audit + Tokens + Outbox + DeliveryAdmin + Health + Directory
+    Referrals
+    + Resources
+    + Subscriptions
+    + Audit
+    + Tokens
+    + Outbox
+    + DeliveryAdmin
+    + Health
+    + Directory
+    + DirectoryFeeds
 {
 }
 
@@ -365,7 +394,8 @@ impl<
             + Outbox
             + DeliveryAdmin
             + Health
-            + Directory,
+            + Directory
+            + DirectoryFeeds,
     > Store for T
 {
 }

@@ -17,6 +17,7 @@ use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::DirectoryReader;
 use crate::api::AppState;
 use crate::directory::index::{need_category, OrganizationFilter};
+use crate::directory::responsiveness::annotate;
 use crate::directory::{district_of, Index, Query};
 use crate::domain::{systems, NeedCategory};
 use crate::intake::routing::{ListedService, ServiceDirectory};
@@ -66,7 +67,9 @@ async fn read_service(
             .directory_service(&path)
             .await?
             .ok_or_else(|| not_found("HealthcareService", &path))?;
-        Ok(Reply::ok(service.json()?))
+        let mut json = service.json()?;
+        annotate(&mut json, state.catalog.figures(&service.id).as_ref());
+        Ok(Reply::ok(json))
     })
     .await
 }
@@ -234,7 +237,8 @@ async fn search(
             let Some(service) = state.store.directory_service(&m.service.id).await? else {
                 continue;
             };
-            let json = service.json()?;
+            let mut json = service.json()?;
+            annotate(&mut json, state.catalog.figures(&service.id).as_ref());
             for &kind in &includes {
                 let resource_type = match kind {
                     Include::Organization => DirectoryResourceType::Organization,

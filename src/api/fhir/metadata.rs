@@ -42,6 +42,12 @@ fn param(name: &str, kind: &str, definition: Option<String>, doc: &str) -> Value
     p
 }
 
+/// One of our SearchParameters (`profiles/sp/SearchParameter-{id}.json`, readable at
+/// `/fhir/SearchParameter/{id}`).
+fn ours(id: &str) -> Option<String> {
+    Some(format!("https://fhir.sp-gateway.uk/SearchParameter/{id}"))
+}
+
 fn core(resource: &str, name: &str) -> Option<String> {
     Some(format!("{SP_BASE}/{resource}-{name}"))
 }
@@ -183,11 +189,11 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
             "interaction": interactions(&["read", "search-type"]),
             "searchInclude": ["HealthcareService:organization", "HealthcareService:location"],
             "searchParam": [
-                param("need", "token", None, "A need (SNOMED CT, ValueSet sp-referral-need) or need category, system|code or code; comma-separated means any. Finds the services in its need category"),
-                param("postcode", "string", None, "A UK postcode (HR2 0LT) or district (HR2): the services covering it, district before area before everywhere; not a UK postcode is a 400"),
+                param("need", "token", ours("HealthcareService-need"), "A need (SNOMED CT, ValueSet sp-referral-need) or need category, system|code or code; comma-separated means any. Finds the services in its need category"),
+                param("postcode", "string", ours("HealthcareService-postcode"), "A UK postcode (HR2 0LT) or district (HR2): the services covering it, district before area before everywhere; not a UK postcode is a 400"),
                 param("service-category", "token", core("HealthcareService", "service-category"), "A need category (https://fhir.sp-gateway.uk/CodeSystem/need-category|code or code)"),
                 param("name", "string", core("HealthcareService", "name"), "Words that start words of the name or description"),
-                param("_text", "string", None, "Words that start words of the name or description"),
+                param("_text", "string", ours("HealthcareService-text"), "Words that start words of the name or description"),
                 param("organization", "reference", core("HealthcareService", "organization"), "Organization/{id} of the directory"),
                 param("active", "token", core("HealthcareService", "active"), "true or false (withdrawn services are not active)"),
                 count.clone(), offset.clone(), format_param()

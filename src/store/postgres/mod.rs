@@ -19,6 +19,7 @@ mod admin;
 mod audit;
 mod directory;
 mod engine;
+mod feeds;
 mod outbox;
 mod referrals;
 mod resources;
@@ -88,6 +89,12 @@ fn migrator() -> Migrator {
             6,
             "directory",
             include_str!("../migrations/postgres/0006_directory.sql"),
+        ),
+        // 7 and 8 are other branches' migrations.
+        migration(
+            9,
+            "directory_feeds",
+            include_str!("../migrations/postgres/0009_directory_feeds.sql"),
         ),
     ])
 }

@@ -12,6 +12,7 @@ mod admin;
 mod audit;
 mod directory;
 mod engine;
+mod feeds;
 mod outbox;
 mod referrals;
 mod resources;
@@ -54,7 +55,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 10] = [
+const MIGRATIONS: [(&str, &str); 11] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -91,6 +92,11 @@ const MIGRATIONS: [(&str, &str); 10] = [
     (
         "directory",
         include_str!("../migrations/sqlite/010_directory.sql"),
+    ),
+    // 011 and 012 are other branches' migrations; on merging, this one goes after them.
+    (
+        "directory_feeds",
+        include_str!("../migrations/sqlite/013_directory_feeds.sql"),
     ),
 ];
 
