@@ -19,6 +19,7 @@ pub mod fhir;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
+pub mod onward;
 pub mod store;
 pub mod subscriptions;
 pub mod translate;

@@ -89,6 +89,12 @@ fn migrator() -> Migrator {
             "directory",
             include_str!("../migrations/postgres/0006_directory.sql"),
         ),
+        // 7 is the inbox's (accounts and sessions).
+        migration(
+            8,
+            "onward",
+            include_str!("../migrations/postgres/0008_onward.sql"),
+        ),
     ])
 }
 

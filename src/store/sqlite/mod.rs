@@ -52,7 +52,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 10] = [
+const MIGRATIONS: [(&str, &str); 11] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -89,6 +89,11 @@ const MIGRATIONS: [(&str, &str); 10] = [
     (
         "directory",
         include_str!("../migrations/sqlite/010_directory.sql"),
+    ),
+    // 011 is the inbox's (accounts and sessions); merged, this is the twelfth.
+    (
+        "onward",
+        include_str!("../migrations/sqlite/012_onward.sql"),
     ),
 ];
 
