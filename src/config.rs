@@ -703,7 +703,8 @@ mod tests {
         let config = Config::from_toml_with_env(DEMO_CONFIG).unwrap();
         assert_eq!(config.server.listen.port(), 8080);
         assert_eq!(config.clients.len(), 2);
-        assert_eq!(config.vcs.len(), 3);
+        assert_eq!(config.vcs.len(), 4);
+        assert_eq!(config.vcs[3].kind, VcsKind::LinkWorker);
     }
 
     #[test]

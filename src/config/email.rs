@@ -10,8 +10,8 @@ use super::{invalid, Config, ConfigError};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
-    /// `smtp://host:port` (plain, or STARTTLS when the server offers it), `smtps://host:port`
-    /// (TLS from the start); user and password may be given in the URL.
+    /// `smtps://host:port` (TLS from the start), or `smtp://host:port` (plain; add
+    /// `?tls=required` for STARTTLS); user and password may be given in the URL.
     pub smtp_url: String,
     /// The sender, `Name <address>` or a bare address.
     pub from: String,

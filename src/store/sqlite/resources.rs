@@ -104,6 +104,11 @@ fn resource_search_clauses(resource_type: &str, query: &ResourceQuery) -> String
     // told which index to use: the type index would serve the page order without a sort, and
     // SQLite prefers it, but it reads all of the client's Tasks to find one patient's. With a
     // referral, neither: the referral index finds a referral's few rows, for any type.
+    let based_on = if query.based_on.is_some() {
+        "referral_id IN (SELECT id FROM referrals WHERE based_on = ?7)"
+    } else {
+        "?7 IS NULL"
+    };
     let covered = matches!(resource_type, "Task" | "Observation") && query.referral_id.is_none();
     let typed = if covered {
         "AND resource_type IN ('Task', 'Observation')"
@@ -119,7 +124,7 @@ fn resource_search_clauses(resource_type: &str, query: &ResourceQuery) -> String
         "FROM {table} WHERE client_id = ?1 AND resource_type = ?2 AND is_current = 1
          AND {referral} AND {patient} {typed}
          AND (?5 IS NULL OR code = ?5) AND (?6 IS NULL OR code LIKE ?6)
-         AND (?7 IS NULL OR referral_id IN (SELECT id FROM referrals WHERE based_on = ?7))"
+         AND {based_on}"
     )
 }
 
@@ -280,6 +285,7 @@ mod tests {
                         "c1",
                         resource_type,
                         query.referral_id,
+                        None::<String>,
                         None::<String>,
                         None::<String>,
                         None::<String>
