@@ -68,6 +68,7 @@ fn may_refer_onward(status: VcsStatus) -> bool {
 /// its organisation is not connected (`Refused`, naming `service_id`, with the service's contact
 /// details when it is not connected); the referral is not taken on or already closed
 /// (`Transition`).
+#[allow(clippy::too_many_arguments)]
 pub async fn refer_onward(
     lifecycle: &Lifecycle<'_>,
     directory: &dyn ServiceDirectory,

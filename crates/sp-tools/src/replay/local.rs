@@ -2,7 +2,7 @@
 //! verifies every webhook's signature: so a tester can replay fixtures with nothing else running.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
