@@ -23,6 +23,8 @@ use crate::domain::{ClientId, Identifier, VcsId};
 
 mod feeds;
 pub use feeds::{BadFeedId, FeedConfig, FeedId, FeedLimits};
+mod email;
+pub use email::{EmailConfig, VcsKind};
 
 /// The demo configuration used when no `--config` is given: its tokens are in the README.
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
@@ -67,6 +69,9 @@ pub struct Config {
     pub vcs: Vec<VcsConfig>,
     #[serde(default)]
     pub directory: DirectoryConfig,
+    /// `[email]`: how notices of new referrals are sent (none without it).
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
 }
 
 /// `[directory]`: the service directory (Open Referral UK feeds).
@@ -351,6 +356,12 @@ pub struct VcsConfig {
     /// unset, `[delivery] allow_private_targets`.
     #[serde(default)]
     pub allow_private_targets: Option<bool>,
+    /// A community group (default) or a link-worker service, which may refer onward.
+    #[serde(default)]
+    pub kind: VcsKind,
+    /// Told by email (through `[email]`) of each new referral, without patient details.
+    #[serde(default)]
+    pub notify_emails: Vec<String>,
 }
 
 impl VcsConfig {
@@ -492,6 +503,7 @@ impl Config {
             check_webhook_secret(&vcs.webhook_secret, &format!("vcs[{i}].webhook_secret"))?;
             check_token(&vcs.token, &format!("vcs[{i}].token"), &mut tokens)?;
         }
+        email::check_email(self)?;
         if let Some(token) = &self.admin.token {
             check_token(token, "admin.token", &mut tokens)?;
         }
@@ -707,7 +719,8 @@ mod tests {
         let config = Config::from_toml_with_env(DEMO_CONFIG).unwrap();
         assert_eq!(config.server.listen.port(), 8080);
         assert_eq!(config.clients.len(), 2);
-        assert_eq!(config.vcs.len(), 3);
+        assert_eq!(config.vcs.len(), 4);
+        assert_eq!(config.vcs[3].kind, VcsKind::LinkWorker);
     }
 
     #[test]

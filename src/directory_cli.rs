@@ -45,6 +45,32 @@ pub fn run(command: &DirectoryCommand) -> ExitCode {
     }
 }
 
+/// Imports the valid services of the feeds at `paths` into `config`'s database (the invalid
+/// ones are left out): how `replay` gives its in-process gateway a directory.
+pub async fn import_valid(
+    config: &sp_gateway::config::Config,
+    paths: &[PathBuf],
+) -> Result<(), String> {
+    let taxonomy = catalog::taxonomy(config).map_err(|e| e.to_string())?;
+    let report = parse_paths(paths).map_err(|e| e.to_string())?;
+    let connected = catalog::connected_identifiers(config);
+    let store = sp_gateway::store::open(&config.storage)
+        .await
+        .map_err(|e| e.to_string())?;
+    catalog::store_import(
+        store.as_ref(),
+        &report,
+        "files",
+        false,
+        &taxonomy,
+        &connected,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 fn unusable(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("sp-gateway directory import: {message}");
     ExitCode::from(2)

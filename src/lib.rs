@@ -20,6 +20,7 @@ pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
 pub mod reports;
+pub mod onward;
 pub mod store;
 pub mod subscriptions;
 pub mod translate;

@@ -87,7 +87,7 @@ pub struct Applied {
     pub status: u16,
 }
 
-fn now_text(now: DateTime<Utc>) -> String {
+pub(crate) fn now_text(now: DateTime<Utc>) -> String {
     now.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
@@ -98,7 +98,7 @@ fn parse_content(resource: &StoredResource) -> Result<Value, LifecycleError> {
 
 impl Lifecycle<'_> {
     /// Loads a referral routed to `vcs` (another organisation's referral does not exist for it).
-    async fn load_for_vcs(
+    pub(crate) async fn load_for_vcs(
         &self,
         vcs: &VcsId,
         referral_id: &str,
@@ -144,7 +144,7 @@ impl Lifecycle<'_> {
     /// Runs `compute` against fresh state until its change applies. With an Idempotency-Key,
     /// a request with the same key that got there first (a concurrent duplicate) is answered
     /// with that request's answer instead.
-    async fn apply<F>(
+    pub(crate) async fn apply<F>(
         &self,
         referral_id: &str,
         idempotency: Option<&IdempotencyKey>,
@@ -438,10 +438,10 @@ fn observation_code(observation: &Value) -> Option<String> {
 }
 
 /// Collects one change's resource versions, messages and audit entries.
-struct ChangeBuilder<'s> {
+pub(crate) struct ChangeBuilder<'s> {
     state: &'s ReferralState,
     now: DateTime<Utc>,
-    change: ReferralChange,
+    pub(crate) change: ReferralChange,
     /// Changed resources, for Subscription matching, each with the stored version naming it.
     changed: Vec<(Value, Payload)>,
     /// Messages added per target, to number them.
@@ -449,7 +449,11 @@ struct ChangeBuilder<'s> {
 }
 
 impl<'s> ChangeBuilder<'s> {
-    fn new(state: &'s ReferralState, now: DateTime<Utc>, correlation_id: Option<String>) -> Self {
+    pub(crate) fn new(
+        state: &'s ReferralState,
+        now: DateTime<Utc>,
+        correlation_id: Option<String>,
+    ) -> Self {
         ChangeBuilder {
             state,
             now,
@@ -464,6 +468,7 @@ impl<'s> ChangeBuilder<'s> {
                 idempotency: None,
                 correlation_id,
                 at: now,
+                onward: None,
             },
             changed: vec![],
             added: vec![],
@@ -498,7 +503,7 @@ impl<'s> ChangeBuilder<'s> {
         stamped
     }
 
-    fn audit(&mut self, actor: Actor, action: &str, resource_type: &str, id: &str) {
+    pub(crate) fn audit(&mut self, actor: Actor, action: &str, resource_type: &str, id: &str) {
         self.change.audit.push(AuditEntry {
             actor,
             action: action.to_string(),
@@ -559,7 +564,7 @@ impl<'s> ChangeBuilder<'s> {
     }
 
     /// Validates what was built against our profiles and completes the change.
-    fn finish(
+    pub(crate) fn finish(
         mut self,
         validation: &Validation,
         idempotency: Option<IdempotencyKey>,

@@ -213,9 +213,14 @@ impl sp_tools::Gateway for Server {
             .map(|s| Delay(std::time::Duration::from_secs(s)))
             .to_vec();
         config.delivery.worker = true;
-        actix_web::rt::System::new()
-            .block_on(sp_gateway::app::serve(config, listener))
-            .map_err(|e| e.to_string())
+        actix_web::rt::System::new().block_on(async {
+            if !run.directory.is_empty() {
+                directory_cli::import_valid(&config, &run.directory).await?;
+            }
+            sp_gateway::app::serve(config, listener)
+                .await
+                .map_err(|e| e.to_string())
+        })
     }
 }
 

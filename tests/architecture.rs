@@ -53,6 +53,7 @@ fn nothing_below_the_edge_imports_it() {
         "translate",
         "intake",
         "lifecycle.rs",
+        "onward.rs",
         "subscriptions.rs",
         "delivery",
         "directory",

@@ -79,6 +79,16 @@ fn every_endpoint_against_every_caller() {
             [401, 200, 200, 401, 401, 401],
         ),
         (
+            "GET",
+            format!("/fhir/ServiceRequest?based-on=ServiceRequest/{referral}"),
+            [401, 200, 200, 401, 401, 401],
+        ),
+        (
+            "GET",
+            format!("/fhir/Task?part-of=Task/{task}"),
+            [401, 200, 200, 401, 401, 401],
+        ),
+        (
             "POST",
             "/fhir/ServiceRequest/$validate".into(),
             [401, 200, 200, 401, 401, 401],
@@ -107,6 +117,12 @@ fn every_endpoint_against_every_caller() {
             "POST",
             format!("/vcs/v1/referrals/{referral}/outcomes"),
             [401, 401, 401, 201, 404, 401],
+        ),
+        // Only a link-worker service refers onward: the demo's groups may not (403).
+        (
+            "POST",
+            format!("/vcs/v1/referrals/{referral}/onward"),
+            [401, 401, 401, 403, 403, 401],
         ),
         (
             "GET",
@@ -141,7 +157,9 @@ fn every_endpoint_against_every_caller() {
                     .http
                     .post(gateway.url(path))
                     .header("content-type", FHIR_JSON)
-                    .body(if path.contains("/vcs/") {
+                    .body(if path.ends_with("/onward") {
+                        json!({"service_id": "f80b822c-7172-5b8d-9f63-72b7f1989394"}).to_string()
+                    } else if path.contains("/vcs/") {
                         ons4.to_string()
                     } else {
                         contained_referral("REF-MATRIX-V").to_string()

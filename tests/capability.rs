@@ -8,13 +8,15 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 
-const VCS_TOKEN: &str = "demo-vcs-carers-count";
+/// The demo's link workers: the seeded referral goes to them, so that they can refer it onward.
+const VCS_TOKEN: &str = "demo-vcs-link-workers";
 const OUR_SEARCH_PARAMETERS: &str = "https://fhir.sp-gateway.uk/SearchParameter/";
 const NEED_CODE_SYSTEM_URL: &str = "https://fhir.sp-gateway.uk/CodeSystem/need-category";
 
 /// Ids of one resource of each type, made through the API.
 struct Seeds {
     referral: String,
+    task: String,
     patient: String,
     ids: std::collections::HashMap<String, String>,
 }
@@ -26,7 +28,12 @@ const KNIT_PLACE: &str = "69f2e302-2947-5477-9b1d-93f0ab588e26";
 
 fn seed(gateway: &Gateway) -> Seeds {
     gateway.import_directory(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory")]);
-    let referral = gateway.refer("CAP-1");
+    let mut to_link_workers = contained_referral("CAP-1");
+    to_link_workers["performer"] = json!([{"type": "Organization",
+        "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "X7L4W"}}]);
+    let (status, created) = send(gateway.post_json("/fhir/ServiceRequest", &to_link_workers));
+    assert_eq!(status, 201, "{created}");
+    let referral = created["id"].as_str().expect("id").to_string();
     let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
     let task = &tasks["entry"][0]["resource"];
     let patient = task["for"]["reference"]
@@ -55,6 +62,12 @@ fn seed(gateway: &Gateway) -> Seeds {
                "occurred_at": "2026-05-11T10:00:00+01:00"}),
     );
     assert_eq!(status, 201, "{outcome}");
+    // Referred onward: `based-on`, `part-of` and their `_revinclude`s find the child.
+    let (status, onward) = post_vcs(
+        &format!("/vcs/v1/referrals/{referral}/onward"),
+        json!({"service_id": KNIT_SERVICE}),
+    );
+    assert_eq!(status, 201, "{onward}");
     let observation = outcome["observation_ids"][0]
         .as_str()
         .expect("an Observation")
@@ -65,7 +78,7 @@ fn seed(gateway: &Gateway) -> Seeds {
     for (kind, id) in [
         ("ServiceRequest", referral.clone()),
         ("Patient", patient.clone()),
-        ("Task", task),
+        ("Task", task.clone()),
         ("Observation", observation),
         (
             "Subscription",
@@ -84,6 +97,7 @@ fn seed(gateway: &Gateway) -> Seeds {
     }
     Seeds {
         referral,
+        task,
         patient,
         ids,
     }
@@ -117,6 +131,7 @@ fn search_value(seeds: &Seeds, kind: &str, name: &str) -> String {
         "patient" | "subject" => format!("Patient/{}", seeds.patient),
         "status" => "active".into(),
         "focus" | "based-on" | "entity" => format!("ServiceRequest/{}", seeds.referral),
+        "part-of" => format!("Task/{}", seeds.task),
         "code" => "https://fhir.sp-gateway.uk/CodeSystem/wellbeing-measure|swemwbs-total".into(),
         "date" => "ge2020-01-01".into(),
         "_count" => "5".into(),

@@ -13,16 +13,6 @@ use serde_json::{json, Value};
 const VCS_TOKEN: &str = "demo-vcs-carers-count";
 const OTHER_VCS_TOKEN: &str = "demo-vcs-knit-natter";
 
-fn vcs_post(gateway: &Gateway, token: &str, path: &str, body: &Value) -> (u16, Value) {
-    send(
-        gateway
-            .http
-            .post(gateway.url(path))
-            .bearer_auth(token)
-            .json(body),
-    )
-}
-
 fn vcs_get(gateway: &Gateway, token: &str, path: &str) -> (u16, Value) {
     send(gateway.http.get(gateway.url(path)).bearer_auth(token))
 }

@@ -129,6 +129,8 @@ fn every_fixture_passes_in_process_with_matching_reports() {
 #[test]
 fn every_fixture_passes_against_a_separately_started_gateway() {
     let gateway = Gateway::start();
+    // The onward fixtures refer to services of the directory: imported there, as an operator would.
+    gateway.import_directory(&[&format!("{FIXTURES}/directory")]);
     let output = replay(&["fixtures", "--target", &gateway.base]);
     let text = stdout(&output);
     assert_eq!(output.status.code(), Some(0), "{text}");

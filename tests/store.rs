@@ -101,6 +101,7 @@ store_suite!(
     directory_imports_update_by_id_and_withdraw_what_a_full_feed_dropped,
     feed_polls_replace_the_last_one_per_feed,
     service_referrals_carry_their_first_answer,
+    an_onward_referral_is_stored_with_the_change_that_makes_it,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -164,6 +165,7 @@ fn referral(client_id: &str, reference: &str) -> NewReferral {
         )],
         correlation_id: Some("corr-1".into()),
         created_at: now(),
+        onward: None,
     }
 }
 
@@ -220,6 +222,7 @@ fn change(referral: &NewReferral, revision: i64, task_version: i64) -> ReferralC
         idempotency: None,
         correlation_id: None,
         at: now(),
+        onward: None,
     }
 }
 
@@ -1715,4 +1718,103 @@ async fn service_referrals_carry_their_first_answer(store: Arc<dyn Store>) {
         .await
         .expect("read")
         .is_empty());
+/// An onward referral is created by the change recorded on the referral it is based on, in its
+/// transaction: a stale change stores no child; the child is found by `based_on` (its
+/// ServiceRequest, and its Task by the parent's referral), audited as the link worker's, and its
+/// email notice is claimed like any message, its recipient the organisation.
+async fn an_onward_referral_is_stored_with_the_change_that_makes_it(store: Arc<dyn Store>) {
+    let parent = create(&store, referral("emis-demo", "REF-ONWARD")).await;
+    let mut child = referral("emis-demo", "unused");
+    child.identifiers = vec![];
+    child.patient_id = parent.patient_id.clone();
+    child.vcs_id = vcs("valley-knit-natter");
+    child.onward = Some((parent.referral_id.clone(), vcs("carers-count")));
+    child.outbox = vec![message(
+        TargetKind::Email,
+        "valley-knit-natter",
+        "referral.notice",
+        1,
+    )];
+    let mut stale = change(&parent, 7, 2);
+    stale.onward = Some(Box::new(child.clone()));
+    assert_eq!(
+        store.apply_change(stale).await.expect("stale"),
+        ChangeOutcome::Conflict
+    );
+    let children = ReferralQuery {
+        based_on: Some(parent.referral_id.to_string()),
+        count: 10,
+        ..ReferralQuery::default()
+    };
+    let emis = client("emis-demo");
+    let found = store
+        .search_referrals(&emis, &children)
+        .await
+        .expect("search");
+    assert_eq!(found.total, 0, "a conflicting change stores no child");
+    let mut onward = change(&parent, 1, 2);
+    onward.onward = Some(Box::new(child.clone()));
+    assert_eq!(
+        store.apply_change(onward).await.expect("apply"),
+        ChangeOutcome::Applied
+    );
+    let found = store
+        .search_referrals(&emis, &children)
+        .await
+        .expect("search");
+    assert_eq!(found.total, 1);
+    assert_eq!(found.resources[0].id, child.referral_id.as_str());
+    let tasks = ResourceQuery {
+        based_on: Some(parent.referral_id.to_string()),
+        count: 10,
+        ..ResourceQuery::default()
+    };
+    let found = store
+        .search_resources(&emis, "Task", &tasks)
+        .await
+        .expect("tasks");
+    assert_eq!(found.total, 1);
+    assert_eq!(found.resources[0].id, child.task_id.as_str());
+    let other = client("tpp-demo");
+    let hidden = store
+        .search_referrals(&other, &children)
+        .await
+        .expect("other");
+    assert_eq!(hidden.total, 0, "another client's children are not found");
+    let state = store
+        .load_referral(child.referral_id.as_str())
+        .await
+        .expect("load")
+        .expect("the child");
+    assert_eq!(state.vcs_id, vcs("valley-knit-natter"));
+    let (_, records) = store
+        .audit_events(&AuditQuery {
+            entity: Some(("ServiceRequest".into(), child.referral_id.to_string())),
+            count: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("audit");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.action == "onward" && r.actor.to_string() == "vcs:carers-count"),
+        "{records:?}"
+    );
+    let t = now();
+    let claimed = store
+        .claim_due_messages(t, t + Duration::seconds(30), 10)
+        .await
+        .expect("claim");
+    let notice = claimed
+        .iter()
+        .find(|m| m.target_kind == TargetKind::Email)
+        .expect("the notice is claimed");
+    assert_eq!(notice.referral_id, child.referral_id);
+    assert_eq!(notice.recipient.to_string(), "vcs:valley-knit-natter");
+    let record = outcome::record(notice, attempt(t, None), &NextStep::Delivered);
+    assert_eq!(
+        record.disclosure.as_ref().map(|d| d.action.as_str()),
+        Some("notify")
+    );
 }

@@ -14,6 +14,7 @@ use super::json::{json_page, json_result, Page};
 use super::{correlation_id, AppState};
 use crate::domain::VcsId;
 use crate::lifecycle::{IdempotencyKey, Lifecycle};
+use crate::onward::{refer_onward, OnwardRequest};
 use crate::store::{StoreError, VcsReferral, VcsReferralQuery};
 use crate::translate::vcs_request::{parse_outcome_report, parse_status_update};
 use crate::translate::vcs_status::VcsStatus;
@@ -21,11 +22,13 @@ use crate::translate::vcs_status::VcsStatus;
 const OPENAPI: &str = include_str!("../../profiles/vcs/openapi.json");
 pub const STATUS_SCHEMA: &str = include_str!("../../profiles/vcs/status-update.v1.schema.json");
 pub const OUTCOME_SCHEMA: &str = include_str!("../../profiles/vcs/outcome-report.v1.schema.json");
+pub const ONWARD_SCHEMA: &str = include_str!("../../profiles/vcs/onward-referral.v1.schema.json");
 
 /// The request-body schemas, compiled once at start.
 pub struct VcsSchemas {
     status: jsonschema::Validator,
     outcome: jsonschema::Validator,
+    onward: jsonschema::Validator,
 }
 
 impl VcsSchemas {
@@ -37,6 +40,7 @@ impl VcsSchemas {
         Ok(VcsSchemas {
             status: compile(STATUS_SCHEMA)?,
             outcome: compile(OUTCOME_SCHEMA)?,
+            onward: compile(ONWARD_SCHEMA)?,
         })
     }
 }
@@ -48,7 +52,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/referrals", web::get().to(list_referrals))
             .route("/referrals/{id}", web::get().to(read_referral))
             .route("/referrals/{id}/status", web::post().to(post_status))
-            .route("/referrals/{id}/outcomes", web::post().to(post_outcome)),
+            .route("/referrals/{id}/outcomes", web::post().to(post_outcome))
+            .route("/referrals/{id}/onward", web::post().to(post_onward)),
     );
 }
 
@@ -317,6 +322,59 @@ async fn post_outcome(
                 .await?;
             state.wake.notify_one();
             tracing::info!(referral_id = %path.as_str(), vcs = %vcs, "outcome reported");
+            Ok((
+                StatusCode::from_u16(applied.status).unwrap_or(StatusCode::CREATED),
+                applied.state_after,
+            ))
+        }
+        .await,
+    )
+}
+
+/// The body of an onward referral, once its schema held.
+#[derive(serde::Deserialize)]
+struct OnwardBody {
+    service_id: String,
+    note: Option<String>,
+}
+
+/// A link worker refers the person onward (the rules: `onward::refer_onward`).
+async fn post_onward(
+    VcsCaller(vcs): VcsCaller,
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> HttpResponse {
+    json_result(
+        async {
+            let schema = &state.vcs_schemas.onward;
+            let (json, idempotency) =
+                match prepare_write(&state, &request, &vcs, &path, &body, schema).await? {
+                    Ok(ready) => ready,
+                    Err(replayed) => return Ok(replayed),
+                };
+            let parsed: OnwardBody = serde_json::from_value(json)
+                .map_err(|e| Problem::Invalid(vec![("body".into(), e.to_string())]))?;
+            let onward = OnwardRequest {
+                service_id: parsed.service_id,
+                note: parsed.note,
+            };
+            let directory = state.catalog.index();
+            let applied = refer_onward(
+                &lifecycle(&state),
+                directory.as_ref(),
+                &vcs,
+                &path,
+                &onward,
+                &body,
+                idempotency,
+                correlation_id(&request),
+            )
+            .await?;
+            // A new referral, its webhook queued: counted and the worker woken.
+            state.accepted();
+            tracing::info!(referral_id = %path.as_str(), vcs = %vcs, "referred onward");
             Ok((
                 StatusCode::from_u16(applied.status).unwrap_or(StatusCode::CREATED),
                 applied.state_after,

@@ -62,7 +62,7 @@ pub fn next_step(
 pub fn record(message: &OutboxMessage, attempt: Attempt, next: &NextStep) -> AttemptRecord {
     let at = attempt.at;
     let gone = *next == NextStep::EndpointGone;
-    let switch_off = gone.then(|| switch_off(message));
+    let switch_off = gone.then(|| switch_off(message)).flatten();
     let (state, next_attempt_at) = match (next, &switch_off) {
         (NextStep::Delivered, _) => (DeliveryState::Delivered, at),
         (NextStep::RetryAt(when), _) => (DeliveryState::Pending, *when),
@@ -78,10 +78,15 @@ pub fn record(message: &OutboxMessage, attempt: Attempt, next: &NextStep) -> Att
         next_attempt_at,
         delivered_at: delivered.then_some(at),
         // A delivered message disclosed the patient's details to its recipient: audited in the
-        // same transaction that records the delivery.
+        // same transaction that records the delivery. An email notice carries none: it is
+        // audited as the notice it is.
         disclosure: delivered.then(|| AuditEntry {
             actor: message.recipient.clone(),
-            action: "disclose".into(),
+            action: match message.target_kind {
+                TargetKind::Email => "notify",
+                TargetKind::Vcs | TargetKind::Subscription => "disclose",
+            }
+            .into(),
             resource_type: "ServiceRequest".into(),
             resource_id: message.referral_id.to_string(),
         }),
@@ -92,15 +97,17 @@ pub fn record(message: &OutboxMessage, attempt: Attempt, next: &NextStep) -> Att
 /// What a 410 Gone from `message`'s target switches off: a VCS organisation's endpoint waits for
 /// an operator; a GP Subscription is off, as if its GP system had deleted it (it may subscribe
 /// again), so no message of it is ever sent again.
-fn switch_off(message: &OutboxMessage) -> SwitchOff {
+fn switch_off(message: &OutboxMessage) -> Option<SwitchOff> {
     match message.target_kind {
-        TargetKind::Vcs => SwitchOff::VcsEndpoint {
+        TargetKind::Vcs => Some(SwitchOff::VcsEndpoint {
             vcs: message.vcs_id.clone(),
             reason: GONE_REASON.to_string(),
-        },
-        TargetKind::Subscription => SwitchOff::Subscription {
+        }),
+        TargetKind::Subscription => Some(SwitchOff::Subscription {
             id: message.vcs_id.clone(),
-        },
+        }),
+        // SMTP has no 410: an email notice never switches anything off.
+        TargetKind::Email => None,
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, Semaphore};
 
+use super::email::{Mailer, SendError};
 use super::outcome::{self, classify, Verdict};
 use super::retry::parse_retry_after;
 use super::signing::signature_header;
@@ -67,6 +68,8 @@ pub struct DeliveryWorker {
     open: reqwest::Client,
     wake: Wake,
     heartbeat: Heartbeat,
+    /// Sends email notices (`[email]`); none without it.
+    mailer: Option<Arc<Mailer>>,
 }
 
 impl DeliveryWorker {
@@ -76,7 +79,18 @@ impl DeliveryWorker {
         metrics: Arc<Metrics>,
         wake: Wake,
     ) -> Result<Self, reqwest::Error> {
+        let mailer = match &config.email {
+            Some(email) => match Mailer::new(email, config.delivery.timeout) {
+                Ok(mailer) => Some(Arc::new(mailer)),
+                Err(e) => {
+                    tracing::error!(error = %e, "email notices cannot be sent");
+                    None
+                }
+            },
+            None => None,
+        };
         Ok(DeliveryWorker {
+            mailer,
             guarded: http_client(&config, true)?,
             open: http_client(&config, false)?,
             store,
@@ -254,6 +268,7 @@ impl DeliveryWorker {
                     content_type: "application/json",
                 })
             }
+            TargetKind::Email => Err(TargetProblem::Email),
             TargetKind::Subscription => {
                 let subscription = self
                     .store
@@ -296,8 +311,13 @@ impl DeliveryWorker {
     async fn deliver(&self, message: OutboxMessage) {
         let started = Utc::now();
         let clock = Instant::now();
-        let (verdict, attempt) = match self.target(&message, started).await {
+        let target = match message.target_kind {
+            TargetKind::Email => Err(TargetProblem::Email),
+            _ => self.target(&message, started).await,
+        };
+        let (verdict, attempt) = match target {
             Ok(target) => self.send(&target, &message, started, clock).await,
+            Err(TargetProblem::Email) => self.send_email(&message, started, clock).await,
             Err(TargetProblem::Retry(error)) => (
                 Verdict::Retry { retry_after: None },
                 failed_attempt(started, clock, error),
@@ -404,6 +424,42 @@ impl DeliveryWorker {
         }
     }
 
+    /// One attempt at an email notice: an SMTP answer is delivered, or a failure to try again,
+    /// or (a recipient or notice refused for good) a dead message for an operator.
+    async fn send_email(
+        &self,
+        message: &OutboxMessage,
+        started: DateTime<Utc>,
+        clock: Instant,
+    ) -> (Verdict, Attempt) {
+        let Some(mailer) = &self.mailer else {
+            let error = "no [email] is configured to send notices".to_string();
+            return (
+                Verdict::Retry { retry_after: None },
+                failed_attempt(started, clock, error),
+            );
+        };
+        match mailer.send(&message.payload).await {
+            Ok(()) => (
+                Verdict::Delivered,
+                Attempt {
+                    at: started,
+                    status_code: None,
+                    latency_ms: clock.elapsed().as_millis() as u64,
+                    error: None,
+                    response_prefix: None,
+                },
+            ),
+            Err(SendError::Retry(error)) => (
+                Verdict::Retry { retry_after: None },
+                failed_attempt(started, clock, error),
+            ),
+            Err(SendError::Permanent(error)) => {
+                (Verdict::Abort, failed_attempt(started, clock, error))
+            }
+        }
+    }
+
     async fn send(
         &self,
         target: &Target,
@@ -502,6 +558,8 @@ struct Target {
 enum TargetProblem {
     Retry(String),
     Abort(String),
+    /// Not an HTTP target: an email notice, sent by the mailer.
+    Email,
 }
 
 /// `Subscription.channel.header` entries ("Name: value"): headers the subscriber asked us to send.

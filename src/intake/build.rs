@@ -113,6 +113,7 @@ pub(super) fn build(
         }],
         correlation_id: request.correlation_id,
         created_at: request.now,
+        onward: None,
     };
     Ok(Prepared {
         referral,

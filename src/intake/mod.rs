@@ -9,6 +9,7 @@
 mod build;
 mod ids;
 mod locate;
+pub mod notice;
 pub mod routing;
 mod shape;
 
@@ -143,8 +144,13 @@ pub fn prepare_with_directory(
     let tree = std::mem::take(&mut request.tree);
     let assigned = ids::assign_ids(request.endpoint, tree, plan, &now)?;
     let needs = validation.conformance().needs();
+    let organisation = vcs.vcs;
     let mut prepared = build::build(vcs, needs, request, assigned, message_id, issues)?;
     prepared.if_none_exist = if_none_exist;
+    let referral = &mut prepared.referral;
+    if let Some(notice) = notice::new_referral_notice(config, organisation, &referral.referral_id) {
+        referral.outbox.push(notice);
+    }
     Ok(prepared)
 }
 

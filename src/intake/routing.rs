@@ -86,7 +86,21 @@ pub fn route_to_service<'c>(
         return route(sr, submission, organisations).map(|vcs| Routed { vcs, service: None });
     };
     let at = format!("{}.performer[0]", sr.path);
-    let Some(service) = directory.service(&id) else {
+    route_to_listed(&id, &at, organisations, directory, listed)
+}
+
+/// Routes to the directory service `id` (named at `at`): to its organisation when that is a
+/// configured `[[vcs]]`; refused when the service is unknown or inactive (`performer-unknown`,
+/// `service-inactive`), or with its contact details when its organisation is not connected
+/// (`service-not-connected`). Intake and onward referrals route alike.
+pub fn route_to_listed<'c>(
+    id: &str,
+    at: &str,
+    organisations: &'c [VcsConfig],
+    directory: &dyn ServiceDirectory,
+    listed: &'c mut Option<ListedService>,
+) -> Result<Routed<'c>, Issue> {
+    let Some(service) = directory.service(id) else {
         return Err(Issue::error(
             "business-rule",
             format!("The performer names HealthcareService {id}, which is not in this gateway's service directory."),

@@ -122,10 +122,15 @@ pub fn outbox_message<R: Cells + ?Sized>(row: &R) -> Result<OutboxMessage, Store
     let id = row.text(0)?;
     let target = row.text(2)?;
     let target_kind: TargetKind = parsed("outbox message", &id, &row.text(7)?)?;
+    // An email notice goes to the organisation's people: the organisation is its recipient.
+    let recipient_kind = match target_kind {
+        TargetKind::Email => TargetKind::Vcs,
+        other => other,
+    };
     let recipient: Actor = parsed(
         "outbox message",
         &id,
-        &format!("{}:{target}", target_kind.as_str()),
+        &format!("{}:{target}", recipient_kind.as_str()),
     )?;
     Ok(OutboxMessage {
         referral_id: parsed("outbox message", &id, &row.text(1)?)?,

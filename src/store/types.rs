@@ -48,6 +48,8 @@ pub enum TargetKind {
     Vcs,
     /// A GP system's rest-hook Subscription; the target is the Subscription id.
     Subscription,
+    /// An email notice to an organisation's `notify_emails`; the target is its `VcsId`.
+    Email,
 }
 
 impl TargetKind {
@@ -55,6 +57,7 @@ impl TargetKind {
         match self {
             TargetKind::Vcs => "vcs",
             TargetKind::Subscription => "subscription",
+            TargetKind::Email => "email",
         }
     }
 }
@@ -66,6 +69,7 @@ impl std::str::FromStr for TargetKind {
         match raw {
             "vcs" => Ok(TargetKind::Vcs),
             "subscription" => Ok(TargetKind::Subscription),
+            "email" => Ok(TargetKind::Email),
             other => Err(format!("unknown target kind {other:?}")),
         }
     }
@@ -305,6 +309,8 @@ pub struct ReferralChange {
     pub idempotency: Option<(String, String, StoredResponse)>,
     pub correlation_id: Option<String>,
     pub at: DateTime<Utc>,
+    /// A referral created with the change, in its transaction (an onward referral).
+    pub onward: Option<Box<NewReferral>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -318,6 +324,8 @@ pub enum ChangeOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct ResourceQuery {
     pub referral_id: Option<String>,
+    /// Resources of the referrals based on this referral (`Task?part-of=`).
+    pub based_on: Option<String>,
     pub patient_id: Option<String>,
     pub code: Option<(Option<String>, String)>,
     pub count: usize,
@@ -410,14 +418,20 @@ pub struct NewReferral {
     pub outbox: Vec<NewOutboxMessage>,
     pub correlation_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// An onward referral: the referral it is based on, and the link worker that made it.
+    pub onward: Option<(ReferralId, VcsId)>,
 }
 
 impl NewReferral {
     /// The audit entry of the create, written with it.
     pub fn creation_audit(&self) -> AuditEntry {
+        let (actor, action) = match &self.onward {
+            Some((_, by)) => (Actor::Vcs(by.clone()), "onward"),
+            None => (Actor::Client(self.client_id.clone()), "create"),
+        };
         AuditEntry {
-            actor: Actor::Client(self.client_id.clone()),
-            action: "create".into(),
+            actor,
+            action: action.into(),
             resource_type: "ServiceRequest".into(),
             resource_id: self.referral_id.to_string(),
         }
@@ -468,6 +482,8 @@ pub struct ReferralQuery {
     pub identifier: Option<(Option<String>, String)>,
     pub patient_id: Option<String>,
     pub statuses: Vec<String>,
+    /// Referrals based on this one (onward referrals).
+    pub based_on: Option<String>,
     pub count: usize,
     pub offset: usize,
 }
@@ -648,42 +664,7 @@ impl OutboxStats {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::StoreError;
-
-    #[test]
-    fn unreadable_content_is_an_error_naming_the_version_not_null() {
-        let stored = StoredResource {
-            resource_type: "Task".into(),
-            id: "t1".into(),
-            version_id: 2,
-            last_updated: Utc::now(),
-            content: r#"{"resourceType": "Task", "note": "Mrs Smith"#.into(),
-        };
-        match stored.json() {
-            Err(StoreError::Unreadable { what, id, reason }) => {
-                assert_eq!((what, id.as_str()), ("resource", "Task/t1/_history/2"));
-                assert!(!reason.contains("Smith"), "{reason}");
-            }
-            other => panic!("expected Unreadable, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn delivery_states_round_trip_as_stored() {
-        for &state in DeliveryState::ALL {
-            assert_eq!(state.as_str().parse::<DeliveryState>(), Ok(state));
-            assert_eq!(serde_json::json!(state), serde_json::json!(state.as_str()));
-        }
-        assert!("sent".parse::<DeliveryState>().is_err());
-        for &status in ReferralStatus::ALL {
-            assert_eq!(status.as_str().parse::<ReferralStatus>(), Ok(status));
-        }
-        assert_eq!(serde_json::json!(ReferralStatus::OnHold), "on-hold");
-        assert!("webhook".parse::<TargetKind>().is_err());
-    }
-}
+mod tests;
 
 stored_state!(
     /// Whether a directory service is listed: as its feed says (`active`, `inactive`), or

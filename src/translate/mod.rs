@@ -40,7 +40,7 @@ fn reference(resource_type: &str, id: &str) -> Value {
 
 /// The VCS organisation as a logical reference: the gateway stores no Organization resource for
 /// it, and its ODS code or charity number is what the GP system can recognise.
-fn organisation_reference(vcs: &VcsConfig) -> Value {
+pub(crate) fn organisation_reference(vcs: &VcsConfig) -> Value {
     let mut reference = json!({"type": "Organization", "display": vcs.name});
     if let Some(identifier) = vcs.identifiers.first() {
         reference["identifier"] = json!({"system": identifier.system, "value": identifier.value});

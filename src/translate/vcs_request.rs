@@ -657,6 +657,7 @@ mod tests {
             "/referrals/{referral_id}",
             "/referrals/{referral_id}/status",
             "/referrals/{referral_id}/outcomes",
+            "/referrals/{referral_id}/onward",
         ] {
             assert!(paths.contains_key(p), "{p}");
         }
@@ -671,6 +672,10 @@ mod tests {
             ("StatusUpdate", STATUS_SCHEMA),
             ("OutcomeReport", OUTCOME_SCHEMA),
             ("ReferralRecord", RECORD_SCHEMA),
+            (
+                "OnwardReferral",
+                include_str!("../../profiles/vcs/onward-referral.v1.schema.json"),
+            ),
         ] {
             let file: Value = serde_json::from_str(text).expect("JSON");
             assert_eq!(

@@ -4,6 +4,7 @@
 
 pub mod postgres;
 pub mod receiver;
+pub mod smtp;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -281,6 +282,17 @@ impl Gateway {
         assert_eq!(status, 201, "{body}");
         body["id"].as_str().expect("id").to_string()
     }
+}
+
+/// A VCS organisation's JSON `POST` with its token.
+pub fn vcs_post(gateway: &Gateway, token: &str, path: &str, body: &Value) -> (u16, Value) {
+    send(
+        gateway
+            .http
+            .post(gateway.url(path))
+            .bearer_auth(token)
+            .json(body),
+    )
 }
 
 /// Sends a request and returns status and JSON body (Null when empty).

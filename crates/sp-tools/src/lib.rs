@@ -43,6 +43,9 @@ pub struct LocalRun {
     pub database: PathBuf,
     /// The built-in receiver: organisation `id` is called at `{receiver}/hooks/{id}`.
     pub receiver: String,
+    /// Open Referral UK feeds (files or folders) imported into the directory before serving, so
+    /// that fixtures may refer to (and onward to) its services; invalid services are skipped.
+    pub directory: Vec<PathBuf>,
 }
 
 /// The server, as the tools need it. The `sp-gateway` binary implements it with the server

@@ -6,6 +6,7 @@ use actix_web::HttpResponse;
 use serde_json::json;
 
 use crate::lifecycle::LifecycleError;
+use crate::onward::OnwardError;
 use crate::store::StoreError;
 use crate::translate::vcs_request::FieldError;
 
@@ -17,6 +18,9 @@ pub enum Problem {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// The caller may not do this at all (not a question of which referral).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Conflict(String),
     /// The request body breaks its schema or rules; each entry names a field.
@@ -40,6 +44,7 @@ impl Problem {
             Problem::Unauthorized => StatusCode::UNAUTHORIZED,
             Problem::NotFound(_) => StatusCode::NOT_FOUND,
             Problem::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Problem::Forbidden(_) => StatusCode::FORBIDDEN,
             Problem::Conflict(_) => StatusCode::CONFLICT,
             Problem::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Problem::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -109,6 +114,15 @@ impl Problem {
 impl From<FieldError> for Problem {
     fn from(error: FieldError) -> Self {
         Problem::Invalid(vec![(error.field, error.message)])
+    }
+}
+
+impl From<OnwardError> for Problem {
+    fn from(error: OnwardError) -> Self {
+        match error {
+            OnwardError::NotLinkWorker(_) => Problem::Forbidden(error.to_string()),
+            OnwardError::Lifecycle(e) => e.into(),
+        }
     }
 }
 

@@ -122,11 +122,12 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
             "conditionalRead": "not-supported",
             "conditionalUpdate": false,
             "conditionalDelete": "not-supported",
-            "searchRevInclude": ["Task:focus", "Observation:based-on"],
+            "searchRevInclude": ["Task:focus", "Observation:based-on", "ServiceRequest:based-on"],
             "searchParam": [
                 param("identifier", "token", core("clinical", "identifier"), "The GP system's referral identifier: system|value or value"),
                 param("patient", "reference", core("clinical", "patient"), "Patient/{id} as returned by this server"),
                 param("status", "token", core("ServiceRequest", "status"), "Comma-separated request statuses"),
+                param("based-on", "reference", core("ServiceRequest", "based-on"), "ServiceRequest/{id}: the onward referrals a link worker made from that referral"),
                 count.clone(), offset.clone(), format_param()
             ],
             "operation": [{"name": "validate", "definition": VALIDATE}]
@@ -144,8 +145,10 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
             "interaction": interactions(&["read", "vread", "history-instance", "search-type"]),
             "versioning": "versioned",
             "readHistory": true,
+            "searchRevInclude": ["Task:part-of"],
             "searchParam": [
                 param("focus", "reference", core("Task", "focus"), "ServiceRequest/{id}: the referral's Task"),
+                param("part-of", "reference", core("Task", "part-of"), "Task/{id}: the Tasks of the onward referrals made from that Task's referral"),
                 param("patient", "reference", core("Task", "patient"), "Patient/{id}"),
                 param("subject", "reference", core("Task", "subject"), "Patient/{id} (the same as patient)"),
                 count.clone(), offset.clone(), format_param()

@@ -126,20 +126,71 @@ pub async fn referral_resources(
     let resource_type = parameters.resource_type;
     let client = client.require(&crate::auth::scopes::read(resource_type))?;
     let mut query = ResourceQuery::default();
+    let tasks = resource_type == "Task";
+    let (mut part_of, mut with_parts) = (None, false);
     let search = parameters.parse(request, |name, value| {
         match name {
             n if n == reference => query.referral_id = Some(reference_id(value, "ServiceRequest")),
             "patient" | "subject" => query.patient_id = Some(reference_id(value, "Patient")),
             "code" if with_code => query.code = Some(token(value)),
+            "part-of" if tasks => part_of = Some(reference_id(value, "Task")),
+            "_revinclude" if tasks && value == "Task:part-of" => with_parts = true,
+            "_revinclude" if tasks => {
+                return Err(ApiError::BadRequest(format!(
+                    "_revinclude on Task supports Task:part-of; got {value:?}."
+                )))
+            }
             _ => return Ok(false),
         }
         Ok(true)
     })?;
     (query.count, query.offset) = (search.count, search.offset);
-    let page = state
-        .store
-        .search_resources(&client, resource_type, &query)
-        .await?;
+    let page = match part_of {
+        // The Tasks of the referrals based on the parent Task's referral (onward referrals).
+        Some(task_id) => match task_referral(state, &client, &task_id).await? {
+            Some(referral) => {
+                query.based_on = Some(referral);
+                state
+                    .store
+                    .search_resources(&client, resource_type, &query)
+                    .await?
+            }
+            None => SearchPage {
+                total: 0,
+                resources: vec![],
+            },
+        },
+        None => {
+            state
+                .store
+                .search_resources(&client, resource_type, &query)
+                .await?
+        }
+    };
+    let mut included = Vec::new();
+    let mut notes = search.ignored.clone();
+    if with_parts {
+        for task in &page.resources {
+            let Some(referral) = focus_of(task)? else {
+                continue;
+            };
+            let children = ResourceQuery {
+                based_on: Some(referral),
+                count: MAX_COUNT,
+                ..Default::default()
+            };
+            let found = state
+                .store
+                .search_resources(&client, resource_type, &children)
+                .await?
+                .resources;
+            if included.len() + found.len() > MAX_INCLUDED {
+                notes.push(included_limited());
+                break;
+            }
+            included.extend(found);
+        }
+    }
     let accessed = Accessed {
         actor: crate::domain::Actor::client(&client),
         action: "search",
@@ -152,6 +203,7 @@ pub async fn referral_resources(
     let returned = page
         .resources
         .iter()
+        .chain(&included)
         .map(|r| (r.resource_type.as_str(), r.id.as_str()));
     let actor = crate::domain::Actor::client(&client);
     access::record_each(state, request, &actor, "search", returned).await?;
@@ -162,9 +214,43 @@ pub async fn referral_resources(
         &page,
         &search.kept,
         (query.count, query.offset),
-        &[],
-        &search.ignored,
+        &included,
+        &notes,
     )?))
+}
+
+/// The referral a Task of `client`'s is about (its `focus`), if the Task is one of theirs.
+async fn task_referral(
+    state: &AppState,
+    client: &crate::domain::ClientId,
+    task_id: &str,
+) -> Result<Option<String>, ApiError> {
+    match state.store.read_resource(client, "Task", task_id).await? {
+        Some(task) => Ok(focus_of(&task)?),
+        None => Ok(None),
+    }
+}
+
+/// A stored Task's `focus` (`ServiceRequest/{id}`) as the referral id.
+fn focus_of(task: &StoredResource) -> Result<Option<String>, StoreError> {
+    Ok(task.json()?["focus"]["reference"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("ServiceRequest/"))
+        .map(str::to_string))
+}
+
+/// The warning of a page whose `_revinclude` stopped at [`MAX_INCLUDED`].
+pub fn included_limited() -> Issue {
+    let mut issue = Issue::error(
+        "too-costly",
+        format!(
+            "_revinclude added at most {MAX_INCLUDED} resources to this page and stopped there: \
+             ask for a smaller _count."
+        ),
+    )
+    .with_message_id("search-included-limited");
+    issue.severity = Severity::Warning;
+    issue
 }
 
 /// A whole-number parameter (`_count`, `_offset`, `$expand`'s `count`).

@@ -12,13 +12,15 @@ use super::common::{
     content, handle, history_route, location, parse_id, read_body, read_limited, read_route,
     resource, version_headers, vread_route,
 };
-use super::search::{reference_id, searchset, token, Parameters, MAX_COUNT, MAX_INCLUDED};
+use super::search::{
+    included_limited, reference_id, searchset, token, Parameters, MAX_COUNT, MAX_INCLUDED,
+};
 use crate::api::access::{self, Accessed};
 use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::GpClient;
 use crate::api::{correlation_id, AppState};
 use crate::domain::{ClientId, Identifier};
-use crate::fhir::outcome::{operation_outcome, Issue, Severity};
+use crate::fhir::outcome::{operation_outcome, Issue};
 use crate::fhir::read::parse_body;
 use crate::intake::{self, Endpoint, Prepared, Rejected, Request};
 use crate::lifecycle::{GpChange, Lifecycle};
@@ -306,6 +308,7 @@ const SEARCH: Parameters = Parameters {
         "identifier",
         "patient",
         "status",
+        "based-on",
         "_count",
         "_offset",
         "_revinclude",
@@ -334,6 +337,7 @@ fn search_query(
                 query.identifier = Some((system, code));
             }
             "patient" => query.patient_id = Some(reference_id(value, "Patient")),
+            "based-on" => query.based_on = Some(reference_id(value, "ServiceRequest")),
             "status" => {
                 query.statuses = value
                     .split(',')
@@ -345,10 +349,12 @@ fn search_query(
                 let resource_type = match value {
                     "Task:focus" => "Task",
                     "Observation:based-on" => "Observation",
+                    "ServiceRequest:based-on" => "ServiceRequest",
                     other => {
                         return Err(ApiError::BadRequest(format!(
-                        "_revinclude supports Task:focus and Observation:based-on; got {other:?}."
-                    )))
+                            "_revinclude supports Task:focus, Observation:based-on and \
+                         ServiceRequest:based-on; got {other:?}."
+                        )))
                     }
                 };
                 if !revincludes.contains(&resource_type) {
@@ -385,27 +391,28 @@ async fn search(
         let mut notes = search.ignored;
         'referrals: for referral in &page.resources {
             for resource_type in &revincludes {
-                let related = ResourceQuery {
-                    referral_id: Some(referral.id.clone()),
-                    count: MAX_COUNT,
-                    ..Default::default()
-                };
-                let found = state
-                    .store
-                    .search_resources(&client, resource_type, &related)
-                    .await?
-                    .resources;
+                let found = if *resource_type == "ServiceRequest" {
+                    // The referrals based on this one: onward referrals.
+                    let children = ReferralQuery {
+                        based_on: Some(referral.id.clone()),
+                        count: MAX_COUNT,
+                        ..Default::default()
+                    };
+                    state.store.search_referrals(&client, &children).await?
+                } else {
+                    let related = ResourceQuery {
+                        referral_id: Some(referral.id.clone()),
+                        count: MAX_COUNT,
+                        ..Default::default()
+                    };
+                    state
+                        .store
+                        .search_resources(&client, resource_type, &related)
+                        .await?
+                }
+                .resources;
                 if included.len() + found.len() > MAX_INCLUDED {
-                    let mut issue = Issue::error(
-                        "too-costly",
-                        format!(
-                            "_revinclude added at most {MAX_INCLUDED} resources to this page and \
-                             stopped there: ask for a smaller _count."
-                        ),
-                    )
-                    .with_message_id("search-included-limited");
-                    issue.severity = Severity::Warning;
-                    notes.push(issue);
+                    notes.push(included_limited());
                     break 'referrals;
                 }
                 included.extend(found);

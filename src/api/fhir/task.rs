@@ -1,6 +1,7 @@
 //! `Task`: the VCS organisation's progress with a referral (accepted, contacted, completed…), as
 //! the GP system reads it back. Read, vread, history (each report's note is on the version it
-//! made), and search by referral (`focus`) or patient.
+//! made), and search by referral (`focus`), patient, or parent Task (`part-of`: the Tasks of
+//! onward referrals), with `_revinclude=Task:part-of`.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -12,7 +13,15 @@ use crate::api::AppState;
 /// The parameters of a Task search.
 const SEARCH: Parameters = Parameters {
     resource_type: "Task",
-    names: &["focus", "patient", "subject", "_count", "_offset"],
+    names: &[
+        "focus",
+        "part-of",
+        "patient",
+        "subject",
+        "_count",
+        "_offset",
+        "_revinclude",
+    ],
     paged: true,
     lenient: true,
 };

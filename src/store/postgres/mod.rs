@@ -90,7 +90,11 @@ fn migrator() -> Migrator {
             "directory",
             include_str!("../migrations/postgres/0006_directory.sql"),
         ),
-        // 7 and 8 are other branches' migrations.
+        migration(
+            8,
+            "onward",
+            include_str!("../migrations/postgres/0008_onward.sql"),
+    ),
         migration(
             9,
             "directory_feeds",

@@ -97,8 +97,8 @@ async fn insert_referral(conn: &mut Tx, r: &NewReferral) -> Result<CreateOutcome
     let id = r.referral_id.as_str();
     sqlx::query(
         "INSERT INTO referrals (id, client_id, vcs_id, patient_id, status, record,
-             received_content_type, received_body, created_at, updated_at, task_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+             received_content_type, received_body, created_at, updated_at, task_id, based_on)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11)",
     )
     .bind(id)
     .bind(client)
@@ -110,6 +110,7 @@ async fn insert_referral(conn: &mut Tx, r: &NewReferral) -> Result<CreateOutcome
     .bind(&r.received_body)
     .bind(r.created_at)
     .bind(r.task_id.as_str())
+    .bind(r.onward.as_ref().map(|(parent, _)| parent.as_str()))
     .execute(&mut *conn)
     .await?;
     for identifier in &r.identifiers {
@@ -233,8 +234,14 @@ async fn apply_change_in(
         .bind(i32::from(response.status))
         .bind(&response.body)
         .bind(change.at)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+    }
+    if let Some(child) = &change.onward {
+        if !matches!(insert_referral(conn, child).await?, CreateOutcome::Created) {
+            // An onward referral carries no GP identifier or message id to collide on.
+            return Err(StoreError::Database("an onward referral collided".into()));
+        }
     }
     Ok(ChangeOutcome::Applied)
 }
@@ -295,6 +302,9 @@ fn referral_search<'a>(
     }
     if let Some(patient) = &query.patient_id {
         sql.push(" AND f.patient_id = ").push_bind(patient.clone());
+    }
+    if let Some(parent) = &query.based_on {
+        sql.push(" AND f.based_on = ").push_bind(parent.clone());
     }
     if !query.statuses.is_empty() {
         sql.push(" AND f.status = ANY(")

@@ -120,7 +120,8 @@ impl Resources for PostgresStore {
         let (code_exact, code_any_system) = query.code_filters();
         const CONDITION: &str = "client_id = $1 AND resource_type = $2 AND is_current
              AND ($3::text IS NULL OR referral_id = $3) AND ($4::text IS NULL OR patient_id = $4)
-             AND ($5::text IS NULL OR code = $5) AND ($6::text IS NULL OR code LIKE $6)";
+             AND ($5::text IS NULL OR code = $5) AND ($6::text IS NULL OR code LIKE $6)
+             AND ($7::text IS NULL OR referral_id IN (SELECT id FROM referrals WHERE based_on = $7))";
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM resources WHERE {CONDITION}"
         )))
@@ -130,11 +131,12 @@ impl Resources for PostgresStore {
         .bind(&query.patient_id)
         .bind(&code_exact)
         .bind(&code_any_system)
+        .bind(&query.based_on)
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RESOURCE_COLUMNS} FROM resources WHERE {CONDITION}
-             ORDER BY last_updated, id LIMIT $7 OFFSET $8"
+             ORDER BY last_updated, id LIMIT $8 OFFSET $9"
         )))
         .bind(client.as_str())
         .bind(resource_type)
@@ -142,6 +144,7 @@ impl Resources for PostgresStore {
         .bind(&query.patient_id)
         .bind(&code_exact)
         .bind(&code_any_system)
+        .bind(&query.based_on)
         .bind(limit(query.count))
         .bind(limit(query.offset))
         .fetch_all(&self.pool)

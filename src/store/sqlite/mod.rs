@@ -55,7 +55,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 11] = [
+const MIGRATIONS: [(&str, &str); 12] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -93,7 +93,10 @@ const MIGRATIONS: [(&str, &str); 11] = [
         "directory",
         include_str!("../migrations/sqlite/010_directory.sql"),
     ),
-    // 011 and 012 are other branches' migrations; on merging, this one goes after them.
+    (
+        "onward",
+        include_str!("../migrations/sqlite/012_onward.sql"),
+    ),
     (
         "directory_feeds",
         include_str!("../migrations/sqlite/013_directory_feeds.sql"),

@@ -84,8 +84,8 @@ fn insert_referral(
     conn.prepare_cached(
         "INSERT INTO referrals (id, client_id, vcs_id, patient_id, status, record,
              received_content_type, received_body, received_body_encoding, created_at, updated_at,
-             task_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11)",
+             task_id, based_on)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10, ?11, ?12)",
     )?
     .execute(params![
         id,
@@ -98,7 +98,8 @@ fn insert_referral(
         received.bytes,
         received.encoding,
         created_at,
-        r.task_id.as_str()
+        r.task_id.as_str(),
+        r.onward.as_ref().map(|(parent, _)| parent.as_str())
     ])?;
     let mut identifiers = conn.prepare_cached(
         "INSERT INTO referral_identifiers (client_id, system, value, referral_id) VALUES (?1, ?2, ?3, ?4)",
@@ -218,6 +219,17 @@ fn apply_change(conn: &Connection, change: &ReferralChange) -> Result<ChangeOutc
         )?
         .execute(params![owner, referral_id, key, response.request_hash, response.status, response.body, at])?;
     }
+    if let Some(child) = &change.onward {
+        // The child's body is a small JSON request: compressed here, on the writer, like any.
+        let received = compress(&child.received_body);
+        if !matches!(
+            insert_referral(conn, child, &received)?,
+            CreateOutcome::Created
+        ) {
+            // An onward referral carries no GP identifier or message id to collide on.
+            return Err(StoreError::Database("an onward referral collided".into()));
+        }
+    }
     Ok(ChangeOutcome::Applied)
 }
 
@@ -250,6 +262,10 @@ fn search(
     if let Some(patient) = &query.patient_id {
         filters.push("f.patient_id = ?".into());
         values.push(patient.clone().into());
+    }
+    if let Some(parent) = &query.based_on {
+        filters.push("f.based_on = ?".into());
+        values.push(parent.clone().into());
     }
     if !query.statuses.is_empty() {
         let marks = vec!["?"; query.statuses.len()].join(", ");

@@ -83,7 +83,8 @@ pub(super) fn insert_first_version(
 }
 
 /// The FROM and WHERE clauses of a resource search; parameters ?1 client, ?2 type, ?3 referral,
-/// ?4 patient, ?5 code as `system|value`, ?6 code as a LIKE pattern.
+/// ?4 patient, ?5 code as `system|value`, ?6 code as a LIKE pattern, ?7 the referral the
+/// resources' referrals are based on.
 fn resource_search_clauses(resource_type: &str, query: &ResourceQuery) -> String {
     // The referral and patient filters are written out only when given, so that SQLite can use
     // the index that starts with them (`?n IS NULL OR …` hides it).
@@ -103,6 +104,11 @@ fn resource_search_clauses(resource_type: &str, query: &ResourceQuery) -> String
     // told which index to use: the type index would serve the page order without a sort, and
     // SQLite prefers it, but it reads all of the client's Tasks to find one patient's. With a
     // referral, neither: the referral index finds a referral's few rows, for any type.
+    let based_on = if query.based_on.is_some() {
+        "referral_id IN (SELECT id FROM referrals WHERE based_on = ?7)"
+    } else {
+        "?7 IS NULL"
+    };
     let covered = matches!(resource_type, "Task" | "Observation") && query.referral_id.is_none();
     let typed = if covered {
         "AND resource_type IN ('Task', 'Observation')"
@@ -117,7 +123,8 @@ fn resource_search_clauses(resource_type: &str, query: &ResourceQuery) -> String
     format!(
         "FROM {table} WHERE client_id = ?1 AND resource_type = ?2 AND is_current = 1
          AND {referral} AND {patient} {typed}
-         AND (?5 IS NULL OR code = ?5) AND (?6 IS NULL OR code LIKE ?6)"
+         AND (?5 IS NULL OR code = ?5) AND (?6 IS NULL OR code LIKE ?6)
+         AND {based_on}"
     )
 }
 
@@ -179,7 +186,8 @@ impl Resources for SqliteStore {
                 query.referral_id,
                 query.patient_id,
                 code_system,
-                code_value
+                code_value,
+                query.based_on
             ];
             let total: i64 =
                 conn.query_row(&format!("SELECT COUNT(*) {clauses}"), filters, |row| {
@@ -188,7 +196,7 @@ impl Resources for SqliteStore {
             let resources = conn
                 .prepare_cached(&format!(
                     "SELECT {RESOURCE_COLUMNS} {clauses}
-                     ORDER BY last_updated, id LIMIT ?7 OFFSET ?8"
+                     ORDER BY last_updated, id LIMIT ?8 OFFSET ?9"
                 ))?
                 .query_and_then(
                     params![
@@ -198,6 +206,7 @@ impl Resources for SqliteStore {
                         query.patient_id,
                         code_system,
                         code_value,
+                        query.based_on,
                         limit(query.count),
                         limit(query.offset)
                     ],
@@ -276,6 +285,7 @@ mod tests {
                         "c1",
                         resource_type,
                         query.referral_id,
+                        None::<String>,
                         None::<String>,
                         None::<String>,
                         None::<String>

@@ -67,7 +67,7 @@ pub fn run(gateway: &'static dyn Gateway, options: &DemoOptions) -> Result<bool,
         "Starting the gateway on {} with a temporary database…",
         options.listen
     );
-    let local = LocalGateway::start(gateway, &options.listen, None)?;
+    let local = LocalGateway::start(gateway, &options.listen, None, vec![])?;
     println!(
         "Gateway ready at {}; webhooks go to a built-in VCS receiver that checks every signature.",
         local.base

@@ -13,6 +13,8 @@ const EXPECT_SUFFIX: &str = ".expect.json";
 const RECORD_SUFFIX: &str = ".record.json";
 /// Open Referral UK feeds (`fixtures/directory/`): input to `directory import`, not requests.
 const FEED_SUFFIX: &str = ".oruk.json";
+/// The folder of Open Referral UK feeds among the fixtures.
+const DIRECTORY: &str = "directory";
 
 /// One request file with its expectation.
 #[derive(Debug, Clone)]
@@ -93,6 +95,9 @@ pub struct Step {
     pub fhir_get: Option<String>,
     /// A VCS API read sent with the routed VCS's token (`{referral}` is substituted).
     pub vcs_get: Option<String>,
+    /// Body for `POST /vcs/v1/referrals/{referral}/onward` (a link worker refers the person on
+    /// to a directory service), sent with the routed VCS's token.
+    pub vcs_onward: Option<Value>,
     pub http: Option<u16>,
     #[serde(default)]
     pub expect: BTreeMap<String, Value>,
@@ -105,6 +110,7 @@ pub enum Action {
     VcsOutcome(Value),
     FhirGet(String),
     VcsGet(String),
+    VcsOnward(Value),
 }
 
 impl Step {
@@ -122,10 +128,13 @@ impl Step {
         if let Some(path) = &self.vcs_get {
             actions.push(Action::VcsGet(path.clone()));
         }
+        if let Some(body) = &self.vcs_onward {
+            actions.push(Action::VcsOnward(body.clone()));
+        }
         match actions.len() {
             1 => Ok(actions.remove(0)),
             n => Err(format!(
-                "a step needs exactly one of vcs_status, vcs_outcome, fhir_get, vcs_get; this one has {n}"
+                "a step needs exactly one of vcs_status, vcs_outcome, vcs_onward, fhir_get, vcs_get; this one has {n}"
             )),
         }
     }
@@ -133,10 +142,34 @@ impl Step {
     /// The status a step must get unless `http` says otherwise.
     pub fn expected_http(&self, action: &Action) -> u16 {
         self.http.unwrap_or(match action {
-            Action::VcsOutcome(_) => 201,
+            Action::VcsOutcome(_) | Action::VcsOnward(_) => 201,
             _ => 200,
         })
     }
+}
+
+/// The Open Referral UK feed folders (`directory/`) inside or beside the fixture paths: the
+/// in-process gateway imports them, so that fixtures may name the directory's services.
+pub fn directory_feeds(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut feeds: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let candidates = [
+            Some(path.join(DIRECTORY)),
+            path.parent().map(|p| p.join(DIRECTORY)),
+        ];
+        for folder in candidates.into_iter().flatten() {
+            if folder.is_dir() && !feeds.contains(&folder) {
+                feeds.push(folder);
+            }
+        }
+        if path.is_dir()
+            && path.file_name().is_some_and(|n| n == DIRECTORY)
+            && !feeds.contains(path)
+        {
+            feeds.push(path.clone());
+        }
+    }
+    feeds
 }
 
 fn strip_suffix(path: &Path, suffix: &str) -> String {

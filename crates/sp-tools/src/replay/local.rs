@@ -2,7 +2,7 @@
 //! verifies every webhook's signature: so a tester can replay fixtures with nothing else running.
 
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,6 +86,7 @@ impl LocalGateway {
         gateway: &'static dyn Gateway,
         listen: &str,
         config: Option<&Path>,
+        directory: Vec<PathBuf>,
     ) -> Result<LocalGateway, ReplayError> {
         let dir = tempfile::tempdir()
             .map_err(|e| ReplayError::Setup(format!("temporary folder: {e}")))?;
@@ -110,6 +111,7 @@ impl LocalGateway {
             config: config.map(Path::to_path_buf),
             database: dir.path().join("gateway.db"),
             receiver: receiver_base,
+            directory,
         };
         let gateway_thread = std::thread::spawn(move || {
             let _ = failed_tx.send(match gateway.serve_local(run, listener) {

@@ -155,8 +155,12 @@ pub fn run(gateway: &'static dyn Gateway, options: &Options) -> Result<bool, Rep
             (target_for(url.clone(), &parties, options, None), None)
         }
         None => {
-            let local =
-                local::LocalGateway::start(gateway, "127.0.0.1:0", options.config.as_deref())?;
+            let local = local::LocalGateway::start(
+                gateway,
+                "127.0.0.1:0",
+                options.config.as_deref(),
+                fixture::directory_feeds(&options.paths),
+            )?;
             let target = target_for(
                 local.base.clone(),
                 &local.parties,

@@ -453,6 +453,10 @@ fn step_name(action: &Action, referral: &str) -> String {
         ),
         Action::FhirGet(path) => format!("GP GET {}", path.replace("{referral}", referral)),
         Action::VcsGet(path) => format!("VCS GET {}", path.replace("{referral}", referral)),
+        Action::VcsOnward(body) => format!(
+            "link worker refers onward to {}",
+            body["service_id"].as_str().unwrap_or("?")
+        ),
     }
 }
 
@@ -466,11 +470,11 @@ async fn run_action(
     action: &Action,
 ) -> Verdict {
     let request = match action {
-        Action::VcsStatus(body) | Action::VcsOutcome(body) => {
-            let kind = if matches!(action, Action::VcsStatus(_)) {
-                "status"
-            } else {
-                "outcomes"
+        Action::VcsStatus(body) | Action::VcsOutcome(body) | Action::VcsOnward(body) => {
+            let kind = match action {
+                Action::VcsStatus(_) => "status",
+                Action::VcsOnward(_) => "onward",
+                _ => "outcomes",
             };
             http.post(format!(
                 "{}/vcs/v1/referrals/{referral}/{kind}",
@@ -570,6 +574,12 @@ fn story(
         Action::VcsGet(path) => format!(
             "{who} read {}{checked}{refused}",
             path.replace("{referral}", referral)
+        ),
+        Action::VcsOnward(sent) => format!(
+            "{who} referred the person onward to service {}; the gateway made referral {} for {}{refused}",
+            sent["service_id"].as_str().unwrap_or("?"),
+            got.body["referral_id"].as_str().unwrap_or("?"),
+            got.body["vcs_id"].as_str().unwrap_or("?")
         ),
     }
 }
