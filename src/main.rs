@@ -190,11 +190,13 @@ impl sp_tools::Gateway for Server {
             organisations: config
                 .vcs
                 .iter()
-                .map(|v| sp_tools::Organisation {
-                    id: v.id.as_str().to_string(),
-                    name: v.name.clone(),
-                    token: v.token.clone(),
-                    webhook_secret: v.webhook_secret.clone(),
+                .filter_map(|v| {
+                    Some(sp_tools::Organisation {
+                        id: v.id.as_str().to_string(),
+                        name: v.name.clone(),
+                        token: v.token.clone(),
+                        webhook_secret: v.webhook()?.secret.to_string(),
+                    })
                 })
                 .collect(),
             admin_token: config.admin.token.clone(),
@@ -205,8 +207,10 @@ impl sp_tools::Gateway for Server {
         let mut config =
             sp_gateway::app::load_config(run.config.as_deref()).map_err(|e| e.to_string())?;
         config.storage.url = format!("sqlite://{}", run.database.display());
-        for vcs in &mut config.vcs {
-            vcs.webhook_url = format!("{}/hooks/{}", run.receiver, vcs.id.as_str());
+        // Organisations with a webhook get theirs pointed at the run's receiver; the others
+        // read their referrals in the inbox.
+        for vcs in config.vcs.iter_mut().filter(|v| v.webhook_url.is_some()) {
+            vcs.webhook_url = Some(format!("{}/hooks/{}", run.receiver, vcs.id.as_str()));
         }
         config.delivery.allow_private_targets = true;
         config.delivery.retry_schedule = [1, 1, 2]
