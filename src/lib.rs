@@ -7,6 +7,7 @@
 //! The way back: `api::vcs` → `lifecycle` (and `subscriptions`) → `store` → `delivery`.
 //! `docs/ARCHITECTURE.md` has the picture and which module may import which.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -1,6 +1,7 @@
 //! The `sp-gateway` command: a thin CLI over the library.
 
 mod directory_cli;
+mod users_cli;
 mod validate_cli;
 
 use std::net::TcpListener;
@@ -47,6 +48,10 @@ enum Command {
     /// The service directory: `directory import` reads Open Referral UK feeds into the database.
     #[command(subcommand)]
     Directory(directory_cli::DirectoryCommand),
+    /// The people who sign in to the web inbox: `users add`, `list`, `disable`, `enable`,
+    /// `reset-password` (passwords from standard input).
+    #[command(subcommand)]
+    Users(users_cli::UsersCommand),
     /// Validate FHIR files (any R4 resource) against base R4 and our profiles. Exit 0 valid,
     /// 1 invalid, 2 when a file is not FHIR at all (unreadable, not JSON or XML, not a resource).
     Validate(validate_cli::ValidateArgs),
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
         Command::Migrate { config } => migrate(config.as_deref()),
         Command::Validate(args) => validate_cli::run(&args),
         Command::Directory(command) => directory_cli::run(&command),
+        Command::Users(command) => users_cli::run(&command),
         Command::Translate { config, file } => translate(config.as_deref(), &file),
         Command::MockVcs {
             listen,

@@ -8,6 +8,7 @@
 //! means "on disk". A third thread copies committed pages into the database file (checkpoints).
 //! Reads go through a small pool of connections and never wait for the writer.
 
+mod accounts;
 mod admin;
 mod audit;
 mod directory;
@@ -52,7 +53,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 10] = [
+const MIGRATIONS: [(&str, &str); 11] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -89,6 +90,10 @@ const MIGRATIONS: [(&str, &str); 10] = [
     (
         "directory",
         include_str!("../migrations/sqlite/010_directory.sql"),
+    ),
+    (
+        "accounts",
+        include_str!("../migrations/sqlite/011_accounts.sql"),
     ),
 ];
 
