@@ -163,6 +163,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             evicting.limits.evict_idle();
+            evicting.login_limits.evict_idle();
         }
     });
     let server = HttpServer::new(move || api::app(state.clone()))

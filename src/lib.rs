@@ -17,6 +17,7 @@ pub mod delivery;
 pub mod directory;
 pub mod domain;
 pub mod fhir;
+pub mod inbox;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;

@@ -30,6 +30,7 @@ pub mod errors;
 pub mod extract;
 pub mod fhir;
 pub mod health;
+pub mod inbox;
 pub mod json;
 pub mod oauth;
 pub mod rate_limit;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub budget: budget::StorageBudget,
     /// The service directory's search index (built from the store at start).
     pub catalog: Arc<Catalog>,
+    /// Sign-in limits of the web inbox, per account and per address.
+    pub login_limits: inbox::LoginLimits,
 }
 
 /// How the API reaches this process's delivery worker: the signal that wakes it after a commit,
@@ -90,6 +93,7 @@ impl AppState {
             limits,
             worker: heartbeat,
             catalog,
+            login_limits: inbox::LoginLimits::default(),
         }
     }
 
@@ -148,6 +152,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         fhir::routes(cfg);
         admin::routes(cfg);
         vcs::routes(cfg);
+        inbox::routes(cfg);
     }
 }
 

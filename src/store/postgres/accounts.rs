@@ -48,7 +48,7 @@ impl Accounts for PostgresStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|row| accounts::account(row))
+        .map(accounts::account)
         .collect()
     }
 
