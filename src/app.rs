@@ -58,8 +58,11 @@ fn check_wiring(config: &Config) -> Result<(), ConfigError> {
     // A webhook the delivery policy refuses whatever DNS says (plain http, an address literal in
     // a special-purpose range) could never be delivered: refused now, not at the first referral.
     for (i, vcs) in config.vcs.iter().enumerate() {
+        let Some(webhook) = vcs.webhook() else {
+            continue;
+        };
         let key = format!("vcs[{i}].webhook_url");
-        let url = reqwest::Url::parse(&vcs.webhook_url)
+        let url = reqwest::Url::parse(webhook.url)
             .map_err(|e| invalid(key.clone(), format!("not a URL: {e}")))?;
         crate::delivery::ssrf::check_url(&url, vcs.allows_private_targets(&config.delivery))
             .map_err(|e| {
@@ -183,6 +186,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             evicting.limits.evict_idle();
+            evicting.login_limits.evict_idle();
         }
     });
     let server = HttpServer::new(move || api::app(state.clone()))

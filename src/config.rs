@@ -344,9 +344,13 @@ pub struct VcsConfig {
     pub name: String,
     /// `system|value` identifiers a ServiceRequest's performer may carry to be routed here.
     pub identifiers: Vec<Identifier>,
-    pub webhook_url: String,
-    /// Standard Webhooks secret: `whsec_` followed by base64.
-    pub webhook_secret: String,
+    /// Where referrals are delivered as signed webhooks; absent, the organisation receives them
+    /// in the web inbox only. Goes with `webhook_secret`.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// Standard Webhooks secret: `whsec_` followed by base64. Goes with `webhook_url`.
+    #[serde(default)]
+    pub webhook_secret: Option<String>,
     /// The organisation's bearer token for the VCS API.
     pub token: String,
     /// Extra record fields this organisation may receive.
@@ -374,6 +378,22 @@ impl VcsConfig {
     pub fn shares(&self, field: ShareField) -> bool {
         self.share.contains(&field)
     }
+
+    /// The organisation's webhook, when it has one (`check` makes sure the URL and the secret
+    /// come together); without one it reads its referrals in the web inbox.
+    pub fn webhook(&self) -> Option<Webhook<'_>> {
+        match (&self.webhook_url, &self.webhook_secret) {
+            (Some(url), Some(secret)) => Some(Webhook { url, secret }),
+            _ => None,
+        }
+    }
+}
+
+/// A VCS organisation's webhook: where referrals go and the secret that signs them.
+#[derive(Debug, Clone, Copy)]
+pub struct Webhook<'a> {
+    pub url: &'a str,
+    pub secret: &'a str,
 }
 
 /// A configuration that cannot be used; the message names the key.
@@ -499,8 +519,7 @@ impl Config {
                     ));
                 }
             }
-            check_webhook_url(&vcs.webhook_url, &format!("vcs[{i}].webhook_url"))?;
-            check_webhook_secret(&vcs.webhook_secret, &format!("vcs[{i}].webhook_secret"))?;
+            check_webhook(i, vcs)?;
             check_token(&vcs.token, &format!("vcs[{i}].token"), &mut tokens)?;
         }
         email::check_email(self)?;
@@ -648,6 +667,30 @@ fn check_token(token: &str, key: &str, seen: &mut HashSet<String>) -> Result<(),
         return Err(invalid(key.into(), "this token is already used elsewhere"));
     }
     Ok(())
+}
+
+/// `webhook_url` and `webhook_secret` go together: both (webhook, and the inbox if wanted) or
+/// neither (the inbox only).
+fn check_webhook(i: usize, vcs: &VcsConfig) -> Result<(), ConfigError> {
+    let (url_key, secret_key) = (
+        format!("vcs[{i}].webhook_url"),
+        format!("vcs[{i}].webhook_secret"),
+    );
+    match (&vcs.webhook_url, &vcs.webhook_secret) {
+        (Some(url), Some(secret)) => {
+            check_webhook_url(url, &url_key)?;
+            check_webhook_secret(secret, &secret_key)
+        }
+        (None, None) => Ok(()),
+        (Some(_), None) => Err(invalid(
+            secret_key,
+            format!("is needed with {url_key} (they go together; without both, referrals go to the inbox only)"),
+        )),
+        (None, Some(_)) => Err(invalid(
+            url_key,
+            format!("is needed with {secret_key} (they go together; without both, referrals go to the inbox only)"),
+        )),
+    }
 }
 
 fn check_webhook_url(url: &str, key: &str) -> Result<(), ConfigError> {

@@ -317,7 +317,8 @@ impl fmt::Display for Identifier {
 
 /// Who did something the audit trail records, as stored in `audit_log.actor`: a GP system client
 /// by its id, a VCS organisation as `vcs:{id}`, a Subscription's endpoint as `subscription:{id}`,
-/// the operator as `operator:admin`, and a caller whose credentials named nobody as
+/// the operator as `operator:admin`, a person signed in to the web inbox as `person:{account id}`,
+/// and a caller whose credentials named nobody as
 /// `anonymous:{peer address}` (`anonymous:unknown` without one).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Actor {
@@ -325,6 +326,8 @@ pub enum Actor {
     Vcs(VcsId),
     Subscription(String),
     Operator,
+    /// A person signed in to the web inbox, by account id (a UUID).
+    Person(String),
     Anonymous(Option<std::net::IpAddr>),
 }
 
@@ -345,6 +348,7 @@ impl fmt::Display for Actor {
             Actor::Vcs(id) => write!(f, "vcs:{id}"),
             Actor::Subscription(id) => write!(f, "subscription:{id}"),
             Actor::Operator => write!(f, "operator:admin"),
+            Actor::Person(id) => write!(f, "person:{id}"),
             Actor::Anonymous(Some(peer)) => write!(f, "anonymous:{peer}"),
             Actor::Anonymous(None) => write!(f, "anonymous:unknown"),
         }
@@ -360,6 +364,10 @@ impl FromStr for Actor {
         } else if let Some(subscription) = raw.strip_prefix("subscription:") {
             let id: FhirId = subscription.parse()?;
             Ok(Actor::Subscription(id.to_string()))
+        } else if let Some(person) = raw.strip_prefix("person:") {
+            uuid::Uuid::parse_str(person)
+                .map(|id| Actor::Person(id.to_string()))
+                .map_err(|_| DomainError::Slug(raw.to_string()))
         } else if raw == "operator:admin" {
             Ok(Actor::Operator)
         } else if let Some(peer) = raw.strip_prefix("anonymous:") {
@@ -491,6 +499,7 @@ mod tests {
             "vcs:carers-count",
             "subscription:0190-abc",
             "operator:admin",
+            "person:0b4e7c1a-5d2f-4c3b-9a8e-1f2d3c4b5a69",
             "anonymous:192.0.2.7",
             "anonymous:2001:db8::1",
             "anonymous:unknown",

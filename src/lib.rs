@@ -7,6 +7,7 @@
 //! The way back: `api::vcs` → `lifecycle` (and `subscriptions`) → `store` → `delivery`.
 //! `docs/ARCHITECTURE.md` has the picture and which module may import which.
 
+pub mod accounts;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -16,6 +17,7 @@ pub mod delivery;
 pub mod directory;
 pub mod domain;
 pub mod fhir;
+pub mod inbox;
 pub mod intake;
 pub mod lifecycle;
 pub mod metrics;

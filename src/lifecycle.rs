@@ -357,7 +357,7 @@ impl Lifecycle<'_> {
                     "ServiceRequest",
                     referral_id,
                 );
-                builder.tell_vcs(VcsEvent::ReferralCancelled)?;
+                builder.tell_vcs(self.config, VcsEvent::ReferralCancelled)?;
                 builder.notify(&subscriptions)?;
                 builder.finish(self.validation, None, 200, sr_version)
             },
@@ -522,8 +522,16 @@ impl<'s> ChangeBuilder<'s> {
         self.state.next_sequence(kind, target) + earlier
     }
 
-    /// A webhook to the referral's VCS organisation carrying the current record.
-    fn tell_vcs(&mut self, event: VcsEvent) -> Result<(), LifecycleError> {
+    /// A webhook to the referral's VCS organisation carrying the current record, when it has a
+    /// webhook (without one, it reads the record in the inbox).
+    fn tell_vcs(&mut self, config: &Config, event: VcsEvent) -> Result<(), LifecycleError> {
+        // An organisation no longer configured keeps its message (the worker reports it).
+        if config
+            .vcs(&self.state.vcs_id)
+            .is_some_and(|vcs| vcs.webhook().is_none())
+        {
+            return Ok(());
+        }
         let target = self.state.vcs_id.to_string();
         let sequence = self.next_sequence(TargetKind::Vcs, &target);
         let record = self.state.record_json()?;

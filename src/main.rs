@@ -1,6 +1,7 @@
 //! The `sp-gateway` command: a thin CLI over the library.
 
 mod directory_cli;
+mod users_cli;
 mod validate_cli;
 
 use std::net::TcpListener;
@@ -47,6 +48,10 @@ enum Command {
     /// The service directory: `directory import` reads Open Referral UK feeds into the database.
     #[command(subcommand)]
     Directory(directory_cli::DirectoryCommand),
+    /// The people who sign in to the web inbox: `users add`, `list`, `disable`, `enable`,
+    /// `reset-password` (passwords from standard input).
+    #[command(subcommand)]
+    Users(users_cli::UsersCommand),
     /// Validate FHIR files (any R4 resource) against base R4 and our profiles. Exit 0 valid,
     /// 1 invalid, 2 when a file is not FHIR at all (unreadable, not JSON or XML, not a resource).
     Validate(validate_cli::ValidateArgs),
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
         Command::Migrate { config } => migrate(config.as_deref()),
         Command::Validate(args) => validate_cli::run(&args),
         Command::Directory(command) => directory_cli::run(&command),
+        Command::Users(command) => users_cli::run(&command),
         Command::Translate { config, file } => translate(config.as_deref(), &file),
         Command::MockVcs {
             listen,
@@ -190,11 +196,13 @@ impl sp_tools::Gateway for Server {
             organisations: config
                 .vcs
                 .iter()
-                .map(|v| sp_tools::Organisation {
-                    id: v.id.as_str().to_string(),
-                    name: v.name.clone(),
-                    token: v.token.clone(),
-                    webhook_secret: v.webhook_secret.clone(),
+                .filter_map(|v| {
+                    Some(sp_tools::Organisation {
+                        id: v.id.as_str().to_string(),
+                        name: v.name.clone(),
+                        token: v.token.clone(),
+                        webhook_secret: v.webhook()?.secret.to_string(),
+                    })
                 })
                 .collect(),
             admin_token: config.admin.token.clone(),
@@ -205,8 +213,10 @@ impl sp_tools::Gateway for Server {
         let mut config =
             sp_gateway::app::load_config(run.config.as_deref()).map_err(|e| e.to_string())?;
         config.storage.url = format!("sqlite://{}", run.database.display());
-        for vcs in &mut config.vcs {
-            vcs.webhook_url = format!("{}/hooks/{}", run.receiver, vcs.id.as_str());
+        // Organisations with a webhook get theirs pointed at the run's receiver; the others
+        // read their referrals in the inbox.
+        for vcs in config.vcs.iter_mut().filter(|v| v.webhook_url.is_some()) {
+            vcs.webhook_url = Some(format!("{}/hooks/{}", run.receiver, vcs.id.as_str()));
         }
         config.delivery.allow_private_targets = true;
         config.delivery.retry_schedule = [1, 1, 2]

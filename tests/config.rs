@@ -18,6 +18,13 @@ fn serve_with_config(text: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// `text` without the line starting with `start`.
+fn without_line(text: &str, start: &str) -> String {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with(start)).collect();
+    assert_ne!(lines.len(), text.lines().count(), "no line {start}");
+    lines.join("\n")
+}
+
 #[test]
 fn a_bad_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -56,6 +63,15 @@ fn a_bad_config_is_refused_naming_the_key() {
             "vcs[0].webhook_url",
         ),
         (format!("{good}\n[surprise]\nkey = 1\n"), "surprise"),
+        // A webhook URL and its secret go together.
+        (
+            without_line(&good, "webhook_secret = \"whsec_exWe"),
+            "vcs[0].webhook_secret",
+        ),
+        (
+            without_line(&good, "webhook_url = \"http://127.0.0.1:9000/hooks\""),
+            "vcs[0].webhook_url",
+        ),
     ];
     for (text, key) in cases {
         let output = serve_with_config(&text);

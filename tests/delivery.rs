@@ -445,3 +445,60 @@ fn mock_vcs_verifies_and_prints_what_it_receives() {
     let _ = mock.kill();
     let _ = mock.wait();
 }
+
+#[test]
+fn an_organisation_without_a_webhook_gets_no_delivery_and_reads_the_record() {
+    let receiver = Receiver::start();
+    let base = receiver.base.clone();
+    // Carers Count (where the test referral is routed) has no webhook: the inbox only.
+    let gateway = Gateway::start_with(
+        move |c| {
+            let c = deliver_to(c, &base, &["1s"]);
+            c.lines()
+                .filter(|l| {
+                    !l.starts_with(&format!("webhook_url = \"{base}/hooks\""))
+                        && !l.starts_with("webhook_secret = \"whsec_exWe")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        },
+        &[],
+    );
+    let id = gateway.refer("REF-INBOX-ONLY");
+    // The record is stored as for any organisation, and readable by its owner.
+    let (status, record) = send(
+        gateway
+            .http
+            .get(gateway.url(&format!("/vcs/v1/referrals/{id}")))
+            .bearer_auth("demo-vcs-carers-count"),
+    );
+    assert_eq!(status, 200, "{record}");
+    assert_eq!(record["referral_id"], id.as_str());
+    // The GP cancels: the organisation is told nothing by webhook either.
+    let patch = serde_json::json!([{"op": "replace", "path": "/status", "value": "revoked"}]);
+    let (status, body) = send(
+        gateway
+            .http
+            .patch(gateway.url(&format!("/fhir/ServiceRequest/{id}")))
+            .bearer_auth(GP_TOKEN)
+            .header("content-type", "application/json-patch+json")
+            .body(patch.to_string()),
+    );
+    assert_eq!(status, 200, "{body}");
+    // Nothing was queued for it, so nothing waits for ever in the outbox.
+    let (status, body) = gateway.admin_get(&format!("/admin/v1/referrals/{id}/deliveries"));
+    assert_eq!(status, 404, "no messages: {body}");
+    let (status, stats) = gateway.admin_get("/admin/v1/deliveries?state=pending");
+    assert_eq!(status, 200, "{stats}");
+    assert!(!stats.to_string().contains(&id), "{stats}");
+    // Recovery and secret rotation are about webhooks: refused for it.
+    for path in [
+        "/admin/v1/vcs/carers-count/recover?since=2020-01-01T00:00:00Z",
+        "/admin/v1/vcs/carers-count/rotate-secret",
+    ] {
+        let (status, body) = gateway.admin_post(path);
+        assert_eq!(status, 409, "{path}: {body}");
+    }
+    // The other organisations keep their webhooks.
+    assert_eq!(receiver.arrivals(), 0);
+}

@@ -102,6 +102,8 @@ store_suite!(
     feed_polls_replace_the_last_one_per_feed,
     service_referrals_carry_their_first_answer,
     an_onward_referral_is_stored_with_the_change_that_makes_it,
+    accounts_are_unique_by_email_and_read_back_whole,
+    sessions_idle_out_and_end_with_the_account,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -1817,4 +1819,181 @@ async fn an_onward_referral_is_stored_with_the_change_that_makes_it(store: Arc<d
         record.disclosure.as_ref().map(|d| d.action.as_str()),
         Some("notify")
     );
+// --- Inbox accounts and sessions ----------------------------------------------------------
+
+fn account_email(text: &str) -> sp_gateway::store::Email {
+    text.parse().expect("email")
+}
+
+fn account(
+    id: &str,
+    address: &str,
+    membership: sp_gateway::store::Membership,
+) -> sp_gateway::store::Account {
+    sp_gateway::store::Account {
+        id: id.to_string(),
+        email: account_email(address),
+        membership,
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$salt-of-{id}$hash"),
+        totp_secret: None,
+        disabled: false,
+        created_at: now(),
+    }
+}
+
+fn member(organisation: &str, role: sp_gateway::store::OrgRole) -> sp_gateway::store::Membership {
+    sp_gateway::store::Membership::Member {
+        vcs: vcs(organisation),
+        role,
+    }
+}
+
+async fn accounts_are_unique_by_email_and_read_back_whole(store: Arc<dyn Store>) {
+    let mut ann = account(
+        "a1",
+        "ann@carers.example",
+        member("carers-count", sp_gateway::store::OrgRole::Staff),
+    );
+    ann.totp_secret = Some("JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into());
+    assert!(store.create_account(ann.clone()).await.unwrap());
+    // The same address (in any case) is taken.
+    let twin = account(
+        "a2",
+        "ANN@carers.example",
+        member("valley-knit-natter", sp_gateway::store::OrgRole::Manager),
+    );
+    assert!(!store.create_account(twin).await.unwrap());
+    let operator = account(
+        "a3",
+        "ops@gateway.example",
+        sp_gateway::store::Membership::Operator,
+    );
+    assert!(store.create_account(operator.clone()).await.unwrap());
+
+    let read = store
+        .account_by_email(&account_email("Ann@Carers.example"))
+        .await
+        .unwrap();
+    assert_eq!(read.as_ref(), Some(&ann));
+    assert_eq!(
+        store
+            .account_by_email(&account_email("nobody@x.example"))
+            .await
+            .unwrap(),
+        None
+    );
+    let all = store.accounts().await.unwrap();
+    assert_eq!(all, vec![ann.clone(), operator.clone()], "by email");
+
+    assert!(store.set_account_disabled(&ann.email, true).await.unwrap());
+    let disabled = store.account_by_email(&ann.email).await.unwrap().unwrap();
+    assert!(disabled.disabled);
+    assert!(store.set_account_disabled(&ann.email, false).await.unwrap());
+    assert!(!store
+        .set_account_disabled(&account_email("no@x.example"), true)
+        .await
+        .unwrap());
+
+    assert!(store
+        .set_password(&operator.email, "$argon2id$new")
+        .await
+        .unwrap());
+    let changed = store
+        .account_by_email(&operator.email)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.password_hash, "$argon2id$new");
+    assert!(!store
+        .set_password(&account_email("no@x.example"), "x")
+        .await
+        .unwrap());
+}
+
+async fn sessions_idle_out_and_end_with_the_account(store: Arc<dyn Store>) {
+    let ann = account(
+        "a1",
+        "ann@carers.example",
+        member("carers-count", sp_gateway::store::OrgRole::Staff),
+    );
+    assert!(store.create_account(ann.clone()).await.unwrap());
+    let start = now();
+    let new = |digest: &str, at| sp_gateway::store::NewSession {
+        digest: digest.into(),
+        account_id: ann.id.clone(),
+        csrf_token: format!("csrf-{digest}"),
+        at,
+    };
+    store.create_session(new("d1", start)).await.unwrap();
+    let idle = Duration::minutes(30);
+
+    // Used within the idle time: found, with its account, and marked used.
+    let later = start + Duration::minutes(20);
+    let session = store
+        .session("d1", later - idle, later)
+        .await
+        .unwrap()
+        .expect("a live session");
+    assert_eq!(session.account, ann);
+    assert_eq!(session.csrf_token, "csrf-d1");
+    assert_eq!(session.created_at, start);
+    // Used 20 minutes ago, so still live 40 minutes after it started.
+    let again = start + Duration::minutes(40);
+    assert!(store
+        .session("d1", again - idle, again)
+        .await
+        .unwrap()
+        .is_some());
+    // Idle for longer than 30 minutes: gone for good.
+    let late = again + Duration::minutes(31);
+    assert!(store
+        .session("d1", late - idle, late)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .session("d1", start - idle, start)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store
+        .session("unknown", start - idle, start)
+        .await
+        .unwrap()
+        .is_none());
+
+    // Signing out ends one session.
+    store.create_session(new("d2", start)).await.unwrap();
+    store.end_session("d2").await.unwrap();
+    assert!(store
+        .session("d2", start - idle, start)
+        .await
+        .unwrap()
+        .is_none());
+    store.end_session("d2").await.unwrap();
+
+    // Disabling the account ends its sessions; a new password does too.
+    store.create_session(new("d3", start)).await.unwrap();
+    assert!(store.set_account_disabled(&ann.email, true).await.unwrap());
+    assert!(store
+        .session("d3", start - idle, start)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.set_account_disabled(&ann.email, false).await.unwrap());
+    assert!(store
+        .session("d3", start - idle, start)
+        .await
+        .unwrap()
+        .is_none());
+    store.create_session(new("d4", start)).await.unwrap();
+    assert!(store
+        .set_password(&ann.email, "$argon2id$other")
+        .await
+        .unwrap());
+    assert!(store
+        .session("d4", start - idle, start)
+        .await
+        .unwrap()
+        .is_none());
 }

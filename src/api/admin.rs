@@ -56,6 +56,18 @@ fn configured_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
         })
 }
 
+/// A configured organisation that has a webhook (recovery and secret rotation are about
+/// webhooks; an organisation without one reads its referrals in the inbox).
+fn webhook_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
+    let vcs = configured_vcs(state, raw)?;
+    match state.config.vcs(&vcs).and_then(|v| v.webhook()) {
+        Some(_) => Ok(vcs),
+        None => Err(Problem::Conflict(format!(
+            "The organisation {raw:?} has no webhook_url: it reads its referrals in the inbox."
+        ))),
+    }
+}
+
 /// Prometheus scrapes with the admin token (`authorization: credentials` in its scrape config).
 /// A store that cannot be reached is reported as `sp_store_up 0`, not as a failed scrape.
 async fn metrics(_: Operator, state: web::Data<AppState>) -> HttpResponse {
@@ -199,7 +211,7 @@ async fn list_vcs(_: Operator, state: web::Data<AppState>) -> HttpResponse {
                 .iter()
                 .map(|vcs| {
                     let off = disabled.iter().find(|(id, _)| id == vcs.id.as_str());
-                    json!({"vcs_id": vcs.id, "name": vcs.name, "webhook_url": vcs.webhook_url,
+                    json!({"vcs_id": vcs.id, "name": vcs.name, "webhook_url": vcs.webhook_url.as_deref(),
                            "enabled": off.is_none(), "disabled_reason": off.and_then(|(_, r)| r.clone())})
                 })
                 .collect();
@@ -217,7 +229,7 @@ async fn recover(
 ) -> HttpResponse {
     json_result(
         async {
-            let vcs = configured_vcs(&state, &path)?;
+            let vcs = webhook_vcs(&state, &path)?;
             let since = query_pairs(&request)
                 .into_iter()
                 .find(|(k, _)| k == "since")
@@ -287,7 +299,7 @@ async fn rotate_secret(
 ) -> HttpResponse {
     json_result(
         async {
-            let vcs = configured_vcs(&state, &path)?;
+            let vcs = webhook_vcs(&state, &path)?;
             let secret = generate_secret();
             let now = Utc::now();
             let grace_until = now + chrono::Duration::from_std(state.config.delivery.rotation_grace).unwrap_or_default();

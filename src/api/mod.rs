@@ -34,6 +34,7 @@ pub mod errors;
 pub mod extract;
 pub mod fhir;
 pub mod health;
+pub mod inbox;
 pub mod json;
 pub mod oauth;
 pub mod rate_limit;
@@ -61,6 +62,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// The polled directory feeds (`[[directory.feeds]]`), for the admin API.
     pub feeds: Arc<Feeds>,
+    /// Sign-in limits of the web inbox, per account and per address.
+    pub login_limits: inbox::LoginLimits,
 }
 
 /// How the API reaches this process's delivery worker: the signal that wakes it after a commit,
@@ -98,6 +101,7 @@ impl AppState {
             worker: heartbeat,
             catalog,
             feeds,
+            login_limits: inbox::LoginLimits::default(),
         }
     }
 
@@ -174,6 +178,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         fhir::routes(cfg);
         admin::routes(cfg);
         vcs::routes(cfg);
+        inbox::routes(cfg);
     }
 }
 

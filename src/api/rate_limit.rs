@@ -64,7 +64,8 @@ pub struct RateLimits {
     vcs_writes: Option<DefaultKeyedRateLimiter<VcsId>>,
 }
 
-fn quota(period: Duration, burst: u32) -> Quota {
+/// `burst` at once, then one per `period`.
+pub(super) fn quota(period: Duration, burst: u32) -> Quota {
     let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
     Quota::with_period(period.max(Duration::from_nanos(1)))
         .unwrap_or_else(|| Quota::per_second(burst))
@@ -75,9 +76,17 @@ fn check<K: Clone + Eq + std::hash::Hash>(
     limiter: &Option<DefaultKeyedRateLimiter<K>>,
     key: &K,
 ) -> Result<(), Throttled> {
-    let Some(limiter) = limiter else {
-        return Ok(());
-    };
+    match limiter {
+        Some(limiter) => check_key(limiter, key),
+        None => Ok(()),
+    }
+}
+
+/// Counts one request of `key` in `limiter`.
+pub(super) fn check_key<K: Clone + Eq + std::hash::Hash>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> Result<(), Throttled> {
     limiter.check_key(key).map_err(|not_until| {
         let wait = not_until.wait_time_from(DefaultClock::default().now());
         Throttled {

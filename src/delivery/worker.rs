@@ -112,9 +112,11 @@ impl DeliveryWorker {
         let grace = now
             + chrono::Duration::from_std(self.config.delivery.rotation_grace).unwrap_or_default();
         for vcs in &self.config.vcs {
-            self.store
-                .adopt_secret(&vcs.id, &vcs.webhook_secret, now, grace)
-                .await?;
+            if let Some(webhook) = vcs.webhook() {
+                self.store
+                    .adopt_secret(&vcs.id, webhook.secret, now, grace)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -256,12 +258,20 @@ impl DeliveryWorker {
                             message.vcs_id
                         ))
                     })?;
+                // Intake queues no webhook for an organisation without one; a message queued
+                // before its webhook was removed from the configuration can never be sent.
+                let webhook = vcs.webhook().ok_or_else(|| {
+                    TargetProblem::Abort(format!(
+                        "organisation {} has no webhook_url (it reads referrals in the inbox)",
+                        message.vcs_id
+                    ))
+                })?;
                 let secrets = match self.store.signing_secrets(&vcs.id, now).await {
                     Ok(secrets) if !secrets.is_empty() => secrets,
-                    _ => vec![vcs.webhook_secret.clone()],
+                    _ => vec![webhook.secret.to_string()],
                 };
                 Ok(Target {
-                    url: vcs.webhook_url.clone(),
+                    url: webhook.url.to_string(),
                     allow_private: vcs.allows_private_targets(&self.config.delivery),
                     secrets,
                     headers: vec![],

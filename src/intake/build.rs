@@ -103,14 +103,20 @@ pub(super) fn build(
         resources,
         task_id,
         record: record_text,
-        outbox: vec![NewOutboxMessage {
-            id: new_message_id(),
-            target_kind: TargetKind::Vcs,
-            target: vcs.id.to_string(),
-            event_type: event.as_str().into(),
-            sequence: 1,
-            payload: Payload::Text(envelope),
-        }],
+        // An organisation without a webhook reads the stored record in the inbox: no message
+        // is queued that could never be sent.
+        outbox: vcs
+            .webhook()
+            .map(|_| NewOutboxMessage {
+                id: new_message_id(),
+                target_kind: TargetKind::Vcs,
+                target: vcs.id.to_string(),
+                event_type: event.as_str().into(),
+                sequence: 1,
+                payload: Payload::Text(envelope),
+            })
+            .into_iter()
+            .collect(),
         correlation_id: request.correlation_id,
         created_at: request.now,
         onward: None,

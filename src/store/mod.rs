@@ -13,15 +13,18 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::config::StorageConfig;
 
 mod feeds;
+mod accounts;
 pub mod postgres;
 pub(crate) mod rows;
 pub mod sqlite;
 mod traits;
 mod types;
 
+pub use accounts::{Account, Email, Membership, NewSession, OrgRole, Session};
 pub use feeds::{FeedOutcome, FeedPoll, ServiceReferral};
 pub use traits::{
-    Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals, Resources, Store,
+    Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals, Resources,
+    Store,
     Subscriptions, Tokens,
 };
 pub use types::*;
@@ -29,8 +32,8 @@ pub use types::*;
 /// Every store trait, for callers of `Arc<dyn Store>`.
 pub mod prelude {
     pub use super::traits::{
-        Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals, Resources,
-        Store, Subscriptions, Tokens,
+        Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals,
+        Resources, Store, Subscriptions, Tokens,
     };
 }
 

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::feeds::{FeedPoll, ServiceReferral};
+use super::accounts::{Account, Email, NewSession, Session};
 use super::types::*;
 use super::StoreError;
 use crate::domain::{ClientId, Identifier, VcsId};
@@ -366,6 +367,39 @@ pub trait DirectoryFeeds: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<ServiceReferral>, StoreError>;
+/// People who sign in to the web inbox, and their sessions.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// Stores a new account; `false` (nothing written) when its email is taken.
+    async fn create_account(&self, account: Account) -> Result<bool, StoreError>;
+
+    async fn account_by_email(&self, email: &Email) -> Result<Option<Account>, StoreError>;
+
+    /// Every account, by email.
+    async fn accounts(&self) -> Result<Vec<Account>, StoreError>;
+
+    /// Disables an account (ending its sessions) or enables it again; `false`: no such account.
+    async fn set_account_disabled(&self, email: &Email, disabled: bool)
+        -> Result<bool, StoreError>;
+
+    /// Replaces the password hash and ends every session of the account; `false`: no such
+    /// account.
+    async fn set_password(&self, email: &Email, password_hash: &str) -> Result<bool, StoreError>;
+
+    async fn create_session(&self, session: NewSession) -> Result<(), StoreError>;
+
+    /// The session with this digest, if it was used at or after `idle_since` and its account is
+    /// enabled; it is then marked used at `now`. Sessions idle since before `idle_since` are
+    /// removed.
+    async fn session(
+        &self,
+        digest: &str,
+        idle_since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError>;
+
+    /// Ends a session (signing out); nothing happens for an unknown digest.
+    async fn end_session(&self, digest: &str) -> Result<(), StoreError>;
 }
 
 /// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>` (each aggregate
@@ -381,6 +415,7 @@ pub trait Store:
     + Health
     + Directory
     + DirectoryFeeds
+    + Accounts
 {
 }
 
@@ -395,7 +430,8 @@ impl<
             + DeliveryAdmin
             + Health
             + Directory
-            + DirectoryFeeds,
+            + DirectoryFeeds
+            + Accounts,
     > Store for T
 {
 }

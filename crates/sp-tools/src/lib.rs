@@ -22,7 +22,7 @@ pub struct Parties {
     pub admin_token: Option<String>,
 }
 
-/// A VCS organisation the gateway delivers to.
+/// A VCS organisation the gateway delivers webhooks to.
 #[derive(Debug, Clone)]
 pub struct Organisation {
     pub id: String,

@@ -6,6 +6,7 @@
 
 pub mod oauth;
 pub mod operation_outcome;
+pub mod page;
 pub mod problem;
 
 use actix_web::error::InternalError;

@@ -15,6 +15,7 @@
 //!
 //! [`watch_for_work`]: crate::store::Outbox::watch_for_work
 
+mod accounts;
 mod admin;
 mod audit;
 mod directory;
@@ -89,6 +90,11 @@ fn migrator() -> Migrator {
             6,
             "directory",
             include_str!("../migrations/postgres/0006_directory.sql"),
+        ),
+        migration(
+            7,
+            "accounts",
+            include_str!("../migrations/postgres/0007_accounts.sql"),
         ),
         migration(
             8,

@@ -8,6 +8,7 @@
 //! means "on disk". A third thread copies committed pages into the database file (checkpoints).
 //! Reads go through a small pool of connections and never wait for the writer.
 
+mod accounts;
 mod admin;
 mod audit;
 mod directory;
@@ -55,7 +56,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 12] = [
+const MIGRATIONS: [(&str, &str); 13] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -92,6 +93,10 @@ const MIGRATIONS: [(&str, &str); 12] = [
     (
         "directory",
         include_str!("../migrations/sqlite/010_directory.sql"),
+    ),
+    (
+        "accounts",
+        include_str!("../migrations/sqlite/011_accounts.sql"),
     ),
     (
         "onward",
