@@ -176,8 +176,7 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         metrics,
         api::WorkerLink { wake, heartbeat },
         schemas,
-        catalog,
-        feeds,
+        api::DirectoryLink { catalog, feeds },
     ));
     // Buckets of callers gone quiet are dropped every minute: the limiter's memory follows the
     // callers of the last minute, not every address or client ever seen.

@@ -139,6 +139,11 @@ fn every_endpoint_against_every_caller() {
             format!("/admin/v1/referrals/{referral}/deliveries"),
             [401, 401, 401, 401, 401, 200],
         ),
+        (
+            "GET",
+            "/admin/v1/directory/feeds".into(),
+            [401, 401, 401, 401, 401, 200],
+        ),
         ("GET", "/metrics".into(), [401, 401, 401, 401, 401, 200]),
     ];
     let ons4 = json!({"instrument": "ons4", "timepoint": "baseline", "answers": [6, 7, 5, 3],

@@ -73,6 +73,13 @@ pub struct WorkerLink {
     pub heartbeat: Option<Heartbeat>,
 }
 
+/// The service directory as the API reaches it: the search index (with the services'
+/// responsiveness) and the polled feeds.
+pub struct DirectoryLink {
+    pub catalog: Arc<Catalog>,
+    pub feeds: Arc<Feeds>,
+}
+
 impl AppState {
     pub fn new(
         config: Arc<Config>,
@@ -81,10 +88,10 @@ impl AppState {
         metrics: Arc<Metrics>,
         worker: WorkerLink,
         vcs_schemas: vcs::VcsSchemas,
-        catalog: Arc<Catalog>,
-        feeds: Arc<Feeds>,
+        directory: DirectoryLink,
     ) -> Self {
         let WorkerLink { wake, heartbeat } = worker;
+        let DirectoryLink { catalog, feeds } = directory;
         let auth = Auth::new(&config);
         let limits = rate_limit::RateLimits::new(&config.server);
         let budget = budget::StorageBudget::new(&config.storage);

@@ -24,7 +24,7 @@ impl DirectoryFeeds for PostgresStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|row| feed_poll(row))
+        .map(feed_poll)
         .collect()
     }
 
@@ -68,7 +68,7 @@ impl DirectoryFeeds for PostgresStore {
         .fetch_all(&self.pool)
         .await?
         .iter()
-        .map(|row| service_referral(row))
+        .map(service_referral)
         .collect()
     }
 }
