@@ -1720,6 +1720,8 @@ async fn service_referrals_carry_their_first_answer(store: Arc<dyn Store>) {
         .await
         .expect("read")
         .is_empty());
+}
+
 /// An onward referral is created by the change recorded on the referral it is based on, in its
 /// transaction: a stale change stores no child; the child is found by `based_on` (its
 /// ServiceRequest, and its Task by the parent's referral), audited as the link worker's, and its
@@ -1819,6 +1821,8 @@ async fn an_onward_referral_is_stored_with_the_change_that_makes_it(store: Arc<d
         record.disclosure.as_ref().map(|d| d.action.as_str()),
         Some("notify")
     );
+}
+
 // --- Inbox accounts and sessions ----------------------------------------------------------
 
 fn account_email(text: &str) -> sp_gateway::store::Email {

@@ -367,6 +367,8 @@ pub trait DirectoryFeeds: Send + Sync {
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<ServiceReferral>, StoreError>;
+}
+
 /// People who sign in to the web inbox, and their sessions.
 #[async_trait]
 pub trait Accounts: Send + Sync {
