@@ -192,7 +192,7 @@ fn a_link_worker_refers_onward_and_the_gp_sees_the_chain() {
     let child_task = child_task["id"].as_str().expect("id").to_string();
     let with_children = gp_get(
         &gateway,
-        &format!("/fhir/ServiceRequest?identifier=ONWARD-1&_revinclude=ServiceRequest:based-on"),
+        "/fhir/ServiceRequest?identifier=ONWARD-1&_revinclude=ServiceRequest:based-on",
     );
     let included = entries(&with_children, "include", "ServiceRequest");
     assert_eq!(included.len(), 1, "{with_children}");
