@@ -12,8 +12,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use crate::config::StorageConfig;
 
-mod feeds;
 mod accounts;
+mod feeds;
 pub mod postgres;
 pub(crate) mod rows;
 pub mod sqlite;
@@ -23,9 +23,8 @@ mod types;
 pub use accounts::{Account, Email, Membership, NewSession, OrgRole, Session};
 pub use feeds::{FeedOutcome, FeedPoll, ServiceReferral};
 pub use traits::{
-    Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals, Resources,
-    Store,
-    Subscriptions, Tokens,
+    Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals,
+    Resources, Store, Subscriptions, Tokens,
 };
 pub use types::*;
 

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
-use super::feeds::{FeedPoll, ServiceReferral};
 use super::accounts::{Account, Email, NewSession, Session};
+use super::feeds::{FeedPoll, ServiceReferral};
 use super::types::*;
 use super::StoreError;
 use crate::domain::{ClientId, Identifier, VcsId};

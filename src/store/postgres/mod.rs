@@ -100,7 +100,7 @@ fn migrator() -> Migrator {
             8,
             "onward",
             include_str!("../migrations/postgres/0008_onward.sql"),
-    ),
+        ),
         migration(
             9,
             "directory_feeds",
