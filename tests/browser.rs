@@ -1,0 +1,288 @@
+//! The web inbox in a real browser: headless Chromium driven over WebDriver (chromedriver), on
+//! the real gateway. A GP refers over FHIR; a member of the group signs in, finds the referral,
+//! accepts it and records a SWEMWBS; the GP then reads the Task and Observation. axe-core
+//! checks each page: no serious or critical accessibility violation.
+//!
+//! Needs `chromium` and `chromium-driver` (`.ci/run` installs them) and npm (for axe-core, put
+//! in `target/axe` on first run). Without them the test fails: it never skips. With
+//! `SP_SCREENSHOTS=1` it saves the main pages to `docs/screenshots/`.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "a long walk by the Wye";
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// chromedriver on a free port, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        for program in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                Path::new(program).exists(),
+                "{program} is missing: install chromium and chromium-driver (.ci/run does)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// axe-core's script, installed from the npm registry into `target/axe` when missing.
+fn axe_source() -> String {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/axe");
+    let script = root.join("node_modules/axe-core/axe.min.js");
+    if !script.exists() {
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&root)
+            .arg("axe-core@4")
+            .status()
+            .expect("npm (needed to install axe-core)");
+        assert!(status.success(), "npm install axe-core@4 failed");
+    }
+    std::fs::read_to_string(&script).expect("axe-core")
+}
+
+fn add_user(gateway: &Gateway, org: &str, email: &str) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sp-gateway"))
+        .args(["users", "add", "--config"])
+        .arg(gateway.dir.path().join("gateway.toml"))
+        .args(["--org", org, "--email", email])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("users add");
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{PASSWORD}").expect("password");
+    drop(stdin);
+    assert!(child.wait().expect("users add").success());
+}
+
+/// No serious or critical axe-core violation on the page shown.
+async fn assert_accessible(client: &Client, axe: &str, page: &str) {
+    client.execute(axe, vec![]).await.expect("inject axe-core");
+    let found = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']})
+               .then(r => done(r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                      + v.nodes.map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .expect("run axe-core");
+    let violations = found.as_array().cloned().unwrap_or_default();
+    assert!(violations.is_empty(), "{page}: {violations:#?}");
+}
+
+async fn screenshot(client: &Client, name: &str) {
+    if std::env::var_os("SP_SCREENSHOTS").is_none() {
+        return;
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
+    std::fs::create_dir_all(&dir).expect("docs/screenshots");
+    let png = client.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn click_button(client: &Client, label: &str) {
+    client
+        .find(Locator::XPath(&format!(
+            "//button[normalize-space()='{label}']"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("a button {label}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+/// Waits (up to 10 s) for the page after a click to show `text`.
+async fn wait_for_text(client: &Client, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = client.source().await.expect("page source");
+        if page.contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{text:?} never shown: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn type_into(client: &Client, name: &str, text: &str) {
+    let css = format!("input[name={name}]");
+    client
+        .find(Locator::Css(&css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .send_keys(text)
+        .await
+        .expect("type");
+}
+
+async fn journey(base: &str, driver: &str, referral: &str) {
+    let axe = axe_source();
+    let capabilities = json!({"goog:chromeOptions": {
+        "binary": CHROMIUM,
+        "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1024,900"]
+    }});
+    let Value::Object(capabilities) = capabilities else {
+        unreachable!("an object")
+    };
+    let client = ClientBuilder::rustls()
+        .expect("rustls")
+        .capabilities(capabilities)
+        .connect(driver)
+        .await
+        .expect("a browser session");
+
+    // Sign in.
+    client.goto(&format!("{base}/inbox")).await.expect("goto");
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/inbox/login"));
+    assert_accessible(&client, &axe, "sign-in").await;
+    screenshot(&client, "login").await;
+    type_into(&client, "email", "ann@carers.example").await;
+    type_into(&client, "password", PASSWORD).await;
+    click_button(&client, "Sign in").await;
+
+    // The list shows the GP's referral.
+    wait_for_text(&client, "New referrals (1)").await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/inbox");
+    assert_accessible(&client, &axe, "list").await;
+    screenshot(&client, "inbox").await;
+    let link = format!("a[href='/inbox/referrals/{referral}']");
+    client
+        .find(Locator::Css(&link))
+        .await
+        .expect("the referral's link")
+        .click()
+        .await
+        .unwrap();
+
+    // Accept it.
+    wait_for_text(&client, "What happens next").await;
+    assert_accessible(&client, &axe, "referral").await;
+    screenshot(&client, "referral").await;
+    click_button(&client, "Accept").await;
+    wait_for_text(&client, "Saved.").await;
+
+    // Record a SWEMWBS at baseline: open the form, answer all seven items.
+    client
+        .find(Locator::XPath(
+            "//summary[normalize-space()='Record SWEMWBS']",
+        ))
+        .await
+        .expect("the SWEMWBS form")
+        .click()
+        .await
+        .unwrap();
+    for (item, answer) in [3, 4, 3, 2, 4, 3, 5].iter().enumerate() {
+        let id = format!("label[for='swemwbs-a{}-{answer}']", item + 1);
+        client
+            .find(Locator::Css(&id))
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"))
+            .click()
+            .await
+            .unwrap();
+    }
+    assert_accessible(&client, &axe, "questionnaire").await;
+    screenshot(&client, "questionnaire").await;
+    click_button(&client, "Save SWEMWBS").await;
+    wait_for_text(&client, "Questionnaire saved.").await;
+
+    // Usable at 320 px: nothing wider than the window.
+    client.set_window_size(320, 800).await.unwrap();
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        overflow,
+        json!(false),
+        "the page scrolls sideways at 320 px"
+    );
+    client.close().await.unwrap();
+}
+
+#[test]
+fn a_group_answers_a_referral_in_a_real_browser() {
+    let gateway = Gateway::start();
+    add_user(&gateway, "carers-count", "ann@carers.example");
+    let referral = gateway.refer("REF-BROWSER-1");
+    let driver = Driver::start();
+    // The WebDriver client's TLS stack finds both rustls providers in the tree: choose one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(journey(&gateway.base, &driver.url, &referral));
+
+    // What the GP reads.
+    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+    let task = &tasks["entry"][0]["resource"];
+    assert_eq!(task["status"], "accepted", "{task}");
+    let (_, observations) = send(gateway.get(&format!(
+        "/fhir/Observation?based-on=ServiceRequest/{referral}"
+    )));
+    assert!(
+        observations["total"].as_u64().unwrap_or(0) >= 1,
+        "{observations}"
+    );
+    assert!(
+        observations.to_string().contains("24"),
+        "the raw SWEMWBS total: {observations}"
+    );
+}
