@@ -26,15 +26,15 @@ fn observation(id: &str, version: &str) -> Value {
 fn document(entries: &[&str]) -> Value {
     let refs: Vec<Value> = entries.iter().map(|r| json!({"reference": r})).collect();
     json!({"resourceType": "Bundle", "type": "document",
-        "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:395f6185-1a1d-4c3f-83ba-05e7148cd46d"},
-        "timestamp": "2024-12-01T10:00:00Z",
-        "entry": [
-            {"fullUrl": "http://x.org/Composition/c", "resource": {"resourceType": "Composition",
-                "id": "c", "status": "final", "type": {"text": "note"}, "date": "2024-12-01",
-                "author": [{"display": "A"}], "title": "T", "section": [{"entry": refs}]}},
-            observation("o", "1"),
-            observation("o", "2")
-        ]})
+    "identifier": {"system": "urn:ietf:rfc:3986", "value": "urn:uuid:395f6185-1a1d-4c3f-83ba-05e7148cd46d"},
+    "timestamp": "2024-12-01T10:00:00Z",
+    "entry": [
+        {"fullUrl": "http://x.org/Composition/c", "resource": {"resourceType": "Composition",
+            "id": "c", "status": "final", "type": {"text": "note"}, "date": "2024-12-01",
+            "author": [{"display": "A"}], "title": "T", "section": [{"entry": refs}]}},
+        observation("o", "1"),
+        observation("o", "2")
+    ]})
 }
 
 #[test]
@@ -77,7 +77,10 @@ fn references_between_parameters_must_resolve_when_asked() {
         .filter(|i| i.message_id == "reference-not-found")
         .collect();
     assert_eq!(found.len(), 1, "{}", show(&issues));
-    assert_eq!(found[0].expression, "Parameters.parameter[1].resource.beneficiary");
+    assert_eq!(
+        found[0].expression,
+        "Parameters.parameter[1].resource.beneficiary"
+    );
 }
 
 #[test]
@@ -116,8 +119,10 @@ fn a_measure_report_follows_its_measure() {
     // The stratifier has no code to match the Measure's by (codes are compared by
     // coding): it is unknown, and the Measure's is missing; a cohort has no score.
     let issues = v.validate(
-        &report(json!({"population": population, "measureScore": {"value": 1},
-            "stratifier": [{"code": [{"text": "age"}]}]})),
+        &report(
+            json!({"population": population, "measureScore": {"value": 1},
+            "stratifier": [{"code": [{"text": "age"}]}]}),
+        ),
         &Options::default(),
     );
     let msgs: Vec<&str> = issues
