@@ -483,16 +483,18 @@ fn resolve<'a>(input: &[Item<'a>], env: &Env<'_, 'a>) -> Coll<'a> {
 fn resolve_one<'a>(reference: &str, env: &Env<'_, 'a>) -> Option<&'a Value> {
     if let Some(id) = reference.strip_prefix('#') {
         for container in [env.resource, env.root].into_iter().flatten() {
-            let found = container
-                .get("contained")
-                .and_then(Value::as_array)
-                .and_then(|c| {
-                    c.iter()
-                        .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
-                });
+            let found = contained(container, id);
             if found.is_some() {
                 return found;
             }
+        }
+        // Evaluated on a Bundle (`entry.resource.all(device.resolve()..)`), the reference
+        // is inside an entry's resource, whose contained resources it names: the one entry
+        // that contains a resource with that id (nodes do not know their container; when
+        // several entries do, the reference is not resolved).
+        let mut in_entries = bundle_resources(env.root).filter_map(|r| contained(r, id));
+        if let (Some(found), None) = (in_entries.next(), in_entries.next()) {
+            return Some(found);
         }
     }
     if let Some(entries) = env
@@ -521,6 +523,25 @@ fn resolve_one<'a>(reference: &str, env: &Env<'_, 'a>) -> Option<&'a Value> {
         }
     }
     env.ctx.resolver.and_then(|r| r.resolve(reference))
+}
+
+/// The contained resource of `container` with this id.
+fn contained<'a>(container: &'a Value, id: &str) -> Option<&'a Value> {
+    container
+        .get("contained")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
+}
+
+/// The entries' resources of a Bundle root (none for another root).
+fn bundle_resources(root: Option<&Value>) -> impl Iterator<Item = &Value> {
+    root.filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"))
+        .and_then(|b| b.get("entry"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("resource"))
 }
 
 fn member_of<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResult<'a> {
