@@ -444,6 +444,28 @@ fn resolve_contained_bundle_and_resolver() {
     );
 }
 
+#[test]
+fn resolve_on_a_bundle_finds_an_entrys_contained_resource() {
+    let entry = |device: &str| {
+        json!({"resource": {"resourceType": "Observation", "device": {"reference": "#d"},
+            "contained": [{"resourceType": "Device", "id": "d", "status": device}]}})
+    };
+    let one = json!({"resourceType": "Bundle", "entry": [entry("active")]});
+    let ctx = Context {
+        root_resource: Some(&one),
+        ..Context::default()
+    };
+    let expr = "entry.resource.ofType(Observation).device.resolve().status";
+    assert_eq!(run_with(expr, &one, &ctx).unwrap(), ["active"]);
+    // Two entries contain a `#d`: which one a reference means is not known here.
+    let two = json!({"resourceType": "Bundle", "entry": [entry("active"), entry("inactive")]});
+    let ctx = Context {
+        root_resource: Some(&two),
+        ..Context::default()
+    };
+    assert!(run_with(expr, &two, &ctx).unwrap().is_empty());
+}
+
 struct Genders;
 
 impl Terminology for Genders {
