@@ -1,9 +1,12 @@
 //! `sp-gateway validate`: the validator for GP system vendors, on any R4 resource, offline.
 //!
 //! By default a file meets base R4 and our profiles (applied by resource type); `--base` drops
-//! ours, `--definitions` adds a vendor's own, `--profile` names one more for the root resource,
-//! and `--config` adds the rules a `POST` to a gateway with that configuration applies (routing,
-//! create rules). Exit 0 valid, 1 invalid, 2 when a file (or a definition) is not FHIR at all.
+//! ours (and the gateway's reference forms), `--definitions` adds a vendor's own, `--profile`
+//! names one more for the root resource, and `--config` adds the rules a `POST` to a gateway
+//! with that configuration applies (routing, create rules). `--no-html-in-markdown`,
+//! `--security-checks`, `--no-example-urls` and `--allow-comments` set the HL7 validator's
+//! options of those names. Exit 0 valid, 1 invalid, 2 when a file (or a definition) is not FHIR
+//! at all.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,6 +21,7 @@ use sp_gateway::fhir::outcome::{operation_outcome, Issue};
 use sp_gateway::fhir::read::{parse_body, Format};
 use sp_gateway::intake::{self, Endpoint, Rejected, Request};
 use sp_gateway::validation::Validation;
+use sp_validator::{HtmlInMarkdown, Validator};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum OutputFormat {
@@ -45,18 +49,61 @@ pub struct ValidateArgs {
     /// per file, in file order).
     #[arg(long, value_enum, default_value = "text")]
     format: OutputFormat,
+    /// Markdown that appears to embed HTML tags is an error (by default a warning).
+    #[arg(long)]
+    no_html_in_markdown: bool,
+    /// Security checks: any value (other than narrative XHTML) containing what looks like an
+    /// HTML tag is an error.
+    #[arg(long)]
+    security_checks: bool,
+    /// Example URLs (example.org, example.com, acme.com, ...) in uri, url and canonical values
+    /// are errors: for production data rather than examples.
+    #[arg(long)]
+    no_example_urls: bool,
+    /// Accept JSON files with comments (`//`, `/* */`), which are otherwise not JSON.
+    #[arg(long)]
+    allow_comments: bool,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
 
 /// Reads a FHIR file, guessing the format from its extension or first character.
 pub fn read_fhir_file(path: &Path) -> Result<(Value, Vec<u8>, Format), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    read_fhir_file_with(path, false)
+}
+
+/// `read_fhir_file`, accepting JSON with comments when `allow_comments`.
+fn read_fhir_file_with(
+    path: &Path,
+    allow_comments: bool,
+) -> Result<(Value, Vec<u8>, Format), String> {
+    let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let is_xml = path.extension().is_some_and(|e| e == "xml")
         || bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<');
     let format = if is_xml { Format::Xml } else { Format::Json };
+    if allow_comments && !is_xml {
+        bytes = sp_validator::strip_json_comments(&bytes)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     let tree = parse_body(&bytes, format, 64).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok((tree, bytes, format))
+}
+
+/// The validator with the definitions and the checks the options ask for.
+fn validator(args: &ValidateArgs, definitions: Vec<Value>) -> Result<Validator, String> {
+    let markdown = if args.no_html_in_markdown {
+        HtmlInMarkdown::Error
+    } else {
+        HtmlInMarkdown::Warning
+    };
+    Ok(Validator::with_extra(definitions)
+        .map_err(|e| e.to_string())?
+        // Base R4 lets a reference be any string without white space; the forms that
+        // resolve ('Type/id', '#id', absolute URLs, urn:uuid) are the gateway's rule.
+        .strict_reference_format(!args.base)
+        .html_in_markdown(markdown)
+        .security_checks(args.security_checks)
+        .allow_example_urls(!args.no_example_urls))
 }
 
 /// One file's verdict and issues, errors first (they decide the verdict).
@@ -159,7 +206,9 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let validation = match Validation::with_definitions(definitions) {
+    let validation = match validator(args, definitions)
+        .and_then(|v| Validation::with_validator(v).map_err(|e| e.to_string()))
+    {
         Ok(v) => v,
         Err(e) => {
             eprintln!("sp-gateway: cannot load the definitions: {e}");
@@ -183,7 +232,7 @@ pub fn run(args: &ValidateArgs) -> ExitCode {
     let mut worst = 0u8;
     let mut outcomes = Vec::new();
     for path in &args.files {
-        let issues = match read_fhir_file(path) {
+        let issues = match read_fhir_file_with(path, args.allow_comments) {
             Ok((tree, bytes, format)) => match &config {
                 Some(config) => create_issues(config, &validation, tree, &bytes, format),
                 None if args.base => validation.validate_base_with(&tree, &profiles),

@@ -33,8 +33,14 @@ impl Validation {
     /// The bundled definitions plus a vendor's own (`validate --definitions`): StructureDefinitions,
     /// ValueSets and CodeSystems, or Bundles of them; later ones replace earlier ones by URL.
     pub fn with_definitions(extra: Vec<Value>) -> Result<Self, ConformanceError> {
+        Self::with_validator(Validator::with_extra(extra)?)
+    }
+
+    /// A validator set up by the caller (`sp-gateway validate`'s checks: `--base` reference
+    /// forms, example URLs, security checks, ...) with the bundled conformance resources.
+    pub fn with_validator(validator: Validator) -> Result<Self, ConformanceError> {
         Ok(Validation {
-            validator: Validator::with_extra(extra)?,
+            validator,
             conformance: Conformance::bundled()?,
         })
     }

@@ -194,3 +194,72 @@ fn definitions_bring_a_questionnaire_its_responses_are_checked_against() {
     // Without the Questionnaire there is nothing to check the answers against.
     assert_eq!(validate(&["--base", &bad]).0, 0);
 }
+
+#[test]
+fn base_lets_a_reference_be_any_string_the_gateway_does_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("flag.json");
+    std::fs::write(
+        &flag,
+        r#"{"resourceType": "Flag", "status": "active", "code": {"text": "Hard of hearing"},
+            "subject": {"reference": "resource:0"}}"#,
+    )
+    .expect("write");
+    let flag = flag.to_str().expect("path");
+    // Base R4: a reference is a string without white space; the form is only a warning.
+    let (code, out, _) = validate(&["--base", flag]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning [value] Flag.subject.reference"),
+        "{out}"
+    );
+    // The gateway's exchange needs references that resolve: 'Type/id', '#id', URLs, urn:uuid.
+    let (code, out, _) = validate(&[flag]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("error [value] Flag.subject.reference"),
+        "{out}"
+    );
+}
+
+#[test]
+fn hl7_validator_options_turn_on_their_checks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("communication.json");
+    std::fs::write(
+        &file,
+        r#"// exported by a test harness
+        {"resourceType": "Communication", "status": "completed",
+         "note": [{"text": "Call <b>before</b> visiting"}],
+         "payload": [{"contentString": "Peter <i>James</i>"},
+                     {"contentAttachment": {"url": "http://example.org/leaflet.pdf"}}]}"#,
+    )
+    .expect("write");
+    let file = file.to_str().expect("path");
+    // JSON has no comments: not FHIR unless comments are allowed.
+    assert_eq!(validate(&["--base", file]).0, 2);
+    let (code, out, _) = validate(&["--base", "--allow-comments", file]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning [value] Communication.note[0].text"),
+        "{out}"
+    );
+    for (option, expression) in [
+        ("--no-html-in-markdown", "Communication.note[0].text"),
+        (
+            "--security-checks",
+            "Communication.payload[0].contentString",
+        ),
+        (
+            "--no-example-urls",
+            "Communication.payload[1].contentAttachment.url",
+        ),
+    ] {
+        let (code, out, _) = validate(&["--base", "--allow-comments", option, file]);
+        assert_eq!(code, 1, "{option}: {out}");
+        assert!(
+            out.contains(&format!("error [value] {expression}")),
+            "{option}: {out}"
+        );
+    }
+}

@@ -492,20 +492,8 @@ fn contained_in_entry<'a>(
         return None;
     };
     let at = node.value?;
-    let entries = env
-        .root
-        .filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"))?
-        .get("entry")?
-        .as_array()?;
-    let holder = entries
-        .iter()
-        .filter_map(|e| e.get("resource"))
-        .find(|r| holds(r, at, 0))?;
-    holder
-        .get("contained")?
-        .as_array()?
-        .iter()
-        .find(|c| c.get("id").and_then(Value::as_str) == Some(id))
+    let holder = bundle_resources(env.root).find(|r| holds(r, at, 0))?;
+    contained(holder, id)
 }
 
 /// Whether `target` is `v` or inside it (by identity).
@@ -528,13 +516,7 @@ fn holds(v: &Value, target: &Value, depth: usize) -> bool {
 fn resolve_one<'a>(reference: &str, env: &Env<'_, 'a>) -> Option<&'a Value> {
     if let Some(id) = reference.strip_prefix('#') {
         for container in [env.resource, env.root].into_iter().flatten() {
-            let found = container
-                .get("contained")
-                .and_then(Value::as_array)
-                .and_then(|c| {
-                    c.iter()
-                        .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
-                });
+            let found = contained(container, id);
             if found.is_some() {
                 return found;
             }
@@ -566,6 +548,25 @@ fn resolve_one<'a>(reference: &str, env: &Env<'_, 'a>) -> Option<&'a Value> {
         }
     }
     env.ctx.resolver.and_then(|r| r.resolve(reference))
+}
+
+/// The contained resource of `container` with this id.
+fn contained<'a>(container: &'a Value, id: &str) -> Option<&'a Value> {
+    container
+        .get("contained")
+        .and_then(Value::as_array)?
+        .iter()
+        .find(|r| r.get("id").and_then(Value::as_str) == Some(id))
+}
+
+/// The entries' resources of a Bundle root (none for another root).
+fn bundle_resources(root: Option<&Value>) -> impl Iterator<Item = &Value> {
+    root.filter(|r| r.get("resourceType").and_then(Value::as_str) == Some("Bundle"))
+        .and_then(|b| b.get("entry"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("resource"))
 }
 
 fn member_of<'a>(call: &Call, input: &[Item<'a>], env: &Env<'_, 'a>) -> EvalResult<'a> {

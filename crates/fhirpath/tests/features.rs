@@ -477,6 +477,28 @@ fn resolve_contained_in_an_entry_from_the_bundle() {
     );
 }
 
+#[test]
+fn resolve_on_a_bundle_finds_an_entrys_contained_resource() {
+    let entry = |device: &str| {
+        json!({"resource": {"resourceType": "Observation", "device": {"reference": "#d"},
+            "contained": [{"resourceType": "Device", "id": "d", "status": device}]}})
+    };
+    let one = json!({"resourceType": "Bundle", "entry": [entry("active")]});
+    let ctx = Context {
+        root_resource: Some(&one),
+        ..Context::default()
+    };
+    let expr = "entry.resource.ofType(Observation).device.resolve().status";
+    assert_eq!(run_with(expr, &one, &ctx).unwrap(), ["active"]);
+    // Two entries contain a `#d`: each reference names its own entry's.
+    let two = json!({"resourceType": "Bundle", "entry": [entry("active"), entry("inactive")]});
+    let ctx = Context {
+        root_resource: Some(&two),
+        ..Context::default()
+    };
+    assert_eq!(run_with(expr, &two, &ctx).unwrap(), ["active", "inactive"]);
+}
+
 struct Genders;
 
 impl Terminology for Genders {

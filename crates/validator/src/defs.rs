@@ -173,8 +173,9 @@ impl Defs {
                 .to_string();
             match r.get("resourceType").and_then(Value::as_str) {
                 Some("StructureDefinition") => {
-                    let sd = compile_sd(&r)
+                    let mut sd = compile_sd(&r)
                         .ok_or_else(|| LoadError::BadStructureDefinition(url.clone()))?;
+                    relax_r4_vital_signs_units(&r, &mut sd);
                     // A definition read as a constraint although it says otherwise (see
                     // `compile_sd`) must not redefine its type in the FHIRPath model.
                     let says_constraint =
@@ -238,6 +239,7 @@ impl Defs {
             .filter(|u| !code_systems.contains_key(*u))
             .cloned()
             .collect();
+        defs.drop_children_of_open_choices();
         defs.expand_bindings(&value_sets, &code_systems);
         defs.code_systems = code_systems;
         defs.link();
@@ -263,6 +265,63 @@ impl Defs {
         if is_core {
             self.by_type.insert(type_name, idx);
         }
+    }
+
+    /// A profile's rules on the children of a choice element (`Observation.value[x].value`)
+    /// apply only when the choice is narrowed to one type (by the profile, a parent
+    /// profile or the base): FHIR profiling says the children of a choice are constrained
+    /// through a single type or a type slice, and the HL7 validator, finding the type of the
+    /// value, checks it against that type's definition instead. Such children (other than
+    /// extensions) are dropped at load.
+    fn drop_children_of_open_choices(&mut self) {
+        let mut open: Vec<(usize, usize)> = Vec::new();
+        for (si, sd) in self.sds.iter().enumerate() {
+            if !sd.is_profile {
+                continue;
+            }
+            for (ni, n) in sd.nodes.iter().enumerate() {
+                let constrains_children =
+                    n.children.iter().any(|&c| sd.nodes[c].name != "extension");
+                if n.choice
+                    && n.slice_name.is_none()
+                    && constrains_children
+                    && self.choice_types(sd, &n.path) != 1
+                {
+                    open.push((si, ni));
+                }
+            }
+        }
+        for (si, ni) in open {
+            let n = &mut self.sds[si].nodes[ni];
+            n.children.clear();
+            n.index = FastMap::default();
+            n.required.clear();
+        }
+    }
+
+    /// How many types the element at `path` allows in `sd`: its own list, else its parent
+    /// profiles', else the core definition's.
+    fn choice_types(&self, sd: &Sd, path: &str) -> usize {
+        let mut cur = Some(sd);
+        let mut hops = 0;
+        while let Some(p) = cur {
+            let types = p
+                .nodes
+                .iter()
+                .find(|n| n.path == path && n.slice_name.is_none() && !n.types.is_empty())
+                .map(|n| n.types.len());
+            if let Some(t) = types {
+                return t;
+            }
+            hops += 1;
+            cur = match p.base_definition.as_deref() {
+                Some(b) if p.is_profile && hops < 10 => self.sd(b),
+                _ => None,
+            };
+        }
+        self.base(&sd.type_name)
+            .and_then(|b| b.nodes.iter().find(|n| n.path == path))
+            .map_or(0, |n| n.types.len())
     }
 
     /// Pre-expands every value set bound by a loaded element, so validation
@@ -464,5 +523,29 @@ fn questionnaire_value_sets(items: Option<&Value>, depth: usize, out: &mut HashS
             }
         }
         questionnaire_value_sets(item.get("item"), depth + 1, out);
+    }
+}
+
+/// HL7's R4 (4.0.1) vital-signs profile binds `Observation.component.value[x]`, all its
+/// types, to the UCUM vital-signs units as `required`, which cannot hold for a
+/// CodeableConcept or a string component; the HL7 validator corrects it to `extensible`
+/// when it loads the profile and the profiles derived from it, and so do we.
+fn relax_r4_vital_signs_units(raw: &Value, sd: &mut Sd) {
+    const VITAL_SIGNS: &str = "http://hl7.org/fhir/StructureDefinition/vitalsigns";
+    const UNITS: &str = "http://hl7.org/fhir/ValueSet/ucum-vitals-common";
+    let core_vital_signs = sd.type_name == "Observation"
+        && sd.url.starts_with(CORE_SD_PREFIX)
+        && raw.get("version").and_then(Value::as_str) == Some("4.0.1")
+        && (sd.url == VITAL_SIGNS || sd.base_definition.as_deref() == Some(VITAL_SIGNS));
+    if !core_vital_signs {
+        return;
+    }
+    for n in &mut sd.nodes {
+        if n.path != "Observation.component.value[x]" {
+            continue;
+        }
+        if let Some(b) = n.binding.as_mut().filter(|b| b.value_set == UNITS) {
+            b.strength = Strength::Extensible;
+        }
     }
 }

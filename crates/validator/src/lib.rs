@@ -10,6 +10,7 @@ mod defs;
 mod intern;
 mod invariants;
 mod issue;
+mod json;
 mod model;
 mod primitives;
 mod snapshot;
@@ -20,6 +21,7 @@ use serde_json::Value;
 
 pub use defs::LoadError;
 pub use issue::{Issue, IssueCode, Severity};
+pub use json::strip_json_comments;
 pub use snapshot::{BaseDefinitions, SnapshotError};
 
 use defs::Defs;
@@ -58,6 +60,19 @@ pub struct Options<'a> {
     pub root_profiles: &'a [&'a str],
 }
 
+/// What markdown that looks like it embeds HTML (`<b>`, `</p>`, `<!--`, `<?`) gets: the
+/// HL7 validator warns by default (a presentation layer should escape it, but may not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HtmlInMarkdown {
+    /// Not checked.
+    Ignore,
+    /// A warning (the default).
+    #[default]
+    Warning,
+    /// An error (the HL7 validator's `noHtmlInMarkdown`).
+    Error,
+}
+
 /// A compiled set of definitions. Build once at start and share: it is
 /// `Send + Sync` and validation takes `&self`.
 pub struct Validator {
@@ -69,6 +84,18 @@ pub struct Validator {
     allow_unknown_extensions: bool,
     /// See [`Validator::check_references_exist`].
     check_references_exist: bool,
+    /// See [`Validator::strict_reference_format`].
+    strict_reference_format: bool,
+    /// See [`Validator::html_in_markdown`].
+    html_in_markdown: HtmlInMarkdown,
+    /// See [`Validator::security_checks`].
+    security_checks: bool,
+    /// See [`Validator::allow_example_urls`].
+    allow_example_urls: bool,
+    /// See [`Validator::validate_contained`].
+    validate_contained: bool,
+    /// See [`Validator::allow_comments`].
+    allow_comments: bool,
 }
 
 impl Validator {
@@ -89,6 +116,12 @@ impl Validator {
             assume_valid_rest_references: true,
             allow_unknown_extensions: true,
             check_references_exist: false,
+            strict_reference_format: true,
+            html_in_markdown: HtmlInMarkdown::Warning,
+            security_checks: false,
+            allow_example_urls: true,
+            validate_contained: true,
+            allow_comments: false,
         })
     }
 
@@ -122,6 +155,68 @@ impl Validator {
     pub fn check_references_exist(mut self, check: bool) -> Validator {
         self.check_references_exist = check;
         self
+    }
+
+    /// Whether `Reference.reference` must take a form FHIR knows how to resolve: `Type/id`
+    /// (optionally `/_history/vid`), `Type?query`, `#id`, an absolute URL or a valid
+    /// `urn:uuid:`/`urn:oid:`. On by default: it is a rule of the gateway's exchange (a
+    /// referral's references must resolve), not of base R4, where `reference` is any string
+    /// without white space. Off, as `sp-gateway validate --base` and the HL7 validator run,
+    /// another form is a warning, and only white space in a reference is an error.
+    #[must_use]
+    pub fn strict_reference_format(mut self, strict: bool) -> Validator {
+        self.strict_reference_format = strict;
+        self
+    }
+
+    /// What `markdown` that appears to embed HTML tags gets (see [`HtmlInMarkdown`]; a
+    /// warning by default, an error with the HL7 validator's `noHtmlInMarkdown`).
+    #[must_use]
+    pub fn html_in_markdown(mut self, check: HtmlInMarkdown) -> Validator {
+        self.html_in_markdown = check;
+        self
+    }
+
+    /// Security checks (the HL7 validator's `security-checks`): a primitive value other
+    /// than narrative XHTML that contains what looks like an HTML tag is an error. Off by
+    /// default.
+    #[must_use]
+    pub fn security_checks(mut self, on: bool) -> Validator {
+        self.security_checks = on;
+        self
+    }
+
+    /// Whether example URLs (`example.org`, `example.com`, `example.net`, `acme.com`,
+    /// `acme.org` and the example OIDs) may appear in `uri`, `url` and `canonical` values and
+    /// as unknown extensions. On by default; off (the HL7 validator's `examples: false`,
+    /// for production data) such a URL that names no loaded definition is an error.
+    #[must_use]
+    pub fn allow_example_urls(mut self, allow: bool) -> Validator {
+        self.allow_example_urls = allow;
+        self
+    }
+
+    /// Whether resources in `contained` are validated (and whether each must be referenced,
+    /// `dom-3`). On by default; off is the HL7 validator's `validateContains` `IGNORE`.
+    #[must_use]
+    pub fn validate_contained(mut self, validate: bool) -> Validator {
+        self.validate_contained = validate;
+        self
+    }
+
+    /// Whether [`Validator::parse_json`] accepts JSON with comments (`//`, `/* */`), as the
+    /// HL7 validator's `allow-comments` does. Off by default: JSON has no comments, and
+    /// text with them is not FHIR JSON.
+    #[must_use]
+    pub fn allow_comments(mut self, allow: bool) -> Validator {
+        self.allow_comments = allow;
+        self
+    }
+
+    /// Parses JSON text to validate (a leading byte order mark is ignored; comments only
+    /// with [`Validator::allow_comments`]).
+    pub fn parse_json(&self, text: &str) -> Result<Value, serde_json::Error> {
+        json::parse(text, self.allow_comments)
     }
 
     /// Validates `resource` (any resource type, Bundles included) and returns

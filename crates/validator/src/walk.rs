@@ -22,6 +22,7 @@ mod overlay;
 mod questionnaire;
 mod refs;
 mod terms;
+mod text;
 mod xhtml;
 
 /// Deeper than any real resource; stops hostile nesting long before the stack would.
@@ -898,8 +899,6 @@ impl<'v, 'r> Walker<'v, 'r> {
         }
     }
 
-    /// A resource inside another (contained, Bundle entry, Parameters):
-    /// validated as a resource of its own type, the path continuing through.
     /// The profiles an element's type (in the base or a profile) names for the resource it
     /// holds (`Bundle.entry.resource`, `Parameters.parameter.resource`): those of the
     /// resource's own type, where a type names one (a choice of several is left alone).
@@ -931,6 +930,8 @@ impl<'v, 'r> Walker<'v, 'r> {
         out
     }
 
+    /// A resource inside another (contained, Bundle entry, Parameters):
+    /// validated as a resource of its own type, the path continuing through.
     fn nested_resource(
         &mut self,
         tcode: &str,
@@ -938,6 +939,9 @@ impl<'v, 'r> Walker<'v, 'r> {
         val: &'r Value,
         profiles: &[&'v str],
     ) {
+        if !self.val.validate_contained && self.def_path.ends_with(".contained") {
+            return;
+        }
         if tcode != "Resource" && tcode != "DomainResource" {
             if let Some(rt) = obj.get("resourceType").and_then(Value::as_str) {
                 if rt != tcode {
@@ -1006,11 +1010,14 @@ impl<'v, 'r> Walker<'v, 'r> {
                 self.report(Severity::Warning, IssueCode::Value, "whitespace", msg, None);
             }
         }
-        if let (Some(max), Value::String(s)) = (node.max_length, val) {
-            if s.chars().count() > max {
-                let msg = format!("{} is longer than the maximum length {max}", self.path);
-                self.report(Severity::Error, IssueCode::Value, "max-length", msg, None);
+        if let Value::String(s) = val {
+            if let Some(max) = node.max_length {
+                if s.chars().count() > max {
+                    let msg = format!("{} is longer than the maximum length {max}", self.path);
+                    self.report(Severity::Error, IssueCode::Value, "max-length", msg, None);
+                }
             }
+            self.text_rules(prim, s, node);
         }
         true
     }
@@ -1030,7 +1037,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                     // A plain name is a complex extension's own sub-extension.
                     if !self.val.allow_unknown_extensions
                         && url.contains(':')
-                        && !unknown_extension_allowed(url)
+                        && !unknown_extension_allowed(url, self.val.allow_example_urls)
                     {
                         self.extension_issue(
                             key,
@@ -1071,7 +1078,13 @@ impl<'v, 'r> Walker<'v, 'r> {
                             || self.type_path_is(x)
                             || x == host_type
                             || x == "Element"
+                            || x == "Any"
                             || (is_resource && (x == "Resource" || x == "DomainResource"))
+                            // R5's abstract CanonicalResource (an extension defined for R5
+                            // used on R4) stands for the R4 canonical resource types.
+                            || (is_resource
+                                && x == "CanonicalResource"
+                                && text::is_canonical_resource(host_type))
                     }
                     "extension" => {
                         host_type == "Extension"
@@ -1172,18 +1185,22 @@ impl<'v, 'r> Walker<'v, 'r> {
             let mark = self.push("reference");
             match self.reference_type(s) {
                 Err(()) => {
+                    // Base R4 only forbids white space (a reference is a string); the
+                    // resolvable forms are the gateway's rule (`strict_reference_format`).
+                    let severity = if self.val.strict_reference_format
+                        || s.is_empty()
+                        || s.chars().any(char::is_whitespace)
+                    {
+                        Severity::Error
+                    } else {
+                        Severity::Warning
+                    };
                     let msg = format!(
                         "{} {} is not a valid reference: use 'Type/id', '#id' for a contained resource, an absolute URL or 'urn:uuid:<uuid>'",
                         self.path,
                         quote(s)
                     );
-                    self.report(
-                        Severity::Error,
-                        IssueCode::Value,
-                        "reference-format",
-                        msg,
-                        None,
-                    );
+                    self.report(severity, IssueCode::Value, "reference-format", msg, None);
                 }
                 Ok(Some(t)) => {
                     if self.val.assume_valid_rest_references {
@@ -1372,9 +1389,9 @@ fn fhirpath_context_path(expr: &str) -> Option<&str> {
 /// Unknown extensions reported only when the HL7 validator would find no definition either:
 /// not HL7's own (`http://hl7.org/fhir/..`: it resolves those from the extension packs and
 /// cross-version definitions it carries and we do not; an IG's, under `/uv/` or a realm
-/// such as `/us/`, it has only with that IG's package) and not in the example domains it lets
-/// through.
-fn unknown_extension_allowed(url: &str) -> bool {
+/// such as `/us/`, it has only with that IG's package) and not in the domains it lets
+/// through (nema.org, and the example domains unless example URLs are refused).
+fn unknown_extension_allowed(url: &str, allow_examples: bool) -> bool {
     let ig = url
         .strip_prefix("http://hl7.org/fhir/")
         .and_then(|rest| rest.split('/').next())
@@ -1382,9 +1399,8 @@ fn unknown_extension_allowed(url: &str) -> bool {
             seg == "uv" || (seg.len() == 2 && seg.bytes().all(|b| b.is_ascii_lowercase()))
         });
     (url.starts_with("http://hl7.org/fhir/") && !ig)
-        || ["example.org", "acme.com", "nema.org"]
-            .iter()
-            .any(|d| url.contains(d))
+        || url.contains("nema.org")
+        || (allow_examples && (url.contains("example.org") || url.contains("acme.com")))
 }
 
 /// The decoded length of an Attachment's base-64 `data`.

@@ -11,7 +11,8 @@ modules (`tx`, `tx-advanced`) and not marked `"use-test": false` (the Java suite
 those), plus the cases of the older hand-picked subset
 (`validator-manifest-r4-subset.json`, some of them XML, read from their JSON conversion).
 Writes `validator-manifest-r4.json` (entries unchanged, upstream order) and copies each
-case's instance, definitions and Java outcome files unchanged into `validator/`.
+case's instance, definitions and Java outcome files unchanged into `validator/` (definitions
+written in XML too; `tools/xml2json` converts those to `json/`, which the tests read).
 """
 import json
 import os
@@ -64,7 +65,8 @@ def main():
     for case in cases:
         for rel in files_of(case):
             target = os.path.join(dest, "validator", rel)
-            if os.path.exists(target) or rel.endswith(".xml"):
+            # XML files are copied too: `tools/xml2json` converts them to `json/` once.
+            if os.path.exists(target):
                 continue
             data = show(git, commit, "validator/" + rel)
             if data is None:

@@ -372,9 +372,15 @@ impl<'v, 'r> Walker<'v, 'r> {
             "Reference" => self.qr_reference(value, def),
             _ => {}
         }
-        if suffix == "Decimal" {
+        // maxDecimalPlaces limits a decimal answer and a quantity's value.
+        let number = match suffix {
+            "Decimal" => Some(value),
+            "Quantity" => value.get("value"),
+            _ => None,
+        };
+        if let Some(number) = number {
             let places = extension_value(def, "maxDecimalPlaces").and_then(Value::as_u64);
-            let text = value.to_string();
+            let text = number.to_string();
             let actual = text.split_once('.').map_or(0, |(_, f)| f.len());
             if let Some(max) = places.filter(|m| actual as u64 > *m) {
                 self.qr_error(
@@ -426,16 +432,20 @@ impl<'v, 'r> Walker<'v, 'r> {
     }
 
     fn qr_range(&mut self, value: &Value, def: &'v Value) {
-        for (name, bad, word) in [
+        // Distinct ids: an answer can break both bounds (of a contradictory Questionnaire),
+        // and each is reported.
+        for (name, bad, word, id) in [
             (
                 "minValue",
                 std::cmp::Ordering::Less,
                 "less than the allowed minimum",
+                "qr-answer-min",
             ),
             (
                 "maxValue",
                 std::cmp::Ordering::Greater,
                 "greater than the allowed maximum",
+                "qr-answer-max",
             ),
         ] {
             let Some(limit) = extension_value(def, name) else {
@@ -443,7 +453,7 @@ impl<'v, 'r> Walker<'v, 'r> {
             };
             if compare(value, limit) == Some(bad) {
                 self.qr_error(
-                    "qr-answer-range",
+                    id,
                     format!(
                         "The value {} is {word} of {}",
                         scalar_text(value).unwrap_or_default(),
@@ -455,16 +465,18 @@ impl<'v, 'r> Walker<'v, 'r> {
     }
 
     fn qr_quantity(&mut self, value: &Value, def: &'v Value) {
-        for (name, bad, word) in [
+        for (name, bad, word, id) in [
             (
                 SDC_MIN_QUANTITY,
                 std::cmp::Ordering::Less,
                 "less than the allowed minimum",
+                "qr-quantity-min",
             ),
             (
                 SDC_MAX_QUANTITY,
                 std::cmp::Ordering::Greater,
                 "greater than the allowed maximum",
+                "qr-quantity-max",
             ),
         ] {
             let Some(limit) = extension_value(def, name).filter(|l| l.is_object()) else {
@@ -490,7 +502,7 @@ impl<'v, 'r> Walker<'v, 'r> {
                     quantity_text(limit)
                 ),
             };
-            self.qr_error("qr-quantity-range", msg);
+            self.qr_error(id, msg);
         }
         self.qr_unit_value_set(value, def);
         let options = extension_values(def, "questionnaire-unitOption");

@@ -19,6 +19,7 @@ fn run(src: &Path, dst: &Path) -> Result<(), String> {
     // The XML reader rejects xsi:schemaLocation hints; they carry no content.
     let xsi = regex::Regex::new(r#"\s+xmlns:xsi="[^"]*"|\s+xsi:schemaLocation="[^"]*""#)
         .map_err(|e| e.to_string())?;
+    let utf8 = regex::Regex::new(r#"encoding=["'](?i:utf-8)["']"#).map_err(|e| e.to_string())?;
     fs::create_dir_all(dst).map_err(|e| e.to_string())?;
     let mut names: Vec<_> = fs::read_dir(src)
         .map_err(|e| e.to_string())?
@@ -30,6 +31,8 @@ fn run(src: &Path, dst: &Path) -> Result<(), String> {
     for p in names {
         let text = fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
         let cleaned = xsi.replace_all(&text, "");
+        // Encoding names are case-insensitive (XML 1.0 §4.3.3); the reader wants `UTF-8`.
+        let cleaned = utf8.replace(&cleaned, r#"encoding="UTF-8""#);
         let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("out");
         match fhir_model::xml_to_json(&cleaned) {
             Ok(v) => {
