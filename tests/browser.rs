@@ -116,6 +116,19 @@ async fn assert_accessible(client: &Client, axe: &str, page: &str) {
     assert!(violations.is_empty(), "{page}: {violations:#?}");
 }
 
+/// Usable at 320 px: nothing wider than the window.
+async fn assert_fits_320(client: &Client, page: &str) {
+    client.set_window_size(320, 800).await.unwrap();
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(overflow, json!(false), "{page} scrolls sideways at 320 px");
+}
+
 async fn screenshot(client: &Client, name: &str) {
     if std::env::var_os("SP_SCREENSHOTS").is_none() {
         return;
@@ -265,20 +278,7 @@ async fn journey(base: &str, driver: &str, referral: &str) {
     click_button(&client, "Save SWEMWBS").await;
     wait_for_text(&client, "Questionnaire saved.").await;
 
-    // Usable at 320 px: nothing wider than the window.
-    client.set_window_size(320, 800).await.unwrap();
-    let overflow = client
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth;",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        overflow,
-        json!(false),
-        "the page scrolls sideways at 320 px"
-    );
+    assert_fits_320(&client, "referral").await;
     client.close().await.unwrap();
 }
 
@@ -345,6 +345,8 @@ async fn onward_journey(base: &str, driver: &str, referral: &str) {
     wait_for_text(&client, "Services found").await;
     assert_accessible(&client, &axe, "onward results").await;
     screenshot(&client, "onward").await;
+    assert_fits_320(&client, "onward results").await;
+    client.set_window_size(1024, 900).await.unwrap();
 
     // Confirmed without a choice: the error summary, itself accessible.
     click_button(&client, "Refer onward").await;

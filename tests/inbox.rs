@@ -503,6 +503,30 @@ fn a_link_worker_refers_onward_in_the_browser_and_the_gp_follows_it() {
     let (_, page) = lis.get(&format!("{path}?done=onward&child={parent}"));
     assert!(!page.contains("Referred onward"), "{page}");
 
+    // Once the referral is closed, onward is refused (409) and no longer offered.
+    let (status, _) = lis.post(
+        &format!("{path}/status"),
+        &[("csrf", &csrf), ("status", "completed")],
+    );
+    assert_eq!(status, 303);
+    let (status, page) = lis.post(
+        &onward_path,
+        &[
+            ("csrf", &csrf),
+            ("need", "social-connection"),
+            ("postcode", "HR2 0LT"),
+            ("service_id", KNIT_SERVICE),
+        ],
+    );
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("href=\"#service_id\"") && page.contains("cannot be referred onward now"),
+        "{page}"
+    );
+    assert_eq!(lis.get(&onward_path), (303, path.clone()));
+    let (_, page) = lis.get(&path);
+    assert!(!page.contains("Refer onward"), "{page}");
+
     // The group's receiver gets the child, with the note.
     receiver.wait_for(Duration::from_secs(20), "the child's webhook", |r| {
         r.iter().any(|m| {
