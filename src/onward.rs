@@ -52,7 +52,7 @@ pub enum OnwardError {
 /// The link worker's statuses from which a person may be referred on: taken on (accepted) and
 /// not closed. Before acceptance the link worker has not met the person; a declined, completed
 /// or cancelled referral is over.
-fn may_refer_onward(status: VcsStatus) -> bool {
+pub fn may_refer_onward(status: VcsStatus) -> bool {
     use VcsStatus::*;
     matches!(
         status,

@@ -116,6 +116,19 @@ async fn assert_accessible(client: &Client, axe: &str, page: &str) {
     assert!(violations.is_empty(), "{page}: {violations:#?}");
 }
 
+/// Usable at 320 px: nothing wider than the window.
+async fn assert_fits_320(client: &Client, page: &str) {
+    client.set_window_size(320, 800).await.unwrap();
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth > window.innerWidth;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(overflow, json!(false), "{page} scrolls sideways at 320 px");
+}
+
 async fn screenshot(client: &Client, name: &str) {
     if std::env::var_os("SP_SCREENSHOTS").is_none() {
         return;
@@ -162,8 +175,8 @@ async fn type_into(client: &Client, name: &str, text: &str) {
         .expect("type");
 }
 
-async fn journey(base: &str, driver: &str, referral: &str) {
-    let axe = axe_source();
+/// A headless Chromium session.
+async fn open_browser(driver: &str) -> Client {
     let capabilities = json!({"goog:chromeOptions": {
         "binary": CHROMIUM,
         "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -172,12 +185,38 @@ async fn journey(base: &str, driver: &str, referral: &str) {
     let Value::Object(capabilities) = capabilities else {
         unreachable!("an object")
     };
-    let client = ClientBuilder::rustls()
+    ClientBuilder::rustls()
         .expect("rustls")
         .capabilities(capabilities)
         .connect(driver)
         .await
-        .expect("a browser session");
+        .expect("a browser session")
+}
+
+/// Signs in through the form.
+async fn sign_in(client: &Client, base: &str, email: &str) {
+    client.goto(&format!("{base}/inbox")).await.expect("goto");
+    type_into(client, "email", email).await;
+    type_into(client, "password", PASSWORD).await;
+    click_button(client, "Sign in").await;
+    wait_for_text(client, "Sign out").await;
+}
+
+/// Runs a browser journey on a runtime of its own, chromedriver alongside.
+fn drive<F: std::future::Future<Output = ()>>(journey: impl FnOnce(String) -> F) {
+    let driver = Driver::start();
+    // The WebDriver client's TLS stack finds both rustls providers in the tree: choose one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(journey(driver.url.clone()));
+}
+
+async fn journey(base: &str, driver: &str, referral: &str) {
+    let axe = axe_source();
+    let client = open_browser(driver).await;
 
     // Sign in.
     client.goto(&format!("{base}/inbox")).await.expect("goto");
@@ -239,20 +278,7 @@ async fn journey(base: &str, driver: &str, referral: &str) {
     click_button(&client, "Save SWEMWBS").await;
     wait_for_text(&client, "Questionnaire saved.").await;
 
-    // Usable at 320 px: nothing wider than the window.
-    client.set_window_size(320, 800).await.unwrap();
-    let overflow = client
-        .execute(
-            "return document.documentElement.scrollWidth > window.innerWidth;",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        overflow,
-        json!(false),
-        "the page scrolls sideways at 320 px"
-    );
+    assert_fits_320(&client, "referral").await;
     client.close().await.unwrap();
 }
 
@@ -261,14 +287,8 @@ fn a_group_answers_a_referral_in_a_real_browser() {
     let gateway = Gateway::start();
     add_user(&gateway, "carers-count", "ann@carers.example");
     let referral = gateway.refer("REF-BROWSER-1");
-    let driver = Driver::start();
-    // The WebDriver client's TLS stack finds both rustls providers in the tree: choose one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(journey(&gateway.base, &driver.url, &referral));
+    let (base, id) = (gateway.base.clone(), referral.clone());
+    drive(|driver| async move { journey(&base, &driver, &id).await });
 
     // What the GP reads.
     let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
@@ -285,4 +305,97 @@ fn a_group_answers_a_referral_in_a_real_browser() {
         observations.to_string().contains("24"),
         "the raw SWEMWBS total: {observations}"
     );
+}
+
+const KNIT_SERVICE: &str = "f80b822c-7172-5b8d-9f63-72b7f1989394";
+
+async fn onward_journey(base: &str, driver: &str, referral: &str) {
+    let axe = axe_source();
+    let client = open_browser(driver).await;
+    sign_in(&client, base, "lis@links.example").await;
+    client
+        .goto(&format!("{base}/inbox/referrals/{referral}"))
+        .await
+        .expect("goto");
+    client
+        .find(Locator::LinkText("Refer onward"))
+        .await
+        .expect("the Refer onward link")
+        .click()
+        .await
+        .unwrap();
+
+    // The search form, prefilled; the link worker picks the need and types the postcode.
+    wait_for_text(&client, "Search the service directory").await;
+    assert_accessible(&client, &axe, "onward search").await;
+    client
+        .find(Locator::Css("option[value='social-connection']"))
+        .await
+        .expect("the need")
+        .click()
+        .await
+        .unwrap();
+    let postcode = client
+        .find(Locator::Css("input[name=postcode]"))
+        .await
+        .expect("postcode");
+    postcode.clear().await.unwrap();
+    postcode.send_keys("HR2 0LT").await.unwrap();
+    click_button(&client, "Search").await;
+    wait_for_text(&client, "Services found").await;
+    assert_accessible(&client, &axe, "onward results").await;
+    screenshot(&client, "onward").await;
+    assert_fits_320(&client, "onward results").await;
+    client.set_window_size(1024, 900).await.unwrap();
+
+    // Confirmed without a choice: the error summary, itself accessible.
+    click_button(&client, "Refer onward").await;
+    wait_for_text(&client, "There is a problem").await;
+    assert_accessible(&client, &axe, "onward error").await;
+
+    // Choose Knit and Natter, add a note, confirm.
+    let radio = format!("//input[@value='{KNIT_SERVICE}']/following-sibling::label");
+    client
+        .find(Locator::XPath(&radio))
+        .await
+        .expect("Knit and Natter's radio")
+        .click()
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("textarea[name=note]"))
+        .await
+        .expect("the note")
+        .send_keys("Would like company on Thursdays")
+        .await
+        .unwrap();
+    click_button(&client, "Refer onward").await;
+    wait_for_text(&client, "Referred onward to Knit and Natter, Ewyas Harold").await;
+    assert_accessible(&client, &axe, "referral after onward").await;
+    client.close().await.unwrap();
+}
+
+#[test]
+fn a_link_worker_refers_onward_in_a_real_browser() {
+    let gateway = Gateway::start();
+    gateway.import_directory(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory")]);
+    add_user(&gateway, "link-workers", "lis@links.example");
+    let mut referral = contained_referral("REF-BROWSER-ONWARD");
+    referral["performer"] = json!([{"type": "Organization", "display": "Golden Valley Link Workers",
+        "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "X7L4W"}}]);
+    let (status, created) = send(gateway.post_json("/fhir/ServiceRequest", &referral));
+    assert_eq!(status, 201, "{created}");
+    let parent = created["id"].as_str().expect("id").to_string();
+    let accepted = json!({"status": "accepted", "occurred_at": "2026-05-10T14:00:00+01:00"});
+    let path = format!("/vcs/v1/referrals/{parent}/status");
+    let (status, body) = vcs_post(&gateway, "demo-vcs-link-workers", &path, &accepted);
+    assert_eq!(status, 200, "{body}");
+
+    let (base, id) = (gateway.base.clone(), parent.clone());
+    drive(|driver| async move { onward_journey(&base, &driver, &id).await });
+
+    let (_, children) = send(gateway.get(&format!(
+        "/fhir/ServiceRequest?based-on=ServiceRequest/{parent}"
+    )));
+    assert_eq!(children["total"], 1, "{children}");
 }

@@ -351,3 +351,216 @@ fn sign_in_is_throttled_per_account() {
     assert_eq!(status, 200);
     assert!(css.contains("--blue: #005eb8"));
 }
+
+/// Knit and Natter (its organisation is the configured valley-knit-natter).
+const KNIT_SERVICE: &str = "f80b822c-7172-5b8d-9f63-72b7f1989394";
+/// The Golden Valley Lunch Club: in the directory, its organisation not connected.
+const LUNCH_CLUB: &str = "9fd71e5e-079c-59ce-9346-a98199715973";
+
+#[test]
+fn a_link_worker_refers_onward_in_the_browser_and_the_gp_follows_it() {
+    use common::receiver::Receiver;
+    use serde_json::json;
+    use std::time::Duration;
+
+    let receiver = Receiver::start();
+    let gateway = Gateway::start_with(|c| deliver_to(c, &receiver.base, &["1s"]), &[]);
+    gateway.import_directory(&[concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory")]);
+    add_user(
+        &gateway,
+        &["--org", "link-workers", "--email", "lis@links.example"],
+    );
+    add_user(
+        &gateway,
+        &["--org", "carers-count", "--email", "ann@carers.example"],
+    );
+    // The GP refers to the link workers (ODS X7L4W).
+    let mut referral = contained_referral("REF-ONWARD-INBOX");
+    referral["performer"] = json!([{"type": "Organization", "display": "Golden Valley Link Workers",
+        "identifier": {"system": "https://fhir.nhs.uk/Id/ods-organization-code", "value": "X7L4W"}}]);
+    let (status, created) = send(gateway.post_json("/fhir/ServiceRequest", &referral));
+    assert_eq!(status, 201, "{created}");
+    let parent = created["id"].as_str().expect("id").to_string();
+    let path = format!("/inbox/referrals/{parent}");
+    let onward_path = format!("{path}/onward");
+
+    let lis = Browser::new(&gateway);
+    assert_eq!(lis.sign_in("lis@links.example", PASSWORD, "").0, 303);
+    // Not accepted yet: nothing to refer onward from.
+    let (status, page) = lis.get(&path);
+    assert_eq!(status, 200, "{page}");
+    assert!(!page.contains("Refer onward"), "{page}");
+    let csrf = csrf_of(&page);
+    let (status, _) = lis.post(
+        &format!("{path}/status"),
+        &[("csrf", &csrf), ("status", "accepted")],
+    );
+    assert_eq!(status, 303);
+    let (_, page) = lis.get(&path);
+    assert!(page.contains(&format!("href=\"{onward_path}\"")), "{page}");
+
+    // Another organisation (not a link worker) finds no such page, and cannot post to it.
+    let ann = Browser::new(&gateway);
+    assert_eq!(ann.sign_in("ann@carers.example", PASSWORD, "").0, 303);
+    assert_eq!(ann.get(&onward_path).0, 404);
+    let (_, list) = ann.get("/inbox");
+    let ann_csrf = csrf_of(&list);
+    let forged = [("csrf", ann_csrf.as_str()), ("service_id", KNIT_SERVICE)];
+    assert_eq!(ann.post(&onward_path, &forged).0, 404);
+
+    // The form, prefilled with the person's postcode; no search yet.
+    let (status, page) = lis.get(&onward_path);
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("value=\"CF10 1AA\""), "{page}");
+    assert!(
+        page.contains("<label class=\"label\" for=\"need\">"),
+        "{page}"
+    );
+    assert!(!page.contains("Services found"), "{page}");
+    // A postcode that is not one: the error summary links to the field.
+    let (status, page) = lis.get(&format!(
+        "{onward_path}?need=social-connection&postcode=HR99+ZZZZ"
+    ));
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("href=\"#postcode\""), "{page}");
+    assert!(page.contains("Enter a real postcode"), "{page}");
+
+    // Searched: Knit and Natter can be chosen; the search ranks services covering HR2 first.
+    let (status, page) = lis.get(&format!(
+        "{onward_path}?need=social-connection&postcode=HR2+0LT"
+    ));
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Services found ("), "{page}");
+    assert!(
+        page.contains(&format!("value=\"{KNIT_SERVICE}\"")),
+        "{page}"
+    );
+    assert!(page.contains("Knit and Natter, Ewyas Harold"), "{page}");
+    assert!(page.contains("Valley Knit and Natter"), "{page}");
+    assert!(
+        page.contains("Takes referrals through this gateway"),
+        "{page}"
+    );
+    assert!(page.contains("<legend class=\"fieldset-legend\">Choose a service</legend>"));
+    assert!(page.contains(">Refer onward</button>"), "{page}");
+    let csrf = csrf_of(&page);
+
+    // Refusals come back with the summary linked to the radios.
+    let (status, page) = lis.post(
+        &onward_path,
+        &[
+            ("csrf", &csrf),
+            ("need", "social-connection"),
+            ("postcode", "HR2 0LT"),
+        ],
+    );
+    assert_eq!(status, 422, "{page}");
+    assert!(page.contains("href=\"#service_id\"") && page.contains("Choose a service"));
+    let (status, page) = lis.post(
+        &onward_path,
+        &[
+            ("csrf", &csrf),
+            ("service_id", LUNCH_CLUB),
+            ("postcode", "HR2 0LT"),
+        ],
+    );
+    assert_eq!(status, 422, "{page}");
+    assert!(
+        page.contains("does not take referrals through this gateway"),
+        "{page}"
+    );
+    assert_eq!(
+        lis.post(&onward_path, &[("service_id", KNIT_SERVICE)]).0,
+        403,
+        "no form token"
+    );
+
+    // Confirmed: to the referral page, the confirmation naming the service and the child.
+    let note = "Would like company on Thursdays";
+    let (status, to) = lis.post(
+        &onward_path,
+        &[
+            ("csrf", &csrf),
+            ("need", "social-connection"),
+            ("postcode", "HR2 0LT"),
+            ("service_id", KNIT_SERVICE),
+            ("note", note),
+        ],
+    );
+    assert_eq!(status, 303, "{to}");
+    assert!(
+        to.starts_with(&format!("{path}?done=onward&child=")),
+        "{to}"
+    );
+    let child = to.rsplit("child=").next().expect("child").to_string();
+    let (status, page) = lis.get(&to);
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("Referred onward to Knit and Natter, Ewyas Harold") && page.contains(&child),
+        "{page}"
+    );
+    // A made-up child puts nothing in the banner.
+    let (_, page) = lis.get(&format!("{path}?done=onward&child={parent}"));
+    assert!(!page.contains("Referred onward"), "{page}");
+
+    // Once the referral is closed, onward is refused (409) and no longer offered.
+    let (status, _) = lis.post(
+        &format!("{path}/status"),
+        &[("csrf", &csrf), ("status", "completed")],
+    );
+    assert_eq!(status, 303);
+    let (status, page) = lis.post(
+        &onward_path,
+        &[
+            ("csrf", &csrf),
+            ("need", "social-connection"),
+            ("postcode", "HR2 0LT"),
+            ("service_id", KNIT_SERVICE),
+        ],
+    );
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("href=\"#service_id\"") && page.contains("cannot be referred onward now"),
+        "{page}"
+    );
+    assert_eq!(lis.get(&onward_path), (303, path.clone()));
+    let (_, page) = lis.get(&path);
+    assert!(!page.contains("Refer onward"), "{page}");
+
+    // The group's receiver gets the child, with the note.
+    receiver.wait_for(Duration::from_secs(20), "the child's webhook", |r| {
+        r.iter().any(|m| {
+            m.path == "/hooks/knit"
+                && m.json()["data"]["referral_id"] == child.as_str()
+                && m.json()["data"]["notes"] == json!([note])
+                && m.json()["data"]["onward_from"]["referral_id"] == parent.as_str()
+        })
+    });
+
+    // The GP follows it as FHIR.
+    let (status, children) = send(gateway.get(&format!(
+        "/fhir/ServiceRequest?based-on=ServiceRequest/{parent}"
+    )));
+    assert_eq!(status, 200, "{children}");
+    assert_eq!(children["total"], 1, "{children}");
+    assert_eq!(children["entry"][0]["resource"]["id"], child.as_str());
+    assert_eq!(
+        children["entry"][0]["resource"]["performer"][0]["reference"],
+        format!("HealthcareService/{KNIT_SERVICE}")
+    );
+
+    // The person's action is in the audit trail, beside the lifecycle's own entry.
+    let db = rusqlite::Connection::open(gateway.db_path()).unwrap();
+    let actors: Vec<String> = db
+        .prepare("SELECT actor FROM audit_log WHERE action = 'onward' AND outcome = 'success'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        actors.iter().any(|a| a.starts_with("person:")),
+        "{actors:?}"
+    );
+    assert!(actors.iter().any(|a| a == "vcs:link-workers"), "{actors:?}");
+}

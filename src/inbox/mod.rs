@@ -3,7 +3,10 @@
 //! and one referral with its actions. No HTTP here (`api::inbox` serves these), no JavaScript:
 //! every page is plain forms, styled by our own small stylesheet after the NHS.UK design system.
 
+mod onward;
 mod referral;
+
+pub use onward::{onward_page, FoundService, OnwardView};
 
 pub use referral::{
     needs, person_name, practice, referral_page, Action, ReferralView, StatusEntry, ACTIONS,

@@ -76,6 +76,8 @@ pub struct ReferralView<'a> {
     pub note: &'a str,
     /// A confirmation to show at the top (after an action succeeded).
     pub done: Option<&'a str>,
+    /// Whether to offer "Refer onward" (a link worker, the referral taken on and open).
+    pub onward: bool,
 }
 
 fn text_at<'v>(record: &'v Value, pointer: &str) -> Option<&'v str> {
@@ -176,7 +178,13 @@ fn record_details(record: &Value) -> Markup {
     }
 }
 
-fn textarea(errors: &[FieldError], id: &str, label: &str, hint: &str, value: &str) -> Markup {
+pub(super) fn textarea(
+    errors: &[FieldError],
+    id: &str,
+    label: &str,
+    hint: &str,
+    value: &str,
+) -> Markup {
     let error = field_error(errors, id);
     html! {
         div.form-group.form-group--error[error.is_some()] {
@@ -321,6 +329,11 @@ pub fn referral_page(view: &ReferralView<'_>, signed_in: &SignedIn<'_>) -> Marku
             (record_details(view.record))
             h2.heading-m { "What happens next" }
             (actions_form(view, signed_in.csrf))
+            @if view.onward {
+                a.button.button--secondary href={ "/inbox/referrals/" (view.referral_id) "/onward" } {
+                    "Refer onward"
+                }
+            }
             @if !view.status.is_terminal() && view.status != VcsStatus::Received {
                 h2.heading-m { "Wellbeing" }
                 p.body { "Answered with the person, at the start of support and later." }

@@ -8,6 +8,7 @@
 //! session's CSRF token. Sign-in is throttled per account and per address.
 
 mod login;
+mod onward;
 mod referrals;
 
 use std::time::Duration;
@@ -72,6 +73,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/inbox/referrals/{id}/outcomes",
             web::post().to(referrals::post_outcome),
+        )
+        .route("/inbox/referrals/{id}/onward", web::get().to(onward::form))
+        .route(
+            "/inbox/referrals/{id}/onward",
+            web::post().to(onward::submit),
         );
 }
 

@@ -23,7 +23,7 @@ use crate::translate::vcs_status::VcsStatus;
 /// The most referrals the list shows (the oldest changes first beyond it are left out).
 const LIST_LIMIT: usize = 500;
 
-fn lifecycle(state: &AppState) -> Lifecycle<'_> {
+pub(super) fn lifecycle(state: &AppState) -> Lifecycle<'_> {
     Lifecycle {
         store: state.store.as_ref(),
         config: &state.config,
@@ -89,7 +89,11 @@ pub async fn list(
 }
 
 /// The referral, if it is this member's organisation's (another's does not exist for it).
-async fn load(state: &AppState, member: &Member, id: &str) -> Result<ReferralState, PageError> {
+pub(super) async fn load(
+    state: &AppState,
+    member: &Member,
+    id: &str,
+) -> Result<ReferralState, PageError> {
     state
         .store
         .load_referral(id)
@@ -157,6 +161,7 @@ async fn render(
         reason: typed.reason,
         note: typed.note,
         done: typed.done,
+        onward: super::onward::offered(state, member, referral.vcs_status),
     };
     Ok(html(
         status,
@@ -177,9 +182,11 @@ pub async fn read(
         .into_iter()
         .find(|(k, _)| k == "done")
         .map(|(_, v)| v);
+    let onward = super::onward::done_banner(&state, &request, &path).await?;
     let done = match done.as_deref() {
         Some("status") => Some("Saved. The GP practice can see it now."),
         Some("outcome") => Some("Questionnaire saved. The GP practice can see the scores now."),
+        Some("onward") => onward.as_deref(),
         _ => None,
     };
     let typed = Typed {
