@@ -17,6 +17,7 @@ mod conformance;
 mod implied;
 mod measure;
 mod native;
+mod structure_def;
 pub(crate) use native::is_native;
 mod overlay;
 mod questionnaire;
@@ -302,6 +303,7 @@ impl<'v, 'r> Walker<'v, 'r> {
             "MeasureReport" => self.measure_report(v),
             "CapabilityStatement" => self.capability_statement(v),
             "SearchParameter" => self.search_parameter(v),
+            "StructureDefinition" => self.structure_definition(v),
             "Bundle" => self.bundle_rules(obj),
             _ => {}
         }

@@ -1,6 +1,7 @@
 //! Rules the HL7 Java validator checks beyond the R4 invariants, on small instances:
 //! references inside a Bundle or Parameters, displays, MeasureReport against its Measure,
-//! SearchParameter and CapabilityStatement rules (CONFORMANCE.md lists them).
+//! SearchParameter and CapabilityStatement rules, a StructureDefinition's differential
+//! against its base (CONFORMANCE.md lists them).
 
 mod common;
 
@@ -179,6 +180,71 @@ fn search_parameters_against_the_core_ones() {
     assert_eq!(
         error_ids(&issues),
         ["capability-search-param-type"],
+        "{}",
+        show(&issues)
+    );
+}
+
+/// A `constraint` StructureDefinition on Extension with `elements` as its differential.
+fn extension_profile(url: &str, base: &str, elements: Value) -> Value {
+    json!({"resourceType": "StructureDefinition", "url": url, "name": "Ext",
+        "status": "draft", "fhirVersion": "4.0.1", "kind": "complex-type", "abstract": false,
+        "context": [{"type": "element", "expression": "Element"}], "type": "Extension",
+        "baseDefinition": base, "derivation": "constraint",
+        "differential": {"element": elements}})
+}
+
+#[test]
+fn a_structure_definition_differential_against_its_base() {
+    let base_url = "http://x.org/StructureDefinition/ext-base";
+    let fixed_url = |url: &str| {
+        json!([{"id": "Extension.url", "path": "Extension.url", "fixedUri": url},
+            {"id": "Extension.value[x]", "path": "Extension.value[x]", "type": [{"code": "string"}]}])
+    };
+    let core = "http://hl7.org/fhir/StructureDefinition/Extension";
+    let base = extension_profile(base_url, core, fixed_url(base_url));
+    let v = Validator::with_extra(vec![base.clone()]).expect("definitions load");
+    let run = |sd: &Value| v.validate(sd, &Options::default());
+    // The base itself, on core Extension, is fine; so is a profile keeping its url.
+    let issues = run(&base);
+    assert!(error_ids(&issues).is_empty(), "{}", show(&issues));
+    let same = extension_profile(
+        "http://x.org/StructureDefinition/same",
+        base_url,
+        fixed_url(base_url),
+    );
+    let issues = run(&same);
+    assert!(error_ids(&issues).is_empty(), "{}", show(&issues));
+    // Fixing another url contradicts the base's fixed value.
+    let derived = "http://x.org/StructureDefinition/ext-derived";
+    let issues = run(&extension_profile(derived, base_url, fixed_url(derived)));
+    assert_eq!(
+        error_ids(&issues),
+        ["sd-differential-fixed"],
+        "{}",
+        show(&issues)
+    );
+    // A choice element named by one of its types is an element of the base; a made-up
+    // name is not.
+    let obs = |path: &str| {
+        json!({"resourceType": "StructureDefinition", "url": "http://x.org/StructureDefinition/o",
+            "name": "O", "status": "draft", "fhirVersion": "4.0.1", "kind": "resource",
+            "abstract": false, "type": "Observation", "derivation": "constraint",
+            "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Observation",
+            "differential": {"element": [{"id": path, "path": path, "min": 1}]}})
+    };
+    for good in [
+        "Observation.valueQuantity",
+        "Observation.value[x]",
+        "Observation.code.text",
+    ] {
+        let issues = run(&obs(good));
+        assert!(error_ids(&issues).is_empty(), "{good}: {}", show(&issues));
+    }
+    let issues = run(&obs("Observation.valueBla"));
+    assert_eq!(
+        error_ids(&issues),
+        ["sd-differential-path"],
         "{}",
         show(&issues)
     );
