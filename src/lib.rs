@@ -22,6 +22,7 @@ pub mod intake;
 pub mod lifecycle;
 pub mod metrics;
 pub mod onward;
+pub mod operator;
 pub mod reports;
 pub mod store;
 pub mod subscriptions;

@@ -1,7 +1,8 @@
 //! The web inbox in a real browser: headless Chromium driven over WebDriver (chromedriver), on
 //! the real gateway. A GP refers over FHIR; a member of the group signs in, finds the referral,
 //! accepts it and records a SWEMWBS; the GP then reads the Task and Observation. axe-core
-//! checks each page: no serious or critical accessibility violation.
+//! checks each page: no serious or critical accessibility violation. An operator signs in to the
+//! operator pages and retries a dead letter.
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them) and npm (for axe-core, put
 //! in `target/axe` on first run). Without them the test fails: it never skips. With
@@ -9,7 +10,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +18,8 @@ use common::*;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-const PASSWORD: &str = "a long walk by the Wye";
+use common::receiver::{Receiver, Reply};
+use common::web::{self, PASSWORD};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
@@ -82,18 +83,7 @@ fn axe_source() -> String {
 }
 
 fn add_user(gateway: &Gateway, org: &str, email: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sp-gateway"))
-        .args(["users", "add", "--config"])
-        .arg(gateway.dir.path().join("gateway.toml"))
-        .args(["--org", org, "--email", email])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("users add");
-    let mut stdin = child.stdin.take().expect("stdin");
-    writeln!(stdin, "{PASSWORD}").expect("password");
-    drop(stdin);
-    assert!(child.wait().expect("users add").success());
+    web::add_user(gateway, &["--org", org, "--email", email]);
 }
 
 /// No serious or critical axe-core violation on the page shown.
@@ -140,12 +130,14 @@ async fn screenshot(client: &Client, name: &str) {
 }
 
 async fn click_button(client: &Client, label: &str) {
+    click_xpath(client, &format!("//button[normalize-space()='{label}']")).await;
+}
+
+async fn click_xpath(client: &Client, xpath: &str) {
     client
-        .find(Locator::XPath(&format!(
-            "//button[normalize-space()='{label}']"
-        )))
+        .find(Locator::XPath(xpath))
         .await
-        .unwrap_or_else(|e| panic!("a button {label}: {e}"))
+        .unwrap_or_else(|e| panic!("{xpath}: {e}"))
         .click()
         .await
         .expect("click");
@@ -398,4 +390,91 @@ fn a_link_worker_refers_onward_in_a_real_browser() {
         "/fhir/ServiceRequest?based-on=ServiceRequest/{parent}"
     )));
     assert_eq!(children["total"], 1, "{children}");
+}
+
+/// The first button whose text starts with `label` (its visually hidden rest names the thing).
+async fn click_button_starting(client: &Client, label: &str) {
+    click_xpath(
+        client,
+        &format!("//button[starts-with(normalize-space(), '{label}')]"),
+    )
+    .await;
+}
+
+async fn operator_journey(base: &str, driver: &str, dead: &str) {
+    let axe = axe_source();
+    let client = open_browser(driver).await;
+    client.goto(&format!("{base}/admin")).await.expect("goto");
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .path()
+        .ends_with("/inbox/login"));
+    type_into(&client, "email", "ops@gateway.example").await;
+    type_into(&client, "password", PASSWORD).await;
+    click_button(&client, "Sign in").await;
+
+    // The overview.
+    wait_for_text(&client, "Deliveries by organisation").await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/admin");
+    assert_accessible(&client, &axe, "overview").await;
+    screenshot(&client, "admin").await;
+    assert_fits_320(&client, "overview").await;
+    client.set_window_size(1024, 900).await.unwrap();
+
+    // Retry the dead letter.
+    client
+        .find(Locator::LinkText("Dead letters"))
+        .await
+        .expect("the dead letters' link")
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&client, dead).await;
+    assert_accessible(&client, &axe, "dead letters").await;
+    click_button_starting(&client, "Retry").await;
+    wait_for_text(&client, "is back in the queue").await;
+    assert_accessible(&client, &axe, "dead letters after a retry").await;
+    assert_fits_320(&client, "dead letters").await;
+
+    for (path, heading) in [
+        ("/admin/refusals", "Intake refusals"),
+        ("/admin/audit", "Audit"),
+    ] {
+        client.set_window_size(1024, 900).await.unwrap();
+        client.goto(&format!("{base}{path}")).await.expect("goto");
+        wait_for_text(&client, &format!("<h1 class=\"heading-l\">{heading}</h1>")).await;
+        assert_accessible(&client, &axe, path).await;
+        assert_fits_320(&client, path).await;
+    }
+    client.close().await.unwrap();
+}
+
+#[test]
+fn an_operator_retries_a_dead_letter_in_a_real_browser() {
+    let receiver = Receiver::start();
+    receiver.answer(|_| Reply::status(500));
+    let hooks = receiver.base.clone();
+    let gateway = Gateway::start_with(move |c| deliver_to(c, &hooks, &["1s"]), &[]);
+    web::add_user(
+        &gateway,
+        &["--role", "operator", "--email", "ops@gateway.example"],
+    );
+    gateway.refer("REF-BROWSER-DEAD");
+    let dead = web::dead_letters(&gateway, 1).remove(0);
+    receiver.answer(|_| Reply::status(204));
+    let (base, id) = (gateway.base.clone(), dead.clone());
+    drive(|driver| async move { operator_journey(&base, &driver, &id).await });
+
+    // The retried message went out.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, delivered) = gateway.admin_get("/admin/v1/deliveries?state=delivered");
+        if delivered.to_string().contains(&dead) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{delivered}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

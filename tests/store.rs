@@ -8,16 +8,17 @@ use std::any::Any;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, Duration, DurationRound, Utc};
+use chrono::{DateTime, Duration, DurationRound, NaiveDate, Utc};
 use sp_gateway::config::StorageConfig;
 use sp_gateway::delivery::outcome;
-use sp_gateway::domain::{ClientId, FhirId, Identifier, VcsId};
+use sp_gateway::domain::{Actor, ClientId, FhirId, Identifier, VcsId};
 use sp_gateway::store::{
     self, Access, Attempt, AuditEntry, AuditQuery, AuditRecord, ChangeOutcome, CreateOutcome,
     DeliveryFilter, DeliveryState, IssuedToken, NewOutboxMessage, NewReferral, NewResource,
     NextStep, Payload, ReferralChange, ReferralQuery, ReferralStatus, ResourceQuery, Store,
     StoredResponse, SubscriptionRow, SubscriptionStatus, TargetKind, VcsReferralQuery,
 };
+use sp_gateway::store::{DeliveryCount, EndpointHealth, RefusalCount};
 use sp_gateway::store::{
     DirectoryImport, DirectoryImportOutcome, DirectoryResourceType, DirectoryState, FeedOutcome,
     FeedPoll, NewDirectoryOrganization, NewDirectoryService,
@@ -104,6 +105,9 @@ store_suite!(
     an_onward_referral_is_stored_with_the_change_that_makes_it,
     accounts_are_unique_by_email_and_read_back_whole,
     sessions_idle_out_and_end_with_the_account,
+    intake_refusals_are_counted_per_day_client_and_rule,
+    webhook_health_follows_its_attempts,
+    audit_records_filter_by_actor_and_action_newest_first,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -2000,4 +2004,168 @@ async fn sessions_idle_out_and_end_with_the_account(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_none());
+}
+
+// --- The operator pages' figures ---------------------------------------------------------------
+
+async fn intake_refusals_are_counted_per_day_client_and_rule(store: Arc<dyn Store>) {
+    let day: NaiveDate = "2026-12-01".parse().expect("day");
+    let next = day + Duration::days(1);
+    let rules = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (emis, tpp) = (client("emis-demo"), client("tpp-demo"));
+    let record = |day, client, ids: Vec<String>| {
+        let store = store.clone();
+        async move {
+            store
+                .record_refusal(day, &client, &ids)
+                .await
+                .expect("record")
+        }
+    };
+    record(day, emis.clone(), rules(&["sp-nhs-number", "sp-consent"])).await;
+    // A rule named twice in one refusal counts once.
+    record(
+        day,
+        emis.clone(),
+        rules(&["sp-nhs-number", "sp-nhs-number"]),
+    )
+    .await;
+    record(next, tpp.clone(), rules(&["sp-consent"])).await;
+    record(day + Duration::days(30), tpp.clone(), rules(&["sp-late"])).await;
+    let counts = store.refusal_counts(day, next).await.expect("counts");
+    let expected = vec![
+        RefusalCount {
+            day,
+            client: emis.clone(),
+            message_id: "sp-nhs-number".into(),
+            refusals: 2,
+        },
+        RefusalCount {
+            day,
+            client: emis,
+            message_id: "sp-consent".into(),
+            refusals: 1,
+        },
+        RefusalCount {
+            day: next,
+            client: tpp,
+            message_id: "sp-consent".into(),
+            refusals: 1,
+        },
+    ];
+    assert_eq!(counts, expected);
+    assert!(store
+        .refusal_counts(next + Duration::days(1), next + Duration::days(2))
+        .await
+        .expect("none")
+        .is_empty());
+}
+
+async fn webhook_health_follows_its_attempts(store: Arc<dyn Store>) {
+    assert!(store.endpoint_health().await.expect("none yet").is_empty());
+    create(&store, referral("emis-demo", "REF-H")).await;
+    let t = now();
+    let lease = t + Duration::seconds(30);
+    let claimed = store.claim_due_messages(t, lease, 1).await.expect("claim");
+    let message = &claimed[0];
+    for (i, status) in [Some(500), None].into_iter().enumerate() {
+        let at = t + Duration::seconds(i as i64);
+        let next = NextStep::RetryAt(at);
+        let mut tried = attempt(at, status);
+        if status.is_none() {
+            tried.error = Some("connection refused".into());
+        }
+        store
+            .record_attempt(&message.id, outcome::record(message, tried, &next))
+            .await
+            .expect("failed attempt");
+    }
+    let failing = store.endpoint_health().await.expect("health");
+    assert_eq!(
+        failing,
+        vec![EndpointHealth {
+            vcs_id: "carers-count".into(),
+            last_success_at: None,
+            last_failure_at: Some(t + Duration::seconds(1)),
+            last_error: Some("connection refused".into()),
+            failure_streak: 2,
+        }]
+    );
+    let later = t + Duration::seconds(5);
+    let again = store
+        .claim_due_messages(later, later + Duration::seconds(30), 1)
+        .await
+        .expect("due");
+    let delivered_at = t + Duration::seconds(2);
+    store
+        .record_attempt(
+            &again[0].id,
+            outcome::record(
+                &again[0],
+                attempt(delivered_at, Some(200)),
+                &NextStep::Delivered,
+            ),
+        )
+        .await
+        .expect("delivered");
+    let healthy = store.endpoint_health().await.expect("health");
+    assert_eq!(healthy[0].failure_streak, 0);
+    assert_eq!(healthy[0].last_success_at, Some(delivered_at));
+    assert_eq!(healthy[0].last_error.as_deref(), Some("connection refused"));
+    let counts = store.delivery_counts().await.expect("counts");
+    assert!(
+        counts.contains(&DeliveryCount {
+            target_kind: TargetKind::Vcs,
+            target: "carers-count".into(),
+            state: DeliveryState::Delivered,
+            messages: 1,
+        }),
+        "{counts:?}"
+    );
+}
+
+async fn audit_records_filter_by_actor_and_action_newest_first(store: Arc<dyn Store>) {
+    let access = |actor: Actor, action: &str, id: &str| Access {
+        at: now(),
+        actor,
+        action: action.into(),
+        resource_type: "Account".into(),
+        resource_id: Some(id.into()),
+        patient_id: None,
+        outcome: "success".into(),
+        correlation_id: None,
+    };
+    let ann = Actor::Person(uuid::Uuid::new_v4().to_string());
+    store
+        .record_access(access(ann.clone(), "login", "a1"))
+        .await
+        .expect("1");
+    store
+        .record_access(access(Actor::Operator, "login", "a2"))
+        .await
+        .expect("2");
+    store
+        .record_access(access(ann.clone(), "logout", "a3"))
+        .await
+        .expect("3");
+    store
+        .record_access(access(ann.clone(), "login", "a4"))
+        .await
+        .expect("4");
+    let (total, records) = store
+        .audit_events(&AuditQuery {
+            actor: Some(ann.to_string()),
+            action: Some("login".into()),
+            newest_first: true,
+            count: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .expect("filtered");
+    assert_eq!(total, 2);
+    let ids: Vec<_> = records
+        .iter()
+        .filter_map(|r| r.resource_id.as_deref())
+        .collect();
+    assert_eq!(ids, ["a4", "a1"]);
 }

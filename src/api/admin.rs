@@ -14,8 +14,9 @@ use super::extract::Operator;
 use super::json::{json_page, json_result, Page};
 use super::{query_pairs, AppState};
 use crate::delivery::signing::generate_secret;
-use crate::domain::{Actor, VcsId};
+use crate::domain::Actor;
 use crate::metrics::StoreFigures;
+use crate::operator::{self, OperatorError};
 use crate::store::{DeliveryFilter, DeliveryState, StoreError};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -45,26 +46,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-fn configured_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
-    raw.parse::<VcsId>()
-        .ok()
-        .filter(|id| state.config.vcs(id).is_some())
-        .ok_or_else(|| {
-            Problem::NotFound(format!(
-                "There is no organisation {raw:?} in the configuration."
-            ))
-        })
-}
-
-/// A configured organisation that has a webhook (recovery and secret rotation are about
-/// webhooks; an organisation without one reads its referrals in the inbox).
-fn webhook_vcs(state: &AppState, raw: &str) -> Result<VcsId, Problem> {
-    let vcs = configured_vcs(state, raw)?;
-    match state.config.vcs(&vcs).and_then(|v| v.webhook()) {
-        Some(_) => Ok(vcs),
-        None => Err(Problem::Conflict(format!(
-            "The organisation {raw:?} has no webhook_url: it reads its referrals in the inbox."
-        ))),
+impl From<OperatorError> for Problem {
+    fn from(error: OperatorError) -> Self {
+        match error {
+            OperatorError::NotFound(why) => Problem::NotFound(why),
+            OperatorError::Conflict(why) => Problem::Conflict(why),
+            OperatorError::Store(e) => Problem::Store(e),
+        }
     }
 }
 
@@ -185,13 +173,7 @@ async fn retry_delivery(
 ) -> HttpResponse {
     json_result(
         async {
-            if !state.store.retry_message(&path, Utc::now()).await? {
-                return Err(Problem::Conflict(format!(
-                    "Message {} cannot be retried: it is unknown, or its payload was pruned.",
-                    path.as_str()
-                )));
-            }
-            state.wake.notify_one();
+            operator::retry(state.store.as_ref(), &state.wake, &path).await?;
             Ok((
                 StatusCode::ACCEPTED,
                 json!({"id": path.as_str(), "state": DeliveryState::Pending}),
@@ -229,7 +211,8 @@ async fn recover(
 ) -> HttpResponse {
     json_result(
         async {
-            let vcs = webhook_vcs(&state, &path)?;
+            // An unknown organisation is a 404 whatever else the request lacks.
+            operator::webhook_vcs(&state.config, &path)?;
             let since = query_pairs(&request)
                 .into_iter()
                 .find(|(k, _)| k == "since")
@@ -240,8 +223,8 @@ async fn recover(
                     Problem::BadRequest(format!("since must be an RFC 3339 time; got {since:?}."))
                 })?
                 .with_timezone(&Utc);
-            let progress = state.store.start_recovery(&vcs, since, Utc::now()).await?;
-            state.wake.notify_one();
+            let (config, store) = (&state.config, state.store.as_ref());
+            let progress = operator::recover(config, store, &state.wake, &path, since).await?;
             let body = as_json(&progress)?;
             Ok((StatusCode::ACCEPTED, body))
         }
@@ -271,15 +254,8 @@ async fn set_enabled(
     raw: &str,
     enabled: bool,
 ) -> Result<(StatusCode, Value), Problem> {
-    let vcs = configured_vcs(state, raw)?;
-    let reason = (!enabled).then(|| "disabled by an operator".to_string());
-    state
-        .store
-        .set_endpoint_enabled(&vcs, enabled, reason, Utc::now())
-        .await?;
-    if enabled {
-        state.wake.notify_one();
-    }
+    let (config, store) = (&state.config, state.store.as_ref());
+    let vcs = operator::set_enabled(config, store, &state.wake, raw, enabled).await?;
     Ok((StatusCode::OK, json!({"vcs_id": vcs, "enabled": enabled})))
 }
 
@@ -299,7 +275,7 @@ async fn rotate_secret(
 ) -> HttpResponse {
     json_result(
         async {
-            let vcs = webhook_vcs(&state, &path)?;
+            let vcs = operator::webhook_vcs(&state.config, &path)?;
             let secret = generate_secret();
             let now = Utc::now();
             let grace_until = now + chrono::Duration::from_std(state.config.delivery.rotation_grace).unwrap_or_default();

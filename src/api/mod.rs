@@ -30,6 +30,7 @@ pub mod admin;
 pub mod admin_directory;
 pub mod body;
 pub mod budget;
+pub mod dashboard;
 pub mod errors;
 pub mod extract;
 pub mod fhir;
@@ -112,21 +113,28 @@ impl AppState {
         }
     }
 
-    /// Intake refused a submission of `client`: count it once, and under each rule it broke.
-    pub fn refused(&self, client: &ClientId, error: &ApiError) {
+    /// Intake refused a submission of `client`: count it once, and under each rule it broke,
+    /// in the metrics and in the store's daily counts (the operator pages' refusals over time).
+    /// A count the store cannot keep is logged, never a reason to answer otherwise.
+    pub async fn refused(&self, client: &ClientId, error: &ApiError) {
         if !error.status().is_client_error() {
             return;
         }
-        let client = client.to_string();
+        let message_ids = error.error_message_ids();
+        let label = client.to_string();
         self.metrics
             .intake_refusals
-            .with_label_values(&[client.as_str()])
+            .with_label_values(&[label.as_str()])
             .inc();
-        for message_id in error.error_message_ids() {
+        for message_id in &message_ids {
             self.metrics
                 .intake_refused
-                .with_label_values(&[client.as_str(), message_id.as_str()])
+                .with_label_values(&[label.as_str(), message_id.as_str()])
                 .inc();
+        }
+        let day = chrono::Utc::now().date_naive();
+        if let Err(error) = self.store.record_refusal(day, client, &message_ids).await {
+            tracing::warn!(%error, client = %label, "intake: the refusal was not counted in the store");
         }
     }
 
@@ -184,6 +192,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         health::routes(cfg);
         fhir::routes(cfg);
         admin::routes(cfg);
+        dashboard::routes(cfg);
         vcs::routes(cfg);
         inbox::routes(cfg);
     }

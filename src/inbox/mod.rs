@@ -3,9 +3,14 @@
 //! and one referral with its actions. No HTTP here (`api::inbox` serves these), no JavaScript:
 //! every page is plain forms, styled by our own small stylesheet after the NHS.UK design system.
 
+pub mod dashboard;
 mod onward;
 mod referral;
 
+pub use dashboard::{
+    audit_page, dead_letters_page, overview_page, refusals_page, AuditFilter, AuditView,
+    DeadLetters, Notice, Overview, RefusalsView, OPERATOR,
+};
 pub use onward::{onward_page, FoundService, OnwardView};
 
 pub use referral::{
@@ -44,28 +49,66 @@ pub struct SignedIn<'a> {
     pub csrf: &'a str,
 }
 
+/// Which service a page belongs to: its name and home in the header, and its sections.
+pub struct Service {
+    pub name: &'static str,
+    pub home: &'static str,
+    /// Each section's link and label (none: no navigation bar).
+    pub sections: &'static [(&'static str, &'static str)],
+}
+
+/// The referral inbox of an organisation's staff.
+pub const INBOX: Service = Service {
+    name: "Referral inbox",
+    home: "/inbox",
+    sections: &[],
+};
+
 /// Every page: skip link, header (with sign-out when signed in), main content.
 pub fn layout(title: &str, signed_in: Option<&SignedIn<'_>>, content: Markup) -> Markup {
+    layout_in(&INBOX, "", title, signed_in, content)
+}
+
+/// A page of `service`, in its section `current` (a link of `service.sections`).
+pub fn layout_in(
+    service: &Service,
+    current: &str,
+    title: &str,
+    signed_in: Option<&SignedIn<'_>>,
+    content: Markup,
+) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en-GB" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " – Referral inbox" }
+                title { (title) " – " (service.name) }
                 link rel="stylesheet" href=(STYLESHEET_PATH);
             }
             body {
                 a.skip-link href="#main-content" { "Skip to main content" }
                 header.header {
                     div.width-container.header-inner {
-                        a.header-service href="/inbox" { "Referral inbox" }
+                        a.header-service href=(service.home) { (service.name) }
                         @if let Some(who) = signed_in {
                             div.header-account {
                                 span { (who.organisation) " · " (who.email) }
                                 form method="post" action="/inbox/logout" {
                                     input type="hidden" name="csrf" value=(who.csrf);
                                     button.link-button type="submit" { "Sign out" }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if !service.sections.is_empty() {
+                    nav.navigation aria-label="Sections" {
+                        ul.width-container.navigation-list {
+                            @for (href, label) in service.sections {
+                                li {
+                                    a.navigation-link href=(href)
+                                        aria-current=[(*href == current).then_some("page")] { (label) }
                                 }
                             }
                         }

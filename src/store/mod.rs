@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use crate::config::StorageConfig;
 
 mod accounts;
+mod dashboard;
 mod feeds;
 pub mod postgres;
 pub(crate) mod rows;
@@ -21,18 +22,19 @@ mod traits;
 mod types;
 
 pub use accounts::{Account, Email, Membership, NewSession, OrgRole, Session};
+pub use dashboard::{DeliveryCount, EndpointHealth, HealthChange, RefusalCount};
 pub use feeds::{FeedOutcome, FeedPoll, ServiceReferral};
 pub use traits::{
-    Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals,
-    Resources, Store, Subscriptions, Tokens,
+    Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, IntakeRefusals, Outbox,
+    Referrals, Resources, Store, Subscriptions, Tokens,
 };
 pub use types::*;
 
 /// Every store trait, for callers of `Arc<dyn Store>`.
 pub mod prelude {
     pub use super::traits::{
-        Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals,
-        Resources, Store, Subscriptions, Tokens,
+        Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, IntakeRefusals, Outbox,
+        Referrals, Resources, Store, Subscriptions, Tokens,
     };
 }
 

@@ -6,10 +6,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::Notify;
 
 use super::accounts::{Account, Email, NewSession, Session};
+use super::dashboard::{DeliveryCount, EndpointHealth, RefusalCount};
 use super::feeds::{FeedPoll, ServiceReferral};
 use super::types::*;
 use super::StoreError;
@@ -313,6 +314,33 @@ pub trait DeliveryAdmin: Send + Sync {
 
     /// Figures for `/metrics`.
     async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError>;
+
+    /// The outbox's messages counted by target and state (the operator's overview).
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError>;
+
+    /// Each VCS webhook's health as its delivery attempts left it, by VCS id (a webhook never
+    /// tried has none).
+    async fn endpoint_health(&self) -> Result<Vec<EndpointHealth>, StoreError>;
+}
+
+/// Intake refusals counted per day (UTC), GP client and rule broken: counts only, no patient
+/// data, so an operator can tell a vendor which rule its system breaks most, over time.
+#[async_trait]
+pub trait IntakeRefusals: Send + Sync {
+    /// Counts one refused submission of `client` on `day` under each rule it broke.
+    async fn record_refusal(
+        &self,
+        day: NaiveDate,
+        client: &ClientId,
+        message_ids: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// The counts of the days from `from` to `to` (both included), most refusals first.
+    async fn refusal_counts(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<RefusalCount>, StoreError>;
 }
 
 /// Whether the database can serve, for the readiness probe.
@@ -418,6 +446,7 @@ pub trait Store:
     + Directory
     + DirectoryFeeds
     + Accounts
+    + IntakeRefusals
 {
 }
 
@@ -433,7 +462,8 @@ impl<
             + Health
             + Directory
             + DirectoryFeeds
-            + Accounts,
+            + Accounts
+            + IntakeRefusals,
     > Store for T
 {
 }

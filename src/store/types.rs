@@ -268,6 +268,12 @@ pub struct AuditQuery {
     pub entity: Option<(String, String)>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
+    /// Records of this actor (its text form, `person:…`, `vcs:…`).
+    pub actor: Option<String>,
+    /// Records of this action (`read`, `login`, `retry`).
+    pub action: Option<String>,
+    /// Newest first (the operator pages) rather than oldest first (`/fhir/AuditEvent`).
+    pub newest_first: bool,
     pub count: usize,
     pub offset: usize,
 }

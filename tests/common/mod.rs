@@ -5,6 +5,7 @@
 pub mod postgres;
 pub mod receiver;
 pub mod smtp;
+pub mod web;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

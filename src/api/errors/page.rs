@@ -21,6 +21,15 @@ pub enum PageError {
     /// A form without this session's token, or an account the inbox is not for.
     #[error("{0}")]
     Forbidden(String),
+    /// A request the page's own forms never send (a value not offered).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Something named in the address that does not exist (an organisation, a message).
+    #[error("{0}")]
+    Missing(String),
+    /// An action that cannot be done to this thing now.
+    #[error("{0}")]
+    Conflict(String),
     /// Past a limit: seconds to wait.
     #[error("too many requests")]
     Throttled(u64),
@@ -80,6 +89,9 @@ impl actix_web::ResponseError for PageError {
             PageError::SignIn => StatusCode::SEE_OTHER,
             PageError::NotFound => StatusCode::NOT_FOUND,
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::Missing(_) => StatusCode::NOT_FOUND,
+            PageError::Conflict(_) => StatusCode::CONFLICT,
             PageError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Store(StoreError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             PageError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +108,9 @@ impl actix_web::ResponseError for PageError {
                 "There is no such referral for your organisation.".to_string(),
             ),
             PageError::Forbidden(why) => ("You cannot do that", why.clone()),
+            PageError::BadRequest(why) => ("There is a problem", why.clone()),
+            PageError::Missing(why) => ("Page not found", why.clone()),
+            PageError::Conflict(why) => ("That could not be done", why.clone()),
             PageError::Throttled(secs) => (
                 "Too many attempts",
                 format!("Wait {secs} seconds, then try again."),

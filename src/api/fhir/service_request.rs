@@ -113,7 +113,7 @@ pub(super) async fn prepare_write(
 ) -> Result<Prepared, ApiError> {
     let prepared = run_intake(state, request, payload, endpoint, client).await;
     if let Err(error) = &prepared {
-        state.refused(client, error);
+        state.refused(client, error).await;
     }
     prepared
 }

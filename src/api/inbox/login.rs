@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 
-use super::{audit, cookie, field, form_fields, member, session, SESSION_COOKIE};
+use super::{audit, check_token, cookie, field, form_fields, home, session, SESSION_COOKIE};
 use crate::accounts::{self, SessionToken};
 use crate::api::errors::page::{html, see_other, PageError};
 use crate::api::rate_limit::peer_of;
@@ -23,8 +23,8 @@ pub async fn form(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, PageError> {
-    if session(&state, &request).await?.is_some() {
-        return Ok(see_other("/inbox"));
+    if let Some(session) = session(&state, &request).await? {
+        return Ok(see_other(home(&session.account)));
     }
     Ok(login_response(&state, StatusCode::OK, &[], ""))
 }
@@ -178,7 +178,7 @@ pub async fn submit(
     let actor = Actor::Person(account.id.clone());
     let target = ("Account", Some(account.id.as_str()));
     audit(&state, &request, actor, "login", target, "success").await?;
-    let mut response = see_other("/inbox");
+    let mut response = see_other(home(&account));
     let _ = response.add_cookie(&cookie(&state, SESSION_COOKIE, token.token));
     let _ = response.add_removal_cookie(&cookie(&state, LOGIN_COOKIE, String::new()));
     Ok(response)
@@ -189,19 +189,20 @@ pub async fn logout(
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, PageError> {
-    let member = member(&state, &request).await?;
-    super::check_csrf(&member, &form_fields(&body))?;
+    // Members and operators alike sign out here.
+    let session = session(&state, &request).await?.ok_or(PageError::SignIn)?;
+    check_token(&session.csrf_token, &form_fields(&body))?;
     if let Some(token) = request.cookie(SESSION_COOKIE) {
         state
             .store
             .end_session(&accounts::token_digest(token.value()))
             .await?;
     }
-    let target = ("Account", Some(member.account.id.as_str()));
+    let target = ("Account", Some(session.account.id.as_str()));
     audit(
         &state,
         &request,
-        member.actor(),
+        Actor::Person(session.account.id.clone()),
         "logout",
         target,
         "success",

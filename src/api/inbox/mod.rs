@@ -4,8 +4,10 @@
 //! notifications whichever way an organisation answers.
 //!
 //! Sessions live in the store (both backends); the browser holds only a random token in a cookie
-//! (`HttpOnly`, `SameSite=Strict`, `Secure` under TLS, path `/inbox`), and every form carries the
-//! session's CSRF token. Sign-in is throttled per account and per address.
+//! (`HttpOnly`, `SameSite=Strict`, `Secure` under TLS, path `/`: the operator pages at `/admin`
+//! share the sign-in), and every form carries the session's CSRF token. Sign-in is throttled per
+//! account and per address. Members of an organisation get the inbox; operators get `/admin`
+//! (`api::dashboard`), and each is refused (403) the other's pages.
 
 mod login;
 mod onward;
@@ -27,7 +29,7 @@ use crate::inbox::{SignedIn, STYLESHEET, STYLESHEET_PATH};
 use crate::store::{Access, Account, Membership, StoreError};
 
 pub const SESSION_COOKIE: &str = "sp_inbox_session";
-const COOKIE_PATH: &str = "/inbox";
+const COOKIE_PATH: &str = "/";
 
 /// Sign-in limits: per account (by the email typed) and per peer address.
 pub struct LoginLimits {
@@ -110,7 +112,8 @@ impl Member {
     }
 }
 
-/// A cookie for the inbox's path: `HttpOnly`, `SameSite=Strict`, `Secure` under TLS.
+/// A cookie for the inbox and the operator pages: `HttpOnly`, `SameSite=Strict`, `Secure` under
+/// TLS.
 pub fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
     Cookie::build(name, value)
         .path(COOKIE_PATH)
@@ -144,7 +147,8 @@ pub async fn member(state: &AppState, request: &HttpRequest) -> Result<Member, P
     let session = session(state, request).await?.ok_or(PageError::SignIn)?;
     let Membership::Member { vcs, .. } = &session.account.membership else {
         return Err(PageError::Forbidden(
-            "The inbox is for members of an organisation; operator pages come later.".into(),
+            "The inbox is for members of an organisation; operators use the operator pages at /admin."
+                .into(),
         ));
     };
     let organisation = state
@@ -177,10 +181,23 @@ pub fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> 
         .map(|(_, v)| v.trim())
 }
 
+/// Where an account lands after signing in: operators on their pages, members in the inbox.
+pub fn home(account: &Account) -> &'static str {
+    match account.membership {
+        Membership::Operator => "/admin",
+        Membership::Member { .. } => "/inbox",
+    }
+}
+
 /// A form must carry the session's token (CSRF).
 pub fn check_csrf(member: &Member, fields: &[(String, String)]) -> Result<(), PageError> {
+    check_token(&member.csrf, fields)
+}
+
+/// A form must carry `expected`, the session's token (CSRF).
+pub fn check_token(expected: &str, fields: &[(String, String)]) -> Result<(), PageError> {
     match field(fields, "csrf") {
-        Some(given) if accounts::csrf_matches(&member.csrf, given) => Ok(()),
+        Some(given) if accounts::csrf_matches(expected, given) => Ok(()),
         _ => Err(PageError::Forbidden(
             "This form has expired. Go back, reload the page and try again.".into(),
         )),

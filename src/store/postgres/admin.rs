@@ -7,10 +7,11 @@ use sqlx::Row;
 use super::engine::{notify_work, Tx};
 use super::PostgresStore;
 use crate::domain::VcsId;
+use crate::store::dashboard::{self, HEALTH_COLUMNS};
 use crate::store::rows::{self, count, limit, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
 use crate::store::traits::DeliveryAdmin;
 use crate::store::types::*;
-use crate::store::StoreError;
+use crate::store::{DeliveryCount, EndpointHealth, StoreError};
 
 /// Switches an endpoint on or off; messages waiting for it are announced when it comes back.
 pub(super) async fn set_endpoint(
@@ -274,5 +275,24 @@ impl DeliveryAdmin for PostgresStore {
             count(dead),
             row.try_get(1)?,
         ))
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT target_kind, vcs_id, state, COUNT(*) FROM outbox
+             GROUP BY target_kind, vcs_id, state ORDER BY target_kind, vcs_id, state",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dashboard::delivery_count).collect()
+    }
+
+    async fn endpoint_health(&self) -> Result<Vec<EndpointHealth>, StoreError> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {HEALTH_COLUMNS} FROM endpoint_health ORDER BY vcs_id"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(dashboard::endpoint_health).collect()
     }
 }

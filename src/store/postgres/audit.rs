@@ -70,7 +70,9 @@ impl Audit for PostgresStore {
         const CONDITION: &str = "($1::text IS NULL OR patient_id = $1)
              AND ($2::timestamptz IS NULL OR recorded_at >= $2)
              AND ($3::timestamptz IS NULL OR recorded_at < $3)
-             AND ($4::text IS NULL OR (resource_type = $4 AND resource_id = $5))";
+             AND ($4::text IS NULL OR (resource_type = $4 AND resource_id = $5))
+             AND ($6::text IS NULL OR actor = $6) AND ($7::text IS NULL OR action = $7)";
+        let order = if query.newest_first { "id DESC" } else { "id" };
         let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT COUNT(*) FROM audit_log WHERE {CONDITION}"
         )))
@@ -79,16 +81,20 @@ impl Audit for PostgresStore {
         .bind(query.to)
         .bind(&entity_type)
         .bind(&entity_id)
+        .bind(&query.actor)
+        .bind(&query.action)
         .fetch_one(&self.pool)
         .await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {CONDITION} ORDER BY id LIMIT $6 OFFSET $7"
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {CONDITION} ORDER BY {order} LIMIT $8 OFFSET $9"
         )))
         .bind(&query.patient_id)
         .bind(query.from)
         .bind(query.to)
         .bind(&entity_type)
         .bind(&entity_id)
+        .bind(&query.actor)
+        .bind(&query.action)
         .bind(limit(query.count))
         .bind(limit(query.offset))
         .fetch_all(&self.pool)

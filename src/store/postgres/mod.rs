@@ -18,6 +18,7 @@
 mod accounts;
 mod admin;
 mod audit;
+mod dashboard;
 mod directory;
 mod engine;
 mod feeds;
@@ -105,6 +106,11 @@ fn migrator() -> Migrator {
             9,
             "directory_feeds",
             include_str!("../migrations/postgres/0009_directory_feeds.sql"),
+        ),
+        migration(
+            14,
+            "dashboard",
+            include_str!("../migrations/postgres/0014_dashboard.sql"),
         ),
     ])
 }

@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::admin::set_endpoint;
+use super::dashboard::record_health;
 use super::engine::{listen_for_work, Tx};
 use super::PostgresStore;
 use crate::domain::VcsId;
 use crate::store::rows::{self, limit, OUTBOX_COLUMNS};
 use crate::store::traits::Outbox;
 use crate::store::types::*;
-use crate::store::StoreError;
+use crate::store::{HealthChange, StoreError};
 
 pub(super) async fn insert_outbox(
     conn: &mut Tx,
@@ -75,6 +76,12 @@ async fn write_attempt(
     .bind(&attempt.error)
     .execute(&mut *conn)
     .await?;
+    let health = HealthChange::of(
+        record.state == DeliveryState::Delivered,
+        attempt.error.as_deref(),
+        attempt.status_code,
+    );
+    record_health(conn, message_id, attempt.at, &health).await?;
     if let Some(entry) = &record.disclosure {
         sqlx::query(
             "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id,

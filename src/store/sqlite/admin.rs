@@ -6,10 +6,11 @@ use rusqlite::{params, Connection};
 
 use super::SqliteStore;
 use crate::domain::VcsId;
+use crate::store::dashboard::{self, HEALTH_COLUMNS};
 use crate::store::rows::{self, count, limit, ATTEMPT_COLUMNS, DELIVERY_COLUMNS};
 use crate::store::traits::DeliveryAdmin;
 use crate::store::types::*;
-use crate::store::{timestamp, StoreError};
+use crate::store::{timestamp, DeliveryCount, EndpointHealth, StoreError};
 
 /// Switches an endpoint on or off.
 pub(super) fn set_endpoint(
@@ -226,6 +227,29 @@ impl DeliveryAdmin for SqliteStore {
                 .map(crate::store::parse_timestamp)
                 .transpose()?;
             Ok(OutboxStats::at(now, count(pending), count(dead), oldest))
+        })
+        .await
+    }
+
+    async fn delivery_counts(&self) -> Result<Vec<DeliveryCount>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT target_kind, vcs_id, state, COUNT(*) FROM outbox
+                 GROUP BY target_kind, vcs_id, state ORDER BY target_kind, vcs_id, state",
+            )?
+            .query_and_then([], |row| dashboard::delivery_count(row))?
+            .collect()
+        })
+        .await
+    }
+
+    async fn endpoint_health(&self) -> Result<Vec<EndpointHealth>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {HEALTH_COLUMNS} FROM endpoint_health ORDER BY vcs_id"
+            ))?
+            .query_and_then([], |row| dashboard::endpoint_health(row))?
+            .collect()
         })
         .await
     }

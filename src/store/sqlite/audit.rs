@@ -56,18 +56,20 @@ impl Audit for SqliteStore {
             let (from, to) = (query.from.map(timestamp), query.to.map(timestamp));
             let (entity_type, entity_id) = query.entity.clone().unzip();
             let condition = "(?1 IS NULL OR patient_id = ?1) AND (?2 IS NULL OR recorded_at >= ?2) AND (?3 IS NULL OR recorded_at < ?3)
-                 AND (?4 IS NULL OR (resource_type = ?4 AND resource_id = ?5))";
+                 AND (?4 IS NULL OR (resource_type = ?4 AND resource_id = ?5))
+                 AND (?8 IS NULL OR actor = ?8) AND (?9 IS NULL OR action = ?9)";
+            let order = if query.newest_first { "id DESC" } else { "id" };
             let total: i64 = conn.query_row(
                 &format!("SELECT COUNT(*) FROM audit_log WHERE {condition}"),
-                params![query.patient_id, from, to, entity_type, entity_id],
+                params![query.patient_id, from, to, entity_type, entity_id, None::<i64>, None::<i64>, query.actor, query.action],
                 |row| row.get(0),
             )?;
             let records = conn
                 .prepare_cached(&format!(
-                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {condition} ORDER BY id LIMIT ?6 OFFSET ?7"
+                    "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE {condition} ORDER BY {order} LIMIT ?6 OFFSET ?7"
                 ))?
                 .query_and_then(
-                    params![query.patient_id, from, to, entity_type, entity_id, limit(query.count), limit(query.offset)],
+                    params![query.patient_id, from, to, entity_type, entity_id, limit(query.count), limit(query.offset), query.actor, query.action],
                     |row| rows::audit_record(row),
                 )?
                 .collect::<Result<Vec<_>, _>>()?;

@@ -5,12 +5,13 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection};
 
 use super::admin::set_endpoint;
+use super::dashboard::record_health;
 use super::SqliteStore;
 use crate::domain::VcsId;
 use crate::store::rows::{self, limit, OUTBOX_COLUMNS};
 use crate::store::traits::Outbox;
 use crate::store::types::*;
-use crate::store::{parse_timestamp, timestamp, StoreError};
+use crate::store::{parse_timestamp, timestamp, HealthChange, StoreError};
 
 pub(super) fn insert_outbox(
     conn: &Connection,
@@ -72,6 +73,12 @@ fn write_attempt(
         record.delivered_at.map(timestamp),
         attempt.error
     ])?;
+    let health = HealthChange::of(
+        record.state == DeliveryState::Delivered,
+        attempt.error.as_deref(),
+        attempt.status_code,
+    );
+    record_health(conn, message_id, &at, &health)?;
     if let Some(entry) = &record.disclosure {
         conn.prepare_cached(
             "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id, patient_id, outcome, correlation_id)
