@@ -419,6 +419,8 @@ async fn operator_journey(base: &str, driver: &str, dead: &str) {
     wait_for_text(&client, "Deliveries by organisation").await;
     assert_eq!(client.current_url().await.unwrap().path(), "/admin");
     assert_accessible(&client, &axe, "overview").await;
+    // Tall enough for the endpoints' health and the feeds too.
+    client.set_window_size(1024, 1400).await.unwrap();
     screenshot(&client, "admin").await;
     assert_fits_320(&client, "overview").await;
     client.set_window_size(1024, 900).await.unwrap();
