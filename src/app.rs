@@ -153,9 +153,12 @@ pub async fn serve(mut config: Config, listener: TcpListener) -> Result<(), Star
         .map_err(|e| StartError::Setup(format!("VCS request schemas: {e}")))?;
     let taxonomy = crate::directory::catalog::taxonomy(&config)
         .map_err(|e| StartError::Setup(format!("service directory: {e}")))?;
+    let districts = crate::directory::centroids::check()
+        .map_err(|e| StartError::Setup(format!("service directory: {e}")))?;
     let catalog = Arc::new(crate::directory::Catalog::load(store.as_ref(), taxonomy).await?);
     tracing::info!(
         services = catalog.index().len(),
+        postcode_districts = districts,
         "service directory index built"
     );
     let feeds = Arc::new(

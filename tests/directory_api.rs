@@ -13,6 +13,7 @@ use serde_json::Value;
 const FEEDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/directory");
 const KNIT: &str = "f80b822c-7172-5b8d-9f63-72b7f1989394";
 const VCS_TOKEN: &str = "demo-vcs-carers-count";
+const DISTANCE: &str = "http://hl7.org/fhir/StructureDefinition/location-distance";
 
 fn names(bundle: &Value) -> Vec<String> {
     bundle["entry"]
@@ -47,19 +48,45 @@ fn a_need_and_a_postcode_find_the_services_covering_it_best_first() {
         "need=http://snomed.info/sct|422650009&postcode=HR2%200LT",
     );
     assert_eq!(status, 200, "{bundle}");
-    // The knitting group names HR2 (district) first; the lunch club's hall is in HR2 too; the
-    // telephone befriending service covers everywhere; the Men's Shed is temporarily closed.
+    // The knitting group names HR2 (district); the lunch club's hall is in HR2 too, farther from
+    // the district's centroid (12 km against 10); the telephone befriending service covers
+    // everywhere, with no distance; the Men's Shed is temporarily closed.
     let found = names(&bundle);
     assert_eq!(
         found,
         [
-            "Golden Valley Lunch Club",
             "Knit and Natter, Ewyas Harold",
+            "Golden Valley Lunch Club",
             "Telephone Friends"
         ],
         "{bundle}"
     );
     assert_eq!(bundle["total"], 3);
+    let km: Vec<Option<f64>> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            let ext = &e["search"]["extension"][0];
+            assert!(
+                ext.is_null()
+                    || (ext["url"] == DISTANCE
+                        && ext["valueDistance"]["code"] == "km"
+                        && ext["valueDistance"]["system"] == "http://unitsofmeasure.org"),
+                "{e}"
+            );
+            ext["valueDistance"]["value"].as_f64()
+        })
+        .collect();
+    assert!(
+        matches!(km[0], Some(d) if (9.0..11.0).contains(&d)),
+        "{km:?}"
+    );
+    assert!(
+        matches!(km[1], Some(d) if (11.0..13.0).contains(&d)),
+        "{km:?}"
+    );
+    assert_eq!(km[2], None, "{bundle}");
 
     // Elsewhere in the UK only the service that covers everywhere is left.
     let (_, far) = search(&gateway, "need=422650009&postcode=CF10%201EP");
@@ -155,6 +182,59 @@ fn reads_includes_paging_and_bad_input() {
     let (status, _) = send(gateway.get("/fhir/HealthcareService/no-such-service"));
     assert_eq!(status, 404);
     let (status, _) = send(gateway.http.get(gateway.url("/fhir/HealthcareService")));
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn locations_near_a_point_come_nearest_first_with_their_distance() {
+    let gateway = Gateway::start();
+    gateway.import_directory(&[FEEDS]);
+    let near = |value: &str| send(gateway.get(&format!("/fhir/Location?near={value}")));
+    // From the Carers' Café in Hereford, within 20 km: the café, then the lunch club's and the
+    // knitting group's halls in the Golden Valley; the closed Men's Shed is not offered.
+    let (status, bundle) = near("52.0575|-2.7165|20|km");
+    assert_eq!(status, 200, "{bundle}");
+    assert_eq!(bundle["total"], 3, "{bundle}");
+    let found: Vec<(String, f64)> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| {
+            assert_eq!(e["resource"]["resourceType"], "Location", "{e}");
+            let ext = &e["search"]["extension"][0];
+            assert_eq!(ext["url"], DISTANCE, "{e}");
+            (
+                e["resource"]["name"].as_str().unwrap_or_default().into(),
+                ext["valueDistance"]["value"].as_f64().expect("distance"),
+            )
+        })
+        .collect();
+    let distances: Vec<f64> = found.iter().map(|f| f.1).collect();
+    assert!(distances.windows(2).all(|w| w[0] <= w[1]), "{found:?}");
+    assert_eq!(distances[0], 0.0, "{found:?}");
+    assert!((15.0..18.0).contains(&distances[2]), "{found:?}");
+    // Miles, as UCUM writes them; 5 miles reach the café only.
+    let (status, miles) = near("52.0575|-2.7165|5|[mi_i]");
+    assert_eq!(status, 200, "{miles}");
+    assert_eq!(miles["total"], 1, "{miles}");
+    let value = &miles["entry"][0]["search"]["extension"][0]["valueDistance"];
+    assert_eq!(value["code"], "[mi_i]", "{miles}");
+    // With no distance, the server's 25 km; Cardiff is 80 km away.
+    let (_, default) = near("52.0575|-2.7165");
+    assert_eq!(default["total"], 3, "{default}");
+    let (_, cardiff) = near("51.4786|-3.1753|1");
+    assert_eq!(cardiff["total"], 1, "{cardiff}");
+
+    // What is not near: 400 naming the parameter and the value.
+    for bad in ["52.05", "north|-2.7", "95|-2.7|5", "52|-2|-5", "52|-2|5|mi"] {
+        let (status, outcome) = near(bad);
+        assert_eq!(status, 400, "{bad}: {outcome}");
+        assert!(outcome.to_string().contains("near: "), "{bad}: {outcome}");
+    }
+    let (status, outcome) = send(gateway.get("/fhir/Location"));
+    assert_eq!(status, 400, "{outcome}");
+    assert!(outcome.to_string().contains("near="), "{outcome}");
+    let (status, _) = send(gateway.http.get(gateway.url("/fhir/Location?near=52|-2")));
     assert_eq!(status, 401);
 }
 

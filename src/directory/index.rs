@@ -1,6 +1,8 @@
 //! An in-memory search index over the directory's services: by need category, postcode,
 //! words of name and description, organisation and active flag. Results come ranked: services
-//! covering the postcode's district, then its area, then everywhere; by name within each.
+//! covering the postcode's district, then its area, then everywhere; within each, nearest first
+//! (from the postcode district's centroid to the service's nearest place), then by name. The
+//! index also answers which of the directory's positioned locations are near a point.
 //!
 //! Everything a query needs is precomputed: services are kept sorted by name (so every list
 //! of positions is already in result order), with lists per need category, per district, per
@@ -11,10 +13,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::centroids::{centroid, Position};
 use super::coverage::{Coverage, MatchRank};
 use super::fhir::organization_identifiers;
-use super::oruk::Service;
-use super::postcode::{PostcodeArea, PostcodeDistrict};
+use super::oruk::{LocationType, Service};
+use super::postcode::{Postcode, PostcodeArea, PostcodeDistrict};
 use super::taxonomy::TaxonomyMap;
 use crate::conformance::NeedVocabulary;
 use crate::domain::{systems, Identifier, NeedCategory};
@@ -34,6 +37,48 @@ pub struct IndexedService {
     pub coverage: Coverage,
     /// How to reach the service by hand (for a GP whose referral the gateway cannot deliver).
     pub contact: ServiceContact,
+    /// Where it meets: each physical location's own position, or else the centroid of the
+    /// location's postcode district.
+    pub places: Vec<Position>,
+    /// Its locations that have a position of their own (as their FHIR `Location.position`).
+    pub locations: Vec<PositionedLocation>,
+}
+
+/// A location of the directory with its own latitude and longitude.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PositionedLocation {
+    /// The Open Referral UK id (also the FHIR id of its Location).
+    pub id: String,
+    pub position: Position,
+}
+
+/// The places of a service's physical locations, and its locations that have a position.
+fn places_of(service: &Service) -> (Vec<Position>, Vec<PositionedLocation>) {
+    let mut places = Vec::new();
+    let mut positioned = Vec::new();
+    for loc in service.locations() {
+        let own = match (loc.latitude, loc.longitude) {
+            (Some(lat), Some(lon)) => Position::new(lat, lon).ok(),
+            _ => None,
+        };
+        if let Some(position) = own.filter(|_| loc.location_type != LocationType::Postal) {
+            positioned.push(PositionedLocation {
+                id: loc.id.clone(),
+                position,
+            });
+        }
+        if loc.location_type != LocationType::Physical {
+            continue;
+        }
+        let district = || {
+            let code = loc.postal_code()?.parse::<Postcode>().ok()?;
+            centroid(code.district())
+        };
+        if let Some(place) = own.or_else(district) {
+            places.push(place);
+        }
+    }
+    (places, positioned)
 }
 
 /// A service's own contact details, as its feed gives them.
@@ -47,6 +92,7 @@ pub struct ServiceContact {
 impl IndexedService {
     pub fn from_oruk(service: &Service, taxonomy: &TaxonomyMap) -> IndexedService {
         let org = service.organization.as_ref();
+        let (places, locations) = places_of(service);
         IndexedService {
             id: service.id.clone(),
             name: service.name.trim().to_string(),
@@ -67,7 +113,17 @@ impl IndexedService {
                     .map(str::to_string)
                     .collect(),
             },
+            places,
+            locations,
         }
+    }
+
+    /// The distance from `origin` to the service's nearest place, in kilometres.
+    pub fn distance_km(&self, origin: &Position) -> Option<f64> {
+        self.places
+            .iter()
+            .map(|p| p.distance_km(origin))
+            .min_by(f64::total_cmp)
     }
 }
 
@@ -90,7 +146,8 @@ pub enum OrganizationFilter {
 pub struct Query {
     /// In any of these categories (FHIR `need=a,b` is "or").
     pub categories: Vec<NeedCategory>,
-    /// Covering this district; results are then ranked district, area, everywhere.
+    /// Covering this district; results are then ranked district, area, everywhere, and nearest
+    /// first within each when the district's centroid is known.
     pub postcode: Option<PostcodeDistrict>,
     /// Each word begins a word of the name or the description (`knit` finds "knitting"); case
     /// and accents do not matter.
@@ -113,6 +170,16 @@ pub struct Match<'a> {
     pub service: &'a IndexedService,
     /// How it covers the postcode searched for (`None` when no postcode was given).
     pub rank: Option<MatchRank>,
+    /// Kilometres from the centroid of the postcode's district to the service's nearest place
+    /// (`None` without a postcode, or when either is not known).
+    pub distance_km: Option<f64>,
+}
+
+/// A location near a point.
+#[derive(Debug, Clone, Copy)]
+pub struct NearLocation<'a> {
+    pub location: &'a PositionedLocation,
+    pub distance_km: f64,
 }
 
 /// Why a search parameter cannot be understood.
@@ -187,6 +254,8 @@ pub struct Index {
     by_organization: HashMap<String, Vec<u32>>,
     by_identifier: HashMap<Identifier, Vec<u32>>,
     by_id: HashMap<String, u32>,
+    /// Every positioned location of a listed (active) service, once, sorted by id.
+    locations: Vec<PositionedLocation>,
 }
 
 fn bit(c: NeedCategory) -> u16 {
@@ -263,6 +332,9 @@ impl Index {
                     }
                 }
             }
+            if s.active {
+                index.locations.extend(s.locations.iter().cloned());
+            }
             if let Some(o) = &s.organization_id {
                 index.by_organization.entry(o.clone()).or_default().push(i);
             }
@@ -273,9 +345,27 @@ impl Index {
                 }
             }
         }
+        index.locations.sort_by(|a, b| a.id.cmp(&b.id));
+        index.locations.dedup_by(|a, b| a.id == b.id);
         index.vocabulary = vocabulary;
         index.services = services;
         index
+    }
+
+    /// The positioned locations of listed services within `within_km` of `origin`, nearest
+    /// first (then by id).
+    pub fn near(&self, origin: &Position, within_km: f64) -> Vec<NearLocation<'_>> {
+        let mut found: Vec<NearLocation<'_>> = self
+            .locations
+            .iter()
+            .map(|location| NearLocation {
+                location,
+                distance_km: location.position.distance_km(origin),
+            })
+            .filter(|n| n.distance_km <= within_km)
+            .collect();
+        found.sort_by(|a, b| a.distance_km.total_cmp(&b.distance_km));
+        found
     }
 
     pub fn len(&self) -> usize {
@@ -332,30 +422,46 @@ impl Index {
         let hit = |i: u32, rank| Match {
             service: &self.services[i as usize],
             rank,
+            distance_km: None,
         };
         if let Some(d) = &q.postcode {
+            let origin = centroid(d);
+            // Within a tier (already in name order), nearest first; unknown distances last.
+            let nearest_first = |tier: &mut [Match<'_>]| {
+                let Some(origin) = &origin else { return };
+                for m in tier.iter_mut() {
+                    m.distance_km = m.service.distance_km(origin);
+                }
+                tier.sort_by(|a, b| match (a.distance_km, b.distance_km) {
+                    (Some(x), Some(y)) => x.total_cmp(&y),
+                    (x, y) => y.is_some().cmp(&x.is_some()),
+                });
+            };
             let area = d.area();
             let in_district: &[u32] = self.by_district.get(d).map_or(&[], Vec::as_slice);
             let in_area: &[u32] = self.by_area.get(&area).map_or(&[], Vec::as_slice);
-            let mut out = Vec::new();
-            out.extend(
-                in_district
-                    .iter()
-                    .filter(|&&i| pass(i))
-                    .map(|&i| hit(i, Some(MatchRank::District))),
-            );
+            let mut out: Vec<Match<'_>> = in_district
+                .iter()
+                .filter(|&&i| pass(i))
+                .map(|&i| hit(i, Some(MatchRank::District)))
+                .collect();
+            nearest_first(&mut out);
+            let start = out.len();
             out.extend(
                 in_area
                     .iter()
                     .filter(|&&i| in_district.binary_search(&i).is_err() && pass(i))
                     .map(|&i| hit(i, Some(MatchRank::Area))),
             );
+            nearest_first(&mut out[start..]);
+            let start = out.len();
             out.extend(
                 self.everywhere
                     .iter()
                     .filter(|&&i| pass(i))
                     .map(|&i| hit(i, Some(MatchRank::Everywhere))),
             );
+            nearest_first(&mut out[start..]);
             return out;
         }
         // Walk the smallest of the lists that must hold every answer.

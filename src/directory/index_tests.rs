@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::conformance::Conformance;
+use crate::directory::centroids::Position;
 use crate::directory::fhir::CHARITY_COMMISSION;
 use crate::directory::import::parse_paths;
 use crate::directory::postcode::district_of;
@@ -44,17 +45,30 @@ fn need_and_postcode_rank_district_then_area_then_everywhere() {
         active: Some(true),
         ..Query::default()
     };
+    let found = index.search(&q);
+    // Within the district, nearest first: the knitting group meets about 10 km from HR2's
+    // centroid, the lunch club about 12 km.
     assert_eq!(
-        shown(&index.search(&q)),
+        shown(&found),
         [
-            ("Golden Valley Lunch Club".into(), Some(MatchRank::District)),
             (
                 "Knit and Natter, Ewyas Harold".into(),
                 Some(MatchRank::District)
             ),
+            ("Golden Valley Lunch Club".into(), Some(MatchRank::District)),
             ("Telephone Friends".into(), Some(MatchRank::Everywhere)),
         ]
     );
+    let km: Vec<Option<f64>> = found.iter().map(|m| m.distance_km).collect();
+    assert!(
+        matches!(km[0], Some(d) if (9.0..11.0).contains(&d)),
+        "{km:?}"
+    );
+    assert!(
+        matches!(km[1], Some(d) if (11.0..13.0).contains(&d)),
+        "{km:?}"
+    );
+    assert_eq!(km[2], None, "a virtual service has no place");
     // The closed men's shed is there when inactive services are asked for too.
     let all = Query {
         active: None,
@@ -86,6 +100,125 @@ fn need_and_postcode_rank_district_then_area_then_everywhere() {
         names,
         ["Knit and Natter, Ewyas Harold", "Telephone Friends"]
     );
+}
+
+/// A service in `district` (and the area HR) meeting at `places`.
+fn placed(id: &str, name: &str, districts: &[&str], places: &[(f64, f64)]) -> IndexedService {
+    IndexedService {
+        id: id.into(),
+        name: name.into(),
+        description: String::new(),
+        organization_id: None,
+        organization_identifiers: Vec::new(),
+        active: true,
+        categories: BTreeSet::new(),
+        coverage: Coverage::Places {
+            districts: districts
+                .iter()
+                .map(|d| d.parse().expect("district"))
+                .collect(),
+            areas: if districts.is_empty() {
+                ["HR".parse().expect("area")].into_iter().collect()
+            } else {
+                BTreeSet::new()
+            },
+        },
+        contact: Default::default(),
+        places: places
+            .iter()
+            .map(|&(lat, lon)| Position::new(lat, lon).expect("position"))
+            .collect(),
+        locations: Vec::new(),
+    }
+}
+
+#[test]
+fn within_each_tier_nearest_first_then_by_name_and_unknown_distances_last() {
+    // HR2's centroid is at about 52.009, -2.785.
+    let index = Index::build([
+        placed("a", "Alpha", &["HR2"], &[(52.30, -2.78)]),
+        placed("b", "Bravo", &["HR2"], &[]),
+        placed("c", "Charlie", &["HR2"], &[(52.10, -2.78), (52.02, -2.79)]),
+        placed("d", "Delta", &["HR2"], &[(52.10, -2.78)]),
+        placed("e", "Echo", &[], &[(52.60, -2.78)]),
+        placed("f", "Foxtrot", &[], &[(52.01, -2.79)]),
+    ]);
+    let q = Query {
+        postcode: near("HR2 0LT"),
+        ..Query::default()
+    };
+    let found = index.search(&q);
+    let ids: Vec<&str> = found.iter().map(|m| m.service.id.as_str()).collect();
+    // District first (Charlie by its nearer place, Delta, Alpha, Bravo without a place), then
+    // the area, however near Foxtrot is.
+    assert_eq!(ids, ["c", "d", "a", "b", "f", "e"]);
+    let charlie = found[0].distance_km.expect("distance");
+    assert!((1.0..2.0).contains(&charlie), "{charlie}");
+    assert_eq!(found[3].distance_km, None);
+    // A district without a centroid (not in Code-Point Open) keeps the order by name.
+    let ni = Index::build([
+        placed("y", "Yankee", &["BT1"], &[(54.6, -5.9)]),
+        placed("x", "X-ray", &["BT1"], &[(54.0, -5.9)]),
+    ]);
+    let q = Query {
+        postcode: near("BT1 1AA"),
+        ..Query::default()
+    };
+    let found = ni.search(&q);
+    let names: Vec<&str> = found.iter().map(|m| m.service.name.as_str()).collect();
+    assert_eq!(names, ["X-ray", "Yankee"]);
+    assert!(found.iter().all(|m| m.distance_km.is_none()));
+}
+
+#[test]
+fn a_place_without_a_position_is_its_postcode_districts_centroid() {
+    let service: Service = serde_json::from_value(serde_json::json!({
+        "id": "s", "name": "n", "status": "active",
+        "service_at_locations": [
+            {"id": "1", "location": {"id": "hall", "location_type": "physical",
+                "addresses": [{"id": "a", "postal_code": "HR4 9EP"}]}},
+            {"id": "2", "location": {"id": "park", "location_type": "physical",
+                "latitude": 52.05, "longitude": -2.71}},
+            {"id": "3", "location": {"id": "line", "location_type": "virtual",
+                "latitude": 99.0, "longitude": 0.0}}
+        ]
+    }))
+    .expect("service");
+    let s = IndexedService::from_oruk(&service, &TaxonomyMap::bundled().expect("table"));
+    let hr4 = crate::directory::centroid(&"HR4".parse().expect("district")).expect("HR4");
+    assert_eq!(
+        s.places,
+        [hr4, Position::new(52.05, -2.71).expect("position")]
+    );
+    // Only a position of its own makes a location findable by `near`; one off the Earth is none.
+    let ids: Vec<&str> = s.locations.iter().map(|l| l.id.as_str()).collect();
+    assert_eq!(ids, ["park"]);
+}
+
+#[test]
+fn locations_near_a_point_nearest_first_within_the_distance() {
+    let index = fixture_index();
+    let hereford = Position::new(52.0575, -2.7165).expect("position");
+    let ids = |km| -> Vec<(String, u32)> {
+        index
+            .near(&hereford, km)
+            .iter()
+            .map(|n| (n.location.id[..8].to_string(), n.distance_km.round() as u32))
+            .collect()
+    };
+    // The carers' café is there; the lunch club's and the knitting group's halls are 16 and
+    // 17 km off; the closed men's shed is not listed; Cardiff is 80 km away.
+    assert_eq!(ids(5.0), [("9a4fc86b".to_string(), 0)]);
+    assert_eq!(
+        ids(25.0),
+        [
+            ("9a4fc86b".to_string(), 0),
+            ("be981469".to_string(), 16),
+            ("69f2e302".to_string(), 17),
+        ]
+    );
+    assert_eq!(ids(100.0).len(), 4);
+    assert_eq!(ids(100.0)[3].0, "adee5749");
 }
 
 #[test]
@@ -350,6 +483,8 @@ fn synthetic(n: usize) -> Vec<IndexedService> {
                 categories,
                 coverage,
                 contact: Default::default(),
+                places: Vec::new(),
+                locations: Vec::new(),
             }
         })
         .collect()

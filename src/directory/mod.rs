@@ -8,17 +8,20 @@
 //! endpoints (`api::fhir::healthcare_service`) build on these parts.
 
 pub mod catalog;
+pub mod centroids;
 pub mod coverage;
 pub mod feeds;
 pub mod fhir;
 pub mod import;
 pub mod index;
+pub mod near;
 pub mod oruk;
 pub mod postcode;
 pub mod responsiveness;
 pub mod taxonomy;
 
 pub use catalog::{Catalog, CatalogError};
+pub use centroids::{centroid, Position};
 pub use coverage::{Coverage, MatchRank};
 pub use import::{parse_paths, ImportError, ImportReport};
 pub use index::{Index, IndexedService, Match, Query, ServiceContact};

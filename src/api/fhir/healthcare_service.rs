@@ -12,11 +12,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::Value;
 
 use super::common::{handle, resource};
-use super::search::{reference_id, searchset, token, Parameters};
+use super::search::{extend_matches, reference_id, searchset, token, Parameters};
 use crate::api::errors::{ApiError, Reply};
 use crate::api::extract::DirectoryReader;
 use crate::api::AppState;
 use crate::directory::index::{need_category, OrganizationFilter};
+use crate::directory::near::{distance_extension, DistanceUnit};
 use crate::directory::responsiveness::annotate;
 use crate::directory::{district_of, Index, Query};
 use crate::domain::{systems, NeedCategory};
@@ -45,10 +46,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/HealthcareService").route(web::get().to(search)))
         .service(resource("/HealthcareService/{id}").route(web::get().to(read_service)))
         .service(resource("/Organization/{id}").route(web::get().to(read_organization)))
+        .service(resource("/Location").route(web::get().to(super::location::search)))
         .service(resource("/Location/{id}").route(web::get().to(read_location)));
 }
 
-fn not_found(resource_type: &str, id: &str) -> ApiError {
+pub(super) fn not_found(resource_type: &str, id: &str) -> ApiError {
     ApiError::NotFound(format!(
         "There is no {resource_type} with id {id:?} in the service directory."
     ))
@@ -233,6 +235,7 @@ async fn search(
         let mut resources = Vec::new();
         let mut included = Vec::new();
         let mut seen = BTreeSet::new();
+        let mut distances = Vec::new();
         for m in found.iter().skip(search.offset).take(search.count) {
             let Some(service) = state.store.directory_service(&m.service.id).await? else {
                 continue;
@@ -261,6 +264,10 @@ async fn search(
                     }
                 }
             }
+            distances.push(
+                m.distance_km
+                    .map(|km| distance_extension(km, DistanceUnit::Kilometre)),
+            );
             resources.push(StoredResource {
                 resource_type: "HealthcareService".into(),
                 id: service.id.clone(),
@@ -271,7 +278,7 @@ async fn search(
         }
         let page = SearchPage { total, resources };
         let base = state.config.base_url();
-        Ok(Reply::ok(searchset(
+        let mut bundle = searchset(
             &base,
             "HealthcareService",
             &page,
@@ -279,7 +286,9 @@ async fn search(
             (search.count, search.offset),
             &included,
             &search.ignored,
-        )?))
+        )?;
+        extend_matches(&mut bundle, &distances);
+        Ok(Reply::ok(bundle))
     })
     .await
 }

@@ -182,18 +182,18 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
                 param("patient", "reference", core("AuditEvent", "patient"), "Patient/{id}"),
                 param("entity", "reference", core("AuditEvent", "entity"), "Type/id: records about that resource (a Subscription, a ServiceRequest…)"),
                 param("date", "date", core("AuditEvent", "date"), "ge/gt/le/lt/eq and a date or dateTime"),
-                count, offset, format_param()
+                count.clone(), offset.clone(), format_param()
             ]
         }),
         json!({
             "type": "HealthcareService",
             "supportedProfile": [crate::directory::fhir::SP_HEALTHCARE_SERVICE],
-            "documentation": "The service directory (Open Referral UK feeds): community services by need and place, best matches first (the postcode's district, then its area, then services that cover everywhere). Readable by GP systems and VCS organisations.",
+            "documentation": "The service directory (Open Referral UK feeds): community services by need and place, best matches first (the postcode's district, then its area, then services that cover everywhere; nearest first within each, with the distance as the location-distance extension of entry.search). Readable by GP systems and VCS organisations.",
             "interaction": interactions(&["read", "search-type"]),
             "searchInclude": ["HealthcareService:organization", "HealthcareService:location"],
             "searchParam": [
                 param("need", "token", ours("HealthcareService-need"), "A need (SNOMED CT, ValueSet sp-referral-need) or need category, system|code or code; comma-separated means any. Finds the services in its need category"),
-                param("postcode", "string", ours("HealthcareService-postcode"), "A UK postcode (HR2 0LT) or district (HR2): the services covering it, district before area before everywhere; not a UK postcode is a 400"),
+                param("postcode", "string", ours("HealthcareService-postcode"), "A UK postcode (HR2 0LT) or district (HR2): the services covering it, district before area before everywhere, nearest first within each (from the district's centroid, OS Code-Point Open); not a UK postcode is a 400"),
                 param("service-category", "token", core("HealthcareService", "service-category"), "A need category (https://fhir.sp-gateway.uk/CodeSystem/need-category|code or code)"),
                 param("name", "string", core("HealthcareService", "name"), "Words that start words of the name or description"),
                 param("_text", "string", ours("HealthcareService-text"), "Words that start words of the name or description"),
@@ -211,8 +211,12 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
         json!({
             "type": "Location",
             "supportedProfile": [crate::directory::fhir::SP_DIRECTORY_LOCATION],
-            "documentation": "Places and areas of the service directory's services.",
-            "interaction": interactions(&["read"])
+            "documentation": "Places and areas of the service directory's services; search by near finds the places of listed services that have a position, nearest first, with the location-distance extension of entry.search.",
+            "interaction": interactions(&["read", "search-type"]),
+            "searchParam": [
+                param("near", "special", core("Location", "near"), "latitude|longitude|distance|units (WGS84; units km, m or [mi_i], km when left out; 25 km when the distance is left out); required; a value that cannot be read is a 400"),
+                count, offset, format_param()
+            ]
         }),
         json!({
             "type": "Bundle",

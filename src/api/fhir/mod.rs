@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod common;
 pub mod conformance;
 pub mod healthcare_service;
+pub mod location;
 pub mod metadata;
 pub mod observation;
 pub mod patient;

@@ -356,6 +356,19 @@ pub fn searchset(
     )
 }
 
+/// Adds an extension to the `search` of the searchset's matches, in order (`None`: none for
+/// that one). The matches come first in a searchset, so the i-th extension is the i-th match's.
+pub fn extend_matches(bundle: &mut Value, extensions: &[Option<Value>]) {
+    let Some(entries) = bundle["entry"].as_array_mut() else {
+        return;
+    };
+    for (entry, extension) in entries.iter_mut().zip(extensions) {
+        if let Some(e) = extension {
+            entry["search"]["extension"] = json!([e]);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::test::TestRequest;
