@@ -379,3 +379,124 @@ fn bad_parameters_are_named() {
     );
     assert_eq!(status, 406);
 }
+
+#[test]
+fn measure_reports_carry_the_same_figures_and_validate_against_their_measures() {
+    let gateway = seeded();
+    // Measures are definitions: readable without a token.
+    let (status, bundle) = send(gateway.http.get(gateway.url("/fhir/Measure")));
+    assert_eq!(status, 200, "{bundle}");
+    let measures: Vec<Value> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| e["resource"].clone())
+        .collect();
+    assert!(measures.len() > 20);
+    let (status, one) = send(
+        gateway
+            .http
+            .get(gateway.url("/fhir/Measure/referrals-received")),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        one["url"],
+        "https://fhir.sp-gateway.uk/Measure/referrals-received"
+    );
+    let validator = sp_validator::Validator::with_extra(measures.clone()).expect("validator");
+    let options = sp_validator::Options {
+        profiles_by_type: &[],
+        root_profiles: &[],
+    };
+    let errors = |resource: &Value| -> Vec<sp_validator::Issue> {
+        validator
+            .validate(resource, &options)
+            .into_iter()
+            .filter(|i| {
+                matches!(
+                    i.severity,
+                    sp_validator::Severity::Error | sp_validator::Severity::Fatal
+                )
+            })
+            .collect()
+    };
+    for measure in &measures {
+        let errors = errors(measure);
+        assert!(errors.is_empty(), "{}: {errors:?}", measure["id"]);
+    }
+
+    let day = today();
+    let asked = "referrals-received,https://fhir.sp-gateway.uk/Measure/referrals-declined,\
+                 referrals-median-days-to-first-contact,wemwbs-total-mean-change,\
+                 wemwbs-total-share-reached";
+    let path = format!("/fhir/MeasureReport?measure={asked}&period=ge{day}&period=le{day}");
+    let (status, bundle) = get(&gateway, COMMISSIONER, &path);
+    assert_eq!(status, 200, "{bundle}");
+    let reports: Vec<&Value> = bundle["entry"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|e| &e["resource"])
+        .collect();
+    assert_eq!(reports.len(), 5);
+    for report in &reports {
+        assert_eq!(report["type"], "summary");
+        let errors = errors(report);
+        assert!(errors.is_empty(), "{}: {errors:?}", report["measure"]);
+        let stratifiers: Vec<&str> = report["group"][0]["stratifier"]
+            .as_array()
+            .expect("stratifiers")
+            .iter()
+            .filter_map(|s| s["code"][0]["coding"][0]["code"].as_str())
+            .collect();
+        assert_eq!(
+            stratifiers,
+            ["month", "practice", "organisation", "need-category"]
+        );
+    }
+    let by_measure = |id: &str| {
+        reports
+            .iter()
+            .find(|r| r["measure"] == format!("https://fhir.sp-gateway.uk/Measure/{id}"))
+            .unwrap_or_else(|| panic!("no report of {id}"))
+    };
+    let received = &by_measure("referrals-received")["group"][0];
+    assert_eq!(received["population"][0]["count"], 9);
+    // By organisation: Knit and Natter's 2 and Carers Count's 7 are masked, as in the table.
+    let organisations = &received["stratifier"][2]["stratum"];
+    let stratum = |value: &str| {
+        organisations
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["value"]["text"] == value))
+            .unwrap_or_else(|| panic!("no stratum {value}"))
+            .clone()
+    };
+    for masked in ["valley-knit-natter", "carers-count"] {
+        let population = &stratum(masked)["population"][0];
+        assert!(population.get("count").is_none(), "{population}");
+        assert_eq!(population["_count"]["extension"][0]["valueCode"], "masked");
+    }
+    assert_eq!(stratum("cyngor-ar-bopeth")["population"][0]["count"], 0);
+    // One decline: masked in the whole-population group too.
+    let declined = &by_measure("referrals-declined")["group"][0]["population"][0];
+    assert_eq!(declined["_count"]["extension"][0]["valueCode"], "masked");
+    // The mean change of the five pairs.
+    let change = &by_measure("wemwbs-total-mean-change")["group"][0];
+    assert_eq!(change["measureScore"]["value"], 3.6);
+    // Four of five reached the threshold: the numerator and the score are masked.
+    let share = &by_measure("wemwbs-total-share-reached")["group"][0];
+    assert_eq!(share["measureScore"]["extension"][0]["valueCode"], "masked");
+
+    // Commissioners only; a GP system's token is refused, and a bad period is a 400.
+    let (status, _) = get(&gateway, GP_TOKEN, &path);
+    assert_eq!(status, 403);
+    let bad = format!("/fhir/MeasureReport?measure=referrals-received&period={day}");
+    let (status, outcome) = get(&gateway, COMMISSIONER, &bad);
+    assert_eq!(status, 400, "{outcome}");
+    let (status, _) = get(
+        &gateway,
+        COMMISSIONER,
+        "/fhir/MeasureReport?measure=nothing",
+    );
+    assert_eq!(status, 400);
+}

@@ -13,6 +13,9 @@
 //!   and `suppressed` listing the hidden cells. [`Table::to_json`] and [`Table::to_csv`] render
 //!   it as the API does.
 //! - [`ReportError`]: a bad parameter (the caller's mistake: 400) or a store failure.
+//! - [`measure`]: the same figures as FHIR: [`measure::indicators`] (one per report column),
+//!   [`measure::all_measures`] (the `Measure` resources), [`measure::measure_reports`]
+//!   (`MeasureReport`s of type `summary`, stratified by every dimension).
 //!
 //! # How the figures are counted
 //!
@@ -22,6 +25,7 @@
 //! that first carried it). `disclosure` decides which cells may be shown.
 
 pub mod disclosure;
+pub mod measure;
 mod referrals;
 mod table;
 mod wellbeing;

@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod common;
 pub mod conformance;
 pub mod healthcare_service;
+pub mod measure;
 pub mod metadata;
 pub mod observation;
 pub mod patient;
@@ -34,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(observation::routes)
             .configure(subscription::routes)
             .configure(audit_event::routes)
-            .configure(healthcare_service::routes),
+            .configure(healthcare_service::routes)
+            .configure(measure::routes),
     );
 }
