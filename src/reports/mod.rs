@@ -7,11 +7,15 @@
 //!   [`ReportRequest::from_query`] reads the query string's `from`, `to`, `by` (and `instrument`).
 //! - [`Scope`]: which referrals a commissioner may see ([`Scope::of`] its `[[commissioners]]`
 //!   entry; [`Scope::everything`] for the operator's own views).
-//! - [`referrals_report`] and [`wellbeing_report`]: compute a [`Table`] from the store, with
-//!   disclosure control applied. `Table` is the one shape of every report: `columns`, `rows`
-//!   (one per group, then the `all` row), each cell an `Option<Figure>` (`None` = suppressed),
-//!   and `suppressed` listing the hidden cells. [`Table::to_json`] and [`Table::to_csv`] render
-//!   it as the API does.
+//! - [`referrals_report`]`(store, config, scope, request)` and
+//!   [`wellbeing_report`]`(store, config, scope, request, instrument)`: compute a [`Table`] from
+//!   the store, with disclosure control applied (`config` gives the organisations' names).
+//!   `Table` is the one shape of every report: `columns`, `rows` (one per group, then the
+//!   `all` row), each cell an `Option<Figure>` (`None`: suppressed, or not applicable such as a
+//!   mean over nobody), and `suppressed` listing the hidden cells. [`Table::to_json`] and [`Table::to_csv`] render
+//!   it as the API does; [`Table::value`] reads one cell. [`REFERRAL_COLUMNS`] lists the
+//!   referrals table's columns; [`measures`] an instrument's measures, [`threshold`] each
+//!   measure's meaningful-change threshold with its source.
 //! - [`ReportError`]: a bad parameter (the caller's mistake: 400) or a store failure.
 //! - [`measure`]: the same figures as FHIR: [`measure::indicators`] (one per report column),
 //!   [`measure::all_measures`] (the `Measure` resources), [`measure::measure_reports`]

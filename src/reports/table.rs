@@ -154,6 +154,51 @@ fn count_of(cell: DraftCell) -> u64 {
 }
 
 impl Draft {
+    /// Every cell's count (row by row; 0 for a derived cell) and the additive relations a
+    /// reader knows: each count column's groups add up to its `all` cell, and in each row the
+    /// parts of a column add up to it.
+    pub fn lines(&self) -> (Vec<u64>, Vec<Line>) {
+        let width = self.columns.len();
+        let height = self.rows.len();
+        let index = |row: usize, col: usize| row * width + col;
+        let values: Vec<u64> = self
+            .rows
+            .iter()
+            .flat_map(|(_, _, cells)| cells.iter().map(|&c| count_of(c)))
+            .collect();
+        let total_row = height.saturating_sub(1);
+        let mut lines = Vec::new();
+        for (col, (_, kind)) in self.columns.iter().enumerate() {
+            let Kind::Count { part_of } = kind else {
+                continue;
+            };
+            lines.push(Line {
+                members: (0..total_row).map(|row| index(row, col)).collect(),
+                total: index(total_row, col),
+            });
+            // Each row's parts of `parent`, added once per parent, by its first part.
+            let Some(parent) = part_of else {
+                continue;
+            };
+            let parts: Vec<usize> = self
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, k))| matches!(k, Kind::Count { part_of: Some(p) } if p == parent))
+                .map(|(c, _)| c)
+                .collect();
+            if parts.first() == Some(&col) {
+                for row in 0..height {
+                    lines.push(Line {
+                        members: parts.iter().map(|&c| index(row, c)).collect(),
+                        total: index(row, *parent),
+                    });
+                }
+            }
+        }
+        (values, lines)
+    }
+
     /// Applies primary and secondary suppression to the counts (`disclosure::protect`), then
     /// hides every derived figure whose basis is hidden or under 5.
     pub fn protect(
@@ -166,39 +211,7 @@ impl Draft {
         let width = self.columns.len();
         let height = self.rows.len();
         let index = |row: usize, col: usize| row * width + col;
-        let values: Vec<u64> = self
-            .rows
-            .iter()
-            .flat_map(|(_, _, cells)| cells.iter().map(|&c| count_of(c)))
-            .collect();
-        let total_row = height.saturating_sub(1);
-        let mut lines = Vec::new();
-        for (col, (_, kind)) in self.columns.iter().enumerate() {
-            if let Kind::Count { part_of } = kind {
-                lines.push(Line {
-                    members: (0..total_row).map(|row| index(row, col)).collect(),
-                    total: index(total_row, col),
-                });
-                if let Some(parent) = part_of {
-                    // Each row's parts of `parent`, added once per parent, by its first part.
-                    let parts: Vec<usize> = self
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, (_, k))| matches!(k, Kind::Count { part_of: Some(p) } if p == parent))
-                        .map(|(c, _)| c)
-                        .collect();
-                    if parts.first() == Some(&col) {
-                        for row in 0..height {
-                            lines.push(Line {
-                                members: parts.iter().map(|&c| index(row, c)).collect(),
-                                total: index(row, *parent),
-                            });
-                        }
-                    }
-                }
-            }
-        }
+        let (values, lines) = self.lines();
         // Only count cells take part; a derived cell has value 0 and no line.
         let hidden = protect(&values, &lines);
         let mut suppressed = Vec::new();
@@ -251,4 +264,117 @@ impl Draft {
 /// Rounds a derived figure for publication (two decimal places).
 pub(crate) fn rounded(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reports::disclosure::tests::possible_values;
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+
+    /// A referrals-like table: declined, its two reasons, and a median over the declined.
+    fn draft(groups: &[[u64; 2]]) -> Draft {
+        let column = |key: &str| Column {
+            key: key.to_string(),
+            label: key.to_string(),
+        };
+        let columns = vec![
+            (column("declined"), Kind::Count { part_of: None }),
+            (column("declined.a"), Kind::Count { part_of: Some(0) }),
+            (column("declined.b"), Kind::Count { part_of: Some(0) }),
+            (column("median"), Kind::Derived { basis: vec![0] }),
+        ];
+        let row = |[a, b]: [u64; 2]| {
+            vec![
+                DraftCell::Count(a + b),
+                DraftCell::Count(a),
+                DraftCell::Count(b),
+                DraftCell::Number((a + b > 0).then_some(2.5)),
+            ]
+        };
+        let mut rows: Vec<(String, String, Vec<DraftCell>)> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (format!("g{i}"), format!("G{i}"), row(*g)))
+            .collect();
+        let total = groups.iter().fold([0, 0], |[a, b], [x, y]| [a + x, b + y]);
+        rows.push((TOTAL_GROUP.into(), "All".into(), row(total)));
+        Draft { columns, rows }
+    }
+
+    fn publish(draft: Draft) -> (Vec<u64>, Vec<Line>, Table) {
+        let (values, lines) = draft.lines();
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date");
+        let period = Period::new(day, day).expect("a period");
+        let table = draft.protect("referrals", period, Dimension::Month, None);
+        (values, lines, table)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, .. ProptestConfig::default() })]
+
+        /// The reader of a published table (its shown counts and the relations between them)
+        /// cannot pin any suppressed count, and every figure derived from a suppressed count is
+        /// suppressed too.
+        #[test]
+        fn no_suppressed_count_of_a_published_table_can_be_recovered(
+            groups in proptest::collection::vec(
+                [prop_oneof![3 => 0u64..=4, 1 => 5u64..=8], prop_oneof![3 => 0u64..=4, 1 => 5u64..=8]],
+                1..=3,
+            ),
+        ) {
+            let (values, lines, table) = publish(draft(&groups));
+            let width = table.columns.len();
+            let hidden: Vec<Option<crate::reports::disclosure::Hidden>> = (0..values.len())
+                .map(|cell| {
+                    let (row, col) = (cell / width, cell % width);
+                    if table.columns[col].key == "median" {
+                        // A median is no count: the reader has no relation to recover it by.
+                        return None;
+                    }
+                    let suppressed = table.suppressed.iter().any(|s| {
+                        s.group == table.rows[row].group && s.column == table.columns[col].key
+                    });
+                    // The attacker is told which hidden cells are small, more than we publish.
+                    suppressed.then(|| if (1..SHOWN_FROM).contains(&values[cell]) {
+                        crate::reports::disclosure::Hidden::Small
+                    } else {
+                        crate::reports::disclosure::Hidden::Secondary
+                    })
+                })
+                .collect();
+            for (cell, &v) in values.iter().enumerate() {
+                let (row, col) = (cell / width, cell % width);
+                let shown = table.rows[row].values[col];
+                match table.columns[col].key.as_str() {
+                    "median" => {
+                        if hidden[row * width].is_some() {
+                            prop_assert!(shown.is_none(), "a median over a hidden count is shown");
+                        }
+                    }
+                    _ => {
+                        prop_assert_eq!(shown.is_none(), hidden[cell].is_some());
+                        if (1..SHOWN_FROM).contains(&v) {
+                            prop_assert!(hidden[cell].is_some(), "{} is shown", v);
+                        }
+                    }
+                }
+            }
+            let count_cells: Vec<usize> = (0..values.len())
+                .filter(|c| table.columns[c % width].key != "median")
+                .collect();
+            let max = values.iter().copied().max().unwrap_or(0) + 2;
+            let possible = possible_values(&values, &lines, &hidden, max);
+            for &cell in &count_cells {
+                if hidden[cell].is_some() {
+                    prop_assert!(
+                        possible[cell].len() >= 2,
+                        "cell {} ({}) is recovered: {:?}; values {:?}",
+                        cell, values[cell], possible[cell], values
+                    );
+                }
+            }
+        }
+    }
 }

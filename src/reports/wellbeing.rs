@@ -31,11 +31,10 @@ const MAHESWARAN_2012: &str = "Maheswaran H, Weich S, Powell J, Stewart-Brown S.
 the responsiveness of the Warwick Edinburgh Mental Well-Being Scale (WEMWBS): group and \
 individual level analysis. Health Qual Life Outcomes 2012;10:156 (doi:10.1186/1477-7525-10-156): \
 standard error of measurement 2.4 to 3.1 points; 3 points is that range rounded up.";
-const SHAH_2018: &str = "Shah N, Cader M, Andrews B, McCabe R, Stewart-Brown SL. Short \
-Warwick-Edinburgh Mental Well-being Scale (SWEMWBS): performance in a clinical sample in \
-relation to PHQ-9 and GAD-7. Health Qual Life Outcomes 2018;16:239 \
-(doi:10.1186/s12955-018-1060-2): a change of 1 to 3 points is statistically important; 1 SEM \
-= 1.03 points, the threshold used here.";
+const SHAH_2018: &str = "Shah et al. Responsiveness of the Short Warwick Edinburgh Mental \
+Well-Being Scale (SWEMWBS): evaluation a clinical sample. Health Qual Life Outcomes \
+2018;16:239 (doi:10.1186/s12955-018-1060-2): a change of 1 to 3 points is statistically \
+important, depending on the standard; 1 SEM = 1.03 points, the threshold used here.";
 const ONS4_CONVENTION: &str = "Convention, not a published threshold: no minimal important \
 change has been published for the ONS4 questions; a change of 1 point on the 0 to 10 scale \
 (a fall, for anxiety) is used.";
