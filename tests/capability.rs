@@ -92,6 +92,7 @@ fn seed(gateway: &Gateway) -> Seeds {
         ("HealthcareService", KNIT_SERVICE.to_string()),
         ("Organization", KNIT_ORGANIZATION.to_string()),
         ("Location", KNIT_PLACE.to_string()),
+        ("Measure", "referrals-received".to_string()),
     ] {
         ids.insert(kind.to_string(), id);
     }
@@ -145,6 +146,7 @@ fn search_value(seeds: &Seeds, kind: &str, name: &str) -> String {
             "CodeSystem" => NEED_CODE_SYSTEM_URL.into(),
             "ConceptMap" => "https://fhir.sp-gateway.uk/ConceptMap/need-to-category".into(),
             "SearchParameter" => format!("{OUR_SEARCH_PARAMETERS}HealthcareService-need"),
+            "Measure" => "https://fhir.sp-gateway.uk/Measure/referrals-received".into(),
             _ => "https://fhir.sp-gateway.uk/none".into(),
         },
         "name" => match kind {
@@ -153,16 +155,19 @@ fn search_value(seeds: &Seeds, kind: &str, name: &str) -> String {
             _ => "Sp".into(),
         },
         "version" => "1.0.0".into(),
+        "measure" => "https://fhir.sp-gateway.uk/Measure/referrals-received".into(),
+        "period" => "ge2020-01-01".into(),
         other => panic!("the CapabilityStatement declares {kind}?{other}: give it a value here"),
     }
 }
 
-/// A request as the declared caller: operators search AuditEvent, GP systems the rest.
+/// A request as the declared caller: operators search AuditEvent, commissioners
+/// MeasureReport, GP systems the rest.
 fn get(gateway: &Gateway, kind: &str, path: &str) -> (u16, Value) {
-    let token = if kind == "AuditEvent" {
-        ADMIN_TOKEN
-    } else {
-        GP_TOKEN
+    let token = match kind {
+        "AuditEvent" => ADMIN_TOKEN,
+        "MeasureReport" => "demo-commissioner-token",
+        _ => GP_TOKEN,
     };
     send(gateway.http.get(gateway.url(path)).bearer_auth(token))
 }

@@ -108,6 +108,7 @@ store_suite!(
     intake_refusals_are_counted_per_day_client_and_rule,
     webhook_health_follows_its_attempts,
     audit_records_filter_by_actor_and_action_newest_first,
+    reports_read_grouping_keys_first_status_times_and_scores,
 );
 
 // --- Builders ------------------------------------------------------------------------------
@@ -2168,4 +2169,196 @@ async fn audit_records_filter_by_actor_and_action_newest_first(store: Arc<dyn St
         .filter_map(|r| r.resource_id.as_deref())
         .collect();
     assert_eq!(ids, ["a4", "a1"]);
+}
+// --- Reports -------------------------------------------------------------------------------
+
+fn at(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .expect("a time")
+        .with_timezone(&Utc)
+}
+
+/// A referral received at `received`, whose record names `practice` and `needs` (JSON), its
+/// Task `requested`.
+fn reported_referral(reference: &str, received: &str, practice: &str, needs: &str) -> NewReferral {
+    let mut r = referral("emis-demo", reference);
+    r.created_at = at(received);
+    r.record = format!(
+        r#"{{"schema":"referral-record/v1","referral_id":"{}","referrer":{{"practice_ods":{practice}}},"needs":{needs}}}"#,
+        r.referral_id
+    );
+    for res in r.resources.iter_mut().filter(|x| x.resource_type == "Task") {
+        res.content = format!(
+            r#"{{"resourceType":"Task","id":"{}","status":"requested"}}"#,
+            res.id
+        );
+    }
+    r
+}
+
+/// The change that records the Task's next version with `status` (and a businessStatus code).
+fn step(
+    r: &NewReferral,
+    version: i64,
+    status: &str,
+    business: Option<&str>,
+    when: &str,
+) -> ReferralChange {
+    let mut c = change(r, version - 1, version);
+    let business = business
+        .map(|code| format!(r#","businessStatus":{{"coding":[{{"code":"{code}"}}]}}"#))
+        .unwrap_or_default();
+    c.resources[0].content = format!(
+        r#"{{"resourceType":"Task","id":"{}","status":"{status}"{business}}}"#,
+        r.task_id
+    );
+    c.at = at(when);
+    c
+}
+
+fn score(r: &NewReferral, timepoint: &str, value: i64, effective: &str) -> NewResource {
+    let id = FhirId::generate();
+    NewResource {
+        resource_type: "Observation".into(),
+        id: id.clone(),
+        version_id: 1,
+        content: serde_json::json!({
+            "resourceType": "Observation", "id": id.to_string(), "status": "final",
+            "code": {"coding": [{"system": "https://fhir.sp-gateway.uk/CodeSystem/wellbeing-measure", "code": "wemwbs-total"}]},
+            "effectiveDateTime": effective,
+            "valueInteger": value,
+            "component": [{
+                "code": {"coding": [{"system": "https://fhir.sp-gateway.uk/CodeSystem/wellbeing-measure", "code": "assessment-timepoint"}]},
+                "valueCodeableConcept": {"coding": [{"system": "https://fhir.sp-gateway.uk/CodeSystem/assessment-timepoint", "code": timepoint}]}
+            }]
+        })
+        .to_string(),
+        patient_id: Some(r.patient_id.to_string()),
+        code: Some("https://fhir.sp-gateway.uk/CodeSystem/wellbeing-measure|wemwbs-total".into()),
+    }
+}
+
+/// The reports read, per referral received in the period, its practice, organisation and
+/// first categorised need, and the first time each status was recorded (a repeated status
+/// keeps its first time); and the current wellbeing scores with their timepoints. Referrals
+/// received outside the period are not read.
+async fn reports_read_grouping_keys_first_status_times_and_scores(store: Arc<dyn Store>) {
+    use sp_gateway::domain::NeedCategory;
+    use sp_gateway::translate::instruments::Timepoint;
+    let followed = create(
+        &store,
+        reported_referral(
+            "REP-1",
+            "2026-03-02T10:00:00Z",
+            r#""W97001""#,
+            r#"[{"code":"x","category":null},{"code":"y","category":"carers"},{"category":"food"}]"#,
+        ),
+    )
+    .await;
+    let waiting = create(
+        &store,
+        reported_referral("REP-2", "2026-03-03T10:00:00Z", "null", "[]"),
+    )
+    .await;
+    create(
+        &store,
+        reported_referral("REP-3", "2026-04-01T00:00:00Z", r#""W97001""#, "[]"),
+    )
+    .await;
+    let steps = [
+        (2, "accepted", None, "2026-03-04T10:00:00Z"),
+        (3, "in-progress", Some("contacted"), "2026-03-07T10:00:00Z"),
+        (4, "in-progress", Some("contacted"), "2026-03-11T10:00:00Z"),
+        (5, "completed", Some("completed"), "2026-03-22T10:00:00Z"),
+    ];
+    for (version, status, business, when) in steps {
+        let mut c = step(&followed, version, status, business, when);
+        if version == 5 {
+            c.resources.push(score(
+                &followed,
+                "baseline",
+                40,
+                "2026-03-05T10:00:00+01:00",
+            ));
+            c.resources.push(score(
+                &followed,
+                "follow-up",
+                47,
+                "2026-03-21T10:00:00+01:00",
+            ));
+        }
+        assert_eq!(
+            store.apply_change(c).await.expect("apply"),
+            ChangeOutcome::Applied
+        );
+    }
+    let (from, to) = (at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z"));
+    let mut referrals = store.reported_referrals(from, to).await.expect("read");
+    referrals.sort_by_key(|r| r.keys.received_at);
+    assert_eq!(referrals.len(), 2, "REP-3 is received after the period");
+    let first = &referrals[0];
+    assert_eq!(first.keys.referral_id, followed.referral_id.to_string());
+    assert_eq!(first.keys.received_at, at("2026-03-02T10:00:00Z"));
+    assert_eq!(
+        first.keys.practice.as_ref().map(|p| p.as_str()),
+        Some("W97001")
+    );
+    assert_eq!(first.keys.organisation.as_str(), "carers-count");
+    assert_eq!(
+        first.keys.need,
+        Some(NeedCategory::Carers),
+        "the first categorised need"
+    );
+    let mut recorded = first.first_recorded.clone();
+    recorded.sort_by_key(|(_, when)| *when);
+    assert_eq!(
+        recorded,
+        [
+            (VcsStatus::Received, at("2026-03-02T10:00:00Z")),
+            (VcsStatus::Accepted, at("2026-03-04T10:00:00Z")),
+            (VcsStatus::Contacted, at("2026-03-07T10:00:00Z")),
+            (VcsStatus::Completed, at("2026-03-22T10:00:00Z")),
+        ]
+    );
+    let second = &referrals[1];
+    assert_eq!(second.keys.referral_id, waiting.referral_id.to_string());
+    assert_eq!(second.keys.practice, None);
+    assert_eq!(second.keys.need, None);
+    assert_eq!(
+        second.first_recorded,
+        [(VcsStatus::Received, at("2026-03-03T10:00:00Z"))]
+    );
+
+    let mut scores = store.reported_scores(from, to).await.expect("scores");
+    scores.sort_by_key(|s| s.effective);
+    let seen: Vec<(&str, Timepoint, i64, DateTime<Utc>)> = scores
+        .iter()
+        .map(|s| (s.measure.as_str(), s.timepoint, s.value, s.effective))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                "wemwbs-total",
+                Timepoint::Baseline,
+                40,
+                at("2026-03-05T09:00:00Z")
+            ),
+            (
+                "wemwbs-total",
+                Timepoint::FollowUp,
+                47,
+                at("2026-03-21T09:00:00Z")
+            ),
+        ]
+    );
+    assert!(scores
+        .iter()
+        .all(|s| s.keys.referral_id == followed.referral_id.to_string()));
+    let later = (at("2026-04-01T00:00:00Z"), at("2026-05-01T00:00:00Z"));
+    assert!(store
+        .reported_scores(later.0, later.1)
+        .await
+        .expect("scores")
+        .is_empty());
 }

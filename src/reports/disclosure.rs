@@ -146,7 +146,7 @@ fn next_to_hide(values: &[u64], hidden: &[Option<Hidden>], line: &Line) -> Optio
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::BTreeSet;
@@ -169,7 +169,7 @@ mod tests {
     /// cells are small (1..=4) and which secondary (1..=max), unless the table shows no figure
     /// at all; zeros are always shown. Cells a
     /// line forces are computed rather than tried, so only the table's free cells branch.
-    fn possible_values(
+    pub(crate) fn possible_values(
         values: &[u64],
         lines: &[Line],
         hidden: &[Option<Hidden>],

@@ -16,6 +16,7 @@ mod accounts;
 mod dashboard;
 mod feeds;
 pub mod postgres;
+mod reports;
 pub(crate) mod rows;
 pub mod sqlite;
 mod traits;
@@ -24,9 +25,10 @@ mod types;
 pub use accounts::{Account, Email, Membership, NewSession, OrgRole, Session};
 pub use dashboard::{DeliveryCount, EndpointHealth, HealthChange, RefusalCount};
 pub use feeds::{FeedOutcome, FeedPoll, ServiceReferral};
+pub use reports::{ReportKeys, ReportedReferral, ReportedScore};
 pub use traits::{
     Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, IntakeRefusals, Outbox,
-    Referrals, Resources, Store, Subscriptions, Tokens,
+    Referrals, Reporting, Resources, Store, Subscriptions, Tokens,
 };
 pub use types::*;
 
@@ -34,7 +36,7 @@ pub use types::*;
 pub mod prelude {
     pub use super::traits::{
         Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, IntakeRefusals, Outbox,
-        Referrals, Resources, Store, Subscriptions, Tokens,
+        Referrals, Reporting, Resources, Store, Subscriptions, Tokens,
     };
 }
 

@@ -219,6 +219,25 @@ pub fn capability_statement(config: &Config, conformance: &Conformance) -> Value
             ]
         }),
         json!({
+            "type": "Measure",
+            "documentation": "The indicators of the commissioners' reports (one per report column: referrals received, accepted, …, median days to first contact; wellbeing people, means and share reaching the meaningful-change threshold per measure), readable without a token.",
+            "interaction": interactions(&["read", "search-type"]),
+            "searchParam": [
+                param("url", "uri", core("conformance", "url"), "The canonical URL (https://fhir.sp-gateway.uk/Measure/{id})"),
+                format_param()
+            ]
+        }),
+        json!({
+            "type": "MeasureReport",
+            "documentation": "Commissioners' tokens only: summary MeasureReports of the Measures named, over the referrals received in the period within the commissioner's scope, stratified by month, practice, organisation and need category. Counts from 1 to 4 (and figures over fewer than 5 people) are absent, marked data-absent-reason masked.",
+            "interaction": interactions(&["search-type"]),
+            "searchParam": [
+                param("measure", "reference", core("MeasureReport", "measure"), "The Measure's canonical URL or id; comma-separated for several; absent, every Measure"),
+                param("period", "date", core("MeasureReport", "period"), "geYYYY-MM-DD (first day) and leYYYY-MM-DD (last day); without ge, 365 days up to the last day; without le, up to today"),
+                format_param()
+            ]
+        }),
+        json!({
             "type": "Bundle",
             "documentation": "Transaction and BaRS message Bundles are accepted at the base and at $process-message; $validate checks one without storing it.",
             "operation": [{"name": "validate", "definition": VALIDATE}]

@@ -15,6 +15,7 @@ pub mod common;
 pub mod conformance;
 pub mod healthcare_service;
 pub mod location;
+pub mod measure;
 pub mod metadata;
 pub mod observation;
 pub mod patient;
@@ -35,6 +36,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(observation::routes)
             .configure(subscription::routes)
             .configure(audit_event::routes)
-            .configure(healthcare_service::routes),
+            .configure(healthcare_service::routes)
+            .configure(measure::routes),
     );
 }

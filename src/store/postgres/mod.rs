@@ -24,6 +24,7 @@ mod engine;
 mod feeds;
 mod outbox;
 mod referrals;
+mod reports;
 mod resources;
 mod subscriptions;
 mod tokens;
@@ -106,6 +107,11 @@ fn migrator() -> Migrator {
             9,
             "directory_feeds",
             include_str!("../migrations/postgres/0009_directory_feeds.sql"),
+        ),
+        migration(
+            10,
+            "reports",
+            include_str!("../migrations/postgres/0010_reports.sql"),
         ),
         migration(
             14,

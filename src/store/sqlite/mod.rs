@@ -17,6 +17,7 @@ mod engine;
 mod feeds;
 mod outbox;
 mod referrals;
+mod reports;
 mod resources;
 mod subscriptions;
 mod tokens;
@@ -57,7 +58,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 14] = [
+const MIGRATIONS: [(&str, &str); 15] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -106,6 +107,10 @@ const MIGRATIONS: [(&str, &str); 14] = [
     (
         "directory_feeds",
         include_str!("../migrations/sqlite/013_directory_feeds.sql"),
+    ),
+    (
+        "reports",
+        include_str!("../migrations/sqlite/014_reports.sql"),
     ),
     (
         "dashboard",
