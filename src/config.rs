@@ -25,6 +25,8 @@ mod feeds;
 pub use feeds::{BadFeedId, FeedConfig, FeedId, FeedLimits};
 mod email;
 pub use email::{EmailConfig, VcsKind};
+mod commissioners;
+pub use commissioners::CommissionerConfig;
 
 /// The demo configuration used when no `--config` is given: its tokens are in the README.
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
@@ -43,6 +45,7 @@ fn demo_tokens() -> &'static HashSet<String> {
             .into_iter()
             .map(|c| c.token)
             .chain(demo.vcs.into_iter().map(|v| v.token))
+            .chain(demo.commissioners.into_iter().map(|c| c.token))
             .chain(demo.admin.token)
             .filter(|t| !t.is_empty())
             .collect()
@@ -67,6 +70,9 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     #[serde(default)]
     pub vcs: Vec<VcsConfig>,
+    /// `[[commissioners]]`: readers of the aggregate reports.
+    #[serde(default)]
+    pub commissioners: Vec<CommissionerConfig>,
     #[serde(default)]
     pub directory: DirectoryConfig,
     /// `[email]`: how notices of new referrals are sent (none without it).
@@ -523,6 +529,11 @@ impl Config {
             check_token(&vcs.token, &format!("vcs[{i}].token"), &mut tokens)?;
         }
         email::check_email(self)?;
+        commissioners::check_commissioners(&self.commissioners, &vcs_ids)?;
+        for (i, commissioner) in self.commissioners.iter().enumerate() {
+            let key = format!("commissioners[{i}].token");
+            check_token(&commissioner.token, &key, &mut tokens)?;
+        }
         if let Some(token) = &self.admin.token {
             check_token(token, "admin.token", &mut tokens)?;
         }
@@ -557,9 +568,15 @@ impl Config {
             .iter()
             .enumerate()
             .map(|(i, v)| (format!("vcs[{i}].token"), Some(&v.token)));
+        let commissioners = self
+            .commissioners
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (format!("commissioners[{i}].token"), Some(&c.token)));
         let admin = std::iter::once(("admin.token".to_string(), self.admin.token.as_ref()));
         clients
             .chain(vcs)
+            .chain(commissioners)
             .chain(admin)
             .filter(|(_, token)| token.is_some_and(|t| !t.is_empty() && demo.contains(t)))
             .map(|(key, _)| key)

@@ -142,13 +142,26 @@ impl FromStr for NhsNumber {
 }
 
 /// An NHS Organisation Data Service code (GP practices, trusts, and VCS organisations that have one).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct OdsCode(String);
 
 impl OdsCode {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for OdsCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        raw.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for OdsCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -226,6 +239,10 @@ slug_type!(
 slug_type!(
     /// A configured voluntary and community sector organisation (`[[vcs]] id`).
     VcsId
+);
+slug_type!(
+    /// A configured commissioner, who reads aggregate reports only (`[[commissioners]] id`).
+    CommissionerId
 );
 
 /// A FHIR logical id (`[A-Za-z0-9\-\.]{1,64}`), as it appears in `/fhir/{type}/{id}`.

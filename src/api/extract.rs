@@ -6,6 +6,8 @@
 //! - `VcsCaller`: a VCS organisation's token for the VCS API.
 //! - `Operator`: the operator's token for the admin API, `/metrics` and AuditEvent.
 //! - `DirectoryReader`: a GP system or a VCS organisation, reading the service directory.
+//! - `Commissioner`: a commissioner's token for the aggregate reports. A commissioner's token
+//!   anywhere else, and another caller's token on the reports, get 403.
 //!
 //! One rule reads the token for all three: `Authorization: Bearer <token>`, the scheme in any
 //! case (RFC 7235). Without one, or with one that names nobody, the answer is 401 with
@@ -28,6 +30,7 @@ use super::rate_limit::{self, Caller};
 use super::AppState;
 use crate::auth::tls::ClientCertificate;
 use crate::auth::{AuthError, Principal};
+use crate::config::CommissionerConfig;
 use crate::domain::{ClientId, VcsId};
 
 /// actix-web's per-connection hook: keeps the TLS peer certificate for the connection's requests
@@ -114,8 +117,20 @@ fn by_token<T>(
     };
     match identify(state, token) {
         Some((caller, found)) => counted(request, state, caller, found),
-        None => Err(refused_login(request, state)),
+        None => Err(not_for_commissioners(request, state, token)
+            .unwrap_or_else(|| refused_login(request, state))),
     }
+}
+
+/// A commissioner's token where records are disclosed: `403`, counted in its own bucket.
+fn not_for_commissioners(request: &HttpRequest, state: &AppState, token: &str) -> Option<Refusal> {
+    let commissioner = state.auth.commissioner(token)?;
+    let caller = Caller::Commissioner(commissioner.clone());
+    Some(
+        counted(request, state, caller, ())
+            .err()
+            .unwrap_or(Refusal::AggregatesOnly),
+    )
 }
 
 async fn gp_client(request: &HttpRequest) -> Result<GpClient, Refusal> {
@@ -123,6 +138,9 @@ async fn gp_client(request: &HttpRequest) -> Result<GpClient, Refusal> {
     let Some(token) = bearer(request) else {
         return Err(refused(request, state));
     };
+    if let Some(refusal) = not_for_commissioners(request, state, token) {
+        return Err(refusal);
+    }
     let certificate = request.conn_data::<ClientCertificate>();
     match state
         .auth
@@ -234,6 +252,61 @@ impl FromRequest for Operator {
                 .then_some((Caller::Operator, Operator))
         });
         ready(found.map_err(|refusal| refuse(request, refusal)))
+    }
+}
+
+/// A commissioner reading the aggregate reports, with the scope of its figures.
+#[derive(Debug, Clone)]
+pub struct Commissioner(pub CommissionerConfig);
+
+async fn commissioner(request: &HttpRequest) -> Result<Commissioner, Refusal> {
+    let state = state(request)?;
+    let Some(token) = bearer(request) else {
+        return Err(refused(request, state));
+    };
+    if let Some(id) = state.auth.commissioner(token) {
+        let found = state.config.commissioners.iter().find(|c| &c.id == id);
+        let found = found.ok_or(Refusal::Unconfigured)?;
+        let caller = Caller::Commissioner(id.clone());
+        return counted(request, state, caller, Commissioner(found.clone()));
+    }
+    // Another caller's own token: known, but not a commissioner.
+    let known = if let Some(vcs) = state.auth.vcs(token) {
+        Some(Caller::Vcs(vcs.clone()))
+    } else if state.auth.is_operator(token) {
+        Some(Caller::Operator)
+    } else {
+        let certificate = request.conn_data::<ClientCertificate>();
+        match state
+            .auth
+            .authenticate(state.store.as_ref(), token, certificate)
+            .await
+        {
+            Ok(principal) => Some(Caller::Client(principal.client)),
+            Err(AuthError::Store(e)) => return Err(Refusal::Store(e)),
+            Err(_) => None,
+        }
+    };
+    match known {
+        Some(caller) => {
+            counted(request, state, caller, ())?;
+            Err(Refusal::NotCommissioner)
+        }
+        None => Err(refused_login(request, state)),
+    }
+}
+
+impl FromRequest for Commissioner {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let request = request.clone();
+        Box::pin(async move {
+            commissioner(&request)
+                .await
+                .map_err(|refusal| refuse(&request, refusal))
+        })
     }
 }
 

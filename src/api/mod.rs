@@ -3,7 +3,8 @@
 //! and `store`, which never import this module (it is the edge, and depends on them).
 //!
 //! - `fhir/`: the FHIR R4 API GP systems call, one file per resource or endpoint family.
-//! - `vcs`: the JSON API VCS organisations' CRMs call; `admin`: the operator's API.
+//! - `vcs`: the JSON API VCS organisations' CRMs call; `admin`: the operator's API;
+//!   `reports`: the commissioners' aggregate reports.
 //! - `oauth`: the token endpoint; `extract`: who is calling (`GpClient`, `VcsCaller`, `Operator`).
 //! - `errors/`: how each kind of caller is told no; `access`: the audit of what was read.
 
@@ -38,6 +39,7 @@ pub mod inbox;
 pub mod json;
 pub mod oauth;
 pub mod rate_limit;
+pub mod reports;
 pub mod vcs;
 
 /// What every handler shares.
@@ -185,6 +187,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         fhir::routes(cfg);
         admin::routes(cfg);
         vcs::routes(cfg);
+        reports::routes(cfg);
         inbox::routes(cfg);
     }
 }

@@ -1,5 +1,5 @@
 //! Rate limits by who is calling, not by what a request claims: a bucket per authenticated GP
-//! client, VCS organisation and the operator, and a bucket per peer address (per /64 for IPv6)
+//! client, VCS organisation, commissioner and the operator, and a bucket per peer address (per /64 for IPv6)
 //! for everything that authenticates nobody (no token, a bogus one, the token endpoint). Made-up
 //! tokens therefore share their sender's one bucket, and buckets left idle until full again are
 //! evicted (`evict_idle`, run every minute), so memory stays bounded whatever callers send.
@@ -20,7 +20,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use super::errors::throttle;
 use super::AppState;
 use crate::config::ServerConfig;
-use crate::domain::{ClientId, VcsId};
+use crate::domain::{ClientId, CommissionerId, VcsId};
 
 /// Whose bucket a request is counted in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -28,6 +28,7 @@ pub enum Caller {
     Client(ClientId),
     Vcs(VcsId),
     Operator,
+    Commissioner(CommissionerId),
     /// Nobody authenticated: the peer address (IPv6 by its /64, what one host is usually given).
     Peer(IpAddr),
 }

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use crate::config::{ClientConfig, Config};
-use crate::domain::{ClientId, VcsId};
+use crate::domain::{ClientId, CommissionerId, VcsId};
 use crate::store::{Store, StoreError};
 
 pub mod jwt;
@@ -96,6 +96,8 @@ pub struct Auth {
     vcs_tokens: TokenTable<VcsId>,
     /// The operator's token for the admin API, `/metrics` and AuditEvent.
     admin_token: TokenTable<()>,
+    /// Each commissioner's token for the aggregate reports.
+    commissioner_tokens: TokenTable<CommissionerId>,
 }
 
 impl Auth {
@@ -114,7 +116,18 @@ impl Auth {
                 config.vcs.iter().map(|v| (v.token.as_str(), v.id.clone())),
             ),
             admin_token: TokenTable::new(config.admin.token.as_deref().map(|t| (t, ()))),
+            commissioner_tokens: TokenTable::new(
+                config
+                    .commissioners
+                    .iter()
+                    .map(|c| (c.token.as_str(), c.id.clone())),
+            ),
         }
+    }
+
+    /// The commissioner whose token this is.
+    pub fn commissioner(&self, bearer: &str) -> Option<&CommissionerId> {
+        self.commissioner_tokens.find(bearer)
     }
 
     /// The VCS organisation whose token this is.

@@ -15,6 +15,7 @@ use crate::config::StorageConfig;
 mod accounts;
 mod feeds;
 pub mod postgres;
+mod reports;
 pub(crate) mod rows;
 pub mod sqlite;
 mod traits;
@@ -22,9 +23,10 @@ mod types;
 
 pub use accounts::{Account, Email, Membership, NewSession, OrgRole, Session};
 pub use feeds::{FeedOutcome, FeedPoll, ServiceReferral};
+pub use reports::{ReportKeys, ReportedReferral, ReportedScore};
 pub use traits::{
     Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals,
-    Resources, Store, Subscriptions, Tokens,
+    Reporting, Resources, Store, Subscriptions, Tokens,
 };
 pub use types::*;
 
@@ -32,7 +34,7 @@ pub use types::*;
 pub mod prelude {
     pub use super::traits::{
         Accounts, Audit, DeliveryAdmin, Directory, DirectoryFeeds, Health, Outbox, Referrals,
-        Resources, Store, Subscriptions, Tokens,
+        Reporting, Resources, Store, Subscriptions, Tokens,
     };
 }
 

@@ -11,6 +11,7 @@ use tokio::sync::Notify;
 
 use super::accounts::{Account, Email, NewSession, Session};
 use super::feeds::{FeedPoll, ServiceReferral};
+use super::reports::{ReportedReferral, ReportedScore};
 use super::types::*;
 use super::StoreError;
 use crate::domain::{ClientId, Identifier, VcsId};
@@ -404,6 +405,26 @@ pub trait Accounts: Send + Sync {
     async fn end_session(&self, digest: &str) -> Result<(), StoreError>;
 }
 
+/// What the commissioners' reports read: grouping keys, status times and scores of the referrals
+/// received in a period, never a person's details.
+#[async_trait]
+pub trait Reporting: Send + Sync {
+    /// The referrals received from `from` (inclusive) to `to` (exclusive), each with the first
+    /// time every VCS status was recorded for it, ordered by referral.
+    async fn reported_referrals(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ReportedReferral>, StoreError>;
+
+    /// The current wellbeing scores of the referrals received from `from` to `to` (exclusive).
+    async fn reported_scores(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ReportedScore>, StoreError>;
+}
+
 /// Every aggregate of one backend: what the gateway holds as `Arc<dyn Store>` (each aggregate
 /// trait is `Send + Sync` already).
 pub trait Store:
@@ -418,6 +439,7 @@ pub trait Store:
     + Directory
     + DirectoryFeeds
     + Accounts
+    + Reporting
 {
 }
 
@@ -433,7 +455,8 @@ impl<
             + Health
             + Directory
             + DirectoryFeeds
-            + Accounts,
+            + Accounts
+            + Reporting,
     > Store for T
 {
 }

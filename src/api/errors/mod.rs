@@ -13,7 +13,7 @@ use actix_web::error::InternalError;
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 
-pub use operation_outcome::{respond, ApiError, Reply};
+pub use operation_outcome::{respond, ApiError, Reply, AGGREGATES_ONLY, COMMISSIONERS_ONLY};
 pub use problem::Problem;
 
 use crate::api::body::BodyRefusal;
@@ -30,6 +30,12 @@ pub enum Refusal {
     /// Who the caller is could not be looked up (issued tokens live in the store).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A commissioner's token on an endpoint that discloses records (`403`).
+    #[error("a commissioner reads aggregate reports only")]
+    AggregatesOnly,
+    /// A known caller of another kind on the reports (`403`).
+    #[error("only commissioners read the reports")]
+    NotCommissioner,
     /// Past the caller's rate limit.
     #[error("too many requests")]
     Throttled(Throttled),
@@ -112,6 +118,10 @@ pub fn refuse(request: &HttpRequest, refusal: Refusal) -> actix_web::Error {
         Refusal::Unauthorized => Problem::Unauthorized.into_response(),
         Refusal::Store(e) if fhir => outcome(request, ApiError::Store(e)),
         Refusal::Store(e) => Problem::Store(e).into_response(),
+        Refusal::AggregatesOnly if fhir => outcome(request, ApiError::AggregatesOnly),
+        Refusal::AggregatesOnly => Problem::Forbidden(AGGREGATES_ONLY.into()).into_response(),
+        Refusal::NotCommissioner if fhir => outcome(request, ApiError::CommissionersOnly),
+        Refusal::NotCommissioner => Problem::Forbidden(COMMISSIONERS_ONLY.into()).into_response(),
         Refusal::Unconfigured if fhir => outcome(request, ApiError::Store(unconfigured())),
         Refusal::Unconfigured => Problem::Store(unconfigured()).into_response(),
     };

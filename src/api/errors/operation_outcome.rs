@@ -12,6 +12,13 @@ use crate::fhir::read::{render, Format, ReadError};
 use crate::lifecycle::LifecycleError;
 use crate::store::StoreError;
 
+/// What a commissioner is told on an endpoint that discloses records.
+pub const AGGREGATES_ONLY: &str = "A commissioner's token reads aggregate figures only: \
+/reports/v1/referrals, /reports/v1/wellbeing, /fhir/Measure and /fhir/MeasureReport.";
+
+/// What another caller is told on the reports.
+pub const COMMISSIONERS_ONLY: &str = "Only a commissioner's token reads the reports.";
+
 /// Everything a FHIR request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -20,6 +27,12 @@ pub enum ApiError {
     /// The token is valid but lacks the scope named.
     #[error("the token lacks the scope {0}")]
     Forbidden(String),
+    /// A commissioner's token on an endpoint that discloses records.
+    #[error("a commissioner reads aggregate reports only")]
+    AggregatesOnly,
+    /// Another caller's token on the reports.
+    #[error("only commissioners read the reports")]
+    CommissionersOnly,
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -53,7 +66,9 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::AggregatesOnly | ApiError::CommissionersOnly => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -116,6 +131,16 @@ impl ApiError {
                 "forbidden",
                 format!("This token does not carry the scope {scope}; ask /oauth2/token for it."),
                 "forbidden",
+            ),
+            ApiError::AggregatesOnly => single(
+                "forbidden",
+                AGGREGATES_ONLY.into(),
+                "aggregates-only",
+            ),
+            ApiError::CommissionersOnly => single(
+                "forbidden",
+                COMMISSIONERS_ONLY.into(),
+                "commissioners-only",
             ),
             ApiError::NotFound(what) => single("not-found", what.clone(), "not-found"),
             ApiError::MethodNotAllowed => single(

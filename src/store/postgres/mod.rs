@@ -23,6 +23,7 @@ mod engine;
 mod feeds;
 mod outbox;
 mod referrals;
+mod reports;
 mod resources;
 mod subscriptions;
 mod tokens;
@@ -105,6 +106,11 @@ fn migrator() -> Migrator {
             9,
             "directory_feeds",
             include_str!("../migrations/postgres/0009_directory_feeds.sql"),
+        ),
+        migration(
+            10,
+            "reports",
+            include_str!("../migrations/postgres/0010_reports.sql"),
         ),
     ])
 }

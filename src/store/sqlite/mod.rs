@@ -16,6 +16,7 @@ mod engine;
 mod feeds;
 mod outbox;
 mod referrals;
+mod reports;
 mod resources;
 mod subscriptions;
 mod tokens;
@@ -56,7 +57,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 13] = [
+const MIGRATIONS: [(&str, &str); 14] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -105,6 +106,10 @@ const MIGRATIONS: [(&str, &str); 13] = [
     (
         "directory_feeds",
         include_str!("../migrations/sqlite/013_directory_feeds.sql"),
+    ),
+    (
+        "reports",
+        include_str!("../migrations/sqlite/014_reports.sql"),
     ),
 ];
 
