@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod onward;
 pub mod reports;
+pub mod reports_page;
 pub mod seed;
 pub mod store;
 pub mod subscriptions;

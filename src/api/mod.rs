@@ -40,6 +40,7 @@ pub mod json;
 pub mod oauth;
 pub mod rate_limit;
 pub mod reports;
+pub mod reports_page;
 pub mod vcs;
 
 /// What every handler shares.
@@ -188,6 +189,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         admin::routes(cfg);
         vcs::routes(cfg);
         reports::routes(cfg);
+        reports_page::routes(cfg);
         inbox::routes(cfg);
     }
 }

@@ -21,6 +21,9 @@ pub enum PageError {
     /// A form without this session's token, or an account the inbox is not for.
     #[error("{0}")]
     Forbidden(String),
+    /// A query the page cannot answer (a report's wrong date or grouping): what is wrong.
+    #[error("{0}")]
+    BadRequest(String),
     /// Past a limit: seconds to wait.
     #[error("too many requests")]
     Throttled(u64),
@@ -80,6 +83,7 @@ impl actix_web::ResponseError for PageError {
             PageError::SignIn => StatusCode::SEE_OTHER,
             PageError::NotFound => StatusCode::NOT_FOUND,
             PageError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::Throttled(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Store(StoreError::OverBudget { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             PageError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -96,6 +100,7 @@ impl actix_web::ResponseError for PageError {
                 "There is no such referral for your organisation.".to_string(),
             ),
             PageError::Forbidden(why) => ("You cannot do that", why.clone()),
+            PageError::BadRequest(why) => ("There is a problem with the request", why.clone()),
             PageError::Throttled(secs) => (
                 "Too many attempts",
                 format!("Wait {secs} seconds, then try again."),

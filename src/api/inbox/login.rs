@@ -23,8 +23,8 @@ pub async fn form(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, PageError> {
-    if session(&state, &request).await?.is_some() {
-        return Ok(see_other("/inbox"));
+    if let Some(session) = session(&state, &request).await? {
+        return Ok(see_other(home(&session.account)));
     }
     Ok(login_response(&state, StatusCode::OK, &[], ""))
 }
@@ -60,6 +60,14 @@ fn verified(account: Option<Account>, password: &str, code: &str) -> Result<Acco
         return Err(Failure::Known(Box::new(account), "disabled"));
     }
     Ok(account)
+}
+
+/// Where an account lands once signed in: commissioners on the reports page, others the inbox.
+fn home(account: &Account) -> &'static str {
+    match account.membership {
+        crate::store::Membership::Commissioner(_) => crate::reports_page::PAGE_PATH,
+        _ => "/inbox",
+    }
 }
 
 enum Failure {
@@ -178,7 +186,7 @@ pub async fn submit(
     let actor = Actor::Person(account.id.clone());
     let target = ("Account", Some(account.id.as_str()));
     audit(&state, &request, actor, "login", target, "success").await?;
-    let mut response = see_other("/inbox");
+    let mut response = see_other(home(&account));
     let _ = response.add_cookie(&cookie(&state, SESSION_COOKIE, token.token));
     let _ = response.add_removal_cookie(&cookie(&state, LOGIN_COOKIE, String::new()));
     Ok(response)

@@ -144,7 +144,7 @@ pub async fn member(state: &AppState, request: &HttpRequest) -> Result<Member, P
     let session = session(state, request).await?.ok_or(PageError::SignIn)?;
     let Membership::Member { vcs, .. } = &session.account.membership else {
         return Err(PageError::Forbidden(
-            "The inbox is for members of an organisation; operator pages come later.".into(),
+            "The inbox is for members of an organisation; commissioners read /reports.".into(),
         ));
     };
     let organisation = state

@@ -112,6 +112,11 @@ fn migrator() -> Migrator {
             "reports",
             include_str!("../migrations/postgres/0010_reports.sql"),
         ),
+        migration(
+            11,
+            "commissioner_accounts",
+            include_str!("../migrations/postgres/0011_commissioner_accounts.sql"),
+        ),
     ])
 }
 

@@ -57,7 +57,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 14] = [
+const MIGRATIONS: [(&str, &str); 15] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -110,6 +110,10 @@ const MIGRATIONS: [(&str, &str); 14] = [
     (
         "reports",
         include_str!("../migrations/sqlite/014_reports.sql"),
+    ),
+    (
+        "commissioner_accounts",
+        include_str!("../migrations/sqlite/015_commissioner_accounts.sql"),
     ),
 ];
 
