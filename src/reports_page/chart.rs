@@ -224,15 +224,12 @@ mod tests {
         assert!(svg.contains("<title id=\"monthly-title\">Referrals by month and status</title>"));
         // Labels are escaped; a hidden cell draws nothing.
         assert!(svg.contains("&lt;hidden&gt;"));
-        assert_eq!(
-            svg.matches("<rect").count(),
-            3 + 2,
-            "3 segments, 2 legend keys"
-        );
+        assert_eq!(svg.matches("<rect").count(), 3 + 2, "3 bars, 2 legend keys");
         assert!(svg.contains("Aug, declined: 5"));
         assert!(!svg.contains("Jul, declined"));
-        // The August bar (25) is on an axis to 25: its top at the plot's top.
-        assert!(svg.contains(">25</text>"));
+        // The tallest bar (20) is on an axis to 20, ticks every 5.
+        assert!(svg.contains(">20</text>") && svg.contains(">15</text>"));
+        assert!(!svg.contains(">25</text>"));
     }
 
     #[test]
