@@ -24,6 +24,8 @@ pub mod metrics;
 pub mod onward;
 pub mod operator;
 pub mod reports;
+pub mod reports_page;
+pub mod seed;
 pub mod store;
 pub mod subscriptions;
 pub mod translate;

@@ -179,6 +179,21 @@ impl Lifecycle<'_> {
         idempotency: Option<IdempotencyKey>,
         correlation_id: Option<String>,
     ) -> Result<Applied, LifecycleError> {
+        let request = (idempotency, correlation_id);
+        self.report_status_at(vcs, referral_id, update, request, Utc::now())
+            .await
+    }
+
+    /// [`Lifecycle::report_status`] as if it happened at `now` (`seed` writes past months with
+    /// it; nothing reachable over HTTP chooses the time).
+    pub(crate) async fn report_status_at(
+        &self,
+        vcs: &VcsId,
+        referral_id: &str,
+        update: &StatusUpdate,
+        (idempotency, correlation_id): (Option<IdempotencyKey>, Option<String>),
+        now: DateTime<Utc>,
+    ) -> Result<Applied, LifecycleError> {
         let subscriptions = self.subscriptions_of_referral(vcs, referral_id).await?;
         self.apply(
             referral_id,
@@ -192,7 +207,6 @@ impl Lifecycle<'_> {
                         to: update.status.as_str().into(),
                     });
                 }
-                let now = Utc::now();
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
                 let task = state.task.as_ref().ok_or(LifecycleError::NotFound)?;
                 let next_task = apply_status(&parse_content(task)?, update, now);
@@ -229,6 +243,20 @@ impl Lifecycle<'_> {
         idempotency: Option<IdempotencyKey>,
         correlation_id: Option<String>,
     ) -> Result<Applied, LifecycleError> {
+        let request = (idempotency, correlation_id);
+        self.report_outcome_at(vcs, referral_id, report, request, Utc::now())
+            .await
+    }
+
+    /// [`Lifecycle::report_outcome`] as if it happened at `now` (for `seed`).
+    pub(crate) async fn report_outcome_at(
+        &self,
+        vcs: &VcsId,
+        referral_id: &str,
+        report: &OutcomeReport,
+        (idempotency, correlation_id): (Option<IdempotencyKey>, Option<String>),
+        now: DateTime<Utc>,
+    ) -> Result<Applied, LifecycleError> {
         let subscriptions = self.subscriptions_of_referral(vcs, referral_id).await?;
         let vcs_config = self.vcs(vcs.as_str())?;
         self.apply(
@@ -236,7 +264,6 @@ impl Lifecycle<'_> {
             idempotency.as_ref(),
             || self.load_for_vcs(vcs, referral_id),
             |state| {
-                let now = Utc::now();
                 let ids: Vec<String> = (0..observation_count(report.instrument))
                     .map(|_| FhirId::generate().to_string())
                     .collect();
@@ -297,6 +324,19 @@ impl Lifecycle<'_> {
         expected_version: Option<i64>,
         correlation_id: Option<String>,
     ) -> Result<Applied, LifecycleError> {
+        let request = (expected_version, correlation_id);
+        self.cancel_by_gp_at(client, referral_id, request, Utc::now())
+            .await
+    }
+
+    /// [`Lifecycle::cancel_by_gp`] as if it happened at `now` (for `seed`).
+    pub(crate) async fn cancel_by_gp_at(
+        &self,
+        client: &ClientId,
+        referral_id: &str,
+        (expected_version, correlation_id): (Option<i64>, Option<String>),
+        now: DateTime<Utc>,
+    ) -> Result<Applied, LifecycleError> {
         let state = self.store.load_referral(referral_id).await?;
         let owner = state
             .filter(|s| s.client_id == *client)
@@ -328,7 +368,6 @@ impl Lifecycle<'_> {
                         to: "cancelled".into(),
                     });
                 }
-                let now = Utc::now();
                 let mut builder = ChangeBuilder::new(state, now, correlation_id.clone());
                 let mut sr = parse_content(&state.service_request)?;
                 sr["status"] = json!("revoked");

@@ -108,6 +108,24 @@ enum Command {
         listen: String,
         #[arg(long, default_value = "fixtures/loop")]
         fixtures: PathBuf,
+        /// Months of synthetic activity (made-up people) seeded first, so that the reports and
+        /// the operator's pages are not empty; 0 for none.
+        #[arg(long, default_value_t = 6)]
+        seed_months: u32,
+    },
+    /// Write months of synthetic activity (made-up people, NHS numbers of the 999 test range)
+    /// into the configured database: referrals from the demo's GP practices to every
+    /// organisation with identifiers, their statuses, questionnaires and webhook deliveries.
+    /// For demo and test databases only: never a live one.
+    Seed {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Whole months before the current one (the current month is seeded up to now too).
+        #[arg(long, default_value_t = 6)]
+        months: u32,
+        /// The random seed: the same seed and day give the same activity.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -153,9 +171,20 @@ fn main() -> ExitCode {
             json,
             update_golden,
         }),
-        Command::Demo { listen, fixtures } => {
-            demo(&sp_tools::replay::demo::DemoOptions { listen, fixtures })
-        }
+        Command::Demo {
+            listen,
+            fixtures,
+            seed_months,
+        } => demo(&sp_tools::replay::demo::DemoOptions {
+            listen,
+            fixtures,
+            seed_months,
+        }),
+        Command::Seed {
+            config,
+            months,
+            seed,
+        } => seed_command(config.as_deref(), months, seed),
     }
 }
 
@@ -227,10 +256,68 @@ impl sp_tools::Gateway for Server {
             if !run.directory.is_empty() {
                 directory_cli::import_valid(&config, &run.directory).await?;
             }
+            if run.seed_months > 0 {
+                let seeded = seed(&config, run.seed_months, 1).await?;
+                println!("{}", seeded_summary(&seeded));
+            }
             sp_gateway::app::serve(config, listener)
                 .await
                 .map_err(|e| e.to_string())
         })
+    }
+}
+
+/// Seeds `config`'s database with `months` of synthetic activity.
+async fn seed(
+    config: &sp_gateway::config::Config,
+    months: u32,
+    seed: u64,
+) -> Result<sp_gateway::seed::Seeded, String> {
+    let validation = Validation::bundled().map_err(|e| e.to_string())?;
+    let store = sp_gateway::store::open(&config.storage)
+        .await
+        .map_err(|e| e.to_string())?;
+    let options = sp_gateway::seed::SeedOptions {
+        months,
+        seed,
+        now: chrono::Utc::now(),
+    };
+    sp_gateway::seed::seed(store.as_ref(), config, &validation, &options)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn seeded_summary(seeded: &sp_gateway::seed::Seeded) -> String {
+    format!(
+        "seeded {} referrals, {} status reports, {} questionnaires, {} cancelled by the GP; \
+         {} webhook attempts: {} delivered, {} dead",
+        seeded.referrals,
+        seeded.status_reports,
+        seeded.outcome_reports,
+        seeded.cancelled_by_gp,
+        seeded.delivery_attempts,
+        seeded.delivered,
+        seeded.dead
+    )
+}
+
+fn seed_command(config_path: Option<&Path>, months: u32, random_seed: u64) -> ExitCode {
+    let config = match sp_gateway::app::load_config(config_path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sp-gateway seed: configuration refused: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match actix_web::rt::System::new().block_on(seed(&config, months, random_seed)) {
+        Ok(seeded) => {
+            println!("{}", seeded_summary(&seeded));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("sp-gateway seed: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -1,4 +1,5 @@
-//! `sp-gateway users`: the people who sign in to the web inbox.
+//! `sp-gateway users`: the people who sign in to the web inbox (and commissioners, to the
+//! reports page).
 //!
 //! Passwords are read from standard input (the first line), never from the command line, where
 //! other users of the machine and the shell's history would see them. Exit 0 when done; 1 when
@@ -13,7 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use sp_gateway::accounts;
 use sp_gateway::config::Config;
-use sp_gateway::domain::VcsId;
+use sp_gateway::domain::{CommissionerId, VcsId};
 use sp_gateway::store::{Account, Email, Membership, OrgRole, Store};
 
 #[derive(Subcommand)]
@@ -51,9 +52,12 @@ pub struct EmailArgs {
 pub struct AddArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// The organisation (`[[vcs]] id`); none for an operator.
+    /// The organisation (`[[vcs]] id`); none for an operator or a commissioner.
     #[arg(long)]
     org: Option<String>,
+    /// With --role commissioner: whose reports the account reads (`[[commissioners]] id`).
+    #[arg(long)]
+    commissioner: Option<String>,
     #[arg(long)]
     email: String,
     #[arg(long, value_enum, default_value = "staff")]
@@ -68,6 +72,8 @@ enum Role {
     Staff,
     Manager,
     Operator,
+    /// Reads the reports page (`/reports`) of one `[[commissioners]]` entry, nothing else.
+    Commissioner,
 }
 
 /// Why a command did not do what it was asked: refused (exit 1) or unable (exit 2).
@@ -129,7 +135,35 @@ fn new_password_hash() -> Result<String, Failure> {
 }
 
 fn membership(config: &Config, args: &AddArgs) -> Result<Membership, Failure> {
+    if args.commissioner.is_some() && !matches!(args.role, Role::Commissioner) {
+        return Err(Failure::Refused(
+            "--commissioner goes with --role commissioner".into(),
+        ));
+    }
     let role = match args.role {
+        Role::Commissioner => {
+            if args.org.is_some() {
+                return Err(Failure::Refused(
+                    "--role commissioner belongs to no organisation: leave out --org".into(),
+                ));
+            }
+            let Some(id) = &args.commissioner else {
+                return Err(Failure::Refused(
+                    "--commissioner is needed for --role commissioner ([[commissioners]] id)"
+                        .into(),
+                ));
+            };
+            let id = id
+                .parse::<CommissionerId>()
+                .ok()
+                .filter(|id| config.commissioners.iter().any(|c| c.id == *id))
+                .ok_or_else(|| {
+                    Failure::Refused(format!(
+                        "there is no commissioner {id:?} in the configuration ([[commissioners]] id)"
+                    ))
+                })?;
+            return Ok(Membership::Commissioner(id));
+        }
         Role::Staff => OrgRole::Staff,
         Role::Manager => OrgRole::Manager,
         Role::Operator => {
@@ -194,7 +228,12 @@ async fn list(args: &ConfigArg) -> Result<(), Failure> {
             "{}\t{}\t{}\t{}\t{}",
             account.email,
             account.membership.role(),
-            account.membership.vcs().map_or("-", |v| v.as_str()),
+            account
+                .membership
+                .vcs()
+                .map(|v| v.as_str())
+                .or(account.membership.commissioner().map(|c| c.as_str()))
+                .unwrap_or("-"),
             if account.totp_secret.is_some() {
                 "totp"
             } else {

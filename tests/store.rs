@@ -1878,6 +1878,27 @@ async fn accounts_are_unique_by_email_and_read_back_whole(store: Arc<dyn Store>)
         sp_gateway::store::Membership::Operator,
     );
     assert!(store.create_account(operator.clone()).await.unwrap());
+    // A commissioner's account keeps its commissioner, in its sessions too.
+    let icb = account(
+        "a4",
+        "icb@valley.example",
+        sp_gateway::store::Membership::Commissioner("valley-icb".parse().unwrap()),
+    );
+    assert!(store.create_account(icb.clone()).await.unwrap());
+    let session = sp_gateway::store::NewSession {
+        digest: "icb-session".into(),
+        account_id: icb.id.clone(),
+        csrf_token: "csrf-icb".into(),
+        at: now(),
+    };
+    store.create_session(session).await.unwrap();
+    let live = store
+        .session("icb-session", now() - Duration::minutes(1), now())
+        .await
+        .unwrap()
+        .expect("the commissioner's session");
+    assert_eq!(live.account, icb);
+    assert_eq!(live.csrf_token, "csrf-icb");
 
     let read = store
         .account_by_email(&account_email("Ann@Carers.example"))
@@ -1892,7 +1913,11 @@ async fn accounts_are_unique_by_email_and_read_back_whole(store: Arc<dyn Store>)
         None
     );
     let all = store.accounts().await.unwrap();
-    assert_eq!(all, vec![ann.clone(), operator.clone()], "by email");
+    assert_eq!(
+        all,
+        vec![ann.clone(), icb.clone(), operator.clone()],
+        "by email"
+    );
 
     assert!(store.set_account_disabled(&ann.email, true).await.unwrap());
     let disabled = store.account_by_email(&ann.email).await.unwrap().unwrap();

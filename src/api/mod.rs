@@ -41,6 +41,7 @@ pub mod json;
 pub mod oauth;
 pub mod rate_limit;
 pub mod reports;
+pub mod reports_page;
 pub mod vcs;
 
 /// What every handler shares.
@@ -197,6 +198,7 @@ pub fn configure(state: web::Data<AppState>) -> impl FnOnce(&mut web::ServiceCon
         dashboard::routes(cfg);
         vcs::routes(cfg);
         reports::routes(cfg);
+        reports_page::routes(cfg);
         inbox::routes(cfg);
     }
 }

@@ -72,27 +72,31 @@ fn rendering(request: &HttpRequest) -> Result<Rendering, Problem> {
 }
 
 fn respond(table: &Table, rendering: Rendering) -> Result<HttpResponse, Problem> {
-    let mut builder = HttpResponse::Ok();
-    builder.insert_header(("cache-control", "no-store"));
     match rendering {
-        Rendering::Json => Ok(builder.json(table.to_json())),
-        Rendering::Csv => {
-            let csv = table
-                .to_csv()
-                .map_err(|e| Problem::Store(crate::store::StoreError::Database(Box::new(e))))?;
-            let name = format!(
-                "attachment; filename=\"{}-{}-{}-by-{}.csv\"",
-                table.report,
-                table.period.from(),
-                table.period.to(),
-                table.by.as_str()
-            );
-            Ok(builder
-                .content_type("text/csv; charset=utf-8")
-                .insert_header(("content-disposition", name))
-                .body(csv))
-        }
+        Rendering::Json => Ok(HttpResponse::Ok()
+            .insert_header(("cache-control", "no-store"))
+            .json(table.to_json())),
+        Rendering::Csv => csv_download(table)
+            .map_err(|e| Problem::Store(crate::store::StoreError::Database(Box::new(e)))),
     }
+}
+
+/// A table as a CSV download named after the report, never cached (the API's CSV, and the
+/// reports page's links).
+pub(super) fn csv_download(table: &Table) -> Result<HttpResponse, csv::Error> {
+    let csv = table.to_csv()?;
+    let name = format!(
+        "attachment; filename=\"{}-{}-{}-by-{}.csv\"",
+        table.report,
+        table.period.from(),
+        table.period.to(),
+        table.by.as_str()
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "no-store"))
+        .content_type("text/csv; charset=utf-8")
+        .insert_header(("content-disposition", name))
+        .body(csv))
 }
 
 fn answer(result: Result<HttpResponse, Problem>) -> HttpResponse {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::rows::Cells;
 use super::StoreError;
-use crate::domain::VcsId;
+use crate::domain::{CommissionerId, VcsId};
 
 /// An email address as accounts are keyed by it: trimmed, lower case, one `@` with text on
 /// either side, no spaces, at most 254 characters.
@@ -50,11 +50,13 @@ pub enum OrgRole {
     Manager,
 }
 
-/// Whom an account acts for: one organisation, or the gateway's operator (no organisation).
+/// Whom an account acts for: one organisation, the gateway's operator (no organisation), or a
+/// commissioner (`[[commissioners]]`), who reads the reports page and nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Membership {
     Member { vcs: VcsId, role: OrgRole },
     Operator,
+    Commissioner(CommissionerId),
 }
 
 impl Membership {
@@ -70,6 +72,7 @@ impl Membership {
                 ..
             } => "manager",
             Membership::Operator => "operator",
+            Membership::Commissioner(_) => "commissioner",
         }
     }
 
@@ -77,22 +80,47 @@ impl Membership {
     pub fn vcs(&self) -> Option<&VcsId> {
         match self {
             Membership::Member { vcs, .. } => Some(vcs),
-            Membership::Operator => None,
+            Membership::Operator | Membership::Commissioner(_) => None,
         }
     }
 
-    /// From a role's text form and an organisation: members need one, the operator has none.
-    pub fn from_parts(role: &str, vcs: Option<VcsId>) -> Result<Membership, String> {
-        let role = match role {
-            "staff" => OrgRole::Staff,
-            "manager" => OrgRole::Manager,
-            "operator" => {
+    /// The commissioner, for a commissioner's account.
+    pub fn commissioner(&self) -> Option<&CommissionerId> {
+        match self {
+            Membership::Commissioner(id) => Some(id),
+            Membership::Member { .. } | Membership::Operator => None,
+        }
+    }
+
+    /// From a role's text form, an organisation and a commissioner: members need an
+    /// organisation, commissioners a commissioner, the operator neither.
+    pub fn from_parts(
+        role: &str,
+        vcs: Option<VcsId>,
+        commissioner: Option<CommissionerId>,
+    ) -> Result<Membership, String> {
+        let role = match (role, commissioner) {
+            ("commissioner", Some(id)) if vcs.is_none() => return Ok(Membership::Commissioner(id)),
+            ("commissioner", Some(_)) => {
+                return Err("a commissioner belongs to no organisation".into())
+            }
+            ("commissioner", None) => {
+                return Err("a commissioner needs a [[commissioners]] id".into())
+            }
+            (_, Some(_)) => return Err(format!("a {role} is not a commissioner")),
+            ("staff", None) => OrgRole::Staff,
+            ("manager", None) => OrgRole::Manager,
+            ("operator", None) => {
                 return match vcs {
                     None => Ok(Membership::Operator),
                     Some(_) => Err("an operator belongs to no organisation".into()),
                 }
             }
-            other => return Err(format!("unknown role {other:?} (staff, manager, operator)")),
+            (other, None) => {
+                return Err(format!(
+                    "unknown role {other:?} (staff, manager, operator, commissioner)"
+                ))
+            }
         };
         match vcs {
             Some(vcs) => Ok(Membership::Member { vcs, role }),
@@ -143,7 +171,7 @@ pub struct Session {
 
 /// Account columns in the order [`account`] reads them (`disabled` as 0 or 1 on both backends).
 pub(crate) const ACCOUNT_COLUMNS: &str = "a.id, a.email, a.role, a.vcs_id, a.password_hash, \
-     a.totp_secret, CASE WHEN a.disabled THEN 1 ELSE 0 END, a.created_at";
+     a.totp_secret, CASE WHEN a.disabled THEN 1 ELSE 0 END, a.created_at, a.commissioner_id";
 
 /// An account row (read with [`ACCOUNT_COLUMNS`], from `accounts a`).
 pub(crate) fn account<R: Cells + ?Sized>(row: &R) -> Result<Account, StoreError> {
@@ -155,7 +183,12 @@ pub(crate) fn account<R: Cells + ?Sized>(row: &R) -> Result<Account, StoreError>
         .map(|v| v.parse::<VcsId>())
         .transpose()
         .map_err(|e| bad(e.to_string()))?;
-    let membership = Membership::from_parts(&row.text(2)?, vcs).map_err(bad)?;
+    let commissioner = row
+        .opt_text(8)?
+        .map(|c| c.parse::<CommissionerId>())
+        .transpose()
+        .map_err(|e| bad(e.to_string()))?;
+    let membership = Membership::from_parts(&row.text(2)?, vcs, commissioner).map_err(bad)?;
     let disabled = match row.int(6)? {
         0 => false,
         1 => true,
@@ -176,9 +209,9 @@ pub(crate) fn account<R: Cells + ?Sized>(row: &R) -> Result<Account, StoreError>
 pub(crate) fn session<R: Cells + ?Sized>(row: &R) -> Result<Session, StoreError> {
     Ok(Session {
         account: account(row)?,
-        digest: row.text(8)?,
-        csrf_token: row.text(9)?,
-        created_at: row.time(10)?,
+        digest: row.text(9)?,
+        csrf_token: row.text(10)?,
+        created_at: row.time(11)?,
     })
 }
 
@@ -207,13 +240,24 @@ mod tests {
     #[test]
     fn members_have_an_organisation_and_the_operator_none() {
         let vcs: VcsId = "carers-count".parse().unwrap();
-        assert!(Membership::from_parts("staff", Some(vcs.clone())).is_ok());
-        assert!(Membership::from_parts("staff", None).is_err());
-        assert!(Membership::from_parts("operator", Some(vcs)).is_err());
+        let icb: CommissionerId = "valley-icb".parse().unwrap();
+        assert!(Membership::from_parts("staff", Some(vcs.clone()), None).is_ok());
+        assert!(Membership::from_parts("staff", None, None).is_err());
+        assert!(Membership::from_parts("staff", Some(vcs.clone()), Some(icb.clone())).is_err());
+        assert!(Membership::from_parts("operator", Some(vcs.clone()), None).is_err());
+        assert!(Membership::from_parts("operator", None, Some(icb.clone())).is_err());
         assert_eq!(
-            Membership::from_parts("operator", None).unwrap().role(),
+            Membership::from_parts("operator", None, None)
+                .unwrap()
+                .role(),
             "operator"
         );
-        assert!(Membership::from_parts("admin", None).is_err());
+        assert_eq!(
+            Membership::from_parts("commissioner", None, Some(icb.clone())),
+            Ok(Membership::Commissioner(icb.clone()))
+        );
+        assert!(Membership::from_parts("commissioner", None, None).is_err());
+        assert!(Membership::from_parts("commissioner", Some(vcs), Some(icb)).is_err());
+        assert!(Membership::from_parts("admin", None, None).is_err());
     }
 }

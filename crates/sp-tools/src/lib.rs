@@ -46,6 +46,9 @@ pub struct LocalRun {
     /// Open Referral UK feeds (files or folders) imported into the directory before serving, so
     /// that fixtures may refer to (and onward to) its services; invalid services are skipped.
     pub directory: Vec<PathBuf>,
+    /// Months of synthetic activity written into the database before serving (0: none), so
+    /// that the reports and the operator's pages have something to show.
+    pub seed_months: u32,
 }
 
 /// The server, as the tools need it. The `sp-gateway` binary implements it with the server

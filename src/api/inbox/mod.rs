@@ -147,7 +147,7 @@ pub async fn member(state: &AppState, request: &HttpRequest) -> Result<Member, P
     let session = session(state, request).await?.ok_or(PageError::SignIn)?;
     let Membership::Member { vcs, .. } = &session.account.membership else {
         return Err(PageError::Forbidden(
-            "The inbox is for members of an organisation; operators use the operator pages at /admin."
+            "The inbox is for members of an organisation; operators use the operator pages at /admin, commissioners the reports at /reports."
                 .into(),
         ));
     };

@@ -13,8 +13,8 @@ impl Accounts for PostgresStore {
     async fn create_account(&self, account: Account) -> Result<bool, StoreError> {
         let inserted = sqlx::query(
             "INSERT INTO accounts (id, email, role, vcs_id, password_hash, totp_secret, disabled,
-                                   created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (email) DO NOTHING",
+                                   created_at, commissioner_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (email) DO NOTHING",
         )
         .bind(&account.id)
         .bind(account.email.as_str())
@@ -24,6 +24,7 @@ impl Accounts for PostgresStore {
         .bind(&account.totp_secret)
         .bind(account.disabled)
         .bind(account.created_at)
+        .bind(account.membership.commissioner().map(|c| c.as_str()))
         .execute(&self.pool)
         .await?
         .rows_affected();

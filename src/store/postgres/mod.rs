@@ -114,6 +114,11 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0010_reports.sql"),
         ),
         migration(
+            11,
+            "commissioner_accounts",
+            include_str!("../migrations/postgres/0011_commissioner_accounts.sql"),
+        ),
+        migration(
             14,
             "dashboard",
             include_str!("../migrations/postgres/0014_dashboard.sql"),

@@ -16,8 +16,8 @@ impl Accounts for SqliteStore {
             let inserted = conn
                 .prepare_cached(
                     "INSERT INTO accounts (id, email, role, vcs_id, password_hash, totp_secret,
-                                           disabled, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (email) DO NOTHING",
+                                           disabled, created_at, commissioner_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (email) DO NOTHING",
                 )?
                 .execute(params![
                     account.id,
@@ -28,6 +28,7 @@ impl Accounts for SqliteStore {
                     account.totp_secret,
                     account.disabled,
                     timestamp(account.created_at),
+                    account.membership.commissioner().map(|c| c.as_str()),
                 ])?;
             Ok(inserted == 1)
         })

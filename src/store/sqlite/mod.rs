@@ -58,7 +58,7 @@ pub struct SqliteStore {
 }
 
 /// The schema, in order: (name, SQL). The file records how far it got in `user_version`.
-const MIGRATIONS: [(&str, &str); 15] = [
+const MIGRATIONS: [(&str, &str); 16] = [
     ("init", include_str!("../migrations/sqlite/001_init.sql")),
     (
         "delivery",
@@ -111,6 +111,10 @@ const MIGRATIONS: [(&str, &str); 15] = [
     (
         "reports",
         include_str!("../migrations/sqlite/014_reports.sql"),
+    ),
+    (
+        "commissioner_accounts",
+        include_str!("../migrations/sqlite/015_commissioner_accounts.sql"),
     ),
     (
         "dashboard",

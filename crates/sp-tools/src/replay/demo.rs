@@ -14,6 +14,8 @@ use crate::Gateway;
 pub struct DemoOptions {
     pub listen: String,
     pub fixtures: PathBuf,
+    /// Months of synthetic activity seeded before the fixtures run (0: none).
+    pub seed_months: u32,
 }
 
 fn tell(result: &FixtureResult) {
@@ -63,11 +65,17 @@ pub fn run(gateway: &'static dyn Gateway, options: &DemoOptions) -> Result<bool,
     if fixtures.is_empty() {
         return Err(ReplayError::NoFixtures);
     }
+    if options.seed_months > 0 {
+        println!(
+            "Seeding a temporary database with {} months of synthetic referrals (made-up people)…",
+            options.seed_months
+        );
+    }
     println!(
         "Starting the gateway on {} with a temporary database…",
         options.listen
     );
-    let local = LocalGateway::start(gateway, &options.listen, None, vec![])?;
+    let local = LocalGateway::start(gateway, &options.listen, None, vec![], options.seed_months)?;
     println!(
         "Gateway ready at {}; webhooks go to a built-in VCS receiver that checks every signature.",
         local.base

@@ -81,12 +81,14 @@ pub struct LocalGateway {
 
 impl LocalGateway {
     /// Starts `gateway` on `listen` (`127.0.0.1:0` for any free port) with the configuration at
-    /// `config` (default: the demo's), and waits until it answers.
+    /// `config` (default: the demo's), with `seed_months` of synthetic activity in its database,
+    /// and waits until it answers.
     pub fn start(
         gateway: &'static dyn Gateway,
         listen: &str,
         config: Option<&Path>,
         directory: Vec<PathBuf>,
+        seed_months: u32,
     ) -> Result<LocalGateway, ReplayError> {
         let dir = tempfile::tempdir()
             .map_err(|e| ReplayError::Setup(format!("temporary folder: {e}")))?;
@@ -112,6 +114,7 @@ impl LocalGateway {
             database: dir.path().join("gateway.db"),
             receiver: receiver_base,
             directory,
+            seed_months,
         };
         let gateway_thread = std::thread::spawn(move || {
             let _ = failed_tx.send(match gateway.serve_local(run, listener) {

@@ -160,6 +160,7 @@ pub fn run(gateway: &'static dyn Gateway, options: &Options) -> Result<bool, Rep
                 "127.0.0.1:0",
                 options.config.as_deref(),
                 fixture::directory_feeds(&options.paths),
+                0,
             )?;
             let target = target_for(
                 local.base.clone(),
