@@ -5,7 +5,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Datelike, Months, NaiveDate, Utc};
 
-use super::errors::page::{html, see_other, PageError};
+use super::errors::page::{html, PageError};
 use super::inbox::session;
 use super::{query_pairs, AppState};
 use crate::config::CommissionerConfig;

@@ -62,14 +62,6 @@ fn verified(account: Option<Account>, password: &str, code: &str) -> Result<Acco
     Ok(account)
 }
 
-/// Where an account lands once signed in: commissioners on the reports page, others the inbox.
-fn home(account: &Account) -> &'static str {
-    match account.membership {
-        crate::store::Membership::Commissioner(_) => crate::reports_page::PAGE_PATH,
-        _ => "/inbox",
-    }
-}
-
 enum Failure {
     Unknown,
     Known(Box<Account>, &'static str),

@@ -181,10 +181,12 @@ pub fn field<'f>(fields: &'f [(String, String)], name: &str) -> Option<&'f str> 
         .map(|(_, v)| v.trim())
 }
 
-/// Where an account lands after signing in: operators on their pages, members in the inbox.
+/// Where an account lands after signing in: operators on their pages, commissioners on the
+/// reports page, members in the inbox.
 pub fn home(account: &Account) -> &'static str {
     match account.membership {
         Membership::Operator => "/admin",
+        Membership::Commissioner(_) => crate::reports_page::PAGE_PATH,
         Membership::Member { .. } => "/inbox",
     }
 }
