@@ -106,6 +106,11 @@ fn migrator() -> Migrator {
             "directory_feeds",
             include_str!("../migrations/postgres/0009_directory_feeds.sql"),
         ),
+        migration(
+            13,
+            "outbox_leased_index",
+            include_str!("../migrations/postgres/0013_outbox_leased_index.sql"),
+        ),
     ])
 }
 
