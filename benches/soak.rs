@@ -215,11 +215,15 @@ fn run() -> Result<bool> {
         let now = started.elapsed();
         let due = (now.as_secs_f64() * s.rate as f64) as u64;
         while next_ticket < due {
-            // A full queue means the workers are behind: the ticket waits (the lag is reported).
-            if tickets.send(next_ticket).is_err() {
-                return Err("the sending workers stopped".into());
+            // A full queue means the workers are behind: the ticket waits for a later round (the
+            // lag is reported), and this loop goes on to its kills, outages and samples on time.
+            match tickets.try_send(next_ticket) {
+                Ok(()) => next_ticket += 1,
+                Err(mpsc::TrySendError::Full(_)) => break,
+                Err(mpsc::TrySendError::Disconnected(_)) => {
+                    return Err("the sending workers stopped".into())
+                }
             }
-            next_ticket += 1;
         }
         let secs = now.as_secs();
         inbox.away.store(

@@ -133,16 +133,21 @@ impl DeliveryWorker {
         tokio::spawn(async move { pruner.prune_forever().await });
         let sweeper = self.clone();
         tokio::spawn(async move { sweeper.sweep_forever().await });
-        let permits = Arc::new(Semaphore::new(self.config.delivery.concurrency));
+        let concurrency = self.config.delivery.concurrency;
+        // At most `concurrency` sends at a time; a second round is claimed ahead and waits for
+        // its permits, so that a send that ends finds its successor already claimed instead of
+        // waiting for the next claim (on PostgreSQL a round trip and a commit).
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let slots = Arc::new(Semaphore::new(concurrency * 2));
         loop {
             self.heartbeat.beat();
-            let Ok(first) = permits.clone().acquire_owned().await else {
+            let Ok(first) = slots.clone().acquire_owned().await else {
                 return;
             };
             let lease = self.lease();
             let now = Utc::now();
             let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
-            let wanted = 1 + permits.available_permits();
+            let wanted = 1 + slots.available_permits();
             let batch = match self
                 .store
                 .claim_due_messages(now, lease_until, wanted)
@@ -163,17 +168,33 @@ impl DeliveryWorker {
             }
             let mut held = vec![first];
             while held.len() < batch.len() {
-                match permits.clone().try_acquire_owned() {
-                    Ok(permit) => held.push(permit),
+                match slots.clone().try_acquire_owned() {
+                    Ok(slot) => held.push(slot),
                     Err(_) => break,
                 }
             }
-            // The claim asked for no more than the free permits, so every message has one.
-            for (message, permit) in batch.into_iter().zip(held) {
-                let worker = self.clone();
+            // The claim asked for no more than the free slots, so every message has one.
+            let claimed = Instant::now();
+            for (message, slot) in batch.into_iter().zip(held) {
+                let (worker, permits) = (self.clone(), permits.clone());
                 tokio::spawn(async move {
+                    let permit = match permits.clone().try_acquire_owned() {
+                        Ok(permit) => permit,
+                        Err(_) => {
+                            let Ok(permit) = permits.acquire_owned().await else {
+                                return;
+                            };
+                            // A send must end within its lease: one that waited too long for
+                            // its turn is left to the lease's expiry and claimed again.
+                            if claimed.elapsed() + worker.config.delivery.timeout >= lease {
+                                tracing::warn!(message_id = %message.id, "a claimed message waited too long to be sent; left to its lease");
+                                return;
+                            }
+                            permit
+                        }
+                    };
                     worker.deliver(message).await;
-                    drop(permit);
+                    drop((permit, slot));
                 });
             }
         }

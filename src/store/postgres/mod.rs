@@ -119,6 +119,11 @@ fn migrator() -> Migrator {
             include_str!("../migrations/postgres/0011_commissioner_accounts.sql"),
         ),
         migration(
+            13,
+            "outbox_leased_index",
+            include_str!("../migrations/postgres/0013_outbox_leased_index.sql"),
+        ),
+        migration(
             14,
             "dashboard",
             include_str!("../migrations/postgres/0014_dashboard.sql"),

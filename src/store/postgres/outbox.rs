@@ -44,17 +44,31 @@ pub(super) async fn insert_outbox(
     Ok(())
 }
 
-/// Writes what `record` says an attempt leads to, inside `conn`'s transaction.
-async fn write_attempt(
-    conn: &mut Tx,
+/// Writes what `record` says an attempt leads to: the attempt, the message's new state and
+/// the disclosure it made, in one statement (one round trip; the three commit together).
+async fn write_attempt<'c, E>(
+    conn: E,
     message_id: &str,
     record: &AttemptRecord,
-) -> Result<(), StoreError> {
+) -> Result<(), StoreError>
+where
+    E: sqlx::PgExecutor<'c>,
+{
     let attempt = &record.attempt;
+    let disclosure = record.disclosure.as_ref();
     sqlx::query(
-        "INSERT INTO delivery_attempts (message_id, attempted_at, status_code, latency_ms,
-                                        error, response_prefix)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "WITH attempt AS (
+             INSERT INTO delivery_attempts (message_id, attempted_at, status_code, latency_ms,
+                                            error, response_prefix)
+             VALUES ($1, $2, $3, $4, $5, $6)),
+         message AS (
+             UPDATE outbox SET state = $7, next_attempt_at = $8, delivered_at = $9,
+                    lease_until = NULL, attempts = attempts + 1, last_error = $5
+             WHERE id = $1)
+         INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id,
+                                patient_id, outcome, correlation_id)
+         SELECT $2, $10, $11, $12, $13, r.patient_id, 'success', $1
+         FROM referrals r WHERE $10::text IS NOT NULL AND r.id = $13",
     )
     .bind(message_id)
     .bind(attempt.at)
@@ -62,44 +76,27 @@ async fn write_attempt(
     .bind(i64::try_from(attempt.latency_ms).unwrap_or(i64::MAX))
     .bind(&attempt.error)
     .bind(&attempt.response_prefix)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE outbox SET state = $2, next_attempt_at = $3, delivered_at = $4,
-                lease_until = NULL, attempts = attempts + 1, last_error = $5
-         WHERE id = $1",
-    )
-    .bind(message_id)
     .bind(record.state.as_str())
     .bind(record.next_attempt_at)
     .bind(record.delivered_at)
-    .bind(&attempt.error)
-    .execute(&mut *conn)
+    .bind(disclosure.map(|d| d.actor.to_string()))
+    .bind(disclosure.map(|d| d.action.as_str()))
+    .bind(disclosure.map(|d| d.resource_type.as_str()))
+    .bind(disclosure.map(|d| d.resource_id.as_str()))
+    .execute(conn)
     .await?;
-    let health = HealthChange::of(
-        record.state == DeliveryState::Delivered,
-        attempt.error.as_deref(),
-        attempt.status_code,
-    );
-    record_health(conn, message_id, attempt.at, &health).await?;
-    if let Some(entry) = &record.disclosure {
-        sqlx::query(
-            "INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id,
-                                    patient_id, outcome, correlation_id)
-             SELECT $1, $2, $3, $4, $5, r.patient_id, 'success', $6 FROM referrals r WHERE r.id = $5",
-        )
-        .bind(attempt.at)
-        .bind(entry.actor.to_string())
-        .bind(&entry.action)
-        .bind(&entry.resource_type)
-        .bind(&entry.resource_id)
-        .bind(message_id)
-        .execute(&mut *conn)
-        .await?;
-    }
+    Ok(())
+}
+
+/// Switches off what a `410 Gone` named, inside `conn`'s transaction.
+async fn write_switch_off(
+    conn: &mut Tx,
+    record: &AttemptRecord,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
     match &record.switch_off {
         Some(SwitchOff::VcsEndpoint { vcs, reason }) => {
-            set_endpoint(conn, vcs, false, Some(reason), attempt.at).await?;
+            set_endpoint(conn, vcs, false, Some(reason), at).await?;
         }
         Some(SwitchOff::Subscription { id }) => {
             sqlx::query("UPDATE subscriptions SET status = 'off' WHERE id = $1")
@@ -147,10 +144,21 @@ impl Outbox for PostgresStore {
     }
 
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        // A message is due at the later of its next attempt and its lease. Read as the earliest
+        // unleased message (in `outbox_due` order) and the earliest lease (`outbox_leased`), so
+        // that a backlog of pending messages is not read whole each time the worker goes idle.
         Ok(sqlx::query_scalar(
-            "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_until, next_attempt_at)))
-             FROM outbox WHERE state = 'pending'
-               AND vcs_id NOT IN (SELECT vcs_id FROM vcs_endpoints WHERE disabled)",
+            "SELECT LEAST(
+                 (SELECT next_attempt_at FROM outbox
+                  WHERE state = 'pending'
+                    AND (lease_until IS NULL OR lease_until <= next_attempt_at)
+                    AND vcs_id NOT IN (SELECT vcs_id FROM vcs_endpoints WHERE disabled)
+                  ORDER BY next_attempt_at LIMIT 1),
+                 (SELECT lease_until FROM outbox
+                  WHERE state = 'pending' AND lease_until IS NOT NULL
+                    AND lease_until > next_attempt_at
+                    AND vcs_id NOT IN (SELECT vcs_id FROM vcs_endpoints WHERE disabled)
+                  ORDER BY lease_until LIMIT 1))",
         )
         .fetch_one(&self.pool)
         .await?)
@@ -177,8 +185,17 @@ impl Outbox for PostgresStore {
         message_id: &str,
         record: AttemptRecord,
     ) -> Result<(), StoreError> {
+        // The attempt, the message's state, the disclosure, the endpoint's health and what a
+        // `410` switches off commit together (one flush).
         let mut tx = self.pool.begin().await?;
-        write_attempt(&mut tx, message_id, &record).await?;
+        write_attempt(&mut *tx, message_id, &record).await?;
+        let health = HealthChange::of(
+            record.state == DeliveryState::Delivered,
+            record.attempt.error.as_deref(),
+            record.attempt.status_code,
+        );
+        record_health(&mut tx, message_id, record.attempt.at, &health).await?;
+        write_switch_off(&mut tx, &record, record.attempt.at).await?;
         tx.commit().await?;
         Ok(())
     }
