@@ -98,6 +98,42 @@ pub(super) async fn notify_work(conn: &mut Tx) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Tells every replica's worker, after a commit, that messages are waiting: one `NOTIFY` for
+/// all the commits announced while the previous one was being sent.
+///
+/// Not `NOTIFY` inside each referral's transaction: PostgreSQL holds one lock for every
+/// notifying transaction of the cluster from its commit until its WAL is flushed, so notifying
+/// intake committed one referral per disk flush, and its connections, waiting in that queue,
+/// starved the delivery workers of the pool. A notice lost with a crash between the commit
+/// and the `NOTIFY` only delays its messages to the workers' next look (30 s at most).
+pub(super) struct WorkSignal(tokio::sync::mpsc::Sender<()>);
+
+impl WorkSignal {
+    /// Starts the task that sends the notices on `pool`; it ends when the store is dropped.
+    pub(super) fn start(pool: PgPool) -> WorkSignal {
+        // Room for one notice: while one is being sent, any number of announcements wait as one.
+        let (requests, mut waiting) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            while waiting.recv().await.is_some() {
+                let sent = sqlx::query("SELECT pg_notify($1 || current_schema(), '')")
+                    .bind(WORK_CHANNEL)
+                    .execute(&pool)
+                    .await;
+                if let Err(e) = sent {
+                    // The listeners look for work themselves when they reconnect.
+                    tracing::warn!(error = %e, "cannot announce outbox work");
+                }
+            }
+        });
+        WorkSignal(requests)
+    }
+
+    /// Announces work committed just now (a notice already waiting covers it).
+    pub(super) fn announce(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
 /// Listens for committed outbox work from any replica and wakes the local worker. A lost
 /// connection is re-established by the listener; notifications sent meanwhile are lost, so
 /// the worker is woken after every reconnect to look for itself.

@@ -48,6 +48,7 @@ const CREATE_ATTEMPTS: usize = 3;
 
 pub struct PostgresStore {
     pool: PgPool,
+    work: engine::WorkSignal,
 }
 
 /// The schema, in order. Applied under an advisory lock, so replicas starting together take
@@ -235,6 +236,7 @@ impl PostgresStore {
                 ));
             }
         }
-        Ok(PostgresStore { pool })
+        let work = engine::WorkSignal::start(pool.clone());
+        Ok(PostgresStore { pool, work })
     }
 }

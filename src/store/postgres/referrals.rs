@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::audit::insert_audit;
-use super::engine::{is_unique_violation, notify_work, Tx};
+use super::engine::{is_unique_violation, Tx};
 use super::outbox::insert_outbox;
 use super::resources::{current_resource, insert_resources};
 use super::{PostgresStore, CREATE_ATTEMPTS};
@@ -142,9 +142,6 @@ async fn insert_referral(conn: &mut Tx, r: &NewReferral) -> Result<CreateOutcome
     for message in &r.outbox {
         insert_outbox(conn, message, id, r.created_at).await?;
     }
-    if !r.outbox.is_empty() {
-        notify_work(conn).await?;
-    }
     let audit = r.creation_audit();
     insert_audit(conn, &r.audit_row(&audit), r.created_at).await?;
     Ok(CreateOutcome::Created)
@@ -215,9 +212,6 @@ async fn apply_change_in(
     .await?;
     for message in &change.outbox {
         insert_outbox(conn, message, referral_id, change.at).await?;
-    }
-    if !change.outbox.is_empty() {
-        notify_work(conn).await?;
     }
     for row in change.audit_rows(&patient_id) {
         insert_audit(conn, &row, change.at).await?;
@@ -326,6 +320,9 @@ impl Referrals for PostgresStore {
             match create_in(&mut tx, &referral, condition.as_ref()).await {
                 Ok(CreateOutcome::Created) => {
                     tx.commit().await?;
+                    if !referral.outbox.is_empty() {
+                        self.work.announce();
+                    }
                     return Ok(CreateOutcome::Created);
                 }
                 // Nothing was written; dropping the transaction rolls it back.
@@ -382,6 +379,10 @@ impl Referrals for PostgresStore {
         match apply_change_in(&mut tx, &change).await {
             Ok(ChangeOutcome::Applied) => {
                 tx.commit().await?;
+                let onward = change.onward.as_ref().map_or(0, |child| child.outbox.len());
+                if !change.outbox.is_empty() || onward > 0 {
+                    self.work.announce();
+                }
                 Ok(ChangeOutcome::Applied)
             }
             Ok(ChangeOutcome::Conflict) => Ok(ChangeOutcome::Conflict),
