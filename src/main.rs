@@ -260,11 +260,49 @@ impl sp_tools::Gateway for Server {
                 let seeded = seed(&config, run.seed_months, 1).await?;
                 println!("{}", seeded_summary(&seeded));
             }
+            add_demo_accounts(&config).await?;
             sp_gateway::app::serve(config, listener)
                 .await
                 .map_err(|e| e.to_string())
         })
     }
+}
+
+/// The demo's accounts for the pages (`sp_tools::DEMO_PAGE_ACCOUNTS`): an operator, and the demo
+/// commissioner's reader when the configuration has that commissioner.
+async fn add_demo_accounts(config: &sp_gateway::config::Config) -> Result<(), String> {
+    use sp_gateway::domain::CommissionerId;
+    use sp_gateway::store::{Account, Membership};
+    let store = sp_gateway::store::open(&config.storage)
+        .await
+        .map_err(|e| e.to_string())?;
+    let password_hash = sp_gateway::accounts::hash_password(sp_tools::DEMO_PAGE_PASSWORD)
+        .map_err(|e| e.to_string())?;
+    let commissioner: Option<CommissionerId> = "valley-icb"
+        .parse()
+        .ok()
+        .filter(|id| config.commissioners.iter().any(|c| c.id == *id));
+    let [(operator, _), (reader, _)] = sp_tools::DEMO_PAGE_ACCOUNTS;
+    let mut accounts = vec![(operator, Membership::Operator)];
+    if let Some(id) = commissioner {
+        accounts.push((reader, Membership::Commissioner(id)));
+    }
+    for (email, membership) in accounts {
+        let account = Account {
+            id: uuid::Uuid::new_v4().to_string(),
+            email: email.parse().map_err(|e| format!("{email}: {e}"))?,
+            membership,
+            password_hash: password_hash.clone(),
+            totp_secret: None,
+            disabled: false,
+            created_at: chrono::Utc::now(),
+        };
+        store
+            .create_account(account)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Seeds `config`'s database with `months` of synthetic activity.

@@ -2,7 +2,7 @@
 //! the real gateway. A GP refers over FHIR; a member of the group signs in, finds the referral,
 //! accepts it and records a SWEMWBS; the GP then reads the Task and Observation. axe-core
 //! checks each page: no serious or critical accessibility violation. An operator signs in to the
-//! operator pages and retries a dead letter.
+//! operator pages and retries a dead letter; a commissioner reads the reports page and its CSV.
 //!
 //! Needs `chromium` and `chromium-driver` (`.ci/run` installs them) and npm (for axe-core, put
 //! in `target/axe` on first run). Without them the test fails: it never skips. With
@@ -401,19 +401,24 @@ async fn click_button_starting(client: &Client, label: &str) {
     .await;
 }
 
-async fn operator_journey(base: &str, driver: &str, dead: &str) {
-    let axe = axe_source();
-    let client = open_browser(driver).await;
-    client.goto(&format!("{base}/admin")).await.expect("goto");
+/// Opens `path` signed out, is sent to the sign-in form, and signs in as `email`.
+async fn sign_in_from(client: &Client, base: &str, path: &str, email: &str) {
+    client.goto(&format!("{base}{path}")).await.expect("goto");
     assert!(client
         .current_url()
         .await
         .unwrap()
         .path()
         .ends_with("/inbox/login"));
-    type_into(&client, "email", "ops@gateway.example").await;
-    type_into(&client, "password", PASSWORD).await;
-    click_button(&client, "Sign in").await;
+    type_into(client, "email", email).await;
+    type_into(client, "password", PASSWORD).await;
+    click_button(client, "Sign in").await;
+}
+
+async fn operator_journey(base: &str, driver: &str, dead: &str) {
+    let axe = axe_source();
+    let client = open_browser(driver).await;
+    sign_in_from(&client, base, "/admin", "ops@gateway.example").await;
 
     // The overview.
     wait_for_text(&client, "Deliveries by organisation").await;
@@ -479,4 +484,82 @@ fn an_operator_retries_a_dead_letter_in_a_real_browser() {
         assert!(Instant::now() < deadline, "{delivered}");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+async fn commissioner_journey(base: &str, driver: &str) {
+    let axe = axe_source();
+    let client = open_browser(driver).await;
+    sign_in_from(&client, base, "/reports", "icb@valley.example").await;
+
+    // The page: both tables, and the charts drawn on the server.
+    wait_for_text(&client, "Download the referrals table (CSV)").await;
+    assert_eq!(client.current_url().await.unwrap().path(), "/reports");
+    let page = client.source().await.unwrap();
+    // The referrals chart (the wellbeing chart needs questionnaires, which this test has none of);
+    // every chart is an image with its own title.
+    let charts = page.matches("<svg").count();
+    assert!(charts >= 1, "{page}");
+    assert_eq!(page.matches("role=\"img\"").count(), charts, "{page}");
+    assert!(page.contains("Download the wellbeing table (CSV)"));
+    assert_accessible(&client, &axe, "reports").await;
+    assert_fits_320(&client, "reports").await;
+
+    // The referrals table as CSV, through the page's own link and the browser's session.
+    let href = client
+        .find(Locator::LinkText("Download the referrals table (CSV)"))
+        .await
+        .expect("the CSV link")
+        .attr("href")
+        .await
+        .unwrap()
+        .expect("href");
+    let cookie = client
+        .get_all_cookies()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let url = format!("{base}{href}");
+    let (status, csv) = tokio::task::spawn_blocking(move || {
+        let response = reqwest::blocking::Client::new()
+            .get(url)
+            .header("Cookie", cookie)
+            .send()
+            .expect("the CSV");
+        (response.status().as_u16(), response.text().expect("text"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{csv}");
+    assert!(csv.starts_with("group,label,received,"), "{csv}");
+    // The six referrals of this test, in the row of every month together.
+    let all = csv
+        .lines()
+        .find(|line| line.starts_with("all,"))
+        .expect("the total row");
+    assert_eq!(all.split(',').nth(2), Some("6"), "{csv}");
+    client.close().await.unwrap();
+}
+
+#[test]
+fn a_commissioner_reads_the_reports_page_in_a_real_browser() {
+    let gateway = Gateway::start();
+    web::add_user(
+        &gateway,
+        &[
+            "--role",
+            "commissioner",
+            "--commissioner",
+            "valley-icb",
+            "--email",
+            "icb@valley.example",
+        ],
+    );
+    for n in 0..6 {
+        gateway.refer(&format!("REF-BROWSER-REPORT-{n}"));
+    }
+    let base = gateway.base.clone();
+    drive(|driver| async move { commissioner_journey(&base, &driver).await });
 }

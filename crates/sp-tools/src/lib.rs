@@ -12,6 +12,19 @@ pub mod replay;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
+/// The password of the demo's accounts for the pages, printed by the demo like its tokens (the
+/// demo serves on loopback only).
+pub const DEMO_PAGE_PASSWORD: &str = "demo password for the pages";
+
+/// The demo's accounts for the pages: (email, what it opens).
+pub const DEMO_PAGE_ACCOUNTS: [(&str, &str); 2] = [
+    ("ops@demo.example", "operator: the operator pages, /admin"),
+    (
+        "icb@demo.example",
+        "commissioner valley-icb: the reports page, /reports",
+    ),
+];
+
 /// What the tools know of a gateway's configuration: who may call it, with which tokens.
 #[derive(Debug, Clone, Default)]
 pub struct Parties {

@@ -45,6 +45,13 @@ fn explore(gateway: &LocalGateway) {
     if let Some(admin) = &gateway.parties.admin_token {
         println!("  {:<32} {admin}", "operator (admin)");
     }
+    println!(
+        "\nPages (sign in at {base}/inbox/login with the password \"{}\"):",
+        crate::DEMO_PAGE_PASSWORD
+    );
+    for (email, what) in crate::DEMO_PAGE_ACCOUNTS {
+        println!("  {email:<32} {what}");
+    }
     println!("\nTry (<id>: a ServiceRequest id printed above):");
     println!(
         "  curl -H 'Authorization: Bearer demo-gp-token' '{base}/fhir/ServiceRequest?_count=5'"
