@@ -27,6 +27,10 @@ pub use snapshot::{BaseDefinitions, SnapshotError};
 use defs::Defs;
 use primitives::PrimitiveRegexes;
 
+/// Issues one validation reports at most (enough to explain any real mistake; stops huge
+/// hostile arrays flooding the reply); past it, one warning says the list was cut.
+pub const MAX_ISSUES: usize = 500;
+
 pub const SP_SERVICE_REQUEST: &str =
     "https://fhir.sp-gateway.uk/StructureDefinition/SP-ServiceRequest";
 pub const SP_PATIENT: &str = "https://fhir.sp-gateway.uk/StructureDefinition/SP-Patient";

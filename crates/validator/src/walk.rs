@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use crate::issue::{Issue, IssueCode, Severity};
 use crate::model::{strip_version, Kind, Node, NodeId, Sd, Targets, TypeRef};
 use crate::primitives::{Prim, PrimError};
-use crate::{Options, Validator};
+use crate::{Options, Validator, MAX_ISSUES};
 
 mod bundle;
 mod conformance;
@@ -28,8 +28,6 @@ mod xhtml;
 
 /// Deeper than any real resource; stops hostile nesting long before the stack would.
 const MAX_DEPTH: usize = 96;
-/// Enough to explain any real mistake; stops huge hostile arrays flooding the reply.
-const MAX_ISSUES: usize = 500;
 /// Profiles stacked on one element (a profile, its parents, type profiles, extensions).
 const MAX_OVERLAYS: usize = 24;
 const CORE_SD_PREFIX: &str = "http://hl7.org/fhir/StructureDefinition/";
