@@ -500,3 +500,51 @@ fn measure_reports_carry_the_same_figures_and_validate_against_their_measures() 
     );
     assert_eq!(status, 400);
 }
+
+/// The page and its CSV with a token, as a script reads them: the commissioner's token opens the
+/// page (no session, so no sign-out); any other token is refused; no token asks to sign in.
+#[test]
+fn the_reports_page_opens_with_the_commissioners_token() {
+    let gateway = Gateway::start();
+    let http = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = |token: Option<&str>, path: &str| {
+        let mut request = http.get(gateway.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().expect("answer");
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_string);
+        (status, location, response.text().expect("body"))
+    };
+    let (status, _, body) = page(Some(COMMISSIONER), "/reports");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Commissioner reports"), "{body}");
+    assert!(
+        body.contains("Golden Valley Integrated Care Board"),
+        "{body}"
+    );
+    assert!(!body.contains("Sign out"), "{body}");
+
+    let day = today();
+    let csv = format!("/reports/referrals.csv?from={day}&to={day}&by=month");
+    let (status, _, body) = page(Some(COMMISSIONER), &csv);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("group,label,received,"), "{body}");
+
+    for token in [GP_TOKEN, CARERS, ADMIN_TOKEN, "not-a-token-at-all"] {
+        let (status, _, body) = page(Some(token), "/reports");
+        assert_eq!(status, 403, "{token}: {body}");
+        assert!(!body.contains("Referrals received"), "{token}: {body}");
+    }
+    let (status, location, _) = page(None, "/reports");
+    assert_eq!(status, 303);
+    assert_eq!(location.as_deref(), Some("/inbox/login"));
+}

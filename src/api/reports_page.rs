@@ -2,10 +2,11 @@
 //! as CSV (the API's CSV): `/reports`, `/reports/referrals.csv`, `/reports/wellbeing.csv`.
 
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use chrono::{Datelike, Months, NaiveDate, Utc};
 
 use super::errors::page::{html, PageError};
+use super::extract::{bearer, Commissioner};
 use super::inbox::session;
 use super::{query_pairs, AppState};
 use crate::config::CommissionerConfig;
@@ -25,11 +26,19 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/reports/wellbeing.csv", web::get().to(wellbeing_csv));
 }
 
-/// The signed-in commissioner's session and configuration, or why not.
+/// The commissioner reading the page, and the session when it is a signed-in account: a
+/// commissioner's account, or a request with the commissioner's bearer token (the same token as
+/// `/reports/v1`, for a script or a browser set to send it). Neither: sign in.
 async fn commissioner(
     state: &AppState,
     request: &HttpRequest,
-) -> Result<(Session, CommissionerConfig), PageError> {
+) -> Result<(Option<Session>, CommissionerConfig), PageError> {
+    if bearer(request).is_some() {
+        let Commissioner(config) = Commissioner::extract(request).await.map_err(|_| {
+            PageError::Forbidden("That token is not a commissioner's token.".into())
+        })?;
+        return Ok((None, config));
+    }
     let session = session(state, request).await?.ok_or(PageError::SignIn)?;
     let Membership::Commissioner(id) = &session.account.membership else {
         return Err(PageError::Forbidden(
@@ -43,7 +52,7 @@ async fn commissioner(
         .find(|c| c.id == *id)
         .cloned()
         .ok_or_else(|| PageError::Forbidden("Your commissioner is no longer configured.".into()))?;
-    Ok((session, config))
+    Ok((Some(session), config))
 }
 
 /// The asked values, with defaults for those not given: the six whole months before this one
@@ -182,12 +191,15 @@ async fn page(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpRe
         tables,
         error,
     };
-    let signed_in = SignedIn {
+    let signed_in = session.as_ref().map(|session| SignedIn {
         email: session.account.email.as_str(),
         organisation: &commissioner.name,
         csrf: &session.csrf_token,
-    };
-    Ok(html(status, reports_page(&view, &signed_in).into_string()))
+    });
+    Ok(html(
+        status,
+        reports_page(&view, signed_in.as_ref()).into_string(),
+    ))
 }
 
 fn csv(table: &Table) -> Result<HttpResponse, PageError> {

@@ -6,7 +6,7 @@ pub mod chart;
 
 use maud::{html, Markup};
 
-use crate::inbox::{layout, SignedIn};
+use crate::inbox::{layout_in, Service, SignedIn};
 use crate::reports::{Dimension, Figure, Table, TOTAL_GROUP};
 use crate::translate::instruments::Instrument;
 
@@ -217,7 +217,16 @@ fn form(asked: &Asked) -> Markup {
 }
 
 /// The page.
-pub fn reports_page(view: &ReportsView<'_>, signed_in: &SignedIn<'_>) -> Markup {
+/// The commissioners' reports: their name and home in the header.
+pub const REPORTS: Service = Service {
+    name: "Commissioner reports",
+    home: PAGE_PATH,
+    sections: &[],
+};
+
+/// The page; `signed_in` is `None` when it was asked for with the commissioner's token (no
+/// session to sign out of).
+pub fn reports_page(view: &ReportsView<'_>, signed_in: Option<&SignedIn<'_>>) -> Markup {
     let asked = view.asked;
     let content = html! {
         h1.heading-l { "Reports" }
@@ -250,5 +259,5 @@ pub fn reports_page(view: &ReportsView<'_>, signed_in: &SignedIn<'_>) -> Markup 
             }
         }
     };
-    layout("Reports", Some(signed_in), content)
+    layout_in(&REPORTS, "", "Reports", signed_in, content)
 }
