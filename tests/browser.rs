@@ -134,10 +134,15 @@ async fn click_button(client: &Client, label: &str) {
 }
 
 async fn click_xpath(client: &Client, xpath: &str) {
+    click(client, Locator::XPath(xpath)).await;
+}
+
+/// Clicks the element `locator` finds; the test fails naming it when there is none.
+async fn click(client: &Client, locator: Locator<'_>) {
     client
-        .find(Locator::XPath(xpath))
+        .find(locator)
         .await
-        .unwrap_or_else(|e| panic!("{xpath}: {e}"))
+        .unwrap_or_else(|e| panic!("{locator:?}: {e}"))
         .click()
         .await
         .expect("click");
@@ -230,13 +235,7 @@ async fn journey(base: &str, driver: &str, referral: &str) {
     assert_accessible(&client, &axe, "list").await;
     screenshot(&client, "inbox").await;
     let link = format!("a[href='/inbox/referrals/{referral}']");
-    client
-        .find(Locator::Css(&link))
-        .await
-        .expect("the referral's link")
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css(&link)).await;
 
     // Accept it.
     wait_for_text(&client, "What happens next").await;
@@ -246,24 +245,14 @@ async fn journey(base: &str, driver: &str, referral: &str) {
     wait_for_text(&client, "Saved.").await;
 
     // Record a SWEMWBS at baseline: open the form, answer all seven items.
-    client
-        .find(Locator::XPath(
-            "//summary[normalize-space()='Record SWEMWBS']",
-        ))
-        .await
-        .expect("the SWEMWBS form")
-        .click()
-        .await
-        .unwrap();
+    click(
+        &client,
+        Locator::XPath("//summary[normalize-space()='Record SWEMWBS']"),
+    )
+    .await;
     for (item, answer) in [3, 4, 3, 2, 4, 3, 5].iter().enumerate() {
         let id = format!("label[for='swemwbs-a{}-{answer}']", item + 1);
-        client
-            .find(Locator::Css(&id))
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"))
-            .click()
-            .await
-            .unwrap();
+        click(&client, Locator::Css(&id)).await;
     }
     assert_accessible(&client, &axe, "questionnaire").await;
     screenshot(&client, "questionnaire").await;
@@ -309,24 +298,12 @@ async fn onward_journey(base: &str, driver: &str, referral: &str) {
         .goto(&format!("{base}/inbox/referrals/{referral}"))
         .await
         .expect("goto");
-    client
-        .find(Locator::LinkText("Refer onward"))
-        .await
-        .expect("the Refer onward link")
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::LinkText("Refer onward")).await;
 
     // The search form, prefilled; the link worker picks the need and types the postcode.
     wait_for_text(&client, "Search the service directory").await;
     assert_accessible(&client, &axe, "onward search").await;
-    client
-        .find(Locator::Css("option[value='social-connection']"))
-        .await
-        .expect("the need")
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::Css("option[value='social-connection']")).await;
     let postcode = client
         .find(Locator::Css("input[name=postcode]"))
         .await
@@ -347,13 +324,7 @@ async fn onward_journey(base: &str, driver: &str, referral: &str) {
 
     // Choose Knit and Natter, add a note, confirm.
     let radio = format!("//input[@value='{KNIT_SERVICE}']/following-sibling::label");
-    client
-        .find(Locator::XPath(&radio))
-        .await
-        .expect("Knit and Natter's radio")
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::XPath(&radio)).await;
     client
         .find(Locator::Css("textarea[name=note]"))
         .await
@@ -431,13 +402,7 @@ async fn operator_journey(base: &str, driver: &str, dead: &str) {
     client.set_window_size(1024, 900).await.unwrap();
 
     // Retry the dead letter.
-    client
-        .find(Locator::LinkText("Dead letters"))
-        .await
-        .expect("the dead letters' link")
-        .click()
-        .await
-        .unwrap();
+    click(&client, Locator::LinkText("Dead letters")).await;
     wait_for_text(&client, dead).await;
     assert_accessible(&client, &axe, "dead letters").await;
     click_button_starting(&client, "Retry").await;
