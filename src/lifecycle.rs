@@ -382,6 +382,7 @@ impl Lifecycle<'_> {
                     let update = StatusUpdate {
                         status: VcsStatus::Cancelled,
                         reason: Some("Cancelled by the referring GP practice".into()),
+                        reason_code: None,
                         note: None,
                         occurred_at: now.fixed_offset(),
                     };

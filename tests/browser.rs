@@ -288,6 +288,54 @@ fn a_group_answers_a_referral_in_a_real_browser() {
     );
 }
 
+async fn decline_journey(base: &str, driver: &str, referral: &str) {
+    let axe = axe_source();
+    let client = open_browser(driver).await;
+    sign_in(&client, base, "ann@carers.example").await;
+    client
+        .goto(&format!("{base}/inbox/referrals/{referral}"))
+        .await
+        .expect("goto");
+    wait_for_text(&client, "If you decline, why?").await;
+
+    // Decline without a reason: the error summary names the radios, and the page stays usable.
+    click_button(&client, "Decline").await;
+    wait_for_text(&client, "Choose why you are declining the referral").await;
+    assert_accessible(&client, &axe, "decline error").await;
+    screenshot(&client, "decline-error").await;
+
+    // Choose a coded reason (by its label, as a person would) and decline.
+    click(
+        &client,
+        Locator::Css("label[for='reason_code-outside-area']"),
+    )
+    .await;
+    click_button(&client, "Decline").await;
+    wait_for_text(&client, "Saved.").await;
+    wait_for_text(&client, "This referral is closed").await;
+    client.close().await.unwrap();
+}
+
+#[test]
+fn a_group_declines_a_referral_with_a_coded_reason_in_a_real_browser() {
+    let gateway = Gateway::start();
+    add_user(&gateway, "carers-count", "ann@carers.example");
+    let referral = gateway.refer("REF-BROWSER-DECLINE");
+    let (base, id) = (gateway.base.clone(), referral.clone());
+    drive(|driver| async move { decline_journey(&base, &driver, &id).await });
+
+    // What the GP reads: rejected, the code beside the words.
+    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+    let task = &tasks["entry"][0]["resource"];
+    assert_eq!(task["status"], "rejected", "{task}");
+    assert_eq!(task["statusReason"]["text"], "Outside the area", "{task}");
+    assert_eq!(
+        task["statusReason"]["coding"][0],
+        json!({"system": "https://fhir.sp-gateway.uk/CodeSystem/decline-reason",
+               "code": "outside-area", "display": "Outside the area"})
+    );
+}
+
 const KNIT_SERVICE: &str = "f80b822c-7172-5b8d-9f63-72b7f1989394";
 
 async fn onward_journey(base: &str, driver: &str, referral: &str) {

@@ -100,20 +100,42 @@ fn a_group_without_a_crm_answers_in_the_browser_and_the_gp_sees_it() {
         page.contains("There is a problem") && page.contains("href=\"#reason\""),
         "{page}"
     );
+    // The page offers the coded reasons only while Decline is possible; declining needs one.
+    assert!(page.contains("If you decline, why?") && page.contains("value=\"no-capacity\""));
     let (status, page) = ann.post(&status_path, &[("csrf", &csrf), ("status", "declined")]);
     assert_eq!(status, 422);
-    assert!(page.contains("Enter a reason to decline"), "{page}");
+    assert!(
+        page.contains("Choose why you are declining the referral")
+            && page.contains("href=\"#reason_code\""),
+        "{page}"
+    );
+    let (status, page) = ann.post(
+        &status_path,
+        &[
+            ("csrf", &csrf),
+            ("status", "declined"),
+            ("reason_code", "full"),
+            ("reason", "We are full"),
+        ],
+    );
+    assert_eq!(status, 422);
+    assert!(
+        page.contains("Choose why you are declining the referral") && page.contains("We are full"),
+        "what was typed is kept: {page}"
+    );
     let (status, _) = ann.post(&status_path, &[("status", "accepted")]);
     assert_eq!(status, 403);
     let (status, _) = ann.post(&status_path, &[("csrf", "forged"), ("status", "accepted")]);
     assert_eq!(status, 403);
 
-    // Accept, with a note: the GP's Task says accepted.
+    // Accept, with a note: the GP's Task says accepted. A decline reason left chosen on the
+    // radios (they cannot be cleared without a script) is not used.
     let (status, to) = ann.post(
         &status_path,
         &[
             ("csrf", &csrf),
             ("status", "accepted"),
+            ("reason_code", "no-capacity"),
             ("note", "We will ring on Monday"),
         ],
     );
@@ -122,6 +144,7 @@ fn a_group_without_a_crm_answers_in_the_browser_and_the_gp_sees_it() {
     let task = &tasks["entry"][0]["resource"];
     assert_eq!(task["status"], "accepted", "{task}");
     assert_eq!(task["meta"]["versionId"], "2");
+    assert!(task.get("statusReason").is_none(), "{task}");
 
     // A SWEMWBS at baseline: stored as /vcs/v1 stores it, read by the GP as Observations.
     let (_, page) = ann.get(&to);

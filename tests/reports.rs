@@ -137,6 +137,71 @@ fn is_suppressed(table: &Value, group: &str, column: &str) -> bool {
         .is_some_and(|cells| cells.contains(&json!({"group": group, "column": column})))
 }
 
+/// Declines are counted by the code the organisation gave (`reason_code`), those given in words
+/// only as not coded; the parts add up to the declined count, and the same figures are
+/// Measures of their own.
+#[test]
+fn declines_are_reported_by_their_coded_reason() {
+    let gateway = Gateway::start();
+    let ods = "https://fhir.nhs.uk/Id/ods-organization-code";
+    for i in 0..11 {
+        let referral = refer(&gateway, &format!("rep-d-{i}"), (ods, "X1A2B"));
+        let body = match i {
+            // Six with a code alone (the GP practice reads the code's name), five in words.
+            0..=5 => json!({"status": "declined", "reason_code": "no-capacity",
+                            "occurred_at": "2026-05-10T14:00:00+01:00"}),
+            _ => json!({"status": "declined", "reason": "We are not taking referrals",
+                        "occurred_at": "2026-05-10T14:00:00+01:00"}),
+        };
+        let path = format!("/vcs/v1/referrals/{referral}/status");
+        let (code, answer) = vcs_post(&gateway, CARERS, &path, &body);
+        assert_eq!(code, 200, "{answer}");
+        if i == 0 {
+            let (_, tasks) =
+                send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+            let reason = &tasks["entry"][0]["resource"]["statusReason"];
+            assert_eq!(reason["text"], "No places", "{reason}");
+            assert_eq!(reason["coding"][0]["code"], "no-capacity", "{reason}");
+        }
+    }
+    // A code with another status is refused, naming the field.
+    let referral = refer(&gateway, "rep-d-accepted", (ods, "X1A2B"));
+    let path = format!("/vcs/v1/referrals/{referral}/status");
+    let body = json!({"status": "accepted", "reason_code": "no-capacity",
+                      "occurred_at": "2026-05-10T14:00:00+01:00"});
+    let (code, answer) = vcs_post(&gateway, CARERS, &path, &body);
+    assert_eq!(code, 422, "{answer}");
+    assert!(answer.to_string().contains("reason_code"), "{answer}");
+
+    let table = referrals(&gateway, COMMISSIONER, "organisation");
+    let all = &row(&table, "all")["values"];
+    assert_eq!(all["received"], 12, "{table}");
+    assert_eq!(all["declined"], 11, "{table}");
+    assert_eq!(all["declined.no-capacity"], 6, "{table}");
+    assert_eq!(all["declined.not-coded"], 5, "{table}");
+    assert_eq!(all["declined.risk"], 0, "zeros are shown: {table}");
+    let parts: u64 = all
+        .as_object()
+        .expect("values")
+        .iter()
+        .filter(|(key, _)| key.starts_with("declined."))
+        .map(|(_, v)| v.as_u64().expect("shown"))
+        .sum();
+    assert_eq!(parts, 11);
+
+    let day = today();
+    let (status, bundle) = get(
+        &gateway,
+        COMMISSIONER,
+        &format!(
+            "/fhir/MeasureReport?measure=referrals-declined-no-capacity&period=ge{day}&period=le{day}"
+        ),
+    );
+    assert_eq!(status, 200, "{bundle}");
+    let report = &bundle["entry"][0]["resource"];
+    assert_eq!(report["group"][0]["population"][0]["count"], 6, "{report}");
+}
+
 #[test]
 fn a_commissioner_reads_aggregates_with_small_counts_suppressed() {
     let gateway = seeded();
@@ -296,7 +361,10 @@ fn csv_has_a_heading_and_a_row_per_group() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(
         lines[0],
-        "group,label,received,accepted,declined,declined.not-coded,contacted,attended,\
+        "group,label,received,accepted,declined,declined.no-capacity,declined.not-eligible,\
+         declined.outside-area,declined.needs-beyond-service,declined.risk,\
+         declined.already-supported,declined.insufficient-information,declined.other,\
+         declined.not-coded,contacted,attended,\
          did_not_attend,completed,cancelled,median_days_to_first_contact,median_days_to_completion"
     );
     // Four organisations and the total.

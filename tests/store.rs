@@ -2317,10 +2317,40 @@ async fn reports_read_grouping_keys_first_status_times_and_scores(store: Arc<dyn
             ChangeOutcome::Applied
         );
     }
+    // Declined with a coded reason: the code is read from the Task's statusReason.
+    let declined = create(
+        &store,
+        reported_referral("REP-4", "2026-03-20T10:00:00Z", "null", "[]"),
+    )
+    .await;
+    let mut decline = step(&declined, 2, "rejected", None, "2026-03-21T10:00:00Z");
+    decline.resources[0].content = format!(
+        r#"{{"resourceType":"Task","id":"{}","status":"rejected","statusReason":{{"text":"Full","coding":[{{"system":"https://fhir.sp-gateway.uk/CodeSystem/decline-reason","code":"no-capacity"}}]}}}}"#,
+        declined.task_id
+    );
+    assert_eq!(
+        store.apply_change(decline).await.expect("apply"),
+        ChangeOutcome::Applied
+    );
     let (from, to) = (at("2026-03-01T00:00:00Z"), at("2026-04-01T00:00:00Z"));
     let mut referrals = store.reported_referrals(from, to).await.expect("read");
     referrals.sort_by_key(|r| r.keys.received_at);
-    assert_eq!(referrals.len(), 2, "REP-3 is received after the period");
+    assert_eq!(referrals.len(), 3, "REP-3 is received after the period");
+    let third = &referrals[2];
+    assert_eq!(third.keys.referral_id, declined.referral_id.to_string());
+    assert_eq!(
+        third.decline_reason,
+        Some(sp_gateway::translate::decline_reason::DeclineReason::NoCapacity)
+    );
+    let mut recorded = third.first_recorded.clone();
+    recorded.sort_by_key(|(_, when)| *when);
+    assert_eq!(
+        recorded,
+        [
+            (VcsStatus::Received, at("2026-03-20T10:00:00Z")),
+            (VcsStatus::Declined, at("2026-03-21T10:00:00Z")),
+        ]
+    );
     let first = &referrals[0];
     assert_eq!(first.keys.referral_id, followed.referral_id.to_string());
     assert_eq!(first.keys.received_at, at("2026-03-02T10:00:00Z"));
@@ -2334,6 +2364,7 @@ async fn reports_read_grouping_keys_first_status_times_and_scores(store: Arc<dyn
         Some(NeedCategory::Carers),
         "the first categorised need"
     );
+    assert_eq!(first.decline_reason, None);
     let mut recorded = first.first_recorded.clone();
     recorded.sort_by_key(|(_, when)| *when);
     assert_eq!(

@@ -5,6 +5,7 @@ use maud::{html, Markup};
 use serde_json::Value;
 
 use super::{error_summary, field_error, layout, status_label, FieldError, SignedIn};
+use crate::translate::decline_reason::DeclineReason;
 use crate::translate::instruments::Instrument;
 use crate::translate::vcs_status::VcsStatus;
 
@@ -73,6 +74,8 @@ pub struct ReferralView<'a> {
     pub errors: Vec<FieldError>,
     /// What the person typed, kept when the form comes back with errors.
     pub reason: &'a str,
+    /// The decline reason chosen (a `decline-reason` code), kept the same way.
+    pub reason_code: &'a str,
     pub note: &'a str,
     /// A confirmation to show at the top (after an action succeeded).
     pub done: Option<&'a str>,
@@ -209,8 +212,15 @@ fn actions_form(view: &ReferralView<'_>, csrf: &str) -> Markup {
         } @else {
             form method="post" action={ "/inbox/referrals/" (view.referral_id) "/status" } novalidate {
                 input type="hidden" name="csrf" value=(csrf);
+                @if allowed.iter().any(|a| a.status == VcsStatus::Declined) {
+                    (decline_reasons(&view.errors, view.reason_code))
+                }
                 (textarea(&view.errors, "reason", "Reason",
-                    "Needed to decline or when you could not make contact; the GP practice sees it.",
+                    if allowed.iter().any(|a| a.status == VcsStatus::Declined) {
+                        "If you decline, add words for the GP practice if the reason above does not say enough; they see it."
+                    } else {
+                        "Needed when you could not make contact; the GP practice sees it."
+                    },
                     view.reason))
                 (textarea(&view.errors, "note", "Note (optional)",
                     "Anything the GP practice should know.", view.note))
@@ -218,6 +228,37 @@ fn actions_form(view: &ReferralView<'_>, csrf: &str) -> Markup {
                     @for action in &allowed {
                         button.button.button--secondary[action.status != allowed[0].status]
                             type="submit" name="status" value=(action.status.as_str()) { (action.label) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The coded reasons to decline (CodeSystem `decline-reason`), as radios: counted in the
+/// commissioners' reports, never the words. Only read when the person presses Decline.
+fn decline_reasons(errors: &[FieldError], chosen: &str) -> Markup {
+    let error = field_error(errors, "reason_code");
+    html! {
+        div.form-group.form-group--error[error.is_some()] {
+            fieldset.fieldset aria-describedby={ "reason_code-hint" @if error.is_some() { " reason_code-error" } } {
+                legend.fieldset-legend { "If you decline, why?" }
+                div.hint id="reason_code-hint" {
+                    "Needed to decline. Commissioners see how many referrals were declined for each reason, never who or your words."
+                }
+                @if let Some(e) = error {
+                    span.error-message id="reason_code-error" {
+                        span.visually-hidden { "Error: " } (e.message)
+                    }
+                }
+                div.radios {
+                    @for (i, reason) in DeclineReason::ALL.into_iter().enumerate() {
+                        @let id = if i == 0 { "reason_code".to_string() } else { format!("reason_code-{}", reason.as_str()) };
+                        div.radios-item {
+                            input.radios-input type="radio" id=(id) name="reason_code"
+                                value=(reason.as_str()) checked[reason.as_str() == chosen];
+                            label.label.radios-label for=(id) { (reason.display()) }
+                        }
                     }
                 }
             }

@@ -14,10 +14,11 @@ use super::table::Figure;
 use super::wellbeing::measures as wellbeing_measures;
 use super::{
     referrals_report, wellbeing_report, Dimension, Period, ReportError, ReportRequest, Scope,
-    Table, TOTAL_GROUP,
+    Table, DECLINED_BY, DECLINED_NOT_CODED, TOTAL_GROUP,
 };
 use crate::config::Config;
 use crate::store::Store;
+use crate::translate::decline_reason::DeclineReason;
 use crate::translate::instruments::Instrument;
 
 /// Where our Measures live: `{MEASURE_BASE}/{id}` is each one's canonical URL.
@@ -71,22 +72,42 @@ impl Indicator {
 /// Every indicator we publish, in order.
 pub fn indicators() -> Vec<Indicator> {
     let mut out = Vec::new();
-    for (column, title) in [
+    let mut counts: Vec<(String, String)> = [
         ("received", "Referrals received"),
         ("accepted", "Referrals accepted"),
         ("declined", "Referrals declined"),
-        ("contacted", "Referrals where the person was contacted"),
-        ("attended", "Referrals where the person attended"),
-        (
-            "did_not_attend",
-            "Referrals where the person did not attend",
-        ),
-        ("completed", "Referrals completed"),
-        ("cancelled", "Referrals cancelled"),
-    ] {
+    ]
+    .iter()
+    .map(|(c, t)| (c.to_string(), t.to_string()))
+    .collect();
+    for reason in DeclineReason::ALL {
+        counts.push((
+            format!("{DECLINED_BY}{}", reason.as_str()),
+            format!("Referrals declined: {}", reason.display().to_lowercase()),
+        ));
+    }
+    counts.push((
+        DECLINED_NOT_CODED.to_string(),
+        "Referrals declined with no coded reason".to_string(),
+    ));
+    counts.extend(
+        [
+            ("contacted", "Referrals where the person was contacted"),
+            ("attended", "Referrals where the person attended"),
+            (
+                "did_not_attend",
+                "Referrals where the person did not attend",
+            ),
+            ("completed", "Referrals completed"),
+            ("cancelled", "Referrals cancelled"),
+        ]
+        .iter()
+        .map(|(c, t)| (c.to_string(), t.to_string())),
+    );
+    for (column, title) in counts {
         out.push(Indicator {
-            id: format!("referrals-{}", column.replace('_', "-")),
-            title: title.to_string(),
+            id: format!("referrals-{}", column.replace(['_', '.'], "-")),
+            title,
             source: Source::Referrals,
             column: column.to_string(),
             scoring: Scoring::Cohort,
@@ -433,5 +454,20 @@ mod tests {
             );
         }
         assert_eq!(find("no-such-measure"), None);
+    }
+
+    /// Every figure of the referrals report, the decline reasons included, is a Measure too.
+    #[test]
+    fn every_referrals_column_is_a_measure() {
+        let all = indicators();
+        for (key, _) in super::super::referral_columns() {
+            let found: Vec<_> = all
+                .iter()
+                .filter(|i| i.source == Source::Referrals && i.column == key)
+                .collect();
+            assert_eq!(found.len(), 1, "{key}");
+        }
+        assert!(find("referrals-declined-no-capacity").is_some());
+        assert!(find("referrals-declined-not-coded").is_some());
     }
 }

@@ -13,7 +13,7 @@
 //!   `Table` is the one shape of every report: `columns`, `rows` (one per group, then the
 //!   `all` row), each cell an `Option<Figure>` (`None`: suppressed, or not applicable such as a
 //!   mean over nobody), and `suppressed` listing the hidden cells. [`Table::to_json`] and [`Table::to_csv`] render
-//!   it as the API does; [`Table::value`] reads one cell. [`REFERRAL_COLUMNS`] lists the
+//!   it as the API does; [`Table::value`] reads one cell. [`referral_columns`] lists the
 //!   referrals table's columns; [`measures`] an instrument's measures, [`threshold`] each
 //!   measure's meaningful-change threshold with its source.
 //! - [`ReportError`]: a bad parameter (the caller's mistake: 400) or a store failure.
@@ -41,7 +41,7 @@ use crate::domain::{NeedCategory, OdsCode, VcsId};
 use crate::store::{ReportKeys, StoreError};
 use crate::translate::instruments::Instrument;
 
-pub use referrals::{referrals_report, REFERRAL_COLUMNS};
+pub use referrals::{referral_columns, referrals_report, DECLINED_BY, DECLINED_NOT_CODED};
 pub use table::{Column, Figure, Row, SuppressedCell, Table, TOTAL_GROUP};
 pub use wellbeing::{measures, threshold, wellbeing_report, Threshold};
 

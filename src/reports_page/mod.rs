@@ -7,7 +7,7 @@ pub mod chart;
 use maud::{html, Markup};
 
 use crate::inbox::{layout_in, Service, SignedIn};
-use crate::reports::{Dimension, Figure, Table, TOTAL_GROUP};
+use crate::reports::{Dimension, Figure, Row, Table, DECLINED_BY, TOTAL_GROUP};
 use crate::translate::instruments::Instrument;
 
 /// Where the page is served (under the inbox's cookie path).
@@ -102,6 +102,35 @@ fn table(table: &Table, caption: &str) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// The same table with only the columns whose key `keep` admits (the page shows the decline
+/// reasons as a table of their own, so that neither is too wide to read).
+fn columns(table: &Table, keep: impl Fn(&str) -> bool) -> Table {
+    let kept: Vec<usize> = (0..table.columns.len())
+        .filter(|&c| keep(&table.columns[c].key))
+        .collect();
+    Table {
+        columns: kept.iter().map(|&c| table.columns[c].clone()).collect(),
+        rows: table
+            .rows
+            .iter()
+            .map(|row| Row {
+                values: kept
+                    .iter()
+                    .map(|&c| row.values.get(c).copied().flatten())
+                    .collect(),
+                ..row.clone()
+            })
+            .collect(),
+        suppressed: table
+            .suppressed
+            .iter()
+            .filter(|cell| keep(&cell.column))
+            .cloned()
+            .collect(),
+        ..table.clone()
     }
 }
 
@@ -245,7 +274,10 @@ pub fn reports_page(view: &ReportsView<'_>, signed_in: Option<&SignedIn<'_>>) ->
                     (monthly_chart(&tables.by_month))
                     figcaption { "Referrals by month received, from " (asked.from) " to " (asked.to) ". The same figures by month are in the table below when grouped by month." }
                 }
-                (table(&tables.referrals, &format!("Referrals by {}", asked.by.label().to_lowercase())))
+                (table(&columns(&tables.referrals, |key| !key.starts_with(DECLINED_BY)),
+                    &format!("Referrals by {}", asked.by.label().to_lowercase())))
+                (table(&columns(&tables.referrals, |key| key == "declined" || key.starts_with(DECLINED_BY)),
+                    &format!("Declined referrals by reason, by {}", asked.by.label().to_lowercase())))
                 p { a href={ (PAGE_PATH) "/referrals.csv?" (asked.query(false)) } download { "Download the referrals table (CSV)" } }
             }
             section aria-labelledby="wellbeing-heading" {

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Duration, Utc};
 use rand::Rng;
 
+use crate::translate::decline_reason::DeclineReason;
 use crate::translate::instruments::{Instrument, Timepoint, ONS4_ITEMS};
 use crate::translate::vcs_status::VcsStatus;
 
@@ -14,16 +15,34 @@ use crate::translate::vcs_status::VcsStatus;
 pub(super) enum Step {
     /// The organisation reports a status (with the reason the status needs, if any).
     Status(VcsStatus, Option<&'static str>),
+    /// The organisation declines the referral, in words and (usually) with a code.
+    Declined(&'static str, Option<DeclineReason>),
     /// The organisation reports a questionnaire's answers.
     Outcome(Timepoint, Vec<u8>),
     /// The GP practice cancels the referral.
     CancelledByGp,
 }
 
-const DECLINE_REASONS: [&str; 3] = [
-    "Outside the area we cover",
-    "Our waiting list is closed this month",
-    "The needs described are beyond what we offer",
+/// Declines as organisations send them: most with a code, one the way a CRM that predates
+/// codes would (words only), so the reports show both.
+const DECLINE_REASONS: [(&str, Option<DeclineReason>); 5] = [
+    (
+        "Outside the area we cover",
+        Some(DeclineReason::OutsideArea),
+    ),
+    (
+        "Our waiting list is closed this month",
+        Some(DeclineReason::NoCapacity),
+    ),
+    (
+        "The needs described are beyond what we offer",
+        Some(DeclineReason::NeedsBeyondService),
+    ),
+    (
+        "Our waiting list is closed this month",
+        Some(DeclineReason::NoCapacity),
+    ),
+    ("We have already been working with this person", None),
 ];
 
 /// A number from roughly N(0, 1) (the sum of four uniforms, scaled), enough for synthetic data.
@@ -74,11 +93,8 @@ pub(super) fn plan(
         return until(steps, now);
     }
     if answer < 0.13 {
-        let reason = DECLINE_REASONS[rng.gen_range(0..DECLINE_REASONS.len())];
-        steps.push((
-            after(&mut at, rng, 4, 96),
-            Step::Status(VcsStatus::Declined, Some(reason)),
-        ));
+        let (reason, code) = DECLINE_REASONS[rng.gen_range(0..DECLINE_REASONS.len())];
+        steps.push((after(&mut at, rng, 4, 96), Step::Declined(reason, code)));
         return until(steps, now);
     }
     steps.push((
@@ -173,6 +189,10 @@ mod tests {
                         assert!(status.can_become(*next), "{status:?} -> {next:?}");
                         assert_eq!(reason.is_some(), next.needs_reason(), "{next:?}");
                         status = *next;
+                    }
+                    Step::Declined(..) => {
+                        assert!(status.can_become(VcsStatus::Declined), "{status:?}");
+                        status = VcsStatus::Declined;
                     }
                     Step::CancelledByGp => status = VcsStatus::Cancelled,
                     Step::Outcome(_, answers) => {

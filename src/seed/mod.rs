@@ -28,8 +28,10 @@ use crate::domain::{ClientId, VcsId};
 use crate::intake::{self, Endpoint, Rejected, Request};
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::store::{Attempt, CreateOutcome, DeliveryState, NextStep, Store, StoreError};
+use crate::translate::decline_reason::DeclineReason;
 use crate::translate::instruments::Instrument;
 use crate::translate::vcs_request::{OutcomeReport, StatusUpdate};
+use crate::translate::vcs_status::VcsStatus;
 use journey::Step;
 
 /// What to seed.
@@ -235,6 +237,22 @@ async fn refer(
     }
 }
 
+/// A status report as an organisation would send it, dated `at`.
+fn status_update(
+    status: VcsStatus,
+    reason: Option<&str>,
+    reason_code: Option<DeclineReason>,
+    at: DateTime<Utc>,
+) -> StatusUpdate {
+    StatusUpdate {
+        status,
+        reason: reason.map(str::to_string),
+        reason_code,
+        note: None,
+        occurred_at: at.fixed_offset(),
+    }
+}
+
 /// Applies one step of a journey at its time.
 #[allow(clippy::too_many_arguments)]
 async fn play(
@@ -249,12 +267,14 @@ async fn play(
 ) -> Result<(), SeedError> {
     match step {
         Step::Status(status, reason) => {
-            let update = StatusUpdate {
-                status,
-                reason: reason.map(str::to_string),
-                note: None,
-                occurred_at: at.fixed_offset(),
-            };
+            let update = status_update(status, reason, None, at);
+            lifecycle
+                .report_status_at(vcs, referral_id, &update, (None, None), at)
+                .await?;
+            seeded.status_reports += 1;
+        }
+        Step::Declined(reason, code) => {
+            let update = status_update(VcsStatus::Declined, Some(reason), code, at);
             lifecycle
                 .report_status_at(vcs, referral_id, &update, (None, None), at)
                 .await?;

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::rows::Cells;
 use super::StoreError;
 use crate::domain::{NeedCategory, OdsCode, VcsId};
+use crate::translate::decline_reason::DeclineReason;
 use crate::translate::instruments::Timepoint;
 use crate::translate::vcs_status::VcsStatus;
 
@@ -31,6 +32,9 @@ pub struct ReportKeys {
 pub struct ReportedReferral {
     pub keys: ReportKeys,
     pub first_recorded: Vec<(VcsStatus, DateTime<Utc>)>,
+    /// The coded reason of a decline (`Task.statusReason.coding` from our `decline-reason`),
+    /// `None` when the referral was not declined or was declined in words only.
+    pub decline_reason: Option<DeclineReason>,
 }
 
 /// One current wellbeing score of a referral received in a report's period.
@@ -95,9 +99,14 @@ pub(crate) fn task_status(referral_id: &str, code: &str) -> Result<VcsStatus, St
     }
 }
 
-/// A row of (keys, status code, first time): columns 5 and 6 are the status code and when it
-/// was first recorded, both null for a referral without a Task.
-pub(crate) type StatusRow = (ReportKeys, Option<(VcsStatus, DateTime<Utc>)>);
+/// A row of (keys, status code, first time, decline reason): columns 5 and 6 are the status
+/// code and when it was first recorded, both null for a referral without a Task; column 7 the
+/// `decline-reason` code of those Task versions, if any carries one.
+pub(crate) type StatusRow = (
+    ReportKeys,
+    Option<(VcsStatus, DateTime<Utc>)>,
+    Option<DeclineReason>,
+);
 
 pub(crate) fn status_row<R: Cells + ?Sized>(row: &R) -> Result<StatusRow, StoreError> {
     let keys = report_keys(row)?;
@@ -105,20 +114,32 @@ pub(crate) fn status_row<R: Cells + ?Sized>(row: &R) -> Result<StatusRow, StoreE
         (Some(code), Some(at)) => Some((task_status(&keys.referral_id, &code)?, at)),
         _ => None,
     };
-    Ok((keys, status))
+    let reason = match row.opt_text(7)? {
+        Some(code) => Some(DeclineReason::parse(&code).ok_or_else(|| {
+            StoreError::unreadable(
+                "Task",
+                &keys.referral_id,
+                format!("unknown decline reason {code:?}"),
+            )
+        })?),
+        None => None,
+    };
+    Ok((keys, status, reason))
 }
 
 /// Folds status rows, ordered by referral, into one `ReportedReferral` per referral.
 pub(crate) fn fold_referrals(rows: Vec<StatusRow>) -> Vec<ReportedReferral> {
     let mut out: Vec<ReportedReferral> = Vec::new();
-    for (keys, status) in rows {
+    for (keys, status, reason) in rows {
         match out.last_mut() {
             Some(last) if last.keys.referral_id == keys.referral_id => {
                 last.first_recorded.extend(status);
+                last.decline_reason = last.decline_reason.or(reason);
             }
             _ => out.push(ReportedReferral {
                 keys,
                 first_recorded: status.into_iter().collect(),
+                decline_reason: reason,
             }),
         }
     }

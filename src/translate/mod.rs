@@ -5,6 +5,7 @@
 //!
 //! - `vcs_request`: the two request bodies, typed (serde) once the API's JSON Schema check passed;
 //! - `vcs_status`: the status vocabulary and which status may follow which;
+//! - `decline_reason`: the coded reasons for declining a referral;
 //! - `instruments`: the wellbeing questionnaires, their answers and scores;
 //! - `task` and `observation`: the SP-ReferralTask and SP-OutcomeObservation we build;
 //! - `referral_record`: the record a VCS organisation receives;
@@ -14,6 +15,7 @@
 //! here against the profiles before storing it, and the tests check that what we build passes
 //! that validation.
 
+pub mod decline_reason;
 pub mod instruments;
 pub mod observation;
 pub mod referral_record;

@@ -4,6 +4,7 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use serde_json::{json, Map, Value};
 
+use super::decline_reason::DECLINE_REASON_SYSTEM;
 use super::vcs_request::StatusUpdate;
 use super::vcs_status::VcsStatus;
 use super::{fixed_text, organisation_reference, reference, utc_text};
@@ -60,11 +61,7 @@ pub fn apply_status(task: &Value, update: &StatusUpdate, now: DateTime<Utc>) -> 
     );
     // A reason belongs to this status only: a stale "no answer on three calls" must not stay on
     // the Task once the person has been reached.
-    set_or_remove(
-        obj,
-        "statusReason",
-        update.reason.as_ref().map(|text| json!({ "text": text })),
-    );
+    set_or_remove(obj, "statusReason", status_reason(update));
     let note = update
         .note
         .as_ref()
@@ -73,6 +70,20 @@ pub fn apply_status(task: &Value, update: &StatusUpdate, now: DateTime<Utc>) -> 
     obj.insert("lastModified".into(), json!(utc_text(now)));
     update_execution_period(obj, update);
     next
+}
+
+/// The organisation's words (`text`, what the GP practice reads) and, for a coded decline, the
+/// code from our `decline-reason` CodeSystem (what the commissioners' reports count).
+fn status_reason(update: &StatusUpdate) -> Option<Value> {
+    let mut reason = json!({ "text": update.reason.as_ref()? });
+    if let Some(code) = update.reason_code {
+        reason["coding"] = json!([{
+            "system": DECLINE_REASON_SYSTEM,
+            "code": code.as_str(),
+            "display": code.display(),
+        }]);
+    }
+    Some(reason)
 }
 
 fn business_status_concept(status: VcsStatus) -> Option<Value> {
@@ -165,12 +176,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::translate::decline_reason::DeclineReason;
     use crate::translate::test_support::{assert_valid, at, error_keys, errors, now, show, vcs};
 
     fn update(status: VcsStatus, reason: Option<&str>, when: &str) -> StatusUpdate {
         StatusUpdate {
             status,
             reason: reason.map(str::to_string),
+            reason_code: None,
             note: None,
             occurred_at: at(when),
         }
@@ -360,6 +373,7 @@ mod tests {
             let u = StatusUpdate {
                 status,
                 reason: reason.map(str::to_string),
+                reason_code: None,
                 note: note.map(str::to_string),
                 occurred_at: at(when),
             };
@@ -416,6 +430,28 @@ mod tests {
         assert!(
             declined.get("executionPeriod").is_none(),
             "no work was done"
+        );
+        assert!(declined["statusReason"].get("coding").is_none());
+
+        // A coded decline: the code beside the words, valid against SP-ReferralTask; the next
+        // version (none can follow a decline, but a replayed Task could) keeps no stale code.
+        let coded = apply_status(
+            &task(),
+            &StatusUpdate {
+                reason_code: Some(DeclineReason::OutsideArea),
+                ..update(
+                    VcsStatus::Declined,
+                    Some("We cover Hereford city only"),
+                    "2026-10-06T09:00:00Z",
+                )
+            },
+            now(),
+        );
+        assert_valid(&coded);
+        assert_eq!(
+            coded["statusReason"],
+            json!({"text": "We cover Hereford city only", "coding": [{
+                "system": DECLINE_REASON_SYSTEM, "code": "outside-area", "display": "Outside the area"}]})
         );
 
         let cancelled = apply_status(

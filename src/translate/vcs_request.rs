@@ -13,6 +13,7 @@ use chrono::{DateTime, Datelike, FixedOffset};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::decline_reason::DeclineReason;
 use super::instruments::{Instrument, Timepoint};
 use super::vcs_status::VcsStatus;
 
@@ -42,7 +43,10 @@ impl FieldError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StatusUpdate {
     pub status: VcsStatus,
+    /// The organisation's words; for a coded decline without words, the code's display.
     pub reason: Option<String>,
+    /// Why a referral was declined, as a code (only with `declined`).
+    pub reason_code: Option<DeclineReason>,
     pub note: Option<String>,
     pub occurred_at: DateTime<FixedOffset>,
 }
@@ -65,6 +69,8 @@ struct StatusBody {
     status: Option<VcsStatus>,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    reason_code: Option<DeclineReason>,
     #[serde(default)]
     note: Option<String>,
     #[serde(default)]
@@ -122,12 +128,29 @@ impl TryFrom<StatusBody> for StatusUpdate {
 
     fn try_from(body: StatusBody) -> Result<Self, FieldError> {
         let status = reported_status(body.status)?;
-        let reason = optional_text(body.reason, "reason", MAX_REASON_CHARS)?;
+        let reason_code = body.reason_code;
+        if reason_code.is_some() && status != VcsStatus::Declined {
+            return Err(FieldError::new(
+                "reason_code",
+                format!(
+                    "a reason code goes with declined only; the status is {}",
+                    status.as_str()
+                ),
+            ));
+        }
+        // A coded decline without words reads as the code's display.
+        let reason = optional_text(body.reason, "reason", MAX_REASON_CHARS)?
+            .or_else(|| reason_code.map(|code| code.display().to_string()));
         if status.needs_reason() && reason.is_none() {
+            let or_code = if status == VcsStatus::Declined {
+                " (or give a reason_code)"
+            } else {
+                ""
+            };
             return Err(FieldError::new(
                 "reason",
                 format!(
-                    "a reason is required when the status is {}: say why, in words the GP practice can pass on",
+                    "a reason is required when the status is {}: say why, in words the GP practice can pass on{or_code}",
                     status.as_str()
                 ),
             ));
@@ -135,6 +158,7 @@ impl TryFrom<StatusBody> for StatusUpdate {
         Ok(StatusUpdate {
             status,
             reason,
+            reason_code,
             note: optional_text(body.note, "note", MAX_NOTE_CHARS)?,
             occurred_at: required_time(body.occurred_at, "occurred_at")?,
         })
@@ -332,6 +356,36 @@ mod tests {
     }
 
     #[test]
+    fn declines_may_carry_a_coded_reason() {
+        let t = "2026-10-07T09:15:00Z";
+        // Words and a code: both kept.
+        let u = parse_status_update(&json!({"status": "declined", "reason": "Our group is full",
+            "reason_code": "no-capacity", "occurred_at": t}))
+        .expect("coded decline");
+        assert_eq!(u.reason_code, Some(DeclineReason::NoCapacity));
+        assert_eq!(u.reason.as_deref(), Some("Our group is full"));
+        // A code alone: the GP practice reads the code's display.
+        for code in DeclineReason::ALL {
+            for reason in [None, Some(json!(null)), Some(json!("  "))] {
+                let mut body =
+                    json!({"status": "declined", "reason_code": code.as_str(), "occurred_at": t});
+                if let Some(r) = reason {
+                    body["reason"] = r;
+                }
+                let u = parse_status_update(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+                assert_eq!(u.reason_code, Some(code));
+                assert_eq!(u.reason.as_deref(), Some(code.display()));
+            }
+        }
+        // Words alone, as before: no code.
+        let u = parse_status_update(
+            &json!({"status": "declined", "reason": "Full", "reason_code": null, "occurred_at": t}),
+        )
+        .expect("uncoded decline");
+        assert_eq!(u.reason_code, None);
+    }
+
+    #[test]
     fn fhir_edges_are_accepted() {
         for (note, occurred_at) in [
             ("Line one\r\n\tLine two", "2026-10-07T10:15:00+14:00"),
@@ -438,6 +492,23 @@ mod tests {
             (
                 json!({"status": "declined", "occurred_at": t, "reason": "full\u{7f}"}),
                 "reason",
+            ),
+            // A coded reason goes with declined only, and only from our CodeSystem.
+            (
+                json!({"status": "accepted", "occurred_at": t, "reason_code": "no-capacity"}),
+                "reason_code",
+            ),
+            (
+                json!({"status": "cancelled", "occurred_at": t, "reason": "Moved away", "reason_code": "other"}),
+                "reason_code",
+            ),
+            (
+                json!({"status": "declined", "occurred_at": t, "reason_code": "full"}),
+                "reason_code",
+            ),
+            (
+                json!({"status": "declined", "occurred_at": t, "reason_code": 3}),
+                "reason_code",
             ),
             (
                 json!({"status": "accepted", "occurred_at": t, "note": "a\u{0085}b"}),
@@ -576,6 +647,10 @@ mod tests {
             .filter(|s| *s != VcsStatus::Received)
             .map(|s| json!({"status": s.as_str(), "reason": "Because", "occurred_at": t}))
             .chain([
+                json!({"status": "declined", "reason_code": "outside-area", "occurred_at": t}),
+                json!({"status": "declined", "reason": "Full", "reason_code": "no-capacity", "occurred_at": t}),
+                json!({"status": "declined", "reason": "Full", "reason_code": null, "occurred_at": t}),
+                json!({"status": "accepted", "reason_code": null, "occurred_at": t}),
                 json!({"status": "accepted", "occurred_at": "2026-10-07T10:15:00Z"}),
                 json!({"status": "attended", "note": "Came to the group", "reason": null, "occurred_at": "2026-10-07T10:15:00.250Z"}),
             ])
@@ -586,6 +661,10 @@ mod tests {
             json!({"status": "accepted"}),
             json!({"occurred_at": t}),
             json!({"status": "declined", "occurred_at": t}),
+            json!({"status": "declined", "reason_code": null, "occurred_at": t}),
+            json!({"status": "declined", "reason_code": "full", "occurred_at": t}),
+            json!({"status": "accepted", "reason_code": "no-capacity", "occurred_at": t}),
+            json!({"status": "cancelled", "reason": "Moved", "reason_code": "other", "occurred_at": t}),
             json!({"status": "cancelled", "reason": null, "occurred_at": t}),
             json!({"status": "unable-to-contact", "reason": "", "occurred_at": t}),
             json!({"status": "unable-to-contact", "reason": "   ", "occurred_at": t}),

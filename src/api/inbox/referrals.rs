@@ -16,6 +16,7 @@ use crate::inbox::{
 };
 use crate::lifecycle::{Lifecycle, LifecycleError};
 use crate::store::{ReferralState, VcsReferralQuery};
+use crate::translate::decline_reason::DeclineReason;
 use crate::translate::instruments::Instrument;
 use crate::translate::vcs_request::{parse_outcome_report, parse_status_update};
 use crate::translate::vcs_status::VcsStatus;
@@ -139,6 +140,7 @@ async fn history(
 #[derive(Default, Clone, Copy)]
 struct Typed<'a> {
     reason: &'a str,
+    reason_code: &'a str,
     note: &'a str,
     done: Option<&'a str>,
 }
@@ -159,6 +161,7 @@ async fn render(
         history: history(state, referral).await?,
         errors,
         reason: typed.reason,
+        reason_code: typed.reason_code,
         note: typed.note,
         done: typed.done,
         onward: super::onward::offered(state, member, referral.vcs_status),
@@ -225,6 +228,7 @@ pub async fn post_status(
     let (member, fields, referral) = prepare(&state, &request, &body, &path).await?;
     let typed = Typed {
         reason: field(&fields, "reason").unwrap_or(""),
+        reason_code: field(&fields, "reason_code").unwrap_or(""),
         note: field(&fields, "note").unwrap_or(""),
         done: None,
     };
@@ -245,9 +249,24 @@ pub async fn post_status(
         return refuse(referral, StatusCode::CONFLICT, errors).await;
     }
     let text = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    // The decline reasons are radios, which cannot be cleared without a script: one chosen
+    // and then another action pressed is not an error, the choice is simply not used.
+    let reason_code = if action.status == VcsStatus::Declined {
+        if DeclineReason::parse(typed.reason_code).is_none() {
+            let errors = vec![FieldError::new(
+                "reason_code",
+                "Choose why you are declining the referral",
+            )];
+            return refuse(referral, StatusCode::UNPROCESSABLE_ENTITY, errors).await;
+        }
+        text(typed.reason_code)
+    } else {
+        None
+    };
     let body = json!({
         "status": action.status.as_str(),
         "reason": text(typed.reason),
+        "reason_code": reason_code,
         "note": text(typed.note),
         "occurred_at": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
     });

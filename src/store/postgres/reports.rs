@@ -10,6 +10,7 @@ use crate::store::reports::{
 };
 use crate::store::traits::Reporting;
 use crate::store::StoreError;
+use crate::translate::decline_reason::DECLINE_REASON_SYSTEM;
 
 /// The grouping keys of `referrals r` (see `reports::report_keys`).
 const KEYS: &str = "r.id, r.created_at, r.vcs_id,
@@ -26,12 +27,16 @@ impl Reporting for PostgresStore {
         to: DateTime<Utc>,
     ) -> Result<Vec<ReportedReferral>, StoreError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {KEYS}, s.step, s.first
+            "SELECT {KEYS}, s.step, s.first, s.reason
              FROM referrals r
              LEFT JOIN LATERAL (
                  SELECT COALESCE(t.content::jsonb -> 'businessStatus' -> 'coding' -> 0 ->> 'code',
                                  t.content::jsonb ->> 'status') AS step,
-                        MIN(t.last_updated) AS first
+                        MIN(t.last_updated) AS first,
+                        MIN(CASE WHEN t.content::jsonb -> 'statusReason' -> 'coding' -> 0 ->> 'system'
+                                      = '{DECLINE_REASON_SYSTEM}'
+                            THEN t.content::jsonb -> 'statusReason' -> 'coding' -> 0 ->> 'code' END)
+                            AS reason
                  FROM resources t
                  WHERE t.referral_id = r.id AND t.resource_type = 'Task'
                  GROUP BY 1

@@ -11,6 +11,7 @@ use crate::store::reports::{
 };
 use crate::store::traits::Reporting;
 use crate::store::{timestamp, StoreError};
+use crate::translate::decline_reason::DECLINE_REASON_SYSTEM;
 
 /// The grouping keys of `referrals r` (see `reports::report_keys`).
 const KEYS: &str = "r.id, r.created_at, r.vcs_id,
@@ -32,7 +33,10 @@ impl Reporting for SqliteStore {
                     "SELECT {KEYS},
                          COALESCE(json_extract(t.content, '$.businessStatus.coding[0].code'),
                                   json_extract(t.content, '$.status')) AS step,
-                         MIN(t.last_updated)
+                         MIN(t.last_updated),
+                         MIN(CASE WHEN json_extract(t.content, '$.statusReason.coding[0].system')
+                                       = '{DECLINE_REASON_SYSTEM}'
+                             THEN json_extract(t.content, '$.statusReason.coding[0].code') END)
                      FROM referrals r
                      LEFT JOIN resources t ON t.referral_id = r.id AND t.resource_type = 'Task'
                      WHERE r.created_at >= ?1 AND r.created_at < ?2
