@@ -288,6 +288,8 @@ impl DeliveryAdmin for PostgresStore {
     }
 
     async fn endpoint_health(&self) -> Result<Vec<EndpointHealth>, StoreError> {
+        // This replica's buffered changes first; other replicas' arrive within a second.
+        self.health.flush(&self.pool).await?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {HEALTH_COLUMNS} FROM endpoint_health ORDER BY vcs_id"
         )))

@@ -49,6 +49,7 @@ const CREATE_ATTEMPTS: usize = 3;
 pub struct PostgresStore {
     pool: PgPool,
     work: engine::WorkSignal,
+    health: dashboard::HealthBuffer,
 }
 
 /// The schema, in order. Applied under an advisory lock, so replicas starting together take
@@ -237,6 +238,10 @@ impl PostgresStore {
             }
         }
         let work = engine::WorkSignal::start(pool.clone());
-        Ok(PostgresStore { pool, work })
+        Ok(PostgresStore {
+            pool,
+            work,
+            health: dashboard::HealthBuffer::default(),
+        })
     }
 }

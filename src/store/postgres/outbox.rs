@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 
 use super::admin::set_endpoint;
-use super::dashboard::record_health;
 use super::engine::{listen_for_work, Tx};
 use super::PostgresStore;
 use crate::domain::VcsId;
@@ -46,17 +45,18 @@ pub(super) async fn insert_outbox(
 
 /// Writes what `record` says an attempt leads to: the attempt, the message's new state and
 /// the disclosure it made, in one statement (one round trip; the three commit together).
+/// Answers the VCS id when the message went to a webhook (its health changes).
 async fn write_attempt<'c, E>(
     conn: E,
     message_id: &str,
     record: &AttemptRecord,
-) -> Result<(), StoreError>
+) -> Result<Option<String>, StoreError>
 where
     E: sqlx::PgExecutor<'c>,
 {
     let attempt = &record.attempt;
     let disclosure = record.disclosure.as_ref();
-    sqlx::query(
+    let webhook: Option<String> = sqlx::query_scalar(
         "WITH attempt AS (
              INSERT INTO delivery_attempts (message_id, attempted_at, status_code, latency_ms,
                                             error, response_prefix)
@@ -64,11 +64,14 @@ where
          message AS (
              UPDATE outbox SET state = $7, next_attempt_at = $8, delivered_at = $9,
                     lease_until = NULL, attempts = attempts + 1, last_error = $5
-             WHERE id = $1)
-         INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id,
-                                patient_id, outcome, correlation_id)
-         SELECT $2, $10, $11, $12, $13, r.patient_id, 'success', $1
-         FROM referrals r WHERE $10::text IS NOT NULL AND r.id = $13",
+             WHERE id = $1
+             RETURNING vcs_id, target_kind),
+         disclosure AS (
+             INSERT INTO audit_log (recorded_at, actor, action, resource_type, resource_id,
+                                    patient_id, outcome, correlation_id)
+             SELECT $2, $10, $11, $12, $13, r.patient_id, 'success', $1
+             FROM referrals r WHERE $10::text IS NOT NULL AND r.id = $13)
+         SELECT vcs_id FROM message WHERE target_kind = 'vcs'",
     )
     .bind(message_id)
     .bind(attempt.at)
@@ -83,9 +86,9 @@ where
     .bind(disclosure.map(|d| d.action.as_str()))
     .bind(disclosure.map(|d| d.resource_type.as_str()))
     .bind(disclosure.map(|d| d.resource_id.as_str()))
-    .execute(conn)
+    .fetch_optional(conn)
     .await?;
-    Ok(())
+    Ok(webhook)
 }
 
 /// Switches off what a `410 Gone` named, inside `conn`'s transaction.
@@ -185,18 +188,22 @@ impl Outbox for PostgresStore {
         message_id: &str,
         record: AttemptRecord,
     ) -> Result<(), StoreError> {
-        // The attempt, the message's state, the disclosure, the endpoint's health and what a
-        // `410` switches off commit together (one flush).
+        // The attempt, the message's state, the disclosure and what a `410` switches off
+        // commit together (one flush); the endpoint's health is buffered (`HealthBuffer`).
         let mut tx = self.pool.begin().await?;
-        write_attempt(&mut *tx, message_id, &record).await?;
-        let health = HealthChange::of(
-            record.state == DeliveryState::Delivered,
-            record.attempt.error.as_deref(),
-            record.attempt.status_code,
-        );
-        record_health(&mut tx, message_id, record.attempt.at, &health).await?;
+        let webhook = write_attempt(&mut *tx, message_id, &record).await?;
         write_switch_off(&mut tx, &record, record.attempt.at).await?;
         tx.commit().await?;
+        if let Some(vcs_id) = webhook {
+            let health = HealthChange::of(
+                record.state == DeliveryState::Delivered,
+                record.attempt.error.as_deref(),
+                record.attempt.status_code,
+            );
+            self.health
+                .note(&self.pool, vcs_id, record.attempt.at, &health)
+                .await;
+        }
         Ok(())
     }
 
