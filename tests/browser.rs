@@ -302,6 +302,23 @@ async fn decline_journey(base: &str, driver: &str, referral: &str) {
     click_button(&client, "Decline").await;
     wait_for_text(&client, "Choose why you are declining the referral").await;
     assert_accessible(&client, &axe, "decline error").await;
+    // The summary's link goes to the radios (the first one carries the field's id).
+    click(
+        &client,
+        Locator::LinkText("Choose why you are declining the referral"),
+    )
+    .await;
+    assert!(client
+        .current_url()
+        .await
+        .unwrap()
+        .as_str()
+        .ends_with("#reason_code"));
+    // For the README's picture: the legend and the error above the radios in view too.
+    client
+        .execute("window.scrollBy(0, -170)", vec![])
+        .await
+        .expect("scroll");
     screenshot(&client, "decline-error").await;
 
     // Choose a coded reason (by its label, as a person would) and decline.
