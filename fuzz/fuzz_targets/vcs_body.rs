@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
         let task = new_task("t1", "sr1", "p1", vcs, now);
         let next = apply_status(&task, &update, now);
         let errors = s.validation.errors(&next);
-        assert!(errors.is_empty(), "accepted status made an invalid Task: {errors:?}");
+        assert!(
+            errors.is_empty(),
+            "accepted status made an invalid Task: {errors:?}"
+        );
     }
     if let Ok(report) = parse_outcome_report(&body) {
         let ids: Vec<String> = (0..observation_count(report.instrument))
@@ -45,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         for observation in outcome_observations(&report, &ids, "sr1", "p1", vcs) {
             let errors = s.validation.errors(&observation);
-            assert!(errors.is_empty(), "accepted outcome made an invalid Observation: {errors:?}");
+            assert!(
+                errors.is_empty(),
+                "accepted outcome made an invalid Observation: {errors:?}"
+            );
         }
     }
 });
