@@ -263,17 +263,31 @@ async fn journey(base: &str, driver: &str, referral: &str) {
     client.close().await.unwrap();
 }
 
-#[test]
-fn a_group_answers_a_referral_in_a_real_browser() {
+/// A gateway where Ann of Carers Count has one new referral (`reference`); `journey(base,
+/// driver, referral)` runs in the browser. Answers the gateway, the referral's id and the Task
+/// the GP practice reads afterwards.
+fn ann_answers<F, Fut>(reference: &str, journey: F) -> (Gateway, String, Value)
+where
+    F: FnOnce(String, String, String) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let gateway = Gateway::start();
     add_user(&gateway, "carers-count", "ann@carers.example");
-    let referral = gateway.refer("REF-BROWSER-1");
+    let referral = gateway.refer(reference);
     let (base, id) = (gateway.base.clone(), referral.clone());
-    drive(|driver| async move { journey(&base, &driver, &id).await });
+    drive(|driver| journey(base, driver, id));
+    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
+    let task = tasks["entry"][0]["resource"].clone();
+    (gateway, referral, task)
+}
+
+#[test]
+fn a_group_answers_a_referral_in_a_real_browser() {
+    let (gateway, referral, task) = ann_answers("REF-BROWSER-1", |base, driver, id| async move {
+        journey(&base, &driver, &id).await
+    });
 
     // What the GP reads.
-    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
-    let task = &tasks["entry"][0]["resource"];
     assert_eq!(task["status"], "accepted", "{task}");
     let (_, observations) = send(gateway.get(&format!(
         "/fhir/Observation?based-on=ServiceRequest/{referral}"
@@ -335,15 +349,11 @@ async fn decline_journey(base: &str, driver: &str, referral: &str) {
 
 #[test]
 fn a_group_declines_a_referral_with_a_coded_reason_in_a_real_browser() {
-    let gateway = Gateway::start();
-    add_user(&gateway, "carers-count", "ann@carers.example");
-    let referral = gateway.refer("REF-BROWSER-DECLINE");
-    let (base, id) = (gateway.base.clone(), referral.clone());
-    drive(|driver| async move { decline_journey(&base, &driver, &id).await });
+    let (_, _, task) = ann_answers("REF-BROWSER-DECLINE", |base, driver, id| async move {
+        decline_journey(&base, &driver, &id).await
+    });
 
     // What the GP reads: rejected, the code beside the words.
-    let (_, tasks) = send(gateway.get(&format!("/fhir/Task?focus=ServiceRequest/{referral}")));
-    let task = &tasks["entry"][0]["resource"];
     assert_eq!(task["status"], "rejected", "{task}");
     assert_eq!(task["statusReason"]["text"], "Outside the area", "{task}");
     assert_eq!(
