@@ -24,7 +24,8 @@ pub(super) enum Step {
 }
 
 /// Declines as organisations send them: most with a code, one the way a CRM that predates
-/// codes would (words only), so the reports show both.
+/// codes would (words only), so the reports show both. A closed waiting list is listed twice:
+/// it is the commonest answer.
 const DECLINE_REASONS: [(&str, Option<DeclineReason>); 5] = [
     (
         "Outside the area we cover",
